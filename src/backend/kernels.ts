@@ -1,0 +1,75 @@
+/**
+ * The kernel interface the model calls. The forward pass (model/) is written once against this;
+ * backends (js = the exact oracle, wasm = SIMD on worker threads) implement it and are swapped,
+ * never forked into a second model.
+ *
+ * Legend: T rows (tokens in this call, across all sequences of a batch), D model width,
+ * H query heads, Hkv KV heads, d head size, S cache slots.
+ */
+
+/**
+ * How a linear weight is stored. Every backend reads the stored form directly (quantised weights
+ * stay quantised in memory); layouts/ has the exact dequantisation that defines each one.
+ */
+export type LinearFormat =
+  /** Plain floats; `in-major` is the checkpoint's [in, out], `out-major` is [out, in] (one row per output, GGUF's orientation). */
+  | { readonly kind: 'dense'; readonly dtype: 'f32' | 'f16' | 'bf16'; readonly order: 'in-major' | 'out-major' }
+  /** The official checkpoint: int8 [in, out] with bf16 scales [groups, out]; input row k uses scale row floor(k·groups/in). */
+  | { readonly kind: 'int8-grouped'; readonly groups: number }
+  /** A GGUF block-quantised type: out-major rows of `inDim` values each, `inDim` a multiple of the type's block. */
+  | { readonly kind: 'ggml'; readonly type: string };
+
+/** y[T, outDim] = x[T, inDim] · W. Bytes are read from disk on first use and kept until released. */
+export interface LinearWeight {
+  /** Parameter name for messages (with `[e]` for one expert of a stacked tensor). */
+  readonly name: string;
+  readonly inDim: number;
+  readonly outDim: number;
+  readonly format: LinearFormat;
+  /** Bytes this weight occupies on disk / in memory in its stored form (weights + scales). */
+  readonly byteLength: number;
+  /** The stored weight bytes (for int8-grouped: the int8 values). */
+  bytes(): Uint8Array;
+  /** int8-grouped only: the bf16 scales, [groups, outDim] little-endian. */
+  scaleBytes(): Uint8Array;
+  /** Drops the cached bytes, e.g. once a backend has copied them into its own memory; a later bytes() re-reads. */
+  release(): void;
+}
+
+export interface AttentionArgs {
+  /** [T, H·d] output, head-major columns. */
+  readonly out: Float32Array;
+  /** [T, H·d] queries, RoPE already applied. */
+  readonly q: Float32Array;
+  /** This layer's cache, [S, Hkv·d] each, K after RoPE; the T new rows are already written at start..start+T-1. */
+  readonly k: Float32Array;
+  readonly v: Float32Array;
+  /** [S] 1 where the slot holds a non-pad token (pad ids are masked as keys). */
+  readonly keyValid: Uint8Array;
+  readonly T: number;
+  /** Position of the first query row; query i sees keys j ≤ start + i. */
+  readonly start: number;
+  readonly numQHeads: number;
+  readonly numKvHeads: number;
+  readonly headDim: number;
+  /** Attention logits are multiplied by this (attn_output_multiplier)… */
+  readonly scale: number;
+  /** …then capped at softcap·tanh(x/softcap) (0 = no cap), then masked, then softmaxed. */
+  readonly softcap: number;
+}
+
+export interface Kernels {
+  readonly name: string;
+  /** out[T, w.outDim] = x[T, w.inDim] · w. */
+  matmul(out: Float32Array, x: Float32Array, T: number, w: LinearWeight): void;
+  /** out[t] = x[t] / sqrt(mean(x[t]²) + eps) · scale, per row of D. `out` may alias `x`. */
+  rmsNorm(out: Float32Array, x: Float32Array, T: number, D: number, scale: Float32Array, eps: number): void;
+  /** Rotate-half RoPE in place on x [T, heads·headDim]; row t is at position positions[t]. */
+  rope(x: Float32Array, T: number, heads: number, headDim: number, positions: Int32Array, base: number): void;
+  /** GQA attention: query head h uses KV head floor(h / (H/Hkv)). */
+  attention(a: AttentionArgs): void;
+  /** gate[i] = gelu_tanh(gate[i]) · up[i] for i < n, in place. */
+  geluMul(gate: Float32Array, up: Float32Array, n: number): void;
+  /** Frees worker threads / memories. The js backend has nothing to free. */
+  close(): Promise<void>;
+}

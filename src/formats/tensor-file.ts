@@ -1,0 +1,120 @@
+/**
+ * Positional, lazy reads of byte ranges: the one place that holds file handles. A ByteSource may
+ * span several files (raw `.partNofM` splits) and is read as one logical file, never concatenated
+ * on disk.
+ */
+import * as fs from 'node:fs';
+import { FormatError } from '../errors.js';
+
+export interface ByteSource {
+  /** What error messages call this source (a path, or `a.part1of3+…`). */
+  readonly name: string;
+  readonly size: number;
+  /** Reads exactly `length` bytes at `offset` into a fresh buffer; a range past the end is a FormatError. */
+  read(offset: number, length: number): Uint8Array;
+  close(): void;
+}
+
+/** fs.readSync moves at most 2 GiB per call; larger tensors are read in chunks. */
+const MAX_READ = 1 << 30;
+
+function checkRange(src: ByteSource, offset: number, length: number, what = 'a byte range'): void {
+  if (!Number.isSafeInteger(offset) || !Number.isSafeInteger(length) || offset < 0 || length < 0 || offset + length > src.size) {
+    throw new FormatError({
+      file: src.name,
+      offset,
+      expected: `${what} of ${length} bytes inside the file's ${src.size} bytes`,
+      found: `it ends at byte ${offset + length}`,
+    });
+  }
+}
+
+export class FileSource implements ByteSource {
+  readonly name: string;
+  readonly size: number;
+  private fd: number | undefined;
+
+  constructor(path: string) {
+    this.name = path;
+    try {
+      this.fd = fs.openSync(path, 'r');
+      this.size = fs.fstatSync(this.fd).size;
+    } catch (err) {
+      throw new FormatError({ file: path, expected: 'a readable file', found: (err as Error).message, cause: err });
+    }
+  }
+
+  read(offset: number, length: number): Uint8Array {
+    checkRange(this, offset, length);
+    const out = new Uint8Array(length);
+    this.readInto(out, offset);
+    return out;
+  }
+
+  /** Reads `out.length` bytes at `offset` into `out` (which may be a view into a larger buffer). */
+  readInto(out: Uint8Array, offset: number): void {
+    checkRange(this, offset, out.length);
+    if (this.fd === undefined) throw new FormatError({ file: this.name, expected: 'an open file', found: 'it was closed' });
+    let done = 0;
+    while (done < out.length) {
+      const n = fs.readSync(this.fd, out, done, Math.min(MAX_READ, out.length - done), offset + done);
+      if (n <= 0) throw new FormatError({ file: this.name, offset: offset + done, expected: `${out.length - done} more bytes`, found: 'end of file' });
+      done += n;
+    }
+  }
+
+  close(): void {
+    if (this.fd !== undefined) fs.closeSync(this.fd);
+    this.fd = undefined;
+  }
+}
+
+/** Several files read as their concatenation (raw byte splits). */
+export class ConcatSource implements ByteSource {
+  readonly name: string;
+  readonly size: number;
+  private readonly starts: number[] = [];
+
+  constructor(private readonly parts: FileSource[]) {
+    this.name = parts.map((p) => p.name).join('+');
+    let at = 0;
+    for (const p of parts) {
+      this.starts.push(at);
+      at += p.size;
+    }
+    this.size = at;
+  }
+
+  read(offset: number, length: number): Uint8Array {
+    checkRange(this, offset, length);
+    const out = new Uint8Array(length);
+    let done = 0;
+    for (let i = 0; i < this.parts.length && done < length; i++) {
+      const start = this.starts[i]!;
+      const part = this.parts[i]!;
+      const pos = offset + done;
+      if (pos >= start + part.size) continue;
+      const n = Math.min(length - done, start + part.size - pos);
+      part.readInto(out.subarray(done, done + n), pos - start);
+      done += n;
+    }
+    return out;
+  }
+
+  close(): void {
+    for (const p of this.parts) p.close();
+  }
+}
+
+/** Bytes already in memory (tests, bundled assets). */
+export class MemorySource implements ByteSource {
+  readonly size: number;
+  constructor(readonly name: string, private readonly bytes: Uint8Array) {
+    this.size = bytes.length;
+  }
+  read(offset: number, length: number): Uint8Array {
+    checkRange(this, offset, length);
+    return this.bytes.slice(offset, offset + length);
+  }
+  close(): void {}
+}
