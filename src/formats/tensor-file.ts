@@ -10,7 +10,7 @@ export interface ByteSource {
   /** What error messages call this source (a path, or `a.part1of3+…`). */
   readonly name: string;
   readonly size: number;
-  /** Reads exactly `length` bytes at `offset` into a fresh buffer; a range past the end is a FormatError. */
+  /** Reads exactly `length` bytes at `offset` (a fresh buffer, or a view for in-memory sources); a range past the end is a FormatError. */
   read(offset: number, length: number): Uint8Array;
   close(): void;
 }
@@ -114,7 +114,7 @@ export class MemorySource implements ByteSource {
   }
   read(offset: number, length: number): Uint8Array {
     checkRange(this, offset, length);
-    return this.bytes.slice(offset, offset + length);
+    return this.bytes.subarray(offset, offset + length); // a view: the bytes are already in memory
   }
   close(): void {}
 }

@@ -73,13 +73,13 @@ export function f16Table65536(): Float32Array {
 /** Little-endian u16 array view over bytes (copies when unaligned). */
 export function u16View(bytes: Uint8Array): Uint16Array {
   if (bytes.byteOffset % 2 === 0) return new Uint16Array(bytes.buffer, bytes.byteOffset, bytes.byteLength >>> 1);
-  return new Uint16Array(bytes.slice().buffer, 0, bytes.byteLength >>> 1);
+  return new Uint16Array(copyBytes(bytes).buffer, 0, bytes.byteLength >>> 1);
 }
 
 /** Little-endian f32 array view over bytes (copies when unaligned). */
 export function f32View(bytes: Uint8Array): Float32Array {
   if (bytes.byteOffset % 4 === 0) return new Float32Array(bytes.buffer, bytes.byteOffset, bytes.byteLength >>> 2);
-  return new Float32Array(bytes.slice().buffer, 0, bytes.byteLength >>> 2);
+  return new Float32Array(copyBytes(bytes).buffer, 0, bytes.byteLength >>> 2);
 }
 
 /** bf16 bytes → f32 array. */
@@ -97,5 +97,12 @@ export function f16BytesToF32(bytes: Uint8Array): Float32Array {
   const t = f16Table65536();
   const out = new Float32Array(u.length);
   for (let i = 0; i < u.length; i++) out[i] = t[u[i]!]!;
+  return out;
+}
+
+/** A fresh, aligned copy. (Buffer#slice is a view, not a copy, so it must not be used for this.) */
+export function copyBytes(bytes: Uint8Array): Uint8Array {
+  const out = new Uint8Array(bytes.byteLength);
+  out.set(bytes);
   return out;
 }
