@@ -5,6 +5,7 @@
  */
 import * as fs from 'node:fs';
 import { FormatError } from '../errors.js';
+import { copyBytes } from '../tensor/dtype.js';
 
 export interface ByteSource {
   /** What error messages call this source (a path, or `a.part1of3+…`). */
@@ -114,7 +115,9 @@ export class MemorySource implements ByteSource {
   }
   read(offset: number, length: number): Uint8Array {
     checkRange(this, offset, length);
-    return this.bytes.subarray(offset, offset + length); // a view: the bytes are already in memory
+    const view = this.bytes.subarray(offset, offset + length);
+    // A view costs nothing, but typed-array views over it need 8-byte alignment; else copy once.
+    return view.byteOffset % 8 === 0 ? view : copyBytes(view);
   }
   close(): void {}
 }

@@ -56,13 +56,32 @@ function matmulOutMajor(out: Float32Array, x: Float32Array, T: number, w: Linear
   const O = w.outDim;
   for (let o = 0; o < O; o++) {
     const r = row(o);
-    for (let t = 0; t < T; t++) {
-      let acc = 0;
-      const base = t * I;
-      for (let i = 0; i < I; i++) acc += x[base + i]! * r[i]!;
-      out[t * O + o] = acc;
-    }
+    for (let t = 0; t < T; t++) out[t * O + o] = dot(x, t * I, r, 0, I);
   }
+}
+
+/** The common f32 case without a per-row view (the tied output projection is V rows). */
+function matmulOutMajorF32(out: Float32Array, x: Float32Array, T: number, W: Float32Array, I: number, O: number): void {
+  for (let o = 0; o < O; o++) {
+    for (let t = 0; t < T; t++) out[t * O + o] = dot(x, t * I, W, o * I, I);
+  }
+}
+
+/** Σ a[ai + i]·b[bi + i] in float64, four partial sums for instruction-level parallelism. */
+function dot(a: Float32Array, ai: number, b: Float32Array, bi: number, n: number): number {
+  let s0 = 0;
+  let s1 = 0;
+  let s2 = 0;
+  let s3 = 0;
+  let i = 0;
+  for (; i + 4 <= n; i += 4) {
+    s0 += a[ai + i]! * b[bi + i]!;
+    s1 += a[ai + i + 1]! * b[bi + i + 1]!;
+    s2 += a[ai + i + 2]! * b[bi + i + 2]!;
+    s3 += a[ai + i + 3]! * b[bi + i + 3]!;
+  }
+  for (; i < n; i++) s0 += a[ai + i]! * b[bi + i]!;
+  return s0 + s1 + (s2 + s3);
 }
 
 /** Row o of an out-major weight as f32 (a view for f32, a fresh dequantisation otherwise). */
@@ -92,6 +111,7 @@ export function outMajorRowReader(w: LinearWeight): (o: number) => Float32Array 
 function matmul(out: Float32Array, x: Float32Array, T: number, w: LinearWeight): void {
   const f = w.format;
   if (f.kind === 'int8-grouped') return matmulInt8Grouped(out, x, T, w, f.groups);
+  if (f.kind === 'dense' && f.order === 'out-major' && f.dtype === 'f32') return matmulOutMajorF32(out, x, T, f32View(w.bytes()), w.inDim, w.outDim);
   if (f.kind === 'dense' && f.order === 'in-major') {
     const bytes = w.bytes();
     const W = f.dtype === 'f32' ? f32View(bytes) : f.dtype === 'bf16' ? bf16BytesToF32(bytes) : f16BytesToF32(bytes);

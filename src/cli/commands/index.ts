@@ -1,4 +1,8 @@
 /** Every `grok-ts` command, in the order `--help` lists them. */
 import type { Command } from '../command.js';
+import { chatCommand } from './chat.js';
+import { evalCommand } from './eval.js';
+import { generateCommand } from './generate.js';
+import { inspectCommand } from './inspect.js';
 
-export const COMMANDS: Command[] = [];
+export const COMMANDS: Command[] = [generateCommand, chatCommand, evalCommand, inspectCommand];

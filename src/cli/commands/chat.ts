@@ -1,0 +1,76 @@
+/** `grok-ts chat`: an interactive loop for people, history kept in the KV cache. */
+import * as readline from 'node:readline';
+import { AbortError, ContextLengthError } from '../../errors.js';
+import { type Command } from '../command.js';
+import { GENERATION_HELP, GENERATION_OPTIONS, generationOptions, MODEL_HELP, MODEL_OPTIONS, openModel } from '../model-options.js';
+
+export const chatCommand: Command = {
+  name: 'chat',
+  summary: 'talk to the model interactively (/reset to start over, Ctrl-C stops a reply, Ctrl-D quits)',
+  help: `Usage: grok-ts chat [options]
+
+Grok-1 is a base model, so turns are written as a plain transcript ("User: …", "Assistant: …")
+that the model continues; a reply ends at EOS, when the model starts a new turn, or at
+--max-tokens. The conversation stays in the KV cache: each turn only processes its new text.
+
+Commands: /reset forgets the conversation, /quit (or Ctrl-D) leaves. Ctrl-C interrupts a reply.
+
+${GENERATION_HELP}
+
+${MODEL_HELP}
+`,
+  options: { ...MODEL_OPTIONS, ...GENERATION_OPTIONS },
+  async run(ctx) {
+    const options = generationOptions(ctx, { temperature: 0.8 });
+    const lm = await openModel(ctx);
+    const session = lm.chat();
+    const rl = readline.createInterface({ input: ctx.stdin, output: ctx.stdout, terminal: (ctx.stdin as { isTTY?: boolean }).isTTY === true });
+    let reply: AbortController | undefined;
+    rl.on('SIGINT', () => {
+      if (reply) reply.abort(new AbortError('reply interrupted'));
+      else {
+        ctx.stdout.write('\n(Ctrl-D or /quit to leave)\n');
+        rl.prompt();
+      }
+    });
+    const onOuterAbort = () => reply?.abort(new AbortError('interrupted'));
+    ctx.signal.addEventListener('abort', onOuterAbort);
+    rl.setPrompt('> ');
+    try {
+      ctx.stdout.write(`grok-ts chat (${lm.isDemo ? 'built-in demo model' : lm.files.path}, ${lm.backend} backend). /reset, /quit, Ctrl-C stops a reply.\n`);
+      rl.prompt();
+      for await (const line of rl) {
+        const text = line.trim();
+        if (text === '/quit' || text === '/exit') break;
+        if (text === '/reset') {
+          session.reset();
+          ctx.stdout.write('(conversation reset)\n');
+          rl.prompt();
+          continue;
+        }
+        if (text === '') {
+          rl.prompt();
+          continue;
+        }
+        reply = new AbortController();
+        try {
+          for await (const chunk of session.send(text, { ...options, signal: reply.signal })) ctx.stdout.write(chunk.text);
+          ctx.stdout.write('\n');
+        } catch (err) {
+          if (err instanceof AbortError) ctx.stdout.write(' [interrupted]\n');
+          else if (err instanceof ContextLengthError) ctx.stdout.write(`\n(${err.message}; /reset to start over)\n`);
+          else throw err;
+        } finally {
+          reply = undefined;
+        }
+        if (ctx.signal.aborted) break;
+        rl.prompt();
+      }
+      return 0;
+    } finally {
+      ctx.signal.removeEventListener('abort', onOuterAbort);
+      rl.close();
+      await lm.close();
+    }
+  },
+};

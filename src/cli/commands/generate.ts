@@ -1,0 +1,86 @@
+/** `grok-ts generate`: stream a continuation to the terminal, or print JSON. */
+import { UsageError } from '../../errors.js';
+import { num, parseIds, str, type Command } from '../command.js';
+import { GENERATION_HELP, GENERATION_OPTIONS, generationOptions, MODEL_HELP, MODEL_OPTIONS, openModel } from '../model-options.js';
+import { readAll } from '../stdin.js';
+
+export const generateCommand: Command = {
+  name: 'generate',
+  summary: 'continue a prompt (streams text; --json for ids, finish reason and usage)',
+  help: `Usage: grok-ts generate (--prompt TEXT | --ids 5,6,7) [options]
+
+Streams the continuation of the prompt to standard output as it is produced. With no --model,
+runs the built-in demo model.
+
+  -p, --prompt TEXT     the prompt ("-" reads standard input)
+      --ids LIST        comma-separated prompt token ids instead of text (then EOS does not stop
+                        generation unless --stop-at-eos, as in the official runner)
+      --json            print {"text", "ids", "finish_reason", "usage", "seed"} at the end instead of streaming
+      --logprobs N      with --json: log-probabilities of each token and N alternatives (0-20)
+      --truncate left   keep the end of a prompt longer than the context (default: error)
+
+${GENERATION_HELP}
+
+${MODEL_HELP}
+`,
+  options: {
+    ...MODEL_OPTIONS,
+    ...GENERATION_OPTIONS,
+    prompt: { type: 'string', short: 'p' },
+    ids: { type: 'string' },
+    json: { type: 'boolean' },
+    logprobs: { type: 'string' },
+    truncate: { type: 'string' },
+  },
+  async run(ctx) {
+    const rawPrompt = str(ctx, 'prompt');
+    const rawIds = str(ctx, 'ids');
+    if ((rawPrompt === undefined) === (rawIds === undefined)) throw new UsageError('give exactly one of --prompt or --ids', 'prompt');
+    const prompt: string | number[] = rawIds !== undefined ? parseIds(rawIds) : rawPrompt === '-' ? await readAll(ctx.stdin) : rawPrompt!;
+    const truncate = str(ctx, 'truncate');
+    if (truncate !== undefined && truncate !== 'left' && truncate !== 'error') throw new UsageError('--truncate must be left or error', 'truncate');
+    const logprobs = num(ctx, 'logprobs', { integer: true, min: 0, max: 20 });
+    const json = ctx.values.json === true;
+    const options = {
+      // Token ids in, token ids out: the official runner's semantics, which do not stop at EOS.
+      ...generationOptions(ctx, { temperature: 0.8, ignoreEos: rawIds !== undefined }),
+      ...(truncate ? { truncate: truncate as 'left' | 'error' } : {}),
+      ...(logprobs !== undefined ? { logprobs } : {}),
+      signal: ctx.signal,
+    };
+    const lm = await openModel(ctx);
+    try {
+      const stream = lm.stream(prompt, options);
+      let wrote = false;
+      try {
+        for await (const chunk of stream) {
+          if (!json && chunk.text) {
+            ctx.stdout.write(chunk.text);
+            wrote = true;
+          }
+        }
+      } finally {
+        if (!json && wrote) ctx.stdout.write('\n');
+      }
+      const r = await stream.result;
+      if (json) {
+        const out = {
+          text: r.text,
+          ids: r.ids,
+          finish_reason: r.finishReason,
+          stop_reason: r.stopReason,
+          usage: { prompt_tokens: r.usage.promptTokens, completion_tokens: r.usage.completionTokens, total_tokens: r.usage.totalTokens },
+          seed: r.seed,
+          ...(r.logprobs ? { logprobs: r.logprobs } : {}),
+        };
+        ctx.stdout.write(JSON.stringify(out) + '\n');
+      } else if (ctx.stderr.isTTY) {
+        const t = r.timings;
+        ctx.stderr.write(`[${r.usage.promptTokens} prompt tokens at ${t.prefillTokensPerSec.toFixed(1)} tok/s, ${r.usage.completionTokens} generated at ${t.decodeTokensPerSec.toFixed(1)} tok/s, ${lm.backend} backend, finish: ${r.stopReason}]\n`);
+      }
+      return 0;
+    } finally {
+      await lm.close();
+    }
+  },
+};

@@ -1,0 +1,64 @@
+/** `grok-ts inspect`: what a checkpoint holds and what running it needs. */
+import { parameterCount } from '../../config.js';
+import { UsageError } from '../../errors.js';
+import { openModelFiles } from '../../model/load.js';
+import { shapeString, storedBytes } from '../../tensor/tensor.js';
+import { type Command } from '../command.js';
+import { formatBytes } from '../progress.js';
+
+export const inspectCommand: Command = {
+  name: 'inspect',
+  summary: 'show a checkpoint\'s config, tensors and the memory a run needs',
+  help: `Usage: grok-ts inspect PATH [--json]
+
+PATH is a ckpt-0 directory (or its parent) or a GGUF file. Prints the config, the parameter
+count, each tensor's name, dtype, shape and bytes, and the memory a run would need.
+
+  --json    machine-readable output
+`,
+  options: { json: { type: 'boolean' } },
+  allowPositionals: true,
+  async run(ctx) {
+    if (ctx.positionals.length !== 1) throw new UsageError('give exactly one PATH to inspect');
+    const files = openModelFiles(ctx.positionals[0]!);
+    try {
+      const c = files.config;
+      const tensors = [...files.store.tensors.values()].map((t) => ({
+        name: t.name,
+        dtype: t.scales ? `${t.dtype}+${t.scales.dtype} scales ${shapeString(t.scales.shape)}` : t.dtype,
+        shape: t.shape,
+        bytes: storedBytes(t),
+      }));
+      const weightBytes = tensors.reduce((n, t) => n + t.bytes, 0);
+      const kvPerToken = 2 * c.numLayers * c.numKvHeads * c.keySize * 4;
+      const activations = 4 * (c.vocabSize + 4 * c.embSize + 2 * c.ffnSize + c.numQHeads * c.sequenceLen);
+      const summary = {
+        path: files.path,
+        format: files.format,
+        config: c,
+        parameters: parameterCount(c),
+        weightBytes,
+        kvCacheBytesPerToken: kvPerToken,
+        memoryForFullContext: weightBytes + kvPerToken * c.sequenceLen + activations,
+      };
+      if (ctx.values.json === true) {
+        ctx.stdout.write(JSON.stringify({ ...summary, tensors }, null, 1) + '\n');
+        return 0;
+      }
+      const out: string[] = [];
+      out.push(`${summary.path} (${summary.format})`);
+      out.push(`config: ${Object.entries(c).map(([k, v]) => `${k}=${v}`).join(' ')}`);
+      out.push(`parameters: ${summary.parameters.toLocaleString('en-US')} (${(summary.parameters / 1e9).toFixed(3)} B)`);
+      out.push(`weights: ${formatBytes(weightBytes)} in ${tensors.length} tensors`);
+      out.push(`KV cache: ${formatBytes(kvPerToken)} per token, ${formatBytes(kvPerToken * c.sequenceLen)} for the full ${c.sequenceLen}-token context`);
+      out.push(`memory for a run at full context: about ${formatBytes(summary.memoryForFullContext)}`);
+      out.push('');
+      const w = Math.max(...tensors.map((t) => t.name.length));
+      for (const t of tensors) out.push(`${t.name.padEnd(w)}  ${t.dtype.padEnd(8)} ${shapeString(t.shape).padEnd(22)} ${formatBytes(t.bytes)}`);
+      ctx.stdout.write(out.join('\n') + '\n');
+      return 0;
+    } finally {
+      files.close();
+    }
+  },
+};

@@ -1,0 +1,25 @@
+/**
+ * grok-ts: Grok-1 (and any model of its architecture) from TypeScript.
+ *
+ *   import { loadModel } from 'grok-ts';
+ *   const lm = await loadModel('/models/grok-1/ckpt-0');   // or a .gguf, or nothing for the demo
+ *   for await (const chunk of lm.stream('The answer is', { maxTokens: 32 })) process.stdout.write(chunk.text);
+ *   await lm.close();
+ */
+export { loadModel, LanguageModel, ChatSession, type LoadOptions, type LoadProgress, type BackendName, type GenerationStream } from './language-model.js';
+export type { GenerateOptions, GenerationChunk, GenerationResult, StopReason, TokenLogprob, Usage } from './generate/sequence.js';
+export { SequenceState } from './generate/sequence.js';
+export { Sampler, type SamplingOptions } from './generate/sampler.js';
+export { Rng } from './generate/rng.js';
+export { plainChatTemplate, CHAT_STOP, type ChatMessage, type ChatTemplate } from './generate/chat-template.js';
+export { Tokenizer } from './tokenizer/sentencepiece.js';
+export { GROK1, makeConfig, configFromJson, ffnSize, parameterCount, type GrokConfig } from './config.js';
+export { GrokModel, type SequenceInput, type ForwardOptions } from './model/grok.js';
+export { KvCache } from './model/kv-cache.js';
+export { openModelFiles, DEMO_MODEL_DIR, type ModelFiles } from './model/load.js';
+export type { GrokWeights, LayerWeights, ExpertWeights } from './model/weights.js';
+export { openCheckpoint, type CheckpointStore } from './formats/xai-checkpoint.js';
+export { jsKernels } from './backend/js/kernels.js';
+export type { Kernels, LinearWeight, LinearFormat, AttentionArgs } from './backend/kernels.js';
+export type { TensorInfo, TensorStore, DType } from './tensor/tensor.js';
+export * from './errors.js';
