@@ -231,12 +231,13 @@ class ProtoReader {
   }
 
   /** Returns [start, end) of a length-delimited payload and moves past it. */
-  span(field: string): [number, number] {
-    this.expectWire(field, WIRE_LEN);
-    this.readVarint(field);
+  span(field: string, index = -1): [number, number] {
+    const name = index < 0 ? field : `${field}[${index}]`;
+    this.expectWire(name, WIRE_LEN);
+    this.readVarint(name);
     const left = this.end - this.pos;
     if (this.hi !== 0 || this.lo > left) {
-      this.fail(field, `a length of at most the ${left} bytes left in the message`, this.hi ? 'a 64-bit length' : `${this.lo} (truncated file?)`);
+      this.fail(name, `a length of at most the ${left} bytes left in the message`, this.hi ? 'a 64-bit length' : `${this.lo} (truncated file?)`);
     }
     const start = this.pos;
     this.pos += this.lo;
@@ -266,7 +267,7 @@ class ProtoReader {
 
   /** A reader over the embedded message in this field; `index` numbers a repeated field. */
   child(field: string, index = -1): ProtoReader {
-    const [s, e] = this.span(field);
+    const [s, e] = this.span(field, index);
     return new ProtoReader(this.bytes, this.view, this.text, this.file, s, e, this.path(), field, index);
   }
 

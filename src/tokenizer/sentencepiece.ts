@@ -15,8 +15,9 @@
  * piece holds a ▁ after another character; checked per vocabulary at load). BPE restricted to a
  * segment performs exactly the merges the whole-text BPE performs there, because a merge only
  * reads and changes its own segment and the priority order (score, then position) restricted to a
- * segment is the segment's own order. Short segments (words) are cached, so common words cost one
- * Map lookup; everything else runs the library's linked-list + priority-queue BPE in O(n log n).
+ * segment is the segment's own order. Segments (mostly words) are cached, so a known word costs one
+ * hash lookup; everything else runs the library's linked-list + priority-queue BPE in O(n log n).
+ * Pieces are found by hashing spans of the text in place, so the hot loops allocate no strings.
  */
 import * as fs from 'node:fs';
 import { fileURLToPath } from 'node:url';
@@ -198,8 +199,11 @@ interface Vocabulary {
   readonly outputId: Int32Array;
   /** Mergeable id of each one-code-unit piece, -1 when none (BMP fast path for BPE's start). */
   readonly bmpCharId: Int32Array;
+  /** PieceToId of each byte's piece <0xNN> (byte fallback). */
   readonly byteId: Int32Array;
   readonly hasUnused: boolean;
+  /** Some reserved piece is one code point long, so an unknown character may still be found. */
+  readonly hasOneCharReserved: boolean;
 }
 
 /** NORMAL, USER_DEFINED and UNUSED pieces take part in BPE (the library's `pieces_`). */
@@ -267,13 +271,12 @@ function buildVocabulary(
   const bmpCharId = new Int32Array(0x10000).fill(-1);
   for (let id = 0; id < pieces.length; id++) {
     const piece = pieces[id]!;
-    if (piece.length === 1 && types[id] !== PieceType.CONTROL && types[id] !== PieceType.UNKNOWN && types[id] !== PieceType.BYTE) {
-      bmpCharId[piece.charCodeAt(0)] = id;
-    }
+    if (piece.length === 1 && isMergeableType(types[id]!)) bmpCharId[piece.charCodeAt(0)] = id;
   }
   const byteId = new Int32Array(256);
   for (let b = 0; b < 256; b++) byteId[b] = pieceToId(byteToPiece(b));
-  return { pieces, scores, types, mergeable, reserved, unkId, outputId, bmpCharId, byteId, hasUnused };
+  const hasOneCharReserved = [...reserved.keys()].some((p) => p.length === codePointLength(p, 0));
+  return { pieces, scores, types, mergeable, reserved, unkId, outputId, bmpCharId, byteId, hasUnused, hasOneCharReserved };
 }
 
 function byteToPiece(b: number): string {
@@ -372,66 +375,53 @@ function codePointLength(s: string, i: number): number {
 // 3. Encoder
 // ---------------------------------------------------------------------------------------------
 
-/** Segments longer than this are encoded without the cache (and never retained by it). */
+/** Segments longer than this bypass the cache. */
 const MAX_CACHED_SEGMENT = 256;
-/** The cache is dropped when its keys reach this many code units (≈ 2 bytes each, plus ids). */
+/** The cache is emptied when its keys reach this many code units (≈ 2 bytes each, plus ids). */
 const MAX_CACHE_CHARS = 1 << 22;
 
+/** Scratch for up to this many symbols stays allocated between encodes (≈ 80 bytes each). */
+const MAX_RETAINED_SYMBOLS = 1 << 16;
+
 /**
- * Memo of "which mergeable piece is piece a followed by piece b" (-1: none), an open-addressing
- * table over id pairs. It replaces the string slice + Map lookup the library's `pieces_.find`
- * needs for every candidate pair, which dominated encoding time. Bounded: cleared when full.
+ * Ids of recently seen segments (words, mostly), looked up by span like PieceTable so a hit
+ * allocates nothing. Bounded: emptied when half full or when its keys reach MAX_CACHE_CHARS.
  */
-class PairMemo {
-  private static readonly MAX_SLOTS = 1 << 20;
-  private keyA: Int32Array;
-  private keyB: Int32Array;
-  private value: Int32Array;
-  private mask: number;
+class SegmentCache {
+  private static readonly SLOTS = 1 << 17;
+  private readonly keys: (string | undefined)[] = new Array<string | undefined>(SegmentCache.SLOTS);
+  private readonly hashes = new Int32Array(SegmentCache.SLOTS);
+  /** One id as a number (most words), several as an Int32Array. */
+  private readonly values: (number | Int32Array)[] = new Array<number | Int32Array>(SegmentCache.SLOTS);
   private count = 0;
+  private chars = 0;
 
-  constructor(slots = 1 << 14) {
-    this.keyA = new Int32Array(slots).fill(-1);
-    this.keyB = new Int32Array(slots);
-    this.value = new Int32Array(slots);
-    this.mask = slots - 1;
-  }
-
-  private slot(a: number, b: number): number {
-    return (Math.imul(a, 0x9e3779b1) ^ Math.imul(b + 0x7f4a7c15, 0x85ebca77)) >>> 0;
-  }
-
-  /** The memoised merge of (a, b), -1 for "no piece", -2 when not memoised yet. */
-  get(a: number, b: number): number {
-    const { keyA, keyB, mask } = this;
-    for (let i = this.slot(a, b) & mask; ; i = (i + 1) & mask) {
-      const k = keyA[i]!;
-      if (k === -1) return -2;
-      if (k === a && keyB[i] === b) return this.value[i]!;
+  get(text: string, s: number, e: number, h: number): number | Int32Array | undefined {
+    const mask = SegmentCache.SLOTS - 1;
+    const len = e - s;
+    for (let i = h & mask; ; i = (i + 1) & mask) {
+      const key = this.keys[i];
+      if (key === undefined) return undefined;
+      if (this.hashes[i] === h && key.length === len && text.startsWith(key, s)) return this.values[i];
     }
   }
 
-  set(a: number, b: number, merged: number): void {
-    if (2 * (this.count + 1) > this.keyA.length) this.grow();
-    const { keyA, keyB, mask } = this;
-    let i = this.slot(a, b) & mask;
-    while (keyA[i] !== -1) i = (i + 1) & mask;
-    keyA[i] = a;
-    keyB[i] = b;
-    this.value[i] = merged;
+  set(text: string, s: number, e: number, h: number, value: number | Int32Array): void {
+    if (2 * (this.count + 1) > SegmentCache.SLOTS || this.chars > MAX_CACHE_CHARS) {
+      this.keys.fill(undefined);
+      this.values.fill(0);
+      this.count = 0;
+      this.chars = 0;
+    }
+    const mask = SegmentCache.SLOTS - 1;
+    let i = h & mask;
+    while (this.keys[i] !== undefined) i = (i + 1) & mask;
+    // A copy, so the cache never keeps a long input alive through a sliced string.
+    this.keys[i] = (text.slice(s, e) + '\0').slice(0, -1);
+    this.hashes[i] = h;
+    this.values[i] = value;
     this.count++;
-  }
-
-  private grow(): void {
-    const old = { a: this.keyA, b: this.keyB, v: this.value };
-    const slots = Math.min(old.a.length * 2, PairMemo.MAX_SLOTS);
-    this.keyA = new Int32Array(slots).fill(-1);
-    this.keyB = new Int32Array(slots);
-    this.value = new Int32Array(slots);
-    this.mask = slots - 1;
-    this.count = 0;
-    if (slots === old.a.length) return; // at the bound: start afresh
-    for (let i = 0; i < old.a.length; i++) if (old.a[i] !== -1) this.set(old.a[i]!, old.b[i]!, old.v[i]!);
+    this.chars += e - s;
   }
 }
 
@@ -443,7 +433,7 @@ class PairMemo {
 class BpeCore {
   private cap = 0;
   // Symbols (bpe_model.cc `Symbol`): start offset and length in code units, neighbours, the
-  // mergeable id of the span (-1: not a piece, only possible for a single character).
+  // mergeable id of the span (-1: not a piece; only a single character can be that).
   private symStart = new Int32Array(0);
   private symLen = new Int32Array(0);
   private symPrev = new Int32Array(0);
@@ -455,15 +445,20 @@ class BpeCore {
   private pairRight = new Int32Array(0);
   private pairSize = new Int32Array(0);
   private pairPiece = new Int32Array(0);
-  private pairScore = new Float64Array(0);
+  private pairScore = new Float32Array(0); // scores are float32 in the model, as in the library
   private heap = new Int32Array(0);
   private heapLen = 0;
   private pairCount = 0;
-  private readonly memo = new PairMemo();
   /** Reverse merges for UNUSED pieces (`rev_merge`): last writer wins, as in the library. */
   private revMerge: Map<string, [string, string]> | undefined;
 
-  constructor(private readonly v: Vocabulary, private readonly matcher: PrefixMatcher) {}
+  private readonly pieceTable: PieceTable;
+  private readonly scores: Float32Array;
+
+  constructor(private readonly v: Vocabulary, private readonly matcher: PrefixMatcher) {
+    this.pieceTable = v.mergeable;
+    this.scores = v.scores;
+  }
 
   private ensure(n: number): void {
     if (n <= this.cap) return;
@@ -479,7 +474,7 @@ class BpeCore {
     this.pairRight = new Int32Array(3 * cap);
     this.pairSize = new Int32Array(3 * cap);
     this.pairPiece = new Int32Array(3 * cap);
-    this.pairScore = new Float64Array(3 * cap);
+    this.pairScore = new Float32Array(3 * cap);
     this.heap = new Int32Array(3 * cap);
     this.cap = cap;
   }
@@ -539,31 +534,25 @@ class BpeCore {
       if (id >= 0 && this.v.types[id] === PieceType.UNUSED) this.resegment(text.slice(s, s + symLen[i]!), s, emit);
       else emit(s, s + symLen[i]!, id);
     }
+    // One huge segment (a long text without spaces) must not pin its scratch memory.
+    if (this.cap > MAX_RETAINED_SYMBOLS) {
+      this.cap = 0;
+      this.ensure(64);
+    }
   }
 
   private maybeAddPair(text: string, left: number, right: number): void {
     if (left === -1 || right === -1 || this.symFrozen[left] || this.symFrozen[right]) return;
-    const a = this.symId[left]!;
-    const b = this.symId[right]!;
     const s = this.symStart[left]!;
     const size = this.symLen[left]! + this.symLen[right]!;
-    let id: number;
-    if (a >= 0 && b >= 0) {
-      id = this.memo.get(a, b);
-      if (id === -2) {
-        id = this.v.mergeable.find(text, s, s + size);
-        this.memo.set(a, b, id);
-      }
-    } else {
-      id = this.v.mergeable.find(text, s, s + size);
-    }
+    const id = this.pieceTable.find(text, s, s + size);
     if (id < 0) return;
     const p = this.pairCount++;
     this.pairLeft[p] = left;
     this.pairRight[p] = right;
     this.pairSize[p] = size;
     this.pairPiece[p] = id;
-    this.pairScore[p] = this.v.scores[id]!;
+    this.pairScore[p] = this.scores[id]!;
     this.push(p);
     if (this.revMerge !== undefined && this.v.types[id] === PieceType.UNUSED) {
       const ls = this.symLen[left]!;
@@ -649,13 +638,17 @@ class IdSink {
 
   symbol(s: number, e: number, mergeableId: number): void {
     const v = this.v;
-    const id = mergeableId >= 0 ? v.outputId[mergeableId]! : (v.reserved.get(this.text.slice(s, e)) ?? v.unkId);
-    const isUnk = v.types[id] === PieceType.UNKNOWN;
+    // Only a single character can be outside the mergeable pieces; PieceToId may still find it
+    // among the reserved ones.
+    const id =
+      mergeableId >= 0
+        ? v.outputId[mergeableId]!
+        : v.hasOneCharReserved
+          ? (v.reserved.get(this.text.slice(s, e)) ?? v.unkId)
+          : v.unkId;
+    const isUnk = id === v.unkId;
     if (isUnk && this.byteFallback) {
-      utf8Bytes(this.text, s, e, (b) => {
-        this.ids.push(v.byteId[b]!);
-        this.pieces?.push(byteToPiece(b));
-      });
+      this.pushUtf8Bytes(s, e);
     } else if (isUnk && this.prevUnk) {
       if (this.pieces) this.pieces[this.pieces.length - 1] += this.text.slice(s, e);
     } else {
@@ -663,6 +656,30 @@ class IdSink {
       this.pieces?.push(this.text.slice(s, e));
     }
     this.prevUnk = isUnk;
+  }
+
+  /** Byte fallback: the ids of the UTF-8 bytes of text[s, e). */
+  private pushUtf8Bytes(s: number, e: number): void {
+    const { ids, text } = this;
+    const byteId = this.v.byteId;
+    for (let i = s; i < e; ) {
+      let cp = text.charCodeAt(i++);
+      if (cp >= 0xd800 && cp < 0xdc00 && i < e) {
+        const d = text.charCodeAt(i);
+        if (d >= 0xdc00 && d < 0xe000) {
+          cp = 0x10000 + ((cp - 0xd800) << 10) + (d - 0xdc00);
+          i++;
+        }
+      }
+      const start = ids.length;
+      if (cp < 0x80) ids.push(byteId[cp]!);
+      else if (cp < 0x800) ids.push(byteId[0xc0 | (cp >> 6)]!, byteId[0x80 | (cp & 0x3f)]!);
+      else if (cp < 0x10000) ids.push(byteId[0xe0 | (cp >> 12)]!, byteId[0x80 | ((cp >> 6) & 0x3f)]!, byteId[0x80 | (cp & 0x3f)]!);
+      else {
+        ids.push(byteId[0xf0 | (cp >> 18)]!, byteId[0x80 | ((cp >> 12) & 0x3f)]!, byteId[0x80 | ((cp >> 6) & 0x3f)]!, byteId[0x80 | (cp & 0x3f)]!);
+      }
+      if (this.pieces) for (let k = start; k < ids.length; k++) this.pieces.push(this.v.pieces[ids[k]!]!);
+    }
   }
 
   /** Appends ids computed earlier for an identical segment (the cache). */
@@ -679,35 +696,6 @@ class IdSink {
     const isUnk = id === this.v.unkId;
     if (!(isUnk && this.prevUnk)) this.ids.push(id);
     this.prevUnk = isUnk;
-  }
-}
-
-/** Calls `each` with the UTF-8 bytes of text[s, e). */
-function utf8Bytes(text: string, s: number, e: number, each: (b: number) => void): void {
-  for (let i = s; i < e; ) {
-    let cp = text.charCodeAt(i);
-    if (cp >= 0xd800 && cp < 0xdc00 && i + 1 < e) {
-      const d = text.charCodeAt(i + 1);
-      if (d >= 0xdc00 && d < 0xe000) {
-        cp = 0x10000 + ((cp - 0xd800) << 10) + (d - 0xdc00);
-        i++;
-      }
-    }
-    i++;
-    if (cp < 0x80) each(cp);
-    else if (cp < 0x800) {
-      each(0xc0 | (cp >> 6));
-      each(0x80 | (cp & 0x3f));
-    } else if (cp < 0x10000) {
-      each(0xe0 | (cp >> 12));
-      each(0x80 | ((cp >> 6) & 0x3f));
-      each(0x80 | (cp & 0x3f));
-    } else {
-      each(0xf0 | (cp >> 18));
-      each(0x80 | ((cp >> 12) & 0x3f));
-      each(0x80 | ((cp >> 6) & 0x3f));
-      each(0x80 | (cp & 0x3f));
-    }
   }
 }
 
@@ -910,6 +898,18 @@ interface TokenizerSettings extends NormalizerFlags {
   readonly padId: number;
 }
 
+/**
+ * Grok-1's tokenizer (or any SentencePiece BPE model with the identity normaliser).
+ *
+ *   const tok = Tokenizer.fromFile();            // the bundled tokenizer.model
+ *   tok.encode('Hello world')                    // [11770, 1135]
+ *   tok.decode([11770, 1135])                    // 'Hello world'
+ *   const d = tok.decoder(); d.push(id) … d.flush()   // streaming text deltas
+ *
+ * Build one from tokenizer.model bytes (fromFile, fromBytes, fromModel) or from plain arrays such
+ * as GGUF metadata (fromVocab). Instances are not safe to share between threads (they reuse
+ * scratch memory), but may be shared freely within one.
+ */
 export class Tokenizer {
   /** Where the vocabulary came from (a path, or the name given to fromBytes/fromVocab). */
   readonly source: string;
@@ -921,9 +921,8 @@ export class Tokenizer {
   private readonly bpe: BpeCore;
   private readonly sink: IdSink;
   private decodeTable: DecodeTable | undefined;
-  /** Segment text → its ids (a number when it is one id). Unused when BPE needs whole-text state. */
-  private readonly cache = new Map<string, number | Int32Array>();
-  private cacheChars = 0;
+  /** Made on first use; unused when BPE needs whole-text state (UNUSED pieces). */
+  private cache: SegmentCache | undefined;
   private readonly useCache: boolean;
 
   private constructor(source: string, v: Vocabulary, settings: TokenizerSettings, userDefined: readonly string[]) {
@@ -968,7 +967,7 @@ export class Tokenizer {
       if (spec && spec.precompiledCharsmap.length > 0) {
         throw new UnsupportedError(
           `${field}.precompiled_charsmap`,
-          `${name}: ${field} uses a precompiled normalisation map (${spec.name || 'unnamed'}); only the identity normaliser is supported`,
+          `${name}: ${field}.precompiled_charsmap holds a normalisation map (${spec.name || 'unnamed'}); only the identity normaliser is supported`,
         );
       }
     }
@@ -1166,8 +1165,9 @@ export class Tokenizer {
       this.bpe.run(norm, s, e, false, sink.emit);
       return;
     }
-    const key = norm.slice(s, e);
-    const hit = this.cache.get(key);
+    const cache = (this.cache ??= new SegmentCache());
+    const h = spanHash(norm, s, e);
+    const hit = cache.get(norm, s, e, h);
     if (hit !== undefined) {
       sink.replay(hit);
       return;
@@ -1183,13 +1183,6 @@ export class Tokenizer {
     sink.prevUnk = outerPrevUnk;
     const value = local.length === 1 ? local[0]! : Int32Array.from(local);
     sink.replay(value);
-    // Keys are copied so the cache never keeps a long input alive through a sliced string.
-    if (this.cacheChars > MAX_CACHE_CHARS) {
-      this.cache.clear();
-      this.cacheChars = 0;
-    }
-    this.cacheChars += key.length;
-    const own = (key + '\0').slice(0, -1);
-    this.cache.set(own, value);
+    cache.set(norm, s, e, h, value);
   }
 }

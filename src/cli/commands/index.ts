@@ -4,5 +4,6 @@ import { chatCommand } from './chat.js';
 import { evalCommand } from './eval.js';
 import { generateCommand } from './generate.js';
 import { inspectCommand } from './inspect.js';
+import { detokenizeCommand, tokenizeCommand } from './tokenize.js';
 
-export const COMMANDS: Command[] = [generateCommand, chatCommand, evalCommand, inspectCommand];
+export const COMMANDS: Command[] = [generateCommand, chatCommand, evalCommand, inspectCommand, tokenizeCommand, detokenizeCommand];
