@@ -87,7 +87,7 @@ export class GrokModel {
     }
     for (const s of batch) s.cache.length = s.start + s.T;
 
-    // 3. Final norm and tied output projection × multiplier, only for the rows whose logits are wanted.
+    // 3. Final norm and the tied output projection × multiplier, only for the rows whose logits are wanted.
     const wanted: number[] = [];
     for (const s of batch) {
       if (opts.allLogits) for (let t = 0; t < s.T; t++) wanted.push(s.row + t);
@@ -98,7 +98,7 @@ export class GrokModel {
     wanted.forEach((row, r) => z.set(h.subarray(row * D, (row + 1) * D), r * D));
     this.kernels.rmsNorm(z, z, R, D, w.finalNorm, c.rmsNormEps);
     const logits = new Float32Array(R * V); // [R, V]
-    this.kernels.matmul(logits, z, R, w.embedding);
+    this.kernels.matmul(logits, z, R, w.output ?? w.embedding);
     for (let i = 0; i < R * V; i++) logits[i]! *= c.outputMultiplierScale;
 
     const result: Float32Array[] = [];

@@ -8,9 +8,12 @@ import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { configFromJson, GROK1, makeConfig, type GrokConfig } from '../config.js';
 import { FormatError } from '../errors.js';
+import { openGguf, looksLikeGguf } from '../formats/gguf-split.js';
+import type { GgufMetadata } from '../formats/gguf.js';
 import { openCheckpoint } from '../formats/xai-checkpoint.js';
 import type { TensorStore } from '../tensor/tensor.js';
 import { grokWeightsFromCheckpoint, type GrokWeights } from './weights.js';
+import { configFromGguf, grokWeightsFromGguf } from './weights-gguf.js';
 
 export interface ModelFiles {
   readonly path: string;
@@ -19,7 +22,7 @@ export interface ModelFiles {
   readonly weights: GrokWeights;
   readonly store: TensorStore;
   /** GGUF files embed their tokenizer; a ckpt-0 uses the official tokenizer.model. */
-  readonly ggufMetadata?: unknown;
+  readonly ggufMetadata?: GgufMetadata;
   close(): void;
 }
 
@@ -44,25 +47,8 @@ function readJsonFile(file: string): unknown {
   }
 }
 
-export function isGgufPath(p: string): boolean {
-  if (/\.gguf$|\.part\d+of\d+$/i.test(p)) return true;
-  try {
-    if (!fs.statSync(p).isFile()) return false;
-    const fd = fs.openSync(p, 'r');
-    try {
-      const magic = Buffer.alloc(4);
-      fs.readSync(fd, magic, 0, 4, 0);
-      return magic.toString('latin1') === 'GGUF';
-    } finally {
-      fs.closeSync(fd);
-    }
-  } catch {
-    return false;
-  }
-}
-
 export function openModelFiles(p: string): ModelFiles {
-  if (isGgufPath(p)) throw new Error('gguf not wired yet');
+  if (looksLikeGguf(p)) return openGgufFiles(p);
   const store = openCheckpoint(p);
   try {
     const cfgPath = findCheckpointConfig(store.path);
@@ -71,6 +57,18 @@ export function openModelFiles(p: string): ModelFiles {
     return { path: store.path, format: 'ckpt-0', config, weights, store, close: () => store.close() };
   } catch (err) {
     store.close();
+    throw err;
+  }
+}
+
+function openGgufFiles(p: string): ModelFiles {
+  const g = openGguf(p);
+  try {
+    const config = configFromGguf(g.metadata, g.path, g.store);
+    const weights = grokWeightsFromGguf(g.store, config);
+    return { path: g.path, format: 'gguf', config, weights, store: g.store, ggufMetadata: g.metadata, close: () => g.close() };
+  } catch (err) {
+    g.close();
     throw err;
   }
 }

@@ -38,6 +38,8 @@ export interface GrokWeights {
   readonly config: Readonly<GrokConfig>;
   /** Tied embedding, out-major: row v is token v's D-vector; the output projection is z · Eᵀ. */
   readonly embedding: LinearWeight; // D → V
+  /** An untied output projection (D → V, out-major), when the file has one; else the embedding serves. */
+  readonly output?: LinearWeight;
   readonly finalNorm: Float32Array; // language_model/rms_norm [D]
   readonly layers: readonly LayerWeights[];
   /** Total bytes of all weights in their stored form. */

@@ -1,9 +1,10 @@
 /** Every `grok-ts` command, in the order `--help` lists them. */
 import type { Command } from '../command.js';
 import { chatCommand } from './chat.js';
+import { convertCommand } from './convert.js';
 import { evalCommand } from './eval.js';
 import { generateCommand } from './generate.js';
 import { inspectCommand } from './inspect.js';
 import { detokenizeCommand, tokenizeCommand } from './tokenize.js';
 
-export const COMMANDS: Command[] = [generateCommand, chatCommand, evalCommand, inspectCommand, tokenizeCommand, detokenizeCommand];
+export const COMMANDS: Command[] = [generateCommand, chatCommand, evalCommand, inspectCommand, convertCommand, tokenizeCommand, detokenizeCommand];

@@ -1,6 +1,7 @@
 /** `grok-ts inspect`: what a checkpoint holds and what running it needs. */
 import { parameterCount } from '../../config.js';
 import { UsageError } from '../../errors.js';
+import { describeGguf } from '../../formats/gguf-split.js';
 import { openModelFiles } from '../../model/load.js';
 import { shapeString, storedBytes } from '../../tensor/tensor.js';
 import { type Command } from '../command.js';
@@ -11,8 +12,9 @@ export const inspectCommand: Command = {
   summary: 'show a checkpoint\'s config, tensors and the memory a run needs',
   help: `Usage: grok-ts inspect PATH [--json]
 
-PATH is a ckpt-0 directory (or its parent) or a GGUF file. Prints the config, the parameter
-count, each tensor's name, dtype, shape and bytes, and the memory a run would need.
+PATH is a ckpt-0 directory (or its parent) or a GGUF file (first shard or .part1ofN). Prints the
+config, the parameter count, each tensor's name, dtype, shape and bytes, the memory a run would
+need, and for GGUF the files, metadata and bytes per quantisation type.
 
   --json    machine-readable output
 `,
@@ -41,8 +43,9 @@ count, each tensor's name, dtype, shape and bytes, and the memory a run would ne
         kvCacheBytesPerToken: kvPerToken,
         memoryForFullContext: weightBytes + kvPerToken * c.sequenceLen + activations,
       };
+      const gguf = files.format === 'gguf' ? describeGguf(ctx.positionals[0]!) : undefined;
       if (ctx.values.json === true) {
-        ctx.stdout.write(JSON.stringify({ ...summary, tensors }, null, 1) + '\n');
+        ctx.stdout.write(JSON.stringify({ ...summary, ...(gguf ? { gguf } : { tensors }) }, null, 1) + '\n');
         return 0;
       }
       const out: string[] = [];
@@ -52,6 +55,13 @@ count, each tensor's name, dtype, shape and bytes, and the memory a run would ne
       out.push(`weights: ${formatBytes(weightBytes)} in ${tensors.length} tensors`);
       out.push(`KV cache: ${formatBytes(kvPerToken)} per token, ${formatBytes(kvPerToken * c.sequenceLen)} for the full ${c.sequenceLen}-token context`);
       out.push(`memory for a run at full context: about ${formatBytes(summary.memoryForFullContext)}`);
+      if (gguf) {
+        out.push(`files (${gguf.split === 'none' ? 'single file' : gguf.split}):`);
+        for (const f of gguf.files) out.push(`  ${f.path}: GGUF v${f.version}, ${formatBytes(f.bytes)}, ${f.metadata} metadata keys, ${f.tensors} tensors, data at ${f.dataOffset} (alignment ${f.alignment})`);
+        out.push(`types: ${Object.entries(gguf.types).map(([t, a]) => `${t} ×${a.tensors} (${formatBytes(a.bytes)})`).join(', ')}`);
+        out.push('metadata:');
+        for (const m of gguf.metadata) out.push(`  ${m.key} (${m.type}) = ${m.value}`);
+      }
       out.push('');
       const w = Math.max(...tensors.map((t) => t.name.length));
       for (const t of tensors) out.push(`${t.name.padEnd(w)}  ${t.dtype.padEnd(8)} ${shapeString(t.shape).padEnd(22)} ${formatBytes(t.bytes)}`);

@@ -1,0 +1,92 @@
+/** `grok-ts convert`: a checkpoint → a GGUF that llama.cpp (and grok-ts) loads. */
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { UsageError } from '../../errors.js';
+import { GgufMetadata } from '../../formats/gguf.js';
+import { convertToGguf } from '../../model/convert-gguf.js';
+import { openModelFiles } from '../../model/load.js';
+import { isQuantizeType, QUANTIZE_TYPES, type QuantizeType } from '../../tensor/ggml-quantize.js';
+import { parseModelProto } from '../../tokenizer/sentencepiece-model.js';
+import { BUNDLED_TOKENIZER_PATH } from '../../tokenizer/sentencepiece.js';
+import { str, type Command } from '../command.js';
+import { formatBytes, ProgressBar } from '../progress.js';
+
+/** `50G`, `1.5T`, `800M`, `4096` → bytes (decimal units, as llama-gguf-split reads them). */
+export function parseSize(raw: string, flag = 'split-max-size'): number {
+  const m = /^(\d+(?:\.\d+)?)\s*([KMGT]?)B?$/i.exec(raw.trim());
+  const unit = { '': 1, K: 1e3, M: 1e6, G: 1e9, T: 1e12 }[(m?.[2] ?? '').toUpperCase() as '' | 'K' | 'M' | 'G' | 'T'];
+  const bytes = m ? Math.floor(Number(m[1]) * unit) : NaN;
+  if (!Number.isSafeInteger(bytes) || bytes <= 0) throw new UsageError(`--${flag} must be a size such as 50G or 800M, got "${raw}"`, flag);
+  return bytes;
+}
+
+export const convertCommand: Command = {
+  name: 'convert',
+  summary: 'convert a ckpt-0 checkpoint to GGUF (f32, f16, bf16, q8_0, q4_0, q4_k, q6_k)',
+  help: `Usage: grok-ts convert CKPT_DIR OUT.gguf [--type TYPE] [--split-max-size SIZE]
+
+Writes the checkpoint as a GGUF of llama.cpp's "grok" architecture, with the multipliers and the
+tokenizer in its metadata. The input may also be a GGUF (re-quantised; its tokenizer is kept). Tensors are streamed one at a time, so memory stays near the size of
+one expert matrix. The output is written under a temporary name and renamed when complete.
+
+  --type TYPE            f32, f16, bf16, q8_0, q4_0, q4_k or q6_k (default q8_0). Norms and
+                         routers stay f32. Matrices whose rows do not fit the type's blocks fall
+                         back to q8_0 (k-quants) or f16, as llama-quantize does.
+  --split-max-size SIZE  write gguf-split shards of at most SIZE each (e.g. 50G), named
+                         OUT-00001-of-0000N.gguf; load the set from the first shard
+  --tokenizer FILE       the tokenizer.model to embed (default: the bundled Grok-1 tokenizer).
+                         A model whose vocabulary size differs gets a placeholder vocabulary.
+  --name NAME            general.name (default: the checkpoint folder's name)
+  --force                overwrite existing output files
+`,
+  options: {
+    type: { type: 'string' },
+    'split-max-size': { type: 'string' },
+    tokenizer: { type: 'string' },
+    name: { type: 'string' },
+    force: { type: 'boolean' },
+  },
+  allowPositionals: true,
+  async run(ctx) {
+    if (ctx.positionals.length !== 2) throw new UsageError('give a checkpoint directory and an output file: grok-ts convert CKPT_DIR OUT.gguf');
+    const [input, out] = ctx.positionals as [string, string];
+    const type = str(ctx, 'type') ?? 'q8_0';
+    if (!isQuantizeType(type)) throw new UsageError(`--type must be one of ${QUANTIZE_TYPES.join(', ')}, got "${type}"`, 'type');
+    const splitRaw = str(ctx, 'split-max-size');
+    const splitMaxBytes = splitRaw === undefined ? undefined : parseSize(splitRaw);
+    const tokenizerPath = str(ctx, 'tokenizer') ?? BUNDLED_TOKENIZER_PATH;
+    const tokenizer = fs.existsSync(tokenizerPath) ? parseModelProto(new Uint8Array(fs.readFileSync(tokenizerPath)), tokenizerPath) : undefined;
+    if (!tokenizer && str(ctx, 'tokenizer') !== undefined) throw new UsageError(`--tokenizer: no file at ${tokenizerPath}`, 'tokenizer');
+
+    const files = openModelFiles(input);
+    try {
+      const name = str(ctx, 'name') ?? path.basename(path.resolve(files.path, files.path.endsWith('ckpt-0') ? '..' : '.'));
+      const bar = new ProgressBar(ctx.stderr, `convert ${type}`);
+      const result = convertToGguf(files.weights, files.store, out, {
+        type: type as QuantizeType,
+        name,
+        ...(splitMaxBytes ? { splitMaxBytes } : {}),
+        ...(tokenizer ? { tokenizer } : {}),
+        ...(files.ggufMetadata instanceof GgufMetadata ? { sourceMetadata: files.ggufMetadata } : {}),
+        signal: ctx.signal,
+        onProgress: (done, total) => bar.update(done, total),
+        beforeWrite: (targets) => {
+          const existing = targets.filter((f) => fs.existsSync(f));
+          if (existing.length && ctx.values.force !== true) {
+            throw new UsageError(`${existing.join(', ')} already exists; pass --force to overwrite`, 'force');
+          }
+        },
+      });
+      bar.done();
+      const fallback = result.fallbacks.length
+        ? `; ${result.fallbacks.length} matrices in ${[...new Set(result.fallbacks.map((f) => f.type))].join('/')} (rows do not fit ${type} blocks)`
+        : '';
+      ctx.stdout.write(
+        `wrote ${result.files.join(', ')}: ${formatBytes(result.bytes)}, ${type}${fallback}; tokenizer ${result.tokenizer === 'placeholder' ? `placeholder (the model's vocabulary is not the tokenizer's)` : result.tokenizer}\n`,
+      );
+      return 0;
+    } finally {
+      files.close();
+    }
+  },
+};
