@@ -23,3 +23,5 @@ export { jsKernels } from './backend/js/kernels.js';
 export type { Kernels, LinearWeight, LinearFormat, AttentionArgs } from './backend/kernels.js';
 export type { TensorInfo, TensorStore, DType } from './tensor/tensor.js';
 export * from './errors.js';
+export { createServer, type GrokServer, type ServerOptions } from './server/index.js';
+export { StreamingDecoder, type VocabularySpec } from './tokenizer/sentencepiece.js';

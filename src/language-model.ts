@@ -5,8 +5,9 @@
  */
 import type { Kernels } from './backend/kernels.js';
 import { jsKernels } from './backend/js/kernels.js';
+import { createWasmKernels, wasmAvailable } from './backend/wasm/index.js';
 import type { GrokConfig } from './config.js';
-import { UsageError } from './errors.js';
+import { UnsupportedError, UsageError } from './errors.js';
 import { runSequence, throwIfAborted } from './generate/generator.js';
 import {
   fitPrompt,
@@ -19,6 +20,7 @@ import { CHAT_STOP, userTurnText } from './generate/chat-template.js';
 import { GrokModel } from './model/grok.js';
 import type { KvCache } from './model/kv-cache.js';
 import { DEMO_MODEL_DIR, openModelFiles, type ModelFiles } from './model/load.js';
+import { tokenizerFromGguf } from './tokenizer/from-gguf.js';
 import { Tokenizer } from './tokenizer/sentencepiece.js';
 
 export type BackendName = 'js' | 'wasm' | 'auto';
@@ -47,9 +49,14 @@ export interface GenerationStream extends AsyncIterable<GenerationChunk> {
   readonly result: Promise<GenerationResult>;
 }
 
-async function makeKernels(name: BackendName, _threads: number | undefined): Promise<Kernels> {
-  if (name === 'wasm') throw new UsageError('the wasm backend is not built yet', 'backend');
-  return jsKernels;
+/** `auto` prefers the wasm backend and falls back to js where WebAssembly SIMD is missing. */
+async function makeKernels(name: BackendName, threads: number | undefined): Promise<Kernels> {
+  if (name === 'js') return jsKernels;
+  if (!wasmAvailable()) {
+    if (name === 'wasm') throw new UnsupportedError('wasm', 'the wasm backend needs WebAssembly SIMD128, which this runtime lacks; use --backend js');
+    return jsKernels;
+  }
+  return createWasmKernels(threads ? { threads } : {});
 }
 
 export class LanguageModel {
@@ -213,11 +220,11 @@ export class ChatSession {
 export async function loadModel(modelPath?: string, options: LoadOptions = {}): Promise<LanguageModel> {
   const files = openModelFiles(modelPath ?? DEMO_MODEL_DIR);
   try {
-    const tokenizer = options.tokenizer ? Tokenizer.fromFile(options.tokenizer) : Tokenizer.fromFile();
-    if (tokenizer.vocabSize !== files.config.vocabSize && !options.tokenizer) {
-      // A model with its own small vocabulary (test fixtures) still decodes ids through the bundled
-      // tokenizer where the ids exist; generation of text needs a matching tokenizer.
-    }
+    const tokenizer = options.tokenizer
+      ? Tokenizer.fromFile(options.tokenizer)
+      : files.ggufMetadata?.has('tokenizer.ggml.tokens')
+        ? tokenizerFromGguf(files.ggufMetadata)
+        : Tokenizer.fromFile(); // ckpt-0 ships without one: the official tokenizer.model
     if (options.preload ?? true) preload(files, options.onProgress);
     const kernels = await makeKernels(options.backend ?? 'auto', options.threads);
     return new LanguageModel(files, tokenizer, kernels, modelPath === undefined);

@@ -13,7 +13,8 @@ import { StopMatcher } from './stop.js';
 export interface TextCodec {
   readonly eosId: number;
   idToPiece(id: number): string;
-  decoder(): { push(id: number): string; flush(): string };
+  /** `continuation`: the text continues a prompt, so a leading ▁ is kept as a space. */
+  decoder(opts?: { continuation?: boolean }): { push(id: number): string; flush(): string };
 }
 
 export interface GenerateOptions extends SamplingOptions {
@@ -131,7 +132,8 @@ export class SequenceState {
     this.input = promptIds;
     this.history = [...promptIds];
     this.promptTokens = promptIds.length;
-    this.decoder = codec.decoder();
+    // The output continues the prompt: prompt text + output = decode(prompt ids + output ids).
+    this.decoder = codec.decoder({ continuation: true });
     this.stops = new StopMatcher(options.stop ?? []);
     this.maxTokens = options.maxTokens ?? DEFAULT_MAX_TOKENS;
     if (options.logprobs !== undefined) this.lps = [];

@@ -790,13 +790,20 @@ function hopelessStart(b0: number, b1: number): boolean {
  */
 export class StreamingDecoder {
   /** The library's `is_bos_ws`: the next ▁-led piece may still lose its ▁. */
-  private isBosWs = true;
+  private isBosWs: boolean;
   private bosWsSeen = false;
-  private textEmpty = true;
+  private textEmpty: boolean;
   private readonly pending = new Uint8Array(4);
   private pendingLen = 0;
 
-  constructor(private readonly table: DecodeTable, private readonly vocabSize: number) {}
+  /**
+   * `continuation`: the ids continue a text decoded elsewhere (a prompt), so the first piece keeps
+   * its leading ▁ as a space: prompt text + these deltas = decode(prompt ids + these ids).
+   */
+  constructor(private readonly table: DecodeTable, private readonly vocabSize: number, continuation = false) {
+    this.isBosWs = !continuation;
+    this.textEmpty = !continuation;
+  }
 
   push(id: number): string {
     const t = this.table;
@@ -1093,10 +1100,10 @@ export class Tokenizer {
     return out + d.flush();
   }
 
-  /** A fresh streaming decoder (one per sequence). */
-  decoder(): StreamingDecoder {
+  /** A fresh streaming decoder (one per sequence); see StreamingDecoder for `continuation`. */
+  decoder(opts: { continuation?: boolean } = {}): StreamingDecoder {
     this.decodeTable ??= buildDecodeTable(this.v, this.settings.unkSurface, this.settings);
-    return new StreamingDecoder(this.decodeTable, this.v.pieces.length);
+    return new StreamingDecoder(this.decodeTable, this.v.pieces.length, opts.continuation ?? false);
   }
 
   private special(what: string, id: number): number {

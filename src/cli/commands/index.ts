@@ -5,6 +5,7 @@ import { convertCommand } from './convert.js';
 import { evalCommand } from './eval.js';
 import { generateCommand } from './generate.js';
 import { inspectCommand } from './inspect.js';
+import { serveCommand } from './serve.js';
 import { detokenizeCommand, tokenizeCommand } from './tokenize.js';
 
-export const COMMANDS: Command[] = [generateCommand, chatCommand, evalCommand, inspectCommand, convertCommand, tokenizeCommand, detokenizeCommand];
+export const COMMANDS: Command[] = [generateCommand, chatCommand, evalCommand, inspectCommand, serveCommand, convertCommand, tokenizeCommand, detokenizeCommand];

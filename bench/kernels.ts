@@ -1,0 +1,129 @@
+/**
+ * Kernel microbenchmarks of the wasm backend: the memory read bandwidth measured in wasm, and
+ * matrix-vector (decode-shaped, T = 1) throughput per weight format for 1 thread and all threads,
+ * as GB/s of packed weight bytes read, and as a fraction of the measured bandwidth.
+ *
+ * Run alone: `node dist/bench/kernels.js` (prints a table and the JSON record).
+ */
+import * as os from 'node:os';
+import { fileURLToPath } from 'node:url';
+import type { LinearFormat, LinearWeight } from '../src/backend/kernels.js';
+import { createWasmKernels, type WasmKernels } from '../src/backend/wasm/index.js';
+import { f32ToBf16, f32ToF16 } from '../src/tensor/dtype.js';
+import { ggmlRowBytes } from '../src/tensor/ggml.js';
+import { MemoryLinear } from '../src/tensor/linear.js';
+
+/** Weight bytes per benchmarked matrix: far beyond the caches, small enough for a CI machine. */
+const WEIGHT_BYTES = 192 * 1024 * 1024;
+const IN = 6144;
+
+function fill(bytes: Uint8Array, seed: number): void {
+  let s = seed >>> 0;
+  const u32 = new Uint32Array(bytes.buffer, bytes.byteOffset, bytes.byteLength >>> 2);
+  for (let i = 0; i < u32.length; i++) {
+    s ^= s << 13;
+    s ^= s >>> 17;
+    s ^= s << 5;
+    u32[i] = s;
+  }
+}
+
+/** A random weight of about WEIGHT_BYTES in `format`, with sane (finite, small) scales. */
+function makeWeight(format: LinearFormat): LinearWeight {
+  if (format.kind === 'int8-grouped') {
+    const out = Math.floor(WEIGHT_BYTES / IN);
+    const q = new Uint8Array(IN * out);
+    fill(q, 1);
+    const scales = new Uint8Array(new Uint16Array(format.groups * out).fill(f32ToBf16(0.01)).buffer);
+    return new MemoryLinear(`int8-grouped/${format.groups}`, IN, out, format, q, scales);
+  }
+  if (format.kind === 'dense') {
+    const eb = format.dtype === 'f32' ? 4 : 2;
+    const out = Math.floor(WEIGHT_BYTES / (IN * eb));
+    const bytes = new Uint8Array(IN * out * eb);
+    if (format.dtype === 'f32') new Float32Array(bytes.buffer).fill(0.01);
+    else new Uint16Array(bytes.buffer).fill(format.dtype === 'bf16' ? f32ToBf16(0.01) : f32ToF16(0.01));
+    return new MemoryLinear(`dense-${format.dtype}`, IN, out, format, bytes);
+  }
+  if (format.kind !== 'ggml') throw new Error('unknown format');
+  const rowBytes = ggmlRowBytes(format.type, IN);
+  const out = Math.floor(WEIGHT_BYTES / rowBytes);
+  const bytes = new Uint8Array(rowBytes * out);
+  fill(bytes, 2);
+  const d = f32ToF16(0.001);
+  const blockBytes = format.type === 'q8_0' ? 34 : format.type === 'q4_0' ? 18 : format.type === 'q4_k' ? 144 : 210;
+  // put a sane f16 scale where each block keeps it (q6_k: at the end; q4_k: d and dmin)
+  for (let b = 0; b < bytes.length; b += blockBytes) {
+    const at = format.type === 'q6_k' ? b + 208 : b;
+    bytes[at] = d & 255;
+    bytes[at + 1] = d >> 8;
+    if (format.type === 'q4_k') {
+      bytes[b + 2] = d & 255;
+      bytes[b + 3] = d >> 8;
+    }
+  }
+  return new MemoryLinear(format.type, IN, out, format, bytes);
+}
+
+const FORMATS: LinearFormat[] = [
+  { kind: 'int8-grouped', groups: 1 },
+  { kind: 'ggml', type: 'q8_0' },
+  { kind: 'ggml', type: 'q4_0' },
+  { kind: 'ggml', type: 'q4_k' },
+  { kind: 'ggml', type: 'q6_k' },
+  { kind: 'dense', dtype: 'f32', order: 'out-major' },
+  { kind: 'dense', dtype: 'bf16', order: 'out-major' },
+];
+
+function formatName(f: LinearFormat): string {
+  return f.kind === 'ggml' ? f.type : f.kind === 'dense' ? f.dtype : 'int8';
+}
+
+/** Seconds per call: median of `n` calls after warm-up calls (TurboFan tiers up during those). */
+function timeMatvec(k: WasmKernels, w: LinearWeight, n: number): number {
+  const x = new Float32Array(w.inDim).map((_, i) => Math.sin(i));
+  const y = new Float32Array(w.outDim);
+  for (let i = 0; i < 5; i++) k.matmul(y, x, 1, w);
+  const times: number[] = [];
+  for (let i = 0; i < n; i++) {
+    const t = process.hrtime.bigint();
+    k.matmul(y, x, 1, w);
+    times.push(Number(process.hrtime.bigint() - t) / 1e9);
+  }
+  times.sort((a, b) => a - b);
+  return times[Math.floor(n / 2)]!;
+}
+
+export async function benchKernels(log: (line: string) => void): Promise<Record<string, number>> {
+  const result: Record<string, number> = {};
+  const all = os.availableParallelism();
+  const threadCounts = all > 1 ? [1, all] : [1];
+  for (const threads of threadCounts) {
+    const k = await createWasmKernels({ threads });
+    try {
+      const bw = k.measureReadBandwidth(512 * 1024 * 1024, 7) / 1e9;
+      result[`read_bandwidth_gbs_t${threads}`] = bw;
+      log(`threads ${threads}: memory read bandwidth ${bw.toFixed(1)} GB/s`);
+      for (const f of FORMATS) {
+        const w = makeWeight(f);
+        const before = k.packedBytes;
+        k.prepare(w);
+        const bytes = k.packedBytes - before; // what one matvec reads
+        const s = timeMatvec(k, w, 15);
+        const gbs = bytes / s / 1e9;
+        const name = formatName(f);
+        result[`matvec_${name}_gbs_t${threads}`] = gbs;
+        result[`matvec_${name}_fraction_t${threads}`] = gbs / bw;
+        log(`  matvec ${name.padEnd(6)} ${w.inDim}x${w.outDim}: ${(s * 1e3).toFixed(2)} ms, ${gbs.toFixed(1)} GB/s (${((100 * gbs) / bw).toFixed(0)} % of bandwidth)`);
+      }
+    } finally {
+      await k.close();
+    }
+  }
+  return result;
+}
+
+if (process.argv[1] && fileURLToPath(import.meta.url) === process.argv[1]) {
+  const r = await benchKernels((l) => console.log(l));
+  console.log(JSON.stringify(r, null, 2));
+}

@@ -1,0 +1,459 @@
+/**
+ * The fast CPU backend: SIMD128 kernels (kernels-wasm.ts) on a worker-thread pool (pool.ts) over
+ * sharded shared memories (runtime.ts), with weights repacked once into their quad layouts
+ * (layout.ts) at first use and then released from JS. Implements the same Kernels interface as the
+ * js oracle; a weight format without a wasm kernel falls back to the js kernel for that call, and
+ * `stats` records which backend ran what.
+ */
+import * as os from 'node:os';
+import type { AttentionArgs, Kernels, LinearWeight } from '../kernels.js';
+import { jsKernels } from '../js/kernels.js';
+import { UnsupportedError, UsageError } from '../../errors.js';
+import { buildKernelModule, relaxedSimdAvailable, type KernelName } from './kernels-wasm.js';
+import { packQuads, partBytes, planFor, type PackPlan } from './layout.js';
+import { RESERVED, Runtime, type Shard } from './runtime.js';
+
+export interface WasmKernelOptions {
+  /** Threads including the main thread; default: the machine's cores (os.availableParallelism()). */
+  readonly threads?: number;
+  /** Capacity of one weight memory shard in bytes, ≤ 4 GiB (default 4 GiB). Small values are for tests. */
+  readonly shardBytes?: number;
+  /** Per-shard staging area for matmul activations (default 16 MiB); a call with more tokens runs in chunks. */
+  readonly stageBytes?: number;
+  /**
+   * Use the relaxed-SIMD i8 dot product where a kernel has a relaxed variant (Q4_0). Default: when
+   * the runtime validates relaxed SIMD (Node 20: only with --experimental-wasm-relaxed-simd).
+   * `true` on a runtime without it is an UnsupportedError.
+   */
+  readonly relaxed?: boolean;
+}
+
+export interface WasmStats {
+  /** Calls per `op:format` that ran in wasm. */
+  readonly wasm: Map<string, number>;
+  /** Calls per `op:format` that fell back to the js kernel (no wasm kernel for that format or shape). */
+  readonly js: Map<string, number>;
+}
+
+export interface WasmKernels extends Kernels {
+  readonly threads: number;
+  /** Whether the relaxed-SIMD kernels are in use. */
+  readonly relaxed: boolean;
+  readonly stats: WasmStats;
+  /** Bytes of packed weights held in wasm memory. */
+  readonly packedBytes: number;
+  /** Memory shards holding weights (the work memory not counted). */
+  readonly weightShards: number;
+  /** Packs a weight now instead of at its first matmul (e.g. to load before timing); false if it has no wasm kernel. */
+  prepare(w: LinearWeight): boolean;
+  /**
+   * Memory read bandwidth in bytes/s as these threads see it: the best of `repeats` passes of a
+   * SIMD XOR over `bytes` of packed weights when a shard holds that many, else over a buffer in
+   * the work memory (which then stays committed).
+   */
+  measureReadBandwidth(bytes: number, repeats: number): number;
+}
+
+const MAX_SHARD = 4 * 1024 * 1024 * 1024;
+
+/** Is SIMD128 + shared memory + Atomics available in this runtime? */
+export function wasmAvailable(): boolean {
+  try {
+    if (typeof SharedArrayBuffer === 'undefined' || typeof Atomics === 'undefined') return false;
+    // (module (func (result v128) v128.const i32x4 0 0 0 0))
+    const simd = new Uint8Array([0, 97, 115, 109, 1, 0, 0, 0, 1, 5, 1, 96, 0, 1, 123, 3, 2, 1, 0, 10, 22, 1, 20, 0, 253, 12, ...new Array<number>(16).fill(0), 11]);
+    if (!WebAssembly.validate(simd)) return false;
+    new WebAssembly.Memory({ initial: 1, maximum: 2, shared: true });
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+export async function createWasmKernels(opts: WasmKernelOptions = {}): Promise<WasmKernels> {
+  if (!wasmAvailable()) throw new UnsupportedError('wasm', 'this runtime lacks WebAssembly SIMD128 or shared memory; use --backend js');
+  const threads = opts.threads ?? os.availableParallelism();
+  if (!Number.isInteger(threads) || threads < 1 || threads > 256) throw new UsageError(`threads must be an integer from 1 to 256, got ${threads}`, 'threads');
+  const shardBytes = opts.shardBytes ?? MAX_SHARD;
+  const stageBytes = opts.stageBytes ?? 16 * 1024 * 1024;
+  if (!(shardBytes >= RESERVED + stageBytes + 65536 && shardBytes <= MAX_SHARD)) {
+    throw new UsageError(`shardBytes must lie between stageBytes + 128 KiB and 4 GiB, got ${shardBytes}`, 'shardBytes');
+  }
+  const canRelax = relaxedSimdAvailable();
+  if (opts.relaxed && !canRelax) throw new UnsupportedError('relaxed-simd', 'this runtime does not validate relaxed SIMD (Node 20 needs --experimental-wasm-relaxed-simd)');
+  const relaxed = opts.relaxed ?? canRelax;
+  const moduleBytes = buildKernelModule({ relaxed, maxPages: Math.floor(shardBytes / 65536) });
+  const rt = await Runtime.create(moduleBytes, { threads, shardBytes, stageBytes });
+  return new WasmBackend(rt, relaxed);
+}
+
+/** One contiguous run of quads of a packed weight, in one shard. */
+interface Part {
+  readonly shard: Shard;
+  readonly ptr: number;
+  readonly q0: number;
+  readonly q1: number;
+}
+
+interface Packed {
+  readonly plan: PackPlan;
+  readonly parts: readonly Part[];
+}
+
+const roundUp = (n: number, m: number) => Math.ceil(n / m) * m;
+const f32bits = (() => {
+  const f = new Float32Array(1);
+  const i = new Int32Array(f.buffer);
+  return (x: number) => {
+    f[0] = x;
+    return i[0]!;
+  };
+})();
+
+const TILE_BYTES = 192 * 1024;
+
+/** Work below this many multiply-adds (or elements) runs on the main thread: waking the pool costs more. */
+const PARALLEL_MIN = 1 << 15;
+
+function formatKey(w: LinearWeight): string {
+  const f = w.format;
+  return f.kind === 'dense' ? `dense-${f.dtype}-${f.order}` : f.kind === 'ggml' ? f.type : `int8-grouped`;
+}
+
+class WasmBackend implements WasmKernels {
+  readonly name = 'wasm';
+  readonly stats: WasmStats = { wasm: new Map(), js: new Map() };
+  private readonly packed = new WeakMap<LinearWeight, Packed | null>();
+  private packedTotal = 0;
+  private readonly invFreq = new Map<string, Float64Array>();
+  private closed = false;
+
+  constructor(
+    private readonly rt: Runtime,
+    readonly relaxed: boolean,
+  ) {}
+
+  get threads(): number {
+    return this.rt.threads;
+  }
+
+  get packedBytes(): number {
+    return this.packedTotal;
+  }
+
+  get weightShards(): number {
+    return this.rt.shards.length - 1;
+  }
+
+  private count(which: 'wasm' | 'js', key: string): void {
+    const m = this.stats[which];
+    m.set(key, (m.get(key) ?? 0) + 1);
+  }
+
+  private check(): void {
+    if (this.closed) throw new UsageError('the wasm kernels were closed');
+  }
+
+  // -------------------------------------------------------------------------------------------
+  // weights
+
+  prepare(w: LinearWeight): boolean {
+    return this.packedFor(w) !== null;
+  }
+
+  private packedFor(w: LinearWeight): Packed | null {
+    let p = this.packed.get(w);
+    if (p === undefined) {
+      const plan = planFor(w);
+      p = plan ? this.pack(w, plan) : null;
+      this.packed.set(w, p);
+    }
+    return p;
+  }
+
+  /** Copies the weight into wasm memory in its quad layout (splitting it by quads only if it exceeds a shard), then releases the JS copy. */
+  private pack(w: LinearWeight, plan: PackPlan): Packed {
+    const parts: Part[] = [];
+    const perQuad = plan.quadBytes + plan.scaleQuadBytes;
+    let q = 0;
+    while (q < plan.quads) {
+      let shard = this.rt.shards.length > 1 ? this.rt.shards[this.rt.shards.length - 1]! : this.rt.newShard();
+      const fitQuads = (s: Shard) => Math.floor((s.maxBytes - roundUp(s.top, 64)) / perQuad);
+      // a weight that fits a fresh shard never spans two: start a new shard instead of splitting
+      if (fitQuads(shard) < plan.quads - q) {
+        const fresh = Math.floor((shard.maxBytes - RESERVED - shard.stageBytes - 64) / perQuad);
+        if (fresh >= plan.quads - q || fitQuads(shard) < 1) shard = this.rt.newShard();
+      }
+      const n = Math.min(plan.quads - q, fitQuads(shard));
+      if (n < 1) throw new UnsupportedError('wasm-memory', `${w.name}: one quad of 4 rows (${perQuad} bytes) does not fit a memory shard`);
+      const bytes = partBytes(plan, n);
+      const ptr = shard.alloc(bytes)!;
+      packQuads(plan, w, q, q + n, shard.u8.subarray(ptr, ptr + bytes));
+      parts.push({ shard, ptr, q0: q, q1: q + n });
+      this.packedTotal += bytes;
+      q += n;
+    }
+    w.release();
+    return { plan, parts };
+  }
+
+  measureReadBandwidth(bytes: number, repeats: number): number {
+    this.check();
+    const unit = 1 << 16;
+    const units = Math.floor(bytes / unit);
+    // Read packed weights where a shard holds enough of them (no extra RAM); else a work buffer.
+    const full = this.rt.shards.slice(1).find((s) => s.top - (RESERVED + s.stageBytes) >= units * unit);
+    const shard = full ?? this.rt.work;
+    const sink = RESERVED;
+    const base = full ? RESERVED + full.stageBytes : RESERVED + 64 * 16;
+    if (!full) {
+      this.workView(base + units * unit - RESERVED);
+      this.rt.work.u8.fill(1, base, base + units * unit); // commit the pages before timing
+    }
+    let best = Infinity;
+    for (let r = 0; r < repeats; r++) {
+      const t = process.hrtime.bigint();
+      this.rt.exec(shard, 'read_sum', [base, unit, sink], units, true);
+      best = Math.min(best, Number(process.hrtime.bigint() - t) / 1e9);
+    }
+    return (units * unit) / best;
+  }
+
+  // -------------------------------------------------------------------------------------------
+  // matmul
+
+  matmul(out: Float32Array, x: Float32Array, T: number, w: LinearWeight): void {
+    this.check();
+    const p = this.packedFor(w);
+    if (!p) {
+      this.count('js', `matmul:${formatKey(w)}`);
+      jsKernels.matmul(out, x, T, w);
+      return;
+    }
+    this.count('wasm', `matmul:${formatKey(w)}`);
+    const { plan } = p;
+    const Lx = plan.segs * plan.segStride; // staged floats per token
+    const nblk = plan.xBlock ? Lx / plan.xBlock : 0;
+    const nbs = plan.bsumLen ? Lx / plan.bsumLen : 0;
+    const maxQuads = Math.max(...p.parts.map((q) => q.q1 - q.q0));
+    const perToken = Lx * 4 + (plan.xBlock ? Lx * 2 + nblk * 4 : 0) + nbs * 4 + maxQuads * 16 + 320; // + alignment slack
+    const stage = p.parts[0]!.shard.stageBytes;
+    const Tc = Math.min(T, Math.floor(stage / perToken));
+    if (Tc < 1) throw new UnsupportedError('wasm-stage', `${w.name}: one token's activations (${perToken} bytes) exceed the ${stage}-byte staging area`);
+    for (let t0 = 0; t0 < T; t0 += Tc) {
+      const tn = Math.min(Tc, T - t0);
+      for (const part of p.parts) this.matmulPart(out, x, t0, tn, w, plan, part, { Lx, nblk, nbs, Tc });
+    }
+  }
+
+  private matmulPart(
+    out: Float32Array, x: Float32Array, t0: number, tn: number, w: LinearWeight, plan: PackPlan, part: Part,
+    dims: { Lx: number; nblk: number; nbs: number; Tc: number },
+  ): void {
+    const { Lx, nblk, nbs, Tc } = dims;
+    const s = part.shard;
+    const I = plan.inDim;
+    const O = plan.outDim;
+    const nq = part.q1 - part.q0;
+    const outP = 4 * nq;
+    // staging layout for Tc tokens
+    const xf = s.stageBase;
+    const xq = roundUp(xf + Tc * Lx * 4, 64);
+    const xs = roundUp(xq + Tc * Lx * 2, 64);
+    const bs = roundUp(xs + Tc * nblk * 4, 64);
+    const ob = roundUp(bs + Tc * nbs * 4, 64);
+    // x rows → [tn][segs·segStride] f32, zero padded
+    const f32 = s.f32;
+    if (plan.segs === 1 && plan.segStride === I) {
+      f32.set(x.subarray(t0 * I, (t0 + tn) * I), xf >>> 2);
+    } else {
+      for (let t = 0; t < tn; t++) {
+        for (let g = 0; g < plan.segs; g++) {
+          const d = (xf >>> 2) + t * Lx + g * plan.segStride;
+          const src = (t0 + t) * I + g * plan.segLen;
+          f32.set(x.subarray(src, src + plan.segLen), d);
+          f32.fill(0, d + plan.segLen, d + plan.segStride);
+        }
+      }
+    }
+    const rt = this.rt;
+    const relaxedQ4 = plan.kind === 'q4_0' && this.relaxed;
+    if (relaxedQ4) {
+      rt.exec(s, 'quant_x8', [xf, xq, xs, bs], tn * nblk, tn * Lx >= PARALLEL_MIN);
+    } else if (plan.xBlock) {
+      const blocks = tn * nblk;
+      rt.exec(s, 'quant_x', [xf, xq, xs, plan.xBlock], blocks, blocks * plan.xBlock >= PARALLEL_MIN);
+      if (plan.bsumLen) rt.exec(s, 'bsum_x', [xq, bs, plan.bsumLen], tn * nbs, tn * Lx >= PARALLEL_MIN);
+    }
+    const wp = part.ptr;
+    const macs = nq * 4 * Lx * tn;
+    const par = macs >= PARALLEL_MIN && nq >= 2;
+    const kernel = `mm_${plan.kind}` as KernelName;
+    // tokens per tile: their activations (int16, or f32 for dense) stay within ~192 KiB of L2
+    const tile = Math.max(1, Math.floor(TILE_BYTES / (Lx * (plan.xBlock ? 2 : 4))));
+    switch (plan.kind) {
+      case 'i8g':
+        rt.exec(s, kernel, [wp, wp + nq * plan.quadBytes, xq, xs, ob, tn, plan.segs, plan.segStride, plan.xBlock, outP, tile], nq, par);
+        break;
+      case 'f32':
+      case 'bf16':
+      case 'f16':
+        rt.exec(s, kernel, [wp, xf, ob, tn, plan.segStride, outP, tile], nq, par);
+        break;
+      case 'q8_0':
+        rt.exec(s, kernel, [wp, xq, xs, ob, tn, I / 32, outP, tile], nq, par);
+        break;
+      case 'q4_0':
+        rt.exec(s, relaxedQ4 ? 'mm_q4_0r' : kernel, [wp, xq, xs, bs, ob, tn, I / 32, outP, tile], nq, par);
+        break;
+      case 'q4_k':
+        rt.exec(s, kernel, [wp, xq, xs, bs, ob, tn, I / 256, outP, tile], nq, par);
+        break;
+      case 'q6_k':
+        rt.exec(s, kernel, [wp, xq, xs, ob, tn, I / 256, outP, tile], nq, par);
+        break;
+    }
+    const rows = Math.min(outP, O - 4 * part.q0);
+    const o32 = ob >>> 2;
+    const res = s.f32;
+    for (let t = 0; t < tn; t++) out.set(res.subarray(o32 + t * outP, o32 + t * outP + rows), (t0 + t) * O + 4 * part.q0);
+    void w;
+  }
+
+  // -------------------------------------------------------------------------------------------
+  // the other ops run in the work memory (shard 0)
+
+  /** Grows the work memory to hold `bytes` after RESERVED and returns its f32 view. */
+  private workView(bytes: number): Float32Array {
+    this.rt.work.ensure(RESERVED + bytes);
+    return this.rt.work.f32;
+  }
+
+  rmsNorm(out: Float32Array, x: Float32Array, T: number, D: number, scale: Float32Array, eps: number): void {
+    this.check();
+    this.count('wasm', 'rmsNorm');
+    const Dp = roundUp(D, 4);
+    const xa = RESERVED;
+    const sa = roundUp(xa + T * Dp * 4, 64);
+    const f = this.workView(sa + Dp * 4 - RESERVED);
+    copyRows(f, xa >>> 2, Dp, x, 0, D, T, D);
+    copyRows(f, sa >>> 2, Dp, scale, 0, D, 1, D);
+    this.rt.exec(this.rt.work, 'rmsnorm', [xa, xa, sa, Dp, D, f32bits(eps)], T, T * D >= PARALLEL_MIN);
+    copyRowsBack(out, 0, D, f, xa >>> 2, Dp, T, D);
+  }
+
+  rope(x: Float32Array, T: number, heads: number, headDim: number, positions: Int32Array, base: number): void {
+    this.check();
+    if (headDim % 2 !== 0) {
+      this.count('js', 'rope');
+      jsKernels.rope(x, T, heads, headDim, positions, base);
+      return;
+    }
+    this.count('wasm', 'rope');
+    const half = headDim / 2;
+    const halfP = roundUp(half, 4);
+    const key = `${headDim}:${base}`;
+    let inv = this.invFreq.get(key);
+    if (!inv) {
+      inv = new Float64Array(half);
+      for (let i = 0; i < half; i++) inv[i] = 1 / base ** ((2 * i) / headDim);
+      this.invFreq.set(key, inv);
+    }
+    const xa = RESERVED;
+    const ca = roundUp(xa + T * heads * 2 * halfP * 4, 64);
+    const f = this.workView(ca + T * 2 * halfP * 4 - RESERVED);
+    // [T·heads rows][2 halves] of `half` values, each half padded to halfP
+    copyRows(f, xa >>> 2, halfP, x, 0, half, T * heads * 2, half);
+    const c0 = ca >>> 2;
+    for (let t = 0; t < T; t++) {
+      const pos = positions[t]!;
+      const row = c0 + t * 2 * halfP;
+      for (let i = 0; i < half; i++) {
+        f[row + i] = Math.cos(pos * inv[i]!);
+        f[row + halfP + i] = Math.sin(pos * inv[i]!);
+      }
+    }
+    this.rt.exec(this.rt.work, 'rope', [xa, ca, heads, halfP], T, T * heads * headDim >= PARALLEL_MIN);
+    copyRowsBack(x, 0, half, f, xa >>> 2, halfP, T * heads * 2, half);
+  }
+
+  geluMul(gate: Float32Array, up: Float32Array, n: number): void {
+    this.check();
+    this.count('wasm', 'geluMul');
+    const CHUNK = 1 << 22;
+    for (let i0 = 0; i0 < n; i0 += CHUNK) {
+      const m = Math.min(CHUNK, n - i0);
+      const m4 = roundUp(m, 4);
+      const ga = RESERVED;
+      const ua = roundUp(ga + m4 * 4, 64);
+      const f = this.workView(ua + m4 * 4 - RESERVED);
+      f.set(gate.subarray(i0, i0 + m), ga >>> 2);
+      f.set(up.subarray(i0, i0 + m), ua >>> 2);
+      f.fill(0, (ga >>> 2) + m, (ga >>> 2) + m4);
+      f.fill(0, (ua >>> 2) + m, (ua >>> 2) + m4);
+      this.rt.exec(this.rt.work, 'gelu_mul', [ga, ua], m4 / 4, m >= PARALLEL_MIN / 4);
+      gate.set(this.rt.work.f32.subarray(ga >>> 2, (ga >>> 2) + m), i0);
+    }
+  }
+
+  attention(a: AttentionArgs): void {
+    this.check();
+    const { T, start, numQHeads: H, numKvHeads: Hkv, headDim: d } = a;
+    if (H % Hkv !== 0 || T < 1) {
+      this.count('js', 'attention');
+      jsKernels.attention(a);
+      return;
+    }
+    this.count('wasm', 'attention');
+    const dP = roundUp(d, 16);
+    const S = start + T;
+    const S4 = roundUp(S, 4);
+    const qa = RESERVED;
+    const ka = roundUp(qa + T * H * dP * 4, 64);
+    const va = roundUp(ka + S * Hkv * dP * 4, 64);
+    const ma = roundUp(va + S * Hkv * dP * 4, 64);
+    const sa = roundUp(ma + S4 + 16, 64);
+    const oa = roundUp(sa + this.rt.threads * S4 * 4, 64);
+    const f = this.workView(oa + T * H * dP * 4 - RESERVED);
+    copyRows(f, qa >>> 2, dP, a.q, 0, d, T * H, d);
+    copyRows(f, ka >>> 2, dP, a.k, 0, d, S * Hkv, d);
+    copyRows(f, va >>> 2, dP, a.v, 0, d, S * Hkv, d);
+    const u8 = this.rt.work.u8;
+    u8.set(a.keyValid.subarray(0, S), ma);
+    u8.fill(0, ma + S, ma + S4 + 16);
+    const units = T * H;
+    this.rt.exec(
+      this.rt.work, 'attention',
+      [qa, ka, va, ma, oa, sa, T, start, H, Hkv, dP, f32bits(a.scale), f32bits(a.softcap), S],
+      units, units * S * d >= PARALLEL_MIN,
+    );
+    copyRowsBack(a.out, 0, d, this.rt.work.f32, oa >>> 2, dP, T * H, d);
+  }
+
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    await this.rt.close();
+  }
+}
+
+/** rows × len floats from src (row stride srcStride) into dst at dstOff with row stride dstStride, zero-padding each row. */
+function copyRows(dst: Float32Array, dstOff: number, dstStride: number, src: Float32Array, srcOff: number, srcStride: number, rows: number, len: number): void {
+  if (dstStride === len && srcStride === len) {
+    dst.set(src.subarray(srcOff, srcOff + rows * len), dstOff);
+    return;
+  }
+  for (let r = 0; r < rows; r++) {
+    const d = dstOff + r * dstStride;
+    dst.set(src.subarray(srcOff + r * srcStride, srcOff + r * srcStride + len), d);
+    dst.fill(0, d + len, d + dstStride);
+  }
+}
+
+function copyRowsBack(dst: Float32Array, dstOff: number, dstStride: number, src: Float32Array, srcOff: number, srcStride: number, rows: number, len: number): void {
+  if (dstStride === len && srcStride === len) {
+    dst.set(src.subarray(srcOff, srcOff + rows * len), dstOff);
+    return;
+  }
+  for (let r = 0; r < rows; r++) dst.set(src.subarray(srcOff + r * srcStride, srcOff + r * srcStride + len), dstOff + r * dstStride);
+}

@@ -1,0 +1,828 @@
+/**
+ * The SIMD128 kernels, emitted as one wasm module (asm.ts) that every thread instantiates once per
+ * memory shard. Packed weight layouts are described in layout.ts; README.md explains the choices.
+ *
+ * Conventions: every pointer and number argument is i32 (floats travel as their bit patterns, so
+ * the worker pool can pass arguments through an Int32Array); a kernel that the pool splits across
+ * threads takes `start, end, tid` last and handles units start..end-1 (quads of 4 output rows,
+ * blocks, attention (token, head) pairs, ...).
+ *
+ * Activations for the integer kernels are int16 with one f32 scale per block (quant_x): relative
+ * error ≈ 1/65534 of the block's largest value, far below the int8 weights' own rounding.
+ */
+import {
+  Func, ValType, type Local, type Op, seq, get, set, forLoop, forPtr, block, loop, br, brIf, if_, select,
+  i32, f32, v128, i8x16, i16x8, i32x4, f32x4, encodeModule,
+} from './asm.js';
+import { Q4K_QUAD_BYTES, Q6K_QUAD_BYTES } from './layout.js';
+
+const I32 = ValType.i32;
+const V = ValType.v128;
+const F32 = ValType.f32;
+
+/** The names of the exported kernels, in the order the pool addresses them. */
+export const KERNEL_NAMES = [
+  'quant_x', 'bsum_x', 'mm_i8g', 'mm_f32', 'mm_bf16', 'mm_f16', 'mm_q8_0', 'mm_q4_0', 'mm_q4_k', 'mm_q6_k',
+  'rmsnorm', 'rope', 'gelu_mul', 'attention', 'read_sum', 'quant_x8', 'mm_q4_0r',
+] as const;
+/** Kernels that use relaxed SIMD: present in the module only when the runtime validates relaxed SIMD. */
+export const RELAXED_KERNELS: readonly KernelName[] = ['mm_q4_0r'];
+export type KernelName = (typeof KERNEL_NAMES)[number];
+
+export interface ModuleOptions {
+  /** Use `i32x4.relaxed_dot_i8x16_i7x16_add_s` in the int8-grouped kernel (only where the runtime validates it). */
+  readonly relaxed: boolean;
+  readonly maxPages: number;
+}
+
+// ---------------------------------------------------------------------------------------------
+// small building blocks
+
+const zero = v128.zero;
+const lanes32 = (...l: number[]): number[] => l.flatMap((k) => [4 * k, 4 * k + 1, 4 * k + 2, 4 * k + 3]);
+const shuf32 = (a: Op, b: Op, l: number[]): Op => i8x16.shuffle(a, b, lanes32(...l));
+const f32arg = (l: Local): Op => f32.reinterpretI32(get(l));
+const inc = (l: Local, n: number | Op): Op => set(l, i32.add(get(l), typeof n === 'number' ? i32.const(n) : n));
+const mulC = (a: Op, n: number): Op => i32.mul(a, i32.const(n));
+
+/**
+ * The high nibbles of 16 bytes: a 16-bit shift plus the mask (V8 lowers i8x16.shr_u to five x64
+ * instructions, this to two). `mask` holds 0x0f in every byte, hoisted out of the loops in a local
+ * (a v128.const inside a loop is re-materialised on every iteration).
+ */
+const highNibbles = (v: Op, mask: Local): Op => v128.and(i16x8.shrU(v, 4), get(mask));
+
+/** [Σa, Σb, Σc, Σd] of four vectors (f32 or i32 lanes, by `add`). */
+function hsum4(f: Func, add: (a: Op, b: Op) => Op, a: Local, b: Local, c: Local, d: Local): Op {
+  const ab = f.local(V);
+  const cd = f.local(V);
+  return seq(
+    set(ab, add(shuf32(get(a), get(b), [0, 4, 1, 5]), shuf32(get(a), get(b), [2, 6, 3, 7]))),
+    set(cd, add(shuf32(get(c), get(d), [0, 4, 1, 5]), shuf32(get(c), get(d), [2, 6, 3, 7]))),
+    add(shuf32(get(ab), get(cd), [0, 1, 4, 5]), shuf32(get(ab), get(cd), [2, 3, 6, 7])),
+  );
+}
+
+/** Horizontal reduction of one f32x4 to a scalar. */
+function hred(f: Func, v: Op, op: (a: Op, b: Op) => Op, scalarOp: (a: Op, b: Op) => Op): Op {
+  const t = f.local(V);
+  return seq(
+    set(t, v),
+    set(t, op(get(t), shuf32(get(t), get(t), [2, 3, 0, 1]))),
+    scalarOp(f32x4.extractLane(get(t), 0), f32x4.extractLane(get(t), 1)),
+  );
+}
+
+/** Four f16 bit patterns (u16 in i32 lanes) → f32x4. Exact for normal and subnormal values. */
+function f16x4(f: Func, u: Op): Op {
+  const t = f.local(V);
+  return seq(
+    set(t, u),
+    v128.or(
+      f32x4.mul(i32x4.shl(v128.and(get(t), i32x4.const(0x7fff)), 13), f32x4.const(2 ** 112)),
+      i32x4.shl(v128.and(get(t), i32x4.const(0x8000)), 16),
+    ),
+  );
+}
+
+/** e^x for f32x4 (Cephes expf: range reduction by ln 2, degree-6 polynomial; ≈ 1 ulp on [-87, 88]). */
+function exp4(f: Func, x: Op): Op {
+  const xv = f.local(V);
+  const n = f.local(V);
+  const z = f.local(V);
+  const m = f32x4.mul;
+  const a = f32x4.add;
+  const c = f32x4.const;
+  return seq(
+    set(xv, f32x4.min(f32x4.max(x, c(-87.3)), c(88.3))),
+    set(n, f32x4.nearest(m(get(xv), c(Math.LOG2E)))),
+    set(xv, a(f32x4.sub(get(xv), m(get(n), c(0.693359375))), m(get(n), c(2.12194440e-4)))),
+    set(z, m(get(xv), get(xv))),
+    m(
+      a(a(m(a(m(a(m(a(m(a(m(a(m(c(1.9875691500e-4), get(xv)), c(1.3981999507e-3)), get(xv)), c(8.3334519073e-3)), get(xv)),
+        c(4.1665795894e-2)), get(xv)), c(1.6666665459e-1)), get(xv)), c(5.0000001201e-1)), get(z)), get(xv)), c(1)),
+      i32x4.shl(i32x4.add(i32x4.truncSatF32x4S(get(n)), i32x4.const(127)), 23),
+    ),
+  );
+}
+
+// ---------------------------------------------------------------------------------------------
+// activations
+
+/**
+ * quant_x(src f32, dst i16, scales f32, B, start, end, tid): blocks start..end-1 of B floats
+ * (B a multiple of 16) → int16 with scale max|x|/32767. Values are clamped to ±32767 so the
+ * integer kernels' overflow bounds hold.
+ */
+function quantX(): Func {
+  const f = new Func('quant_x', [I32, I32, I32, I32, I32, I32, I32]);
+  const [src, dst, scales, B, start, end] = f.params as [Local, Local, Local, Local, Local, Local];
+  const [blk, p, e, q] = f.locals32(4);
+  const m = f.local(V);
+  const inv = f.local(V);
+  const mx = f.local(F32);
+  const scaled = (off: number) => i32x4.truncSatF32x4S(f32x4.nearest(f32x4.mul(v128.load(get(p), off), get(inv))));
+  f.body = forLoop(blk, get(start), get(end), 1,
+    set(p, i32.add(get(src), i32.mul(i32.mul(get(blk), get(B)), i32.const(4)))),
+    set(q, i32.add(get(dst), i32.mul(i32.mul(get(blk), get(B)), i32.const(2)))),
+    set(e, i32.add(get(p), i32.mul(get(B), i32.const(4)))),
+    set(m, zero()),
+    forPtr(p, e, 16, set(m, f32x4.max(get(m), f32x4.abs(v128.load(get(p)))))),
+    set(mx, hred(f, get(m), f32x4.max, f32.max)),
+    f32.store(i32.add(get(scales), i32.mul(get(blk), i32.const(4))), f32.mul(get(mx), f32.const(1 / 32767))),
+    set(inv, f32x4.splat(select(f32.div(f32.const(32767), get(mx)), f32.const(0), f32.gt(get(mx), f32.const(1e-30))))),
+    set(p, i32.sub(get(p), i32.mul(get(B), i32.const(4)))),
+    forPtr(p, e, 32,
+      v128.store(get(q), i16x8.maxS(i16x8.narrowI32x4S(scaled(0), scaled(16)), i16x8.const(-32767))),
+      inc(q, 16)),
+  );
+  return f;
+}
+
+/** bsum_x(src i16, dst i32, len, start, end, tid): dst[g] = Σ of the g-th run of `len` (16 or 32) int16 values. */
+function bsumX(): Func {
+  const f = new Func('bsum_x', [I32, I32, I32, I32, I32, I32]);
+  const [src, dst, len, start, end] = f.params as [Local, Local, Local, Local, Local];
+  const [g, p, e] = f.locals32(3);
+  const s = f.local(V);
+  f.body = forLoop(g, get(start), get(end), 1,
+    set(p, i32.add(get(src), i32.mul(i32.mul(get(g), get(len)), i32.const(2)))),
+    set(e, i32.add(get(p), i32.mul(get(len), i32.const(2)))),
+    set(s, zero()),
+    forPtr(p, e, 16, set(s, i32x4.add(get(s), i32x4.extaddPairwiseI16x8S(v128.load(get(p)))))),
+    set(s, i32x4.add(get(s), shuf32(get(s), get(s), [2, 3, 0, 1]))),
+    i32.store(i32.add(get(dst), i32.mul(get(g), i32.const(4))), i32.add(i32x4.extractLane(get(s), 0), i32x4.extractLane(get(s), 1))),
+  );
+  return f;
+}
+
+// ---------------------------------------------------------------------------------------------
+// matrix products: every kernel loops token tiles × quads q of 4 output rows (start..end) × the
+// tile's tokens, and stores a quad's 4 results with one v128.store at out[t·outP + 4q].
+
+interface QuadLoop {
+  q: Local;
+  t: Local;
+  /** Address of out[t·outP + 4q]. */
+  outAddr: Op;
+}
+
+/**
+ * for t0 in 0..T step tile: for q in start..end: for t in t0..min(t0 + tile, T): body. Tokens are
+ * tiled so that a tile's activations stay in L2 while every quad of the thread's range streams past
+ * them (with quads outermost, prefill re-read all T tokens' activations from L3 for every quad).
+ */
+function quadLoop(f: Func, T: Local, tile: Local, outP: Local, out: Local, start: Local, end: Local, body: (l: QuadLoop) => Op[]): Op {
+  const q = f.local(I32);
+  const t = f.local(I32);
+  const t0 = f.local(I32);
+  const t1 = f.local(I32);
+  const outAddr = i32.add(get(out), mulC(i32.add(i32.mul(get(t), get(outP)), mulC(get(q), 4)), 4));
+  return seq(
+    set(t0, i32.const(0)),
+    block(loop(
+      brIf(1, i32.geU(get(t0), get(T))),
+      set(t1, i32.add(get(t0), get(tile))),
+      if_(i32.gtU(get(t1), get(T)), [set(t1, get(T))]),
+      forLoop(q, get(start), get(end), 1, forLoop(t, get(t0), get(t1), 1, ...body({ q, t, outAddr }))),
+      set(t0, get(t1)),
+      br(0))),
+  );
+}
+
+/** One row's 16 int8 weights `w` · 16 int16 activations (xl, xh), as i32x4 partial sums; `tmp` holds w. */
+function dot16(tmp: Local, w: Op, xl: Local, xh: Local): Op {
+  return seq(set(tmp, w), i32x4.add(i32x4.dotI16x8S(i16x8.extendLowI8x16S(get(tmp)), get(xl)), i32x4.dotI16x8S(i16x8.extendHighI8x16S(get(tmp)), get(xh))));
+}
+
+/**
+ * mm_i8g(w, sc, x, xs, out, T, G, Lp, B, outP, tile, start, end, tid): the official int8 layout.
+ * Packed quad: for each group g, for each 16-wide chunk, 4 rows × 16 int8 (64 bytes); sc f32 [quad][G][4].
+ * x: int16 [T][G·Lp], xs: f32 [T][G·Lp/B]. Tokens go in pairs where they can: each sign-extended
+ * weight vector then serves two tokens (prefill); a last odd token runs alone.
+ */
+function mmI8g(): Func {
+  const f = new Func('mm_i8g', new Array<ValType>(14).fill(I32));
+  const [w, sc, x, xs, out, T, G, Lp, B, outP, tile, start, end] = f.params as Local[] as [Local, Local, Local, Local, Local, Local, Local, Local, Local, Local, Local, Local, Local];
+  const [wp, xp, xp2, xsp, sp, g, ge, be, q, t, t0, t1, rowB, blkB] = f.locals32(14);
+  const iA = f.vlocals(4);
+  const iB = f.vlocals(4);
+  const fA = f.vlocals(4);
+  const fB = f.vlocals(4);
+  const [accA, accB, xl, xh, yl, yh, lo, hi, sx] = f.vlocals(9);
+  const outAddr = (tt: Op) => i32.add(get(out), mulC(i32.add(i32.mul(tt, get(outP)), mulC(get(q), 4)), 4));
+  /** One token (pair = false) or tokens t, t+1 (pair = true) against quad q. */
+  const body = (pair: boolean): Op[] => [
+    set(wp, i32.add(get(w), i32.mul(get(q), mulC(i32.mul(get(G), get(Lp)), 4)))),
+    set(xp, i32.add(get(x), i32.mul(get(t), get(rowB)))),
+    set(xp2, i32.add(get(xp), get(rowB))),
+    set(xsp, i32.add(get(xs), i32.mul(get(t), get(blkB)))),
+    set(sp, i32.add(get(sc), i32.mul(get(q), mulC(get(G), 16)))),
+    set(accA, zero()),
+    ...(pair ? [set(accB, zero())] : []),
+    forLoop(g, i32.const(0), get(G), 1,
+      ...fA.map((l) => set(l, zero())),
+      ...(pair ? fB.map((l) => set(l, zero())) : []),
+      set(ge, i32.add(get(wp), mulC(get(Lp), 4))),
+      block(loop(
+        brIf(1, i32.geU(get(wp), get(ge))),
+        ...iA.map((l) => set(l, zero())),
+        ...(pair ? iB.map((l) => set(l, zero())) : []),
+        set(be, i32.add(get(wp), mulC(get(B), 4))),
+        forPtr(wp, be, 64,
+          set(xl, v128.load(get(xp))),
+          set(xh, v128.load(get(xp), 16)),
+          inc(xp, 32),
+          ...(pair ? [set(yl, v128.load(get(xp2))), set(yh, v128.load(get(xp2), 16)), inc(xp2, 32)] : []),
+          ...iA.flatMap((l, r) => [
+            // pairs load the weights twice (one register fewer), a single token once
+            ...(pair
+              ? [set(lo, i16x8.extendLowI8x16S(v128.load(get(wp), 16 * r))), set(hi, i16x8.extendHighI8x16S(v128.load(get(wp), 16 * r)))]
+              : [set(lo, v128.load(get(wp), 16 * r)), set(hi, i16x8.extendHighI8x16S(get(lo))), set(lo, i16x8.extendLowI8x16S(get(lo)))]),
+            set(l, i32x4.add(get(l), i32x4.add(i32x4.dotI16x8S(get(lo), get(xl)), i32x4.dotI16x8S(get(hi), get(xh))))),
+            ...(pair ? [set(iB[r]!, i32x4.add(get(iB[r]!), i32x4.add(i32x4.dotI16x8S(get(lo), get(yl)), i32x4.dotI16x8S(get(hi), get(yh)))))] : []),
+          ])),
+        set(sx, f32x4.splat(f32.load(get(xsp)))),
+        ...fA.map((l, r) => set(l, f32x4.add(get(l), f32x4.mul(f32x4.convertI32x4S(get(iA[r]!)), get(sx))))),
+        ...(pair ? [
+          set(sx, f32x4.splat(f32.load(i32.add(get(xsp), get(blkB))))),
+          ...fB.map((l, r) => set(l, f32x4.add(get(l), f32x4.mul(f32x4.convertI32x4S(get(iB[r]!)), get(sx))))),
+        ] : []),
+        inc(xsp, 4),
+        br(0))),
+      set(accA, f32x4.add(get(accA), f32x4.mul(hsum4(f, f32x4.add, fA[0]!, fA[1]!, fA[2]!, fA[3]!), v128.load(get(sp))))),
+      ...(pair ? [set(accB, f32x4.add(get(accB), f32x4.mul(hsum4(f, f32x4.add, fB[0]!, fB[1]!, fB[2]!, fB[3]!), v128.load(get(sp)))))] : []),
+      inc(sp, 16)),
+    v128.store(outAddr(get(t)), get(accA)),
+    ...(pair ? [v128.store(outAddr(i32.add(get(t), i32.const(1))), get(accB))] : []),
+  ];
+  f.body = seq(
+    set(rowB, mulC(i32.mul(get(G), get(Lp)), 2)),
+    set(blkB, mulC(i32.divU(i32.mul(get(G), get(Lp)), get(B)), 4)),
+    set(t0, i32.const(0)),
+    block(loop(
+      brIf(1, i32.geU(get(t0), get(T))),
+      set(t1, i32.add(get(t0), get(tile))),
+      if_(i32.gtU(get(t1), get(T)), [set(t1, get(T))]),
+      forLoop(q, get(start), get(end), 1,
+        set(t, get(t0)),
+        block(loop(
+          brIf(1, i32.geU(i32.add(get(t), i32.const(1)), get(t1))),
+          ...body(true),
+          set(t, i32.add(get(t), i32.const(2))),
+          br(0))),
+        if_(i32.ltU(get(t), get(t1)), body(false))),
+      set(t0, get(t1)),
+      br(0))),
+  );
+  return f;
+}
+
+/** mm_dense(dtype)(w, x, out, T, Lp, outP, tile, start, end, tid): out-major dense rows, quad = 4 rows × 16 bytes per chunk; x f32 [T][Lp]. */
+function mmDense(dtype: 'f32' | 'bf16' | 'f16'): Func {
+  const f = new Func(`mm_${dtype}`, new Array<ValType>(10).fill(I32));
+  const [w, x, out, T, Lp, outP, tile, start, end] = f.params as Local[] as [Local, Local, Local, Local, Local, Local, Local, Local, Local];
+  const [wp, xp, xe] = f.locals32(3);
+  const a = f.vlocals(4);
+  const [x0, x1, wr] = f.vlocals(3);
+  const elemBytes = dtype === 'f32' ? 4 : 2;
+  // 16 bytes of one row → f32x4 (f32) or two f32x4 (16-bit types)
+  const half = (raw: Op, hi: boolean): Op => {
+    const u = hi ? i32x4.extendHighI16x8U(raw) : i32x4.extendLowI16x8U(raw);
+    return dtype === 'bf16' ? i32x4.shl(u, 16) : f16x4(f, u);
+  };
+  f.body = quadLoop(f, T, tile, outP, out, start, end, ({ q, t, outAddr }) => [
+    set(wp, i32.add(get(w), i32.mul(get(q), mulC(get(Lp), 4 * elemBytes)))),
+    set(xp, i32.add(get(x), i32.mul(get(t), mulC(get(Lp), 4)))),
+    set(xe, i32.add(get(xp), mulC(get(Lp), 4))),
+    ...a.map((l) => set(l, zero())),
+    dtype === 'f32'
+      ? forPtr(xp, xe, 16,
+        set(x0, v128.load(get(xp))),
+        ...a.map((l, r) => set(l, f32x4.add(get(l), f32x4.mul(v128.load(get(wp), 16 * r), get(x0))))),
+        inc(wp, 64))
+      : forPtr(xp, xe, 32,
+        set(x0, v128.load(get(xp))),
+        set(x1, v128.load(get(xp), 16)),
+        ...a.flatMap((l, r) => [set(wr, v128.load(get(wp), 16 * r)), set(l, f32x4.add(get(l), f32x4.add(
+          f32x4.mul(half(get(wr), false), get(x0)),
+          f32x4.mul(half(get(wr), true), get(x1)))))]),
+        inc(wp, 64)),
+    v128.store(outAddr, hsum4(f, f32x4.add, a[0]!, a[1]!, a[2]!, a[3]!)),
+  ]);
+  return f;
+}
+
+/**
+ * mm_q8_0(w, x, xs, out, T, nb, outP, tile, start, end, tid). Packed quad-block (136 bytes):
+ * 4 × f16 d, then 4 rows × 32 int8. x int16 with one scale per 32.
+ */
+function mmQ8_0(): Func {
+  const f = new Func('mm_q8_0', new Array<ValType>(11).fill(I32));
+  const [w, x, xs, out, T, nb, outP, tile, start, end] = f.params as Local[] as [Local, Local, Local, Local, Local, Local, Local, Local, Local, Local];
+  const [wp, xp, xsp, we] = f.locals32(4);
+  const ir = f.vlocals(4);
+  const xv = f.vlocals(4);
+  const [acc, wt] = f.vlocals(2);
+  f.body = quadLoop(f, T, tile, outP, out, start, end, ({ q, t, outAddr }) => [
+    set(wp, i32.add(get(w), i32.mul(get(q), mulC(get(nb), 136)))),
+    set(we, i32.add(get(wp), mulC(get(nb), 136))),
+    set(xp, i32.add(get(x), i32.mul(get(t), mulC(get(nb), 64)))),
+    set(xsp, i32.add(get(xs), i32.mul(get(t), mulC(get(nb), 4)))),
+    set(acc, zero()),
+    forPtr(wp, we, 136,
+      ...xv.map((l, i) => set(l, v128.load(get(xp), 16 * i))),
+      ...ir.map((l, r) => set(l, i32x4.add(
+        dot16(wt, v128.load(get(wp), 8 + 32 * r), xv[0]!, xv[1]!),
+        dot16(wt, v128.load(get(wp), 24 + 32 * r), xv[2]!, xv[3]!)))),
+      set(acc, f32x4.add(get(acc), f32x4.mul(
+        f32x4.convertI32x4S(hsum4(f, i32x4.add, ir[0]!, ir[1]!, ir[2]!, ir[3]!)),
+        f32x4.mul(f16x4(f, v128.load16x4U(get(wp))), f32x4.splat(f32.load(get(xsp))))))),
+      inc(xp, 64),
+      inc(xsp, 4)),
+    v128.store(outAddr, get(acc)),
+  ]);
+  return f;
+}
+
+/**
+ * mm_q4_0(w, x, xs, bsum, out, T, nb, outP, tile, start, end, tid). Packed quad-block (72 bytes):
+ * 4 × f16 d, then 4 rows × 16 bytes of nibbles (ggml order: low nibbles are values 0..15, high
+ * 16..31). Σ (q-8)·x = Σ q·x − 8·Σx, with Σx per 32 from bsum_x.
+ */
+function mmQ4_0(): Func {
+  const f = new Func('mm_q4_0', new Array<ValType>(12).fill(I32));
+  const [w, x, xs, bsum, out, T, nb, outP, tile, start, end] = f.params as Local[] as [Local, Local, Local, Local, Local, Local, Local, Local, Local, Local, Local];
+  const [wp, xp, xsp, bp, we] = f.locals32(5);
+  const ir = f.vlocals(4);
+  const xv = f.vlocals(4);
+  const [acc, lo, hi, raw, mask] = f.vlocals(5);
+  const dotU = (nib: Local, a: Local, b: Local): Op =>
+    i32x4.add(i32x4.dotI16x8S(i16x8.extendLowI8x16U(get(nib)), get(a)), i32x4.dotI16x8S(i16x8.extendHighI8x16U(get(nib)), get(b)));
+  f.body = seq(set(mask, i8x16.const(0x0f)), quadLoop(f, T, tile, outP, out, start, end, ({ q, t, outAddr }) => [
+    set(wp, i32.add(get(w), i32.mul(get(q), mulC(get(nb), 72)))),
+    set(we, i32.add(get(wp), mulC(get(nb), 72))),
+    set(xp, i32.add(get(x), i32.mul(get(t), mulC(get(nb), 64)))),
+    set(xsp, i32.add(get(xs), i32.mul(get(t), mulC(get(nb), 4)))),
+    set(bp, i32.add(get(bsum), i32.mul(get(t), mulC(get(nb), 4)))),
+    set(acc, zero()),
+    forPtr(wp, we, 72,
+      ...xv.map((l, i) => set(l, v128.load(get(xp), 16 * i))),
+      ...ir.flatMap((l, r) => [
+        set(raw, v128.load(get(wp), 8 + 16 * r)),
+        set(lo, v128.and(get(raw), get(mask))),
+        set(hi, highNibbles(get(raw), mask)),
+        set(l, i32x4.add(dotU(lo, xv[0]!, xv[1]!), dotU(hi, xv[2]!, xv[3]!))),
+      ]),
+      set(acc, f32x4.add(get(acc), f32x4.mul(
+        f32x4.convertI32x4S(i32x4.sub(hsum4(f, i32x4.add, ir[0]!, ir[1]!, ir[2]!, ir[3]!), i32x4.splat(i32.shl(i32.load(get(bp)), i32.const(3))))),
+        f32x4.mul(f16x4(f, v128.load16x4U(get(wp))), f32x4.splat(f32.load(get(xsp))))))),
+      inc(xp, 64),
+      inc(xsp, 4),
+      inc(bp, 4)),
+    v128.store(outAddr, get(acc)),
+  ]));
+  return f;
+}
+
+/**
+ * mm_q4_k(w, x, xs, bsum, out, T, nsb, outP, tile, start, end, tid). Packed quad-superblock (592 bytes,
+ * layout.ts): d[4] f16, dmin[4] f16, sc[r][8] u8, m[j][4] u8, then 4 rows × 128 bytes of ggml qs.
+ * x int16 with one scale per 256, bsum per 32. Row value = d·sc·q − dmin·m, so
+ * Σ w·x = xs·(d·Σ_j sc_j·Σ q·xq − dmin·Σ_j m_j·bsum_j); both inner sums fit i32 (see README).
+ */
+function mmQ4K(): Func {
+  const f = new Func('mm_q4_k', new Array<ValType>(12).fill(I32));
+  const [w, x, xs, bsum, out, T, nsb, outP, tile, start, end] = f.params as Local[] as [Local, Local, Local, Local, Local, Local, Local, Local, Local, Local, Local];
+  const [wp, xp, xsp, bp, we] = f.locals32(5);
+  const cr = f.vlocals(4);
+  const X = f.vlocals(4);
+  const [acc, la, lb, msum, mask] = f.vlocals(5);
+  const QB = Q4K_QUAD_BYTES;
+  const dotU = (nib: Local, a: Local, b: Local): Op =>
+    i32x4.add(i32x4.dotI16x8S(i16x8.extendLowI8x16U(get(nib)), get(a)), i32x4.dotI16x8S(i16x8.extendHighI8x16U(get(nib)), get(b)));
+  const scale = (r: number, j: number): Op => i32x4.splat(i32.load8U(get(wp), 16 + 8 * r + j));
+  // Sub-block by sub-block (jj, half), so only 4 activation vectors are live: with all 8 of a
+  // 64-value chunk plus 4 rows' temporaries V8 ran out of xmm registers and spilled (2× slower).
+  const body: Op[] = [];
+  for (let jj = 0; jj < 4; jj++) {
+    for (let half = 0; half < 2; half++) {
+      body.push(...X.slice(0, 4).map((l, k) => set(l, v128.load(get(xp), 128 * jj + 64 * half + 16 * k))));
+      const nib = (v: Op): Op => (half === 0 ? v128.and(v, get(mask)) : highNibbles(v, mask));
+      for (let r = 0; r < 4; r++) {
+        body.push(
+          set(la, nib(v128.load(get(wp), 80 + 128 * r + 32 * jj))),
+          set(lb, nib(v128.load(get(wp), 80 + 128 * r + 32 * jj + 16))),
+          set(cr[r]!, i32x4.add(get(cr[r]!),
+            i32x4.mul(i32x4.add(dotU(la, X[0]!, X[1]!), dotU(lb, X[2]!, X[3]!)), scale(r, 2 * jj + half)))),
+        );
+      }
+    }
+  }
+  for (let j = 0; j < 8; j++) {
+    body.push(set(msum, i32x4.add(get(msum), i32x4.mul(
+      i32x4.extendLowI16x8U(v128.load8x8U(get(wp), 48 + 4 * j)), i32x4.splat(i32.load(get(bp), 4 * j))))));
+  }
+  f.body = seq(set(mask, i8x16.const(0x0f)), quadLoop(f, T, tile, outP, out, start, end, ({ q, t, outAddr }) => [
+    set(wp, i32.add(get(w), i32.mul(get(q), mulC(get(nsb), QB)))),
+    set(we, i32.add(get(wp), mulC(get(nsb), QB))),
+    set(xp, i32.add(get(x), i32.mul(get(t), mulC(get(nsb), 512)))),
+    set(xsp, i32.add(get(xs), i32.mul(get(t), mulC(get(nsb), 4)))),
+    set(bp, i32.add(get(bsum), i32.mul(get(t), mulC(get(nsb), 32)))),
+    set(acc, zero()),
+    forPtr(wp, we, QB,
+      ...cr.map((l) => set(l, zero())),
+      set(msum, zero()),
+      ...body,
+      set(acc, f32x4.add(get(acc), f32x4.mul(f32x4.splat(f32.load(get(xsp))), f32x4.sub(
+        f32x4.mul(f32x4.convertI32x4S(hsum4(f, i32x4.add, cr[0]!, cr[1]!, cr[2]!, cr[3]!)), f16x4(f, v128.load16x4U(get(wp)))),
+        f32x4.mul(f32x4.convertI32x4S(get(msum)), f16x4(f, v128.load16x4U(get(wp), 8))))))),
+      inc(xp, 512),
+      inc(xsp, 4),
+      inc(bp, 32)),
+    v128.store(outAddr, get(acc)),
+  ]));
+  return f;
+}
+
+/**
+ * mm_q6_k(w, x, xs, out, T, nsb, outP, tile, start, end, tid). Packed quad-superblock (840 bytes):
+ * d[4] f16, sc[r][16] i8, then 4 rows × (ql[128], qh[64]) in ggml order. x int16, one scale per 256.
+ * Per 16 values: q = low4 | high2<<4, minus 32, times the i8 scale; 2 groups of 16 are summed in i32
+ * (|Σ| ≤ 2·4·32·32767·128 < 2^31) before conversion.
+ */
+function mmQ6K(): Func {
+  const f = new Func('mm_q6_k', new Array<ValType>(11).fill(I32));
+  const [w, x, xs, out, T, nsb, outP, tile, start, end] = f.params as Local[] as [Local, Local, Local, Local, Local, Local, Local, Local, Local, Local];
+  const [wp, xp, xsp, we] = f.locals32(4);
+  const fr = f.vlocals(4);
+  const X = f.vlocals(4);
+  const [acc, A, Bq, H, isum, k0f, k30, k32] = f.vlocals(8);
+  const QB = Q6K_QUAD_BYTES;
+  const m0f = get(k0f);
+  const m30 = get(k30);
+  const group = (qv: Op, g: number, r: number, scaleIdx: number): Op => {
+    const s = i8x16.sub(qv, get(k32));
+    return i32x4.mul(
+      i32x4.add(i32x4.dotI16x8S(i16x8.extendLowI8x16S(s), get(X[2 * g]!)), i32x4.dotI16x8S(i16x8.extendHighI8x16S(s), get(X[2 * g + 1]!))),
+      i32x4.splat(i32.load8S(get(wp), 8 + 16 * r + scaleIdx)));
+  };
+  // Per (half n, chunk c) the 4 groups of 16 values are done in two passes of 2 groups, so only 4
+  // activation vectors are live (8 made V8 spill registers); ql/qh are re-loaded per pass.
+  const body: Op[] = [];
+  for (let n = 0; n < 2; n++) {
+    for (let c = 0; c < 2; c++) {
+      const vb = 128 * n + 16 * c;
+      for (let pass = 0; pass < 2; pass++) {
+        body.push(...X.map((l, k) => set(l, v128.load(get(xp), 2 * (vb + 32 * (2 * pass + (k >> 1)) + 8 * (k & 1))))));
+        for (let r = 0; r < 4; r++) {
+          const row = 72 + 192 * r;
+          const sc0 = 8 * n + c + 4 * pass;
+          body.push(
+            set(A, v128.load(get(wp), row + 64 * n + 16 * c)),
+            set(Bq, v128.load(get(wp), row + 64 * n + 32 + 16 * c)),
+            set(H, v128.load(get(wp), row + 128 + 32 * n + 16 * c)),
+            set(isum, pass === 0
+              ? i32x4.add(
+                group(v128.or(v128.and(get(A), m0f), v128.and(i16x8.shl(get(H), 4), m30)), 0, r, sc0),
+                group(v128.or(v128.and(get(Bq), m0f), v128.and(i16x8.shl(get(H), 2), m30)), 1, r, sc0 + 2))
+              : i32x4.add(
+                group(v128.or(v128.and(i16x8.shrU(get(A), 4), m0f), v128.and(get(H), m30)), 0, r, sc0),
+                group(v128.or(v128.and(i16x8.shrU(get(Bq), 4), m0f), v128.and(i16x8.shrU(get(H), 2), m30)), 1, r, sc0 + 2))),
+            set(fr[r]!, f32x4.add(get(fr[r]!), f32x4.convertI32x4S(get(isum)))),
+          );
+        }
+      }
+    }
+  }
+  f.body = seq(set(k0f, i8x16.const(0x0f)), set(k30, i8x16.const(0x30)), set(k32, i8x16.const(32)),
+    quadLoop(f, T, tile, outP, out, start, end, ({ q, t, outAddr }) => [
+    set(wp, i32.add(get(w), i32.mul(get(q), mulC(get(nsb), QB)))),
+    set(we, i32.add(get(wp), mulC(get(nsb), QB))),
+    set(xp, i32.add(get(x), i32.mul(get(t), mulC(get(nsb), 512)))),
+    set(xsp, i32.add(get(xs), i32.mul(get(t), mulC(get(nsb), 4)))),
+    set(acc, zero()),
+    forPtr(wp, we, QB,
+      ...fr.map((l) => set(l, zero())),
+      ...body,
+      set(acc, f32x4.add(get(acc), f32x4.mul(hsum4(f, f32x4.add, fr[0]!, fr[1]!, fr[2]!, fr[3]!),
+        f32x4.mul(f16x4(f, v128.load16x4U(get(wp))), f32x4.splat(f32.load(get(xsp))))))),
+      inc(xp, 512),
+      inc(xsp, 4)),
+    v128.store(outAddr, get(acc)),
+  ]));
+  return f;
+}
+
+// ---------------------------------------------------------------------------------------------
+// the other hot ops; rows are staged padded (D, n, half, d multiples of 4 or 16) by the caller
+
+/** rmsnorm(x, out, scale, Dp, D, eps, start, end, tid) over rows start..end-1 of stride Dp; the mean divides by the true D. */
+function rmsnorm(): Func {
+  const f = new Func('rmsnorm', new Array<ValType>(9).fill(I32));
+  const [x, out, scale, Dp, D, eps, start, end] = f.params as Local[] as [Local, Local, Local, Local, Local, Local, Local, Local];
+  const [t, p, e, o, s] = f.locals32(5);
+  const ss = f.local(V);
+  const inv = f.local(V);
+  f.body = forLoop(t, get(start), get(end), 1,
+    set(p, i32.add(get(x), i32.mul(get(t), mulC(get(Dp), 4)))),
+    set(e, i32.add(get(p), mulC(get(Dp), 4))),
+    set(ss, zero()),
+    forPtr(p, e, 16, set(ss, f32x4.add(get(ss), f32x4.mul(v128.load(get(p)), v128.load(get(p)))))),
+    set(inv, f32x4.splat(f32.div(f32.const(1), f32.sqrt(f32.add(
+      f32.div(hred(f, get(ss), f32x4.add, f32.add), f32.convertI32S(get(D))), f32arg(eps)))))),
+    set(p, i32.sub(get(p), mulC(get(Dp), 4))),
+    set(o, i32.add(get(out), i32.mul(get(t), mulC(get(Dp), 4)))),
+    set(s, get(scale)),
+    forPtr(p, e, 16,
+      v128.store(get(o), f32x4.mul(f32x4.mul(v128.load(get(p)), get(inv)), v128.load(get(s)))),
+      inc(o, 16),
+      inc(s, 16)),
+  );
+  return f;
+}
+
+/** rope(x, cs, heads, halfP, start, end, tid): rows t in start..end-1 of x [T][heads][2·halfP]; cs [T][cos halfP, sin halfP]. */
+function rope(): Func {
+  const f = new Func('rope', new Array<ValType>(7).fill(I32));
+  const [x, cs, heads, halfP, start, end] = f.params as Local[] as [Local, Local, Local, Local, Local, Local];
+  const [t, h, p, c, e, hb] = f.locals32(6);
+  const [a, b, cv, sv] = f.vlocals(4);
+  f.body = forLoop(t, get(start), get(end), 1,
+    forLoop(h, i32.const(0), get(heads), 1,
+      set(hb, mulC(get(halfP), 4)),
+      set(p, i32.add(get(x), i32.mul(i32.add(i32.mul(get(t), get(heads)), get(h)), mulC(get(hb), 2)))),
+      set(e, i32.add(get(p), get(hb))),
+      set(c, i32.add(get(cs), i32.mul(get(t), mulC(get(hb), 2)))),
+      forPtr(p, e, 16,
+        set(a, v128.load(get(p))),
+        set(b, v128.load(i32.add(get(p), get(hb)))),
+        set(cv, v128.load(get(c))),
+        set(sv, v128.load(i32.add(get(c), get(hb)))),
+        v128.store(get(p), f32x4.sub(f32x4.mul(get(a), get(cv)), f32x4.mul(get(b), get(sv)))),
+        v128.store(i32.add(get(p), get(hb)), f32x4.add(f32x4.mul(get(b), get(cv)), f32x4.mul(get(a), get(sv)))),
+        inc(c, 16))));
+  return f;
+}
+
+/** gelu_mul(g, u, start, end, tid) over vectors start..end-1: g = g·sigmoid(2·√(2/π)(g + 0.044715g³))·u (= gelu_tanh·u, no cancellation). */
+function geluMul(): Func {
+  const f = new Func('gelu_mul', new Array<ValType>(5).fill(I32));
+  const [gp, up, start, end] = f.params as Local[] as [Local, Local, Local, Local];
+  const [i, p] = f.locals32(2);
+  const g = f.local(V);
+  const c = f32x4.const;
+  const k = 2 * Math.sqrt(2 / Math.PI);
+  f.body = forLoop(i, get(start), get(end), 1,
+    set(p, mulC(get(i), 16)),
+    set(g, v128.load(i32.add(get(gp), get(p)))),
+    v128.store(i32.add(get(gp), get(p)), f32x4.mul(
+      f32x4.div(get(g), f32x4.add(c(1), exp4(f, f32x4.mul(c(-k), f32x4.add(get(g), f32x4.mul(c(0.044715), f32x4.mul(get(g), f32x4.mul(get(g), get(g))))))))),
+      v128.load(i32.add(get(up), get(p))))));
+  return f;
+}
+
+/**
+ * attention(q, k, v, valid, out, scores, T, pos0, H, Hkv, dP, scale, softcap, S, start, end, tid):
+ * units u = t·H + h. q/out [T][H][dP], k/v [S][Hkv][dP] (dP a multiple of 16), valid [S] bytes,
+ * scores: per thread roundUp(S,4) floats at scores + tid·4·roundUp(S,4)... Scale, cap, mask,
+ * softmax, as the js oracle; a query with no visible key averages all S values (the reference).
+ */
+function attention(): Func {
+  const f = new Func('attention', new Array<ValType>(17).fill(I32));
+  const [qb, kb, vb, valid, out, scores, , pos0, H, Hkv, dP, scale, softcap, S, start, end, tid] = f.params as Local[] as Local[];
+  const [u, t, h, kvh, nk, j, qp, kp, sp, rowB, se, c, op, nkeys, sc] = f.locals32(15);
+  const [a0, a1, a2, a3, s, m, vmax, cnt, pj, vsum] = f.vlocals(10);
+  const sum = f.local(F32);
+  const mx = f.local(F32);
+  const negInf = f32x4.const(-Infinity);
+  const capped = (x: Op): Op => {
+    // cap·tanh(x/cap) = cap·(1 − 2/(e^{2x/cap} + 1))
+    return f32x4.mul(f32x4.splat(f32arg(softcap)), f32x4.sub(f32x4.const(1), f32x4.div(f32x4.const(2),
+      f32x4.add(exp4(f, f32x4.mul(x, f32x4.splat(f32.div(f32.const(2), f32arg(softcap))))), f32x4.const(1)))));
+  };
+  const accChunk = [a0, a1, a2, a3];
+  f.body = seq(
+    set(rowB, mulC(i32.mul(get(Hkv), get(dP)), 4)),
+    set(sc, i32.add(get(scores), i32.mul(get(tid), mulC(i32.and(i32.add(get(S!), i32.const(3)), i32.const(-4)), 4)))),
+    forLoop(u, get(start), get(end), 1,
+      set(t, i32.divU(get(u), get(H))),
+      set(h, i32.sub(get(u), i32.mul(get(t), get(H)))),
+      set(kvh, i32.divU(get(h), i32.divU(get(H), get(Hkv)))),
+      set(nk, i32.add(i32.add(get(pos0), get(t)), i32.const(1))),
+      set(qp, i32.add(get(qb), mulC(i32.mul(get(u), get(dP)), 4))),
+      // pass 1: raw dots
+      forLoop(j, i32.const(0), get(nk), 1,
+        set(kp, i32.add(i32.add(get(kb), i32.mul(get(j), get(rowB))), mulC(i32.mul(get(kvh), get(dP)), 4))),
+        set(sp, get(qp)),
+        set(se, i32.add(get(qp), mulC(get(dP), 4))),
+        ...accChunk.map((l) => set(l, zero())),
+        forPtr(sp, se, 64,
+          ...accChunk.map((l, i) => set(l, f32x4.add(get(l), f32x4.mul(v128.load(get(sp), 16 * i), v128.load(get(kp), 16 * i))))),
+          inc(kp, 64)),
+        set(a0, f32x4.add(f32x4.add(get(a0), get(a1)), f32x4.add(get(a2), get(a3)))),
+        f32.store(i32.add(get(sc), mulC(get(j), 4)), hred(f, get(a0), f32x4.add, f32.add))),
+      // pass 2: scale, cap, mask (4 keys at a time), max and count
+      set(vmax, negInf),
+      set(cnt, zero()),
+      forLoop(j, i32.const(0), get(nk), 4,
+        set(sp, i32.add(get(sc), mulC(get(j), 4))),
+        set(s, f32x4.mul(v128.load(get(sp)), f32x4.splat(f32arg(scale)))),
+        if_(f32.gt(f32arg(softcap), f32.const(0)), [set(s, capped(get(s)))]),
+        // lane l visible iff valid[j+l] != 0 and j+l < nk
+        set(m, v128.and(
+          v128.not(i32x4.eq(i32x4.extendLowI16x8U(i16x8.extendLowI8x16U(v128.load32Zero(i32.add(get(valid), get(j))))), zero())),
+          i32x4.ltS(i32x4.add(i32x4.splat(get(j)), i32x4.consts([0, 1, 2, 3])), i32x4.splat(get(nk))))),
+        set(s, v128.bitselect(get(s), negInf, get(m))),
+        v128.store(get(sp), get(s)),
+        set(vmax, f32x4.max(get(vmax), get(s))),
+        set(cnt, i32x4.sub(get(cnt), get(m)))),
+      set(cnt, i32x4.add(get(cnt), shuf32(get(cnt), get(cnt), [2, 3, 0, 1]))),
+      set(nkeys, get(nk)),
+      if_(i32.eqz(i32.add(i32x4.extractLane(get(cnt), 0), i32x4.extractLane(get(cnt), 1))), [
+        // no visible key: uniform weights over all S slots (the js oracle / reference behaviour)
+        set(nkeys, get(S!)),
+        forLoop(j, i32.const(0), get(S!), 1, f32.store(i32.add(get(sc), mulC(get(j), 4)), f32.const(1))),
+        set(sum, f32.convertI32S(get(S!))),
+      ], [
+        set(mx, hred(f, get(vmax), f32x4.max, f32.max)),
+        set(vsum, zero()),
+        forLoop(j, i32.const(0), get(nk), 4,
+          set(sp, i32.add(get(sc), mulC(get(j), 4))),
+          set(s, v128.load(get(sp))),
+          set(pj, v128.and(exp4(f, f32x4.sub(get(s), f32x4.splat(get(mx)))), f32x4.gt(get(s), negInf))),
+          v128.store(get(sp), get(pj)),
+          set(vsum, f32x4.add(get(vsum), get(pj)))),
+        set(sum, hred(f, get(vsum), f32x4.add, f32.add)),
+      ]),
+      // pass 3: out = Σ p_j v_j / sum, 16 lanes of d at a time
+      set(op, i32.add(get(out), mulC(i32.mul(get(u), get(dP)), 4))),
+      forLoop(c, i32.const(0), get(dP), 16,
+        ...accChunk.map((l) => set(l, zero())),
+        set(kp, i32.add(i32.add(get(vb), mulC(i32.mul(get(kvh), get(dP)), 4)), mulC(get(c), 4))),
+        forLoop(j, i32.const(0), get(nkeys), 1,
+          set(pj, f32x4.splat(f32.load(i32.add(get(sc), mulC(get(j), 4))))),
+          ...accChunk.map((l, i) => set(l, f32x4.add(get(l), f32x4.mul(get(pj), v128.load(get(kp), 16 * i))))),
+          inc(kp, get(rowB))),
+        set(pj, f32x4.splat(f32.div(f32.const(1), get(sum)))),
+        ...accChunk.map((l, i) => v128.store(i32.add(get(op), mulC(get(c), 4)), f32x4.mul(get(l), get(pj)), 16 * i))),
+    ),
+  );
+  return f;
+}
+
+/**
+ * read_sum(base, unitBytes, sink, start, end, tid): XORs every v128 of units start..end-1 (unitBytes
+ * each, a multiple of 64) into sink[tid]: the memory read bandwidth probe of the benchmarks.
+ */
+function readSum(): Func {
+  const f = new Func('read_sum', new Array<ValType>(6).fill(I32));
+  const [base, unitBytes, sink, start, end, tid] = f.params as Local[] as [Local, Local, Local, Local, Local, Local];
+  const [p, e] = f.locals32(2);
+  const a = f.vlocals(4);
+  f.body = seq(
+    ...a.map((l) => set(l, zero())),
+    set(p, i32.add(get(base), i32.mul(get(start), get(unitBytes)))),
+    set(e, i32.add(get(base), i32.mul(get(end), get(unitBytes)))),
+    forPtr(p, e, 64, ...a.map((l, i) => set(l, v128.xor(get(l), v128.load(get(p), 16 * i))))),
+    v128.store(i32.add(get(sink), mulC(get(tid), 16)), v128.xor(v128.xor(get(a[0]!), get(a[1]!)), v128.xor(get(a[2]!), get(a[3]!)))),
+  );
+  return f;
+}
+
+/**
+ * quant_x8(src f32, dst, scales f32, bsum i32, start, end, tid): blocks of 32 floats → 15-bit
+ * integers q = round(x·16383/max|x|), stored as two signed-int8 planes per block, hi = q >> 7 in
+ * [-128, 127] then lo = q & 127 in [0, 127] (q = 128·hi + lo), 64 bytes per block; bsum = Σq.
+ * For the relaxed i8 dot product, whose 7-bit operand is then the weights' nibbles (see mm_q4_0r).
+ */
+function quantX8(): Func {
+  const f = new Func('quant_x8', new Array<ValType>(7).fill(I32));
+  const [src, dst, scales, bsum, start, end] = f.params as Local[] as [Local, Local, Local, Local, Local, Local];
+  const [blk, p, q] = f.locals32(3);
+  const [m, inv, v0, v1, s] = f.vlocals(5);
+  const mx = f.local(F32);
+  const q15 = (off: number) => i32x4.truncSatF32x4S(f32x4.nearest(f32x4.mul(v128.load(get(p), off), get(inv))));
+  const lo7 = (v: Local) => v128.and(get(v), i16x8.const(127));
+  f.body = forLoop(blk, get(start), get(end), 1,
+    set(p, i32.add(get(src), mulC(get(blk), 128))),
+    set(q, i32.add(get(dst), mulC(get(blk), 64))),
+    set(m, zero()),
+    ...[0, 1, 2, 3, 4, 5, 6, 7].map((i) => set(m, f32x4.max(get(m), f32x4.abs(v128.load(get(p), 16 * i))))),
+    set(mx, hred(f, get(m), f32x4.max, f32.max)),
+    f32.store(i32.add(get(scales), mulC(get(blk), 4)), f32.mul(get(mx), f32.const(1 / 16383))),
+    set(inv, f32x4.splat(select(f32.div(f32.const(16383), get(mx)), f32.const(0), f32.gt(get(mx), f32.const(1e-30))))),
+    set(s, zero()),
+    ...[0, 1].flatMap((h) => [
+      // 16 values: two i16x8 vectors v0, v1, clamped to ±16383
+      set(v0, i16x8.maxS(i16x8.narrowI32x4S(q15(64 * h), q15(64 * h + 16)), i16x8.const(-16383))),
+      set(v1, i16x8.maxS(i16x8.narrowI32x4S(q15(64 * h + 32), q15(64 * h + 48)), i16x8.const(-16383))),
+      set(s, i32x4.add(get(s), i32x4.add(i32x4.extaddPairwiseI16x8S(get(v0)), i32x4.extaddPairwiseI16x8S(get(v1))))),
+      v128.store(get(q), i8x16.narrowI16x8S(i16x8.shrS(get(v0), 7), i16x8.shrS(get(v1), 7)), 16 * h),
+      v128.store(get(q), i8x16.narrowI16x8S(lo7(v0), lo7(v1)), 32 + 16 * h),
+    ]),
+    set(s, i32x4.add(get(s), shuf32(get(s), get(s), [2, 3, 0, 1]))),
+    i32.store(i32.add(get(bsum), mulC(get(blk), 4)), i32.add(i32x4.extractLane(get(s), 0), i32x4.extractLane(get(s), 1))),
+  );
+  return f;
+}
+
+/**
+ * mm_q4_0r: mm_q4_0 with the relaxed i8 dot product `i16x8.relaxed_dot_i8x16_i7x16_s`. Its second
+ * operand is the 7-bit one, and x86 lowers the instruction to pmaddubsw, which reads that operand
+ * as UNSIGNED bytes: a negative value there would be misread as v + 256. So the weights' nibbles
+ * (0..15, the same under either reading) take that slot and the activations, as signed int8 planes
+ * from quant_x8, the first: Σ q·x = 128·Σ q·hi + Σ q·lo. Pair sums stay within ±3840 and two of
+ * them within ±7680, so the i16 intermediates never saturate. (The i32x4 `..._add_s` form is not
+ * used: V8 11.3, Node 20's, returns twice the dot product and drops the accumulator.)
+ * Same packed layout and arguments as mm_q4_0, with x and bsum from quant_x8.
+ */
+function mmQ4_0r(): Func {
+  const f = new Func('mm_q4_0r', new Array<ValType>(12).fill(I32));
+  const [w, x, xs, bsum, out, T, nb, outP, tile, start, end] = f.params as Local[] as [Local, Local, Local, Local, Local, Local, Local, Local, Local, Local, Local];
+  const [wp, xp, xsp, bp, we] = f.locals32(5);
+  const ir = f.vlocals(4);
+  const [xh0, xh1, xl0, xl1] = f.vlocals(4);
+  const [acc, lo, hi, raw, mask] = f.vlocals(5);
+  const rdot = i16x8.relaxedDotI8x16I7x16S;
+  const plane = (a: Local, b: Local): Op => i32x4.extaddPairwiseI16x8S(i16x8.add(rdot(get(a), get(lo)), rdot(get(b), get(hi))));
+  f.body = seq(set(mask, i8x16.const(0x0f)), quadLoop(f, T, tile, outP, out, start, end, ({ q, t, outAddr }) => [
+    set(wp, i32.add(get(w), i32.mul(get(q), mulC(get(nb), 72)))),
+    set(we, i32.add(get(wp), mulC(get(nb), 72))),
+    set(xp, i32.add(get(x), i32.mul(get(t), mulC(get(nb), 64)))),
+    set(xsp, i32.add(get(xs), i32.mul(get(t), mulC(get(nb), 4)))),
+    set(bp, i32.add(get(bsum), i32.mul(get(t), mulC(get(nb), 4)))),
+    set(acc, zero()),
+    forPtr(wp, we, 72,
+      set(xh0, v128.load(get(xp))),
+      set(xh1, v128.load(get(xp), 16)),
+      set(xl0, v128.load(get(xp), 32)),
+      set(xl1, v128.load(get(xp), 48)),
+      ...ir.flatMap((l, r) => [
+        set(raw, v128.load(get(wp), 8 + 16 * r)),
+        set(lo, v128.and(get(raw), get(mask))),
+        set(hi, highNibbles(get(raw), mask)),
+        set(l, i32x4.add(i32x4.shl(plane(xh0, xh1), 7), plane(xl0, xl1))),
+      ]),
+      set(acc, f32x4.add(get(acc), f32x4.mul(
+        f32x4.convertI32x4S(i32x4.sub(hsum4(f, i32x4.add, ir[0]!, ir[1]!, ir[2]!, ir[3]!), i32x4.splat(i32.shl(i32.load(get(bp)), i32.const(3))))),
+        f32x4.mul(f16x4(f, v128.load16x4U(get(wp))), f32x4.splat(f32.load(get(xsp))))))),
+      inc(xp, 64),
+      inc(xsp, 4),
+      inc(bp, 4)),
+    v128.store(outAddr, get(acc)),
+  ]));
+  return f;
+}
+
+/**
+ * Does this runtime have a *working* relaxed i8 dot product? Validation alone is not enough (see
+ * mm_q4_0r), so a probe runs `i16x8.relaxed_dot_i8x16_i7x16_s` on signed first operands and 7-bit
+ * second operands and checks the exact sums. Node 20 validates relaxed SIMD only with
+ * --experimental-wasm-relaxed-simd.
+ */
+export function relaxedSimdAvailable(): boolean {
+  const f = new Func('probe', [I32, I32, I32]);
+  const [a, b, o] = f.params as [Local, Local, Local];
+  f.body = v128.store(get(o), i16x8.relaxedDotI8x16I7x16S(v128.load(get(a)), v128.load(get(b))));
+  try {
+    const bytes = encodeModule([f], { minPages: 1, maxPages: 1 }) as Uint8Array<ArrayBuffer>;
+    if (!WebAssembly.validate(bytes)) return false;
+    const mem = new WebAssembly.Memory({ initial: 1, maximum: 1, shared: true });
+    const probe = new WebAssembly.Instance(new WebAssembly.Module(bytes), { env: { mem } }).exports['probe'] as (a: number, b: number, o: number) => void;
+    const i8 = new Int8Array(mem.buffer);
+    const av = [-128, 127, -1, 5, -77, 0, 100, -3, 64, -64, 1, -1, 127, -128, 9, -9];
+    const bv = [127, 127, 1, 15, 0, 3, 126, 9, 15, 15, 0, 127, 2, 1, 100, 101];
+    i8.set(av, 0);
+    i8.set(bv, 16);
+    probe(0, 16, 32);
+    const got = new Int16Array(mem.buffer, 32, 8);
+    return av.every((_, i) => i % 2 !== 0 || got[i / 2] === av[i]! * bv[i]! + av[i + 1]! * bv[i + 1]!);
+  } catch {
+    return false;
+  }
+}
+
+export function buildKernelModule(opts: ModuleOptions): Uint8Array {
+  const funcs: Record<KernelName, () => Func> = {
+    quant_x: quantX,
+    bsum_x: bsumX,
+    mm_i8g: mmI8g,
+    mm_f32: () => mmDense('f32'),
+    mm_bf16: () => mmDense('bf16'),
+    mm_f16: () => mmDense('f16'),
+    mm_q8_0: mmQ8_0,
+    mm_q4_0: mmQ4_0,
+    mm_q4_k: mmQ4K,
+    mm_q6_k: mmQ6K,
+    rmsnorm,
+    rope,
+    gelu_mul: geluMul,
+    attention,
+    read_sum: readSum,
+    quant_x8: quantX8,
+    mm_q4_0r: mmQ4_0r,
+  };
+  const names = KERNEL_NAMES.filter((n) => opts.relaxed || !RELAXED_KERNELS.includes(n));
+  return encodeModule(names.map((n) => funcs[n]()), { minPages: 1, maxPages: opts.maxPages });
+}

@@ -1,0 +1,288 @@
+/**
+ * Packed weight layouts of the wasm backend and the repacking into them. Every layout groups the
+ * output rows in *quads* of 4 (the last quad zero-padded) and interleaves the 4 rows block by block,
+ * so one matrix-vector pass reads one sequential stream and each activation load serves 4 rows.
+ * Quantised formats keep their stored precision and (almost) their size:
+ *
+ * | plan  | quad unit                                  | bytes per 4 rows          | vs stored |
+ * |-------|--------------------------------------------|---------------------------|-----------|
+ * | i8g   | per 16 inputs: 4 rows × 16 int8; + f32 scale per (row, group) | 64 per 16 inputs | +16·G/in |
+ * | f32/bf16/f16 | per 16 bytes of each row: 4 × 16 bytes (rows padded to 16 values) | 64 per chunk | same |
+ * | q8_0  | per 32 inputs: 4 × f16 d, 4 rows × 32 int8   | 136                       | same      |
+ * | q4_0  | per 32 inputs: 4 × f16 d, 4 rows × 16 nibble bytes | 72                  | same      |
+ * | q4_k  | per 256: 4 d, 4 dmin (f16), 6-bit scales/mins unpacked to bytes ([r][8] and [j][4]), 4 × qs[128] | 592 | +2.8 % |
+ * | q6_k  | per 256: 4 × f16 d, 4 × 16 i8 scales, 4 × (ql[128], qh[64]) | 840             | same      |
+ *
+ * The official int8 checkpoint is input-major ([in, out]), so i8g is a transpose: rows become the
+ * outputs. Groups (scale rows) are padded to a multiple of 16 inputs each.
+ */
+import type { LinearWeight } from '../kernels.js';
+import { bf16BytesToF32 } from '../../tensor/dtype.js';
+
+export const Q8_0_QUAD_BYTES = 136;
+export const Q4_0_QUAD_BYTES = 72;
+export const Q4K_QUAD_BYTES = 592;
+export const Q6K_QUAD_BYTES = 840;
+
+export type PlanKind = 'i8g' | 'f32' | 'bf16' | 'f16' | 'q8_0' | 'q4_0' | 'q4_k' | 'q6_k';
+
+/** How one weight is packed and how activations are staged for it. */
+export interface PackPlan {
+  readonly kind: PlanKind;
+  readonly inDim: number;
+  readonly outDim: number;
+  readonly quads: number;
+  /** Packed weight bytes per quad (all inputs), plus for i8g the f32 scales per quad. */
+  readonly quadBytes: number;
+  readonly scaleQuadBytes: number;
+  /** x is staged as [T][segs·segStride] floats: segs runs of segLen inputs, each zero-padded to segStride. */
+  readonly segs: number;
+  readonly segLen: number;
+  readonly segStride: number;
+  /** int16 quantisation block of x (one f32 scale each); 0 = x stays f32. */
+  readonly xBlock: number;
+  /** Length of the runs summed by bsum_x (0 = none). */
+  readonly bsumLen: number;
+}
+
+const roundUp = (n: number, m: number) => Math.ceil(n / m) * m;
+
+/** The packing plan for a weight, or undefined when the wasm backend has no kernel for its format. */
+export function planFor(w: LinearWeight): PackPlan | undefined {
+  const f = w.format;
+  const I = w.inDim;
+  const O = w.outDim;
+  const quads = Math.ceil(O / 4);
+  const base = { inDim: I, outDim: O, quads, scaleQuadBytes: 0, segs: 1, segLen: I, bsumLen: 0 };
+  if (f.kind === 'int8-grouped') {
+    const G = f.groups;
+    if (!(G >= 1) || I % G !== 0) return undefined;
+    const L = I / G;
+    const Lp = roundUp(L, 16);
+    const B = [256, 128, 64, 32, 16].find((b) => Lp % b === 0)!;
+    return { ...base, kind: 'i8g', quadBytes: G * Lp * 4, scaleQuadBytes: G * 16, segs: G, segLen: L, segStride: Lp, xBlock: B };
+  }
+  if (f.kind === 'dense') {
+    const Lp = roundUp(I, 16);
+    const eb = f.dtype === 'f32' ? 4 : 2;
+    return { ...base, kind: f.dtype, quadBytes: Lp * eb * 4, segStride: Lp, xBlock: 0 };
+  }
+  if (f.kind === 'ggml') {
+    const blocks = (n: number) => (I % n === 0 ? I / n : -1);
+    switch (f.type) {
+      case 'q8_0':
+        if (blocks(32) < 0) return undefined;
+        return { ...base, kind: 'q8_0', quadBytes: blocks(32) * Q8_0_QUAD_BYTES, segStride: I, xBlock: 32 };
+      case 'q4_0':
+        if (blocks(32) < 0) return undefined;
+        return { ...base, kind: 'q4_0', quadBytes: blocks(32) * Q4_0_QUAD_BYTES, segStride: I, xBlock: 32, bsumLen: 32 };
+      case 'q4_k':
+        if (blocks(256) < 0) return undefined;
+        return { ...base, kind: 'q4_k', quadBytes: blocks(256) * Q4K_QUAD_BYTES, segStride: I, xBlock: 256, bsumLen: 32 };
+      case 'q6_k':
+        if (blocks(256) < 0) return undefined;
+        return { ...base, kind: 'q6_k', quadBytes: blocks(256) * Q6K_QUAD_BYTES, segStride: I, xBlock: 256 };
+      case 'f32':
+      case 'f16':
+      case 'bf16': {
+        const Lp = roundUp(I, 16);
+        return { ...base, kind: f.type, quadBytes: Lp * (f.type === 'f32' ? 4 : 2) * 4, segStride: Lp, xBlock: 0 };
+      }
+      default:
+        return undefined;
+    }
+  }
+  return undefined;
+}
+
+/** Bytes a run of `quads` quads occupies (weights, then i8g scales). */
+export function partBytes(plan: PackPlan, quads: number): number {
+  return quads * (plan.quadBytes + plan.scaleQuadBytes);
+}
+
+/**
+ * Packs quads q0..q1-1 of `w` into `dst` (zeroed memory of partBytes(plan, q1 - q0) bytes):
+ * weights first, then (i8g) the scales.
+ */
+export function packQuads(plan: PackPlan, w: LinearWeight, q0: number, q1: number, dst: Uint8Array): void {
+  const f = w.format;
+  if (plan.kind === 'i8g') return packI8g(plan, w.bytes(), w.scaleBytes(), q0, q1, dst);
+  if (f.kind === 'dense' && f.order === 'in-major') return packDenseInMajor(plan, w.bytes(), q0, q1, dst);
+  const rowBytes = storedRowBytes(plan);
+  const src = w.bytes();
+  const tmp = new Uint8Array(4 * rowBytes);
+  for (let q = q0; q < q1; q++) {
+    const rows = Math.min(4, plan.outDim - 4 * q);
+    tmp.fill(0);
+    tmp.set(src.subarray(4 * q * rowBytes, (4 * q + rows) * rowBytes));
+    const out = dst.subarray((q - q0) * plan.quadBytes, (q - q0 + 1) * plan.quadBytes);
+    switch (plan.kind) {
+      case 'f32':
+      case 'bf16':
+      case 'f16':
+        interleaveChunks(tmp, rowBytes, out, plan.quadBytes / 4);
+        break;
+      case 'q8_0':
+        packBlocks(tmp, rowBytes, out, 34, 2, Q8_0_QUAD_BYTES);
+        break;
+      case 'q4_0':
+        packBlocks(tmp, rowBytes, out, 18, 2, Q4_0_QUAD_BYTES);
+        break;
+      case 'q4_k':
+        packQ4K(tmp, rowBytes, out);
+        break;
+      case 'q6_k':
+        packQ6K(tmp, rowBytes, out);
+        break;
+    }
+  }
+}
+
+function storedRowBytes(plan: PackPlan): number {
+  const I = plan.inDim;
+  switch (plan.kind) {
+    case 'f32':
+      return I * 4;
+    case 'bf16':
+    case 'f16':
+      return I * 2;
+    case 'q8_0':
+      return (I / 32) * 34;
+    case 'q4_0':
+      return (I / 32) * 18;
+    case 'q4_k':
+      return (I / 256) * 144;
+    case 'q6_k':
+      return (I / 256) * 210;
+    case 'i8g':
+      return I;
+  }
+}
+
+/** 4 rows of `rowBytes` (row r at tmp[r·rowBytes]) → per 16-byte chunk, the 4 rows' chunks (rows zero-padded to padRowBytes). */
+function interleaveChunks(tmp: Uint8Array, rowBytes: number, out: Uint8Array, padRowBytes: number): void {
+  for (let r = 0; r < 4; r++) {
+    const row = tmp.subarray(r * rowBytes, (r + 1) * rowBytes);
+    for (let c = 0; c * 16 < padRowBytes; c++) {
+      const n = Math.min(16, rowBytes - c * 16);
+      if (n <= 0) break;
+      const o = c * 64 + r * 16;
+      for (let b = 0; b < n; b++) out[o + b] = row[c * 16 + b]!;
+    }
+  }
+}
+
+/** ggml blocks with a 2-byte f16 scale first: quad-block = 4 scales, then the 4 rows' remaining bytes. */
+function packBlocks(tmp: Uint8Array, rowBytes: number, out: Uint8Array, blockBytes: number, headBytes: number, quadBlockBytes: number): void {
+  const nb = rowBytes / blockBytes;
+  const body = blockBytes - headBytes;
+  for (let b = 0; b < nb; b++) {
+    const o = b * quadBlockBytes;
+    for (let r = 0; r < 4; r++) {
+      const s = r * rowBytes + b * blockBytes;
+      out[o + 2 * r] = tmp[s]!;
+      out[o + 2 * r + 1] = tmp[s + 1]!;
+      const ob = o + 4 * headBytes + r * body;
+      for (let k = 0; k < body; k++) out[ob + k] = tmp[s + headBytes + k]!;
+    }
+  }
+}
+
+/** ggml get_scale_min_k4: the 6-bit scale and min of sub-block j from the 12 packed bytes at q[p]. */
+function scaleMinK4(j: number, q: Uint8Array, p: number): [number, number] {
+  if (j < 4) return [q[p + j]! & 63, q[p + j + 4]! & 63];
+  return [(q[p + j + 4]! & 0xf) | ((q[p + j - 4]! >> 6) << 4), (q[p + j + 4]! >> 4) | ((q[p + j]! >> 6) << 4)];
+}
+
+function packQ4K(tmp: Uint8Array, rowBytes: number, out: Uint8Array): void {
+  const nsb = rowBytes / 144;
+  for (let b = 0; b < nsb; b++) {
+    const o = b * Q4K_QUAD_BYTES;
+    for (let r = 0; r < 4; r++) {
+      const s = r * rowBytes + b * 144;
+      out[o + 2 * r] = tmp[s]!; // d
+      out[o + 2 * r + 1] = tmp[s + 1]!;
+      out[o + 8 + 2 * r] = tmp[s + 2]!; // dmin
+      out[o + 8 + 2 * r + 1] = tmp[s + 3]!;
+      for (let j = 0; j < 8; j++) {
+        const [sc, m] = scaleMinK4(j, tmp, s + 4);
+        out[o + 16 + 8 * r + j] = sc;
+        out[o + 48 + 4 * j + r] = m;
+      }
+      out.set(tmp.subarray(s + 16, s + 144), o + 80 + 128 * r);
+    }
+  }
+}
+
+function packQ6K(tmp: Uint8Array, rowBytes: number, out: Uint8Array): void {
+  const nsb = rowBytes / 210;
+  for (let b = 0; b < nsb; b++) {
+    const o = b * Q6K_QUAD_BYTES;
+    for (let r = 0; r < 4; r++) {
+      const s = r * rowBytes + b * 210;
+      out[o + 2 * r] = tmp[s + 208]!; // d
+      out[o + 2 * r + 1] = tmp[s + 209]!;
+      out.set(tmp.subarray(s + 192, s + 208), o + 8 + 16 * r); // scales
+      out.set(tmp.subarray(s, s + 192), o + 72 + 192 * r); // ql, qh
+    }
+  }
+}
+
+/** The official layout: int8 [in, out] input-major + bf16 scales [G, out] → quads of output rows. */
+function packI8g(plan: PackPlan, src: Uint8Array, scaleBytes: Uint8Array, q0: number, q1: number, dst: Uint8Array): void {
+  const O = plan.outDim;
+  const G = plan.segs;
+  const L = plan.segLen;
+  const Lp = plan.segStride;
+  const chunks = Lp / 16;
+  const aligned = O % 4 === 0 && src.byteOffset % 4 === 0;
+  const src32 = aligned ? new Uint32Array(src.buffer, src.byteOffset, src.byteLength >>> 2) : undefined;
+  const O4 = O >>> 2;
+  for (let g = 0; g < G; g++) {
+    for (let c = 0; c < chunks; c++) {
+      const kn = Math.min(16, L - 16 * c); // real inputs in this chunk
+      const k0 = g * L + 16 * c;
+      for (let q = q0; q < q1; q++) {
+        const o = ((q - q0) * G * chunks + g * chunks + c) * 64;
+        if (src32 && 4 * q + 3 < O) {
+          for (let b = 0; b < kn; b++) {
+            const v = src32[(k0 + b) * O4 + q]!;
+            dst[o + b] = v & 255;
+            dst[o + 16 + b] = (v >>> 8) & 255;
+            dst[o + 32 + b] = (v >>> 16) & 255;
+            dst[o + 48 + b] = v >>> 24;
+          }
+        } else {
+          for (let r = 0; r < 4 && 4 * q + r < O; r++) {
+            for (let b = 0; b < kn; b++) dst[o + 16 * r + b] = src[(k0 + b) * O + 4 * q + r]!;
+          }
+        }
+      }
+    }
+  }
+  const scales = bf16BytesToF32(scaleBytes); // [G, O]
+  const sc = new Float32Array(dst.buffer, dst.byteOffset + (q1 - q0) * plan.quadBytes, (q1 - q0) * G * 4);
+  for (let q = q0; q < q1; q++) {
+    for (let g = 0; g < G; g++) {
+      for (let r = 0; r < 4 && 4 * q + r < O; r++) sc[((q - q0) * G + g) * 4 + r] = scales[g * O + 4 * q + r]!;
+    }
+  }
+}
+
+/** Input-major dense [in, out] → out-major quads (small tensors such as the router). */
+function packDenseInMajor(plan: PackPlan, src: Uint8Array, q0: number, q1: number, dst: Uint8Array): void {
+  const I = plan.inDim;
+  const O = plan.outDim;
+  const eb = plan.kind === 'f32' ? 4 : 2;
+  const per = 16 / eb; // elements per 16-byte chunk
+  for (let q = q0; q < q1; q++) {
+    for (let r = 0; r < 4 && 4 * q + r < O; r++) {
+      const o = 4 * q + r;
+      for (let k = 0; k < I; k++) {
+        const d = (q - q0) * plan.quadBytes + Math.floor(k / per) * 64 + r * 16 + (k % per) * eb;
+        const s = (k * O + o) * eb;
+        for (let b = 0; b < eb; b++) dst[d + b] = src[s + b]!;
+      }
+    }
+  }
+}

@@ -1,0 +1,170 @@
+/**
+ * Worker threads that share the kernels' memories with the main thread and take jobs through one
+ * SharedArrayBuffer control block: no message per job. The main thread writes the job (kernel,
+ * shard, arguments, unit count), bumps `seq` and notifies; each worker spins briefly on `seq`, then
+ * sleeps in Atomics.wait; it runs its slice of the units and decrements `pending`. The main thread
+ * runs slice 0 itself, then waits for `pending` to reach 0 (spinning first, as a job usually ends
+ * within microseconds). A new memory shard reaches the workers as a MessagePort message that they
+ * read synchronously (receiveMessageOnPort) when the control block tells them to attach it.
+ */
+import { MessageChannel, receiveMessageOnPort, Worker, type MessagePort } from 'node:worker_threads';
+import { GrokError } from '../../errors.js';
+
+/** Control block layout (Int32Array indices). */
+export const CTL = {
+  SEQ: 0,
+  PENDING: 1,
+  FN: 2,
+  SHARD: 3,
+  UNITS: 4,
+  NARGS: 5,
+  ERROR: 6,
+  THREADS: 7,
+  ARGS: 8,
+} as const;
+export const MAX_ARGS = 24;
+export const CTL_INTS = CTL.ARGS + MAX_ARGS;
+/** Special FN values. */
+export const FN_ATTACH = -1;
+export const FN_STOP = -2;
+/** Atomics.load polls before a thread sleeps: ~50–100 µs, enough to bridge the gap between two matmuls of one token. */
+export const SPIN = 20000;
+
+export interface WorkerData {
+  readonly ctl: SharedArrayBuffer;
+  /** The compiled module, shared (not recompiled): TurboFan code tiered up on one thread serves all. */
+  readonly module: WebAssembly.Module;
+  readonly port: MessagePort;
+  readonly tid: number;
+}
+
+/** A kernel failed inside a worker thread (e.g. a wasm trap); the message is the worker's. */
+export class WorkerKernelError extends GrokError {
+  constructor(message: string) {
+    super('kernel_error', message);
+  }
+}
+
+export class WorkerPool {
+  private readonly ctl: Int32Array;
+  private closed = false;
+
+  private constructor(
+    private readonly workers: Worker[],
+    private readonly ports: MessagePort[],
+    ctlBuffer: SharedArrayBuffer,
+  ) {
+    this.ctl = new Int32Array(ctlBuffer);
+  }
+
+  /** Starts `count` workers (threads = count + the main thread) and waits until each compiled the module. */
+  static async create(module: WebAssembly.Module, count: number): Promise<WorkerPool> {
+    const ctlBuffer = new SharedArrayBuffer(CTL_INTS * 4);
+    new Int32Array(ctlBuffer)[CTL.THREADS] = count + 1;
+    const workers: Worker[] = [];
+    const ports: MessagePort[] = [];
+    const url = new URL('./worker.js', import.meta.url);
+    await Promise.all(
+      Array.from({ length: count }, (_, i) => {
+        const { port1, port2 } = new MessageChannel();
+        const data: WorkerData = { ctl: ctlBuffer, module, port: port2, tid: i + 1 };
+        const w = new Worker(url, { workerData: data, transferList: [port2] });
+        workers.push(w);
+        ports.push(port1);
+        return new Promise<void>((resolve, reject) => {
+          w.once('message', () => resolve());
+          w.once('error', reject);
+          w.once('exit', (code) => reject(new WorkerKernelError(`kernel worker ${i + 1} exited with code ${code} before it was ready`)));
+        });
+      }),
+    );
+    for (const w of workers) {
+      w.removeAllListeners('exit');
+      w.removeAllListeners('error');
+      w.on('error', () => {}); // reported through the control block; never crash the process
+      w.unref(); // a forgotten close() must not keep the process alive
+    }
+    for (const p of ports) p.unref();
+    return new WorkerPool(workers, ports, ctlBuffer);
+  }
+
+  get size(): number {
+    return this.workers.length;
+  }
+
+  /** Makes every worker instantiate the module on `memory` as shard number `shard`. */
+  attach(shard: number, memory: WebAssembly.Memory): void {
+    for (const p of this.ports) p.postMessage({ shard, memory });
+    this.post(FN_ATTACH, shard, [], 0);
+    this.wait();
+  }
+
+  /**
+   * Runs kernel `fn` on `shard` over `units` units split across all threads; the main thread's
+   * slice (the first) runs in `own(start, end)`. Returns when every slice is done.
+   */
+  run(fn: number, shard: number, args: readonly number[], units: number, own: (start: number, end: number) => void): void {
+    this.post(fn, shard, args, units);
+    const n = this.workers.length + 1;
+    let ownError: unknown;
+    try {
+      own(0, Math.floor(units / n));
+    } catch (err) {
+      ownError = err;
+    }
+    this.wait();
+    if (ownError !== undefined) throw ownError;
+  }
+
+  private post(fn: number, shard: number, args: readonly number[], units: number): void {
+    if (this.closed) throw new WorkerKernelError('the wasm kernels were closed');
+    if (args.length > MAX_ARGS) throw new RangeError(`a kernel job takes at most ${MAX_ARGS} arguments`);
+    const c = this.ctl;
+    c[CTL.FN] = fn;
+    c[CTL.SHARD] = shard;
+    c[CTL.UNITS] = units;
+    c[CTL.NARGS] = args.length;
+    for (let i = 0; i < args.length; i++) c[CTL.ARGS + i] = args[i]!;
+    Atomics.store(c, CTL.PENDING, this.workers.length);
+    Atomics.add(c, CTL.SEQ, 1);
+    Atomics.notify(c, CTL.SEQ);
+  }
+
+  private wait(): void {
+    const c = this.ctl;
+    let spins = 0;
+    for (;;) {
+      const p = Atomics.load(c, CTL.PENDING);
+      if (p === 0) break;
+      if (++spins > SPIN) Atomics.wait(c, CTL.PENDING, p, 1000);
+    }
+    if (Atomics.load(c, CTL.ERROR)) {
+      c[CTL.ERROR] = 0;
+      const messages: string[] = [];
+      for (const p of this.ports) {
+        for (let m = receiveMessageOnPort(p); m; m = receiveMessageOnPort(p)) messages.push(String((m.message as { error?: string }).error));
+      }
+      throw new WorkerKernelError(`a kernel failed in a worker thread: ${messages.join('; ') || 'unknown error'}`);
+    }
+  }
+
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.post(FN_STOP, 0, [], 0);
+    this.closed = true;
+    await Promise.all(
+      this.workers.map(
+        (w) =>
+          new Promise<void>((resolve) => {
+            w.ref(); // keep the loop alive until the worker has really gone
+            const timer = setTimeout(() => void w.terminate().then(() => resolve()), 2000);
+            w.once('exit', () => {
+              clearTimeout(timer);
+              resolve();
+            });
+          }),
+      ),
+    );
+    for (const p of this.ports) p.close();
+  }
+}

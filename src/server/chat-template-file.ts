@@ -1,0 +1,77 @@
+/**
+ * Chat templates for /v1/chat/completions. Grok-1 is a base model, so a chat is a plain-text
+ * transcript it continues (generate/chat-template.ts); the default is that module's template. A
+ * server can use another one given as a small JSON file: no code, just the text around each
+ * message, where `{content}` stands for the message text (trimmed):
+ *
+ *   {
+ *     "system": "{content}\n\n",
+ *     "user": "User: {content}\n\n",
+ *     "assistant": "Assistant: {content}\n\n",
+ *     "assistant_start": "Assistant:",
+ *     "stop": ["\nUser:", "\nAssistant:"]
+ *   }
+ *
+ * `assistant_start` opens the reply the model writes; `stop` ends it (up to 8 strings).
+ */
+import * as fs from 'node:fs';
+import { CHAT_STOP, plainChatTemplate, type ChatMessage, type ChatTemplate } from '../generate/chat-template.js';
+import { FormatError } from '../errors.js';
+
+export interface ServerChatTemplate {
+  readonly render: ChatTemplate;
+  /** Strings that end the assistant's turn, added to the request's own `stop`. */
+  readonly stop: readonly string[];
+}
+
+export const DEFAULT_CHAT_TEMPLATE: ServerChatTemplate = { render: plainChatTemplate, stop: CHAT_STOP };
+
+/** A template file is a few hundred bytes; anything much larger is not one. */
+const MAX_TEMPLATE_FILE_BYTES = 64 * 1024;
+const MAX_TEMPLATE_STOPS = 8;
+const ROLE_KEYS = ['system', 'user', 'assistant'] as const;
+
+/** Builds a template from the parsed JSON of a template file; `file` names it in errors. */
+export function parseChatTemplate(json: unknown, file: string): ServerChatTemplate {
+  const fail = (expected: string, found?: string): never => {
+    throw new FormatError({ file, expected, ...(found !== undefined ? { found } : {}) });
+  };
+  if (typeof json !== 'object' || json === null || Array.isArray(json)) return fail('a JSON object with system, user, assistant and assistant_start');
+  const o = json as Record<string, unknown>;
+  for (const k of Object.keys(o)) {
+    if (![...ROLE_KEYS, 'assistant_start', 'stop'].includes(k)) fail('only the keys system, user, assistant, assistant_start, stop', `key "${k}"`);
+  }
+  const parts: Record<string, string> = {};
+  for (const k of [...ROLE_KEYS, 'assistant_start']) {
+    const v = o[k];
+    if (typeof v !== 'string') return fail(`"${k}" to be a string`, typeof v);
+    if (k !== 'assistant_start' && !v.includes('{content}')) fail(`"${k}" to contain {content}`, JSON.stringify(v));
+    parts[k] = v;
+  }
+  const stop = o.stop ?? [];
+  if (!Array.isArray(stop) || stop.length > MAX_TEMPLATE_STOPS || stop.some((s) => typeof s !== 'string' || s === '')) {
+    fail(`"stop" to be a list of at most ${MAX_TEMPLATE_STOPS} non-empty strings`);
+  }
+  const render: ChatTemplate = (messages: readonly ChatMessage[]) =>
+    messages.map((m) => parts[m.role]!.split('{content}').join(m.content.trim())).join('') + parts.assistant_start!;
+  return { render, stop: [...(stop as string[])] };
+}
+
+export function loadChatTemplateFile(file: string): ServerChatTemplate {
+  let text: string;
+  try {
+    const size = fs.statSync(file).size;
+    if (size > MAX_TEMPLATE_FILE_BYTES) throw new FormatError({ file, expected: `a chat template of at most ${MAX_TEMPLATE_FILE_BYTES} bytes`, found: `${size} bytes` });
+    text = fs.readFileSync(file, 'utf8');
+  } catch (err) {
+    if (err instanceof FormatError) throw err;
+    throw new FormatError({ file, expected: 'a readable chat template file', found: (err as Error).message, cause: err });
+  }
+  let json: unknown;
+  try {
+    json = JSON.parse(text);
+  } catch (err) {
+    throw new FormatError({ file, expected: 'JSON', found: (err as Error).message, cause: err });
+  }
+  return parseChatTemplate(json, file);
+}

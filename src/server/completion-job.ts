@@ -1,0 +1,204 @@
+/**
+ * One completion or chat request, after validation: its choices (one SequenceState each) go to the
+ * scheduler together, and their output is written to the HTTP response either as one JSON body when
+ * all have finished, or as server-sent events while they run (ending with `data: [DONE]`).
+ *
+ * Lifecycle: a client that disconnects aborts every choice at once (the scheduler frees their
+ * caches); a choice that fails aborts its siblings and the client gets one error; a stream whose
+ * client reads slowly parks its choices (backpressure) until the socket drains.
+ */
+import type { ServerResponse } from 'node:http';
+import { AbortError } from '../errors.js';
+import type { GenerationChunk, GenerationResult, SequenceState } from '../generate/sequence.js';
+import {
+  chatChoice,
+  chatDeltaChoice,
+  chatLogprobs,
+  chatResponse,
+  completionChoice,
+  completionResponse,
+  legacyLogprobs,
+  streamChunk,
+  usageJson,
+  type Envelope,
+  type UsageJson,
+} from './openai-format.js';
+import { RequestError } from './errors.js';
+import { sendError, sendJson, SSE_HEADERS, sseEvent, type ErrorReporting } from './respond.js';
+import type { Scheduler, SequenceSink } from './scheduler.js';
+
+export interface JobChoice {
+  readonly seq: SequenceState;
+  /** Legacy logprobs' text_offset of the first completion character: the prompt's length in characters. */
+  readonly textOffset: number;
+}
+
+export interface Job {
+  readonly kind: 'completion' | 'chat';
+  readonly env: Envelope;
+  readonly choices: readonly JobChoice[];
+  /** Prompt tokens, each distinct prompt counted once however many choices it has (as OpenAI counts). */
+  readonly promptTokens: number;
+  readonly stream: boolean;
+  readonly includeUsage: boolean;
+  readonly logprobs: boolean;
+}
+
+/**
+ * A chat reply starts after "Assistant:" and ends before the template's stop string, so it comes
+ * with a leading space and a trailing newline. Both are dropped, also while streaming: leading
+ * whitespace is skipped, trailing whitespace is held back until more text follows it.
+ */
+export class TrimmedText {
+  private started = false;
+  private held = '';
+
+  push(text: string): string {
+    if (!this.started) {
+      text = text.replace(/^\s+/, '');
+      if (text === '') return '';
+      this.started = true;
+    }
+    const all = this.held + text;
+    const cut = all.length - (/\s*$/.exec(all)?.[0].length ?? 0);
+    this.held = all.slice(cut);
+    return all.slice(0, cut);
+  }
+}
+
+/**
+ * Submits the job (a full queue or a closing server throws here, before anything is written) and
+ * returns a promise that settles once the response is complete or the client has gone. A job still
+ * running after `timeoutMs` is ended with a 504 (or an error event when streaming).
+ */
+export function runJob(scheduler: Scheduler, job: Job, res: ServerResponse, reporting: ErrorReporting, timeoutMs: number): Promise<void> {
+  const controller = new AbortController();
+  const output = job.stream ? new StreamOutput(job, res) : new JsonOutput(job, res);
+  let failed = false;
+  const fail = (err: unknown): void => {
+    if (failed) return;
+    failed = true;
+    controller.abort(err instanceof AbortError ? err : new AbortError('another choice of this request failed'));
+    if (!res.writableEnded && !res.destroyed) sendError(res, err, reporting);
+  };
+  const sinks: SequenceSink[] = job.choices.map((_, i) => ({
+    chunk: (c) => (failed ? true : output.chunk(i, c)),
+    done: (r) => {
+      if (!failed) output.done(i, r);
+    },
+    fail,
+  }));
+  if (res.destroyed || !res.socket || res.socket.destroyed) throw new AbortError('the client went away');
+  const submission = scheduler.submit(
+    job.choices.map((c) => c.seq),
+    sinks,
+    controller.signal,
+  );
+  // A stream whose client stopped reading would otherwise hold its batch slot and cache indefinitely.
+  const deadline = setTimeout(() => fail(new RequestError(504, `the request did not finish within ${timeoutMs} ms`, 'server_error', 'timeout')), timeoutMs);
+  return new Promise<void>((resolve) => {
+    res.on('drain', () => submission.resume());
+    res.on('close', () => {
+      clearTimeout(deadline);
+      if (!res.writableEnded) {
+        failed = true; // nobody to tell
+        controller.abort(new AbortError('the client went away'));
+      }
+      resolve();
+    });
+  });
+}
+
+interface Output {
+  /** Returns false when the socket's buffer is full. */
+  chunk(i: number, c: GenerationChunk): boolean;
+  done(i: number, r: GenerationResult): void;
+}
+
+class JsonOutput implements Output {
+  private readonly results: (GenerationResult | undefined)[];
+  private left: number;
+
+  constructor(private readonly job: Job, private readonly res: ServerResponse) {
+    this.results = job.choices.map(() => undefined);
+    this.left = job.choices.length;
+  }
+
+  chunk(): boolean {
+    return true;
+  }
+
+  done(i: number, r: GenerationResult): void {
+    this.results[i] = r;
+    if (--this.left > 0) return;
+    const job = this.job;
+    const results = this.results as GenerationResult[];
+    const usage = usageJson(job.promptTokens, results.reduce((n, x) => n + x.usage.completionTokens, 0));
+    const choices = results.map((r, index) => {
+      const lps = job.logprobs ? (r.logprobs ?? []) : undefined;
+      if (job.kind === 'chat') return chatChoice(index, r.text.trim(), r.finishReason, lps ? chatLogprobs(lps) : null);
+      return completionChoice(index, r.text, r.finishReason, lps ? legacyLogprobs(lps, job.choices[index]!.textOffset).logprobs : null);
+    });
+    sendJson(this.res, 200, job.kind === 'chat' ? chatResponse(job.env, choices, usage) : completionResponse(job.env, choices, usage));
+  }
+}
+
+class StreamOutput implements Output {
+  private readonly offsets: number[];
+  private readonly trims: TrimmedText[];
+  private readonly opened: boolean[];
+  private left: number;
+  private completionTokens = 0;
+
+  constructor(private readonly job: Job, private readonly res: ServerResponse) {
+    this.offsets = job.choices.map((c) => c.textOffset);
+    this.trims = job.choices.map(() => new TrimmedText());
+    this.opened = job.choices.map(() => false);
+    this.left = job.choices.length;
+  }
+
+  chunk(i: number, c: GenerationChunk): boolean {
+    const job = this.job;
+    const lps = job.logprobs ? (c.logprobs ?? []) : [];
+    const text = job.kind === 'chat' ? this.trims[i]!.push(c.text) : c.text;
+    if (text === '' && lps.length === 0) return true;
+    if (job.kind === 'chat') {
+      this.open(i);
+      return this.send([chatDeltaChoice(i, { content: text }, null, job.logprobs ? chatLogprobs(lps) : null)]);
+    }
+    let logprobs = null;
+    if (job.logprobs) {
+      const l = legacyLogprobs(lps, this.offsets[i]!);
+      this.offsets[i] = l.end;
+      logprobs = l.logprobs;
+    }
+    return this.send([completionChoice(i, text, null, logprobs)]);
+  }
+
+  done(i: number, r: GenerationResult): void {
+    this.completionTokens += r.usage.completionTokens;
+    if (this.job.kind === 'chat') {
+      this.open(i);
+      this.send([chatDeltaChoice(i, {}, r.finishReason, null)]);
+    } else {
+      this.send([completionChoice(i, '', r.finishReason, null)]);
+    }
+    if (--this.left > 0) return;
+    if (this.job.includeUsage) this.send([], usageJson(this.job.promptTokens, this.completionTokens));
+    this.res.end(sseEvent('[DONE]'));
+  }
+
+  /** Chat streams open each choice with an empty assistant delta, as OpenAI does. */
+  private open(i: number): void {
+    if (this.opened[i]) return;
+    this.opened[i] = true;
+    this.send([chatDeltaChoice(i, { role: 'assistant', content: '' }, null, null)]);
+  }
+
+  private send(choices: object[], usage?: UsageJson): boolean {
+    const res = this.res;
+    if (res.writableEnded || res.destroyed) return true;
+    if (!res.headersSent) res.writeHead(200, SSE_HEADERS);
+    return res.write(sseEvent(streamChunk(this.job.kind, this.job.env, choices, this.job.includeUsage ? (usage ?? null) : undefined)));
+  }
+}

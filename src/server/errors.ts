@@ -1,0 +1,60 @@
+/**
+ * The server's errors and the one place where any error becomes an OpenAI error body and an HTTP
+ * status: `{"error": {"message", "type", "param", "code"}}`. Library errors (UsageError,
+ * ContextLengthError, ...) are mapped here; server-only conditions (unknown route, body too large,
+ * full queue, bad API key) are RequestErrors that carry their own status.
+ */
+import { AbortError, ContextLengthError, GrokError, UnsupportedError, UsageError } from '../errors.js';
+
+/** OpenAI's error `type` values that this server uses. */
+export type ApiErrorType = 'invalid_request_error' | 'authentication_error' | 'not_found_error' | 'rate_limit_error' | 'server_error';
+
+/** A request the server refuses for a reason with its own HTTP status. */
+export class RequestError extends GrokError {
+  constructor(
+    readonly status: number,
+    message: string,
+    readonly type: ApiErrorType,
+    /** OpenAI's machine-readable code, e.g. `model_not_found`. */
+    readonly apiCode: string | null = null,
+    readonly param: string | null = null,
+    readonly headers: Readonly<Record<string, string>> = {},
+  ) {
+    super('request_error', message);
+  }
+}
+
+/** The queue is full, or the server is shutting down: try again later. */
+export function overloaded(status: 429 | 503, message: string, retryAfterSeconds: number): RequestError {
+  return new RequestError(status, message, status === 429 ? 'rate_limit_error' : 'server_error', status === 429 ? 'queue_full' : 'server_unavailable', null, {
+    'Retry-After': String(Math.max(1, Math.ceil(retryAfterSeconds))),
+  });
+}
+
+export interface ErrorResponse {
+  readonly status: number;
+  readonly headers: Readonly<Record<string, string>>;
+  readonly body: { error: { message: string; type: ApiErrorType; param: string | null; code: string | null } };
+}
+
+/**
+ * Maps any thrown value to the response a client gets. Errors that are not ours are reported as a
+ * bare internal error (their text may hold paths or stack details a client has no business seeing);
+ * `onInternal` receives them for the server log. `promptParam` names the field a context overflow
+ * blames (`prompt` or `messages`).
+ */
+export function toErrorResponse(err: unknown, opts: { promptParam?: 'prompt' | 'messages'; onInternal?: (err: unknown) => void } = {}): ErrorResponse {
+  const make = (status: number, message: string, type: ApiErrorType, param: string | null = null, code: string | null = null, headers: Record<string, string> = {}): ErrorResponse => ({
+    status,
+    headers,
+    body: { error: { message, type, param, code } },
+  });
+  if (err instanceof RequestError) return make(err.status, err.message, err.type, err.param, err.apiCode, { ...err.headers });
+  if (err instanceof ContextLengthError) return make(400, err.message, 'invalid_request_error', opts.promptParam ?? null, 'context_length_exceeded');
+  if (err instanceof UsageError) return make(400, err.message, 'invalid_request_error', err.param ?? null, 'invalid_value');
+  if (err instanceof UnsupportedError) return make(400, err.message, 'invalid_request_error', null, 'unsupported');
+  // Only a server shutdown aborts a request whose client is still there.
+  if (err instanceof AbortError) return make(503, err.message, 'server_error', null, 'server_unavailable', { 'Retry-After': '1' });
+  opts.onInternal?.(err);
+  return make(500, 'the server hit an internal error while handling the request', 'server_error', null, 'internal_error');
+}

@@ -1,0 +1,88 @@
+/** `grok-ts serve` as a real process: it announces its URL, serves, and on SIGTERM finishes running requests and exits 0. */
+import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+import * as http from 'node:http';
+import * as path from 'node:path';
+import { Writable } from 'node:stream';
+import { test } from 'node:test';
+import { main } from '../src/cli/main.js';
+import { parseDuration } from '../src/cli/commands/serve.js';
+import { PROJECT_ROOT, shared } from './shared.js';
+
+const BIN = path.join(PROJECT_ROOT, 'bin', 'grok-ts.js');
+
+class Capture extends Writable {
+  text = '';
+  override _write(chunk: Buffer, _enc: BufferEncoding, done: () => void): void {
+    this.text += chunk.toString();
+    done();
+  }
+}
+
+test('SIGTERM: stop taking requests, let the running stream finish, exit 0', { timeout: 30_000 }, async () => {
+  const child = spawn(process.execPath, [BIN, 'serve', '--model', shared('fixtures', 'tiny'), '--backend', 'js', '--port', '0', '--model-id', 'tiny'], {
+    stdio: ['ignore', 'pipe', 'pipe'],
+    env: { ...process.env, GROK_TS_API_KEY: '' },
+  });
+  let stdout = '';
+  let stderr = '';
+  child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
+  const exited = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)));
+  try {
+    const url = await new Promise<string>((resolve, reject) => {
+      child.stdout.on('data', (d: Buffer) => {
+        stdout += d.toString();
+        const m = /^listening on (http:\/\/127\.0\.0\.1:\d+)\n/.exec(stdout);
+        if (m) resolve(m[1]!);
+      });
+      void exited.then((code) => reject(new Error(`serve exited early (${code}): ${stderr}`)));
+    });
+    const at = new URL(url);
+    const agent = new http.Agent({ keepAlive: false });
+    let text = '';
+    const body = JSON.stringify({ model: 'tiny', prompt: [5, 6, 7], max_tokens: 40, ignore_eos: true, stream: true });
+    const finished = new Promise<void>((resolve, reject) => {
+      const req = http.request({ host: at.hostname, port: at.port, method: 'POST', path: '/v1/completions', agent }, (res) => {
+        res.once('data', () => child.kill('SIGTERM')); // mid-stream
+        res.on('data', (c: Buffer) => (text += c.toString()));
+        res.on('end', () => resolve());
+      });
+      req.on('error', reject);
+      req.end(body);
+    });
+    await finished;
+    assert.equal(await exited, 0, stderr);
+    assert.match(text, /"finish_reason":"length"/);
+    assert.ok(text.endsWith('data: [DONE]\n\n'), 'the running stream completed');
+    assert.equal(stdout, `listening on ${url}\n`, 'one line on stdout');
+    assert.match(stderr, /shutting down/);
+    agent.destroy();
+  } finally {
+    if (child.exitCode === null) child.kill('SIGKILL');
+  }
+});
+
+test('serve --help, and bad flags or files are refused before the model loads', async () => {
+  const run = async (args: string[]) => {
+    const out = new Capture();
+    const err = new Capture();
+    const code = await main(args, { stdout: out, stderr: err });
+    return { code, out: out.text, err: err.text };
+  };
+  const help = await run(['serve', '--help']);
+  assert.equal(help.code, 0);
+  assert.match(help.out, /--api-key KEY/);
+  assert.match(help.out, /GROK_TS_API_KEY/);
+  assert.equal((await run(['serve', '--port', 'eighty'])).code, 2);
+  assert.equal((await run(['serve', '--port', '70000'])).code, 2);
+  assert.equal((await run(['serve', '--shutdown-grace', 'soon'])).code, 2);
+  assert.equal((await run(['serve', '--chat-template', '/nonexistent/template.json'])).code, 66);
+});
+
+test('durations: seconds by default, ms, s and m suffixes', () => {
+  assert.equal(parseDuration('10', 'x'), 10_000);
+  assert.equal(parseDuration('10s', 'x'), 10_000);
+  assert.equal(parseDuration('250ms', 'x'), 250);
+  assert.equal(parseDuration('1.5m', 'x'), 90_000);
+  assert.throws(() => parseDuration('-1s', 'x'), /--x must be a duration/);
+});

@@ -1,0 +1,443 @@
+/**
+ * Conformance of the wasm backend against the js oracle (jsKernels: exact dequantisation, f64
+ * accumulation) on seeded random shapes, including awkward ones (odd sizes, inputs not a multiple
+ * of the 16-wide chunk, a group length of 11, a single output row), for 1 and 2 threads.
+ *
+ * Error bound per format, as ‖y_wasm − y_js‖ / ‖y_js‖ over the whole output:
+ * - dense f32 / bf16 / f16 weights (f32 activations, f32 accumulation): 1e-5
+ * - int8-grouped, q8_0, q4_0, q4_k, q6_k (int16 activations, one scale per block): 2e-4
+ *   (int16 rounding is ≤ 1/65534 of a block's largest |x|; the test inputs include outliers)
+ * - rmsNorm, rope, geluMul, attention: 1e-5 (f32 arithmetic, polynomial exp)
+ */
+import { after, before, describe, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import type { AttentionArgs, Kernels, LinearFormat, LinearWeight } from '../src/backend/kernels.js';
+import { jsKernels } from '../src/backend/js/kernels.js';
+import { createWasmKernels, wasmAvailable, type WasmKernels } from '../src/backend/wasm/index.js';
+import { relaxedSimdAvailable } from '../src/backend/wasm/kernels-wasm.js';
+import { f32ToBf16, f32ToF16 } from '../src/tensor/dtype.js';
+import { ggmlRowBytes } from '../src/tensor/ggml.js';
+import { quantizeGgml } from '../src/tensor/ggml-quantize.js';
+import { MemoryLinear } from '../src/tensor/linear.js';
+import { openGguf } from '../src/formats/gguf-split.js';
+import { GrokModel } from '../src/model/grok.js';
+import { openModelFiles } from '../src/model/load.js';
+import { configFromGguf, grokWeightsFromGguf } from '../src/model/weights-gguf.js';
+import type { GrokWeights } from '../src/model/weights.js';
+import { readJson, rng, shared } from './shared.js';
+
+function relErr(a: Float32Array, b: Float32Array): number {
+  assert.equal(a.length, b.length);
+  let num = 0;
+  let den = 0;
+  for (let i = 0; i < a.length; i++) {
+    assert.ok(Number.isFinite(a[i]!), `non-finite output at ${i}: ${a[i]}`);
+    num += (a[i]! - b[i]!) ** 2;
+    den += b[i]! ** 2;
+  }
+  return Math.sqrt(num / Math.max(den, 1e-30));
+}
+
+/** Roughly normal values with a few large outliers, like transformer activations. */
+function activations(r: () => number, n: number): Float32Array {
+  const x = new Float32Array(n);
+  for (let i = 0; i < n; i++) {
+    const g = (r() + r() + r() + r() - 2) * 1.7;
+    x[i] = r() < 0.02 ? g * 20 : g;
+  }
+  return x;
+}
+
+function u16Bytes(vals: number[]): Uint8Array {
+  return new Uint8Array(new Uint16Array(vals).buffer);
+}
+
+function int8Grouped(r: () => number, I: number, O: number, G: number): LinearWeight {
+  const q = new Uint8Array(I * O);
+  for (let i = 0; i < q.length; i++) q[i] = (Math.floor(r() * 255) - 127) & 255;
+  const scales = u16Bytes(Array.from({ length: G * O }, () => f32ToBf16(0.002 + 0.02 * r())));
+  return new MemoryLinear(`i8g ${I}x${O}/${G}`, I, O, { kind: 'int8-grouped', groups: G }, q, scales);
+}
+
+function dense(r: () => number, I: number, O: number, dtype: 'f32' | 'bf16' | 'f16', order: 'in-major' | 'out-major'): LinearWeight {
+  const v = Array.from({ length: I * O }, () => (r() - 0.5) * 0.2);
+  const bytes =
+    dtype === 'f32' ? new Uint8Array(new Float32Array(v).buffer) : u16Bytes(v.map((x) => (dtype === 'bf16' ? f32ToBf16(x) : f32ToF16(x))));
+  return new MemoryLinear(`${dtype} ${order} ${I}x${O}`, I, O, { kind: 'dense', dtype, order }, bytes);
+}
+
+function ggml(r: () => number, I: number, O: number, type: string): LinearWeight {
+  const rowBytes = ggmlRowBytes(type, I);
+  const bytes = new Uint8Array(rowBytes * O);
+  for (let o = 0; o < O; o++) {
+    const row = new Float32Array(I);
+    for (let i = 0; i < I; i++) row[i] = (r() - 0.5) * 0.1 * (1 + (o % 3));
+    quantizeGgml(type, row, 0, bytes, o * rowBytes, I);
+  }
+  return new MemoryLinear(`${type} ${I}x${O}`, I, O, { kind: 'ggml', type }, bytes);
+}
+
+function checkMatmul(k: Kernels, w: LinearWeight, T: number, seed: number, tol: number): number {
+  const r = rng(seed);
+  const x = activations(r, T * w.inDim);
+  const want = new Float32Array(T * w.outDim);
+  const got = new Float32Array(T * w.outDim).fill(NaN);
+  jsKernels.matmul(want, x, T, w);
+  k.matmul(got, x, T, w);
+  const e = relErr(got, want);
+  assert.ok(e <= tol, `${w.name}, T=${T}: relative error ${e.toExponential(2)} > ${tol}`);
+  return e;
+}
+
+const QUANT_TOL = 2e-4;
+const FLOAT_TOL = 1e-5;
+
+interface Case {
+  readonly make: (r: () => number) => LinearWeight;
+  readonly tol: number;
+}
+
+const CASES: Case[] = [
+  { make: (r) => int8Grouped(r, 33, 7, 3), tol: QUANT_TOL },
+  { make: (r) => int8Grouped(r, 768, 13, 8), tol: QUANT_TOL },
+  { make: (r) => int8Grouped(r, 64, 1, 1), tol: QUANT_TOL },
+  { make: (r) => int8Grouped(r, 1024, 96, 1), tol: QUANT_TOL },
+  { make: (r) => dense(r, 37, 9, 'f32', 'out-major'), tol: FLOAT_TOL },
+  { make: (r) => dense(r, 64, 8, 'f32', 'in-major'), tol: FLOAT_TOL },
+  { make: (r) => dense(r, 21, 5, 'bf16', 'out-major'), tol: FLOAT_TOL },
+  { make: (r) => dense(r, 40, 6, 'f16', 'out-major'), tol: FLOAT_TOL },
+  { make: (r) => dense(r, 19, 3, 'bf16', 'in-major'), tol: FLOAT_TOL },
+  { make: (r) => ggml(r, 96, 7, 'q8_0'), tol: QUANT_TOL },
+  { make: (r) => ggml(r, 64, 130, 'q8_0'), tol: QUANT_TOL },
+  { make: (r) => ggml(r, 96, 7, 'q4_0'), tol: QUANT_TOL },
+  { make: (r) => ggml(r, 768, 7, 'q4_k'), tol: QUANT_TOL },
+  { make: (r) => ggml(r, 256, 9, 'q4_k'), tol: QUANT_TOL },
+  { make: (r) => ggml(r, 768, 7, 'q6_k'), tol: QUANT_TOL },
+  { make: (r) => ggml(r, 512, 66, 'q6_k'), tol: QUANT_TOL },
+  { make: (r) => ggml(r, 64, 5, 'f16'), tol: FLOAT_TOL },
+];
+
+function randomAttention(r: () => number, o: { T: number; start: number; H: number; Hkv: number; d: number; softcap: number; invalid: number[] }): AttentionArgs {
+  const S = o.start + o.T + 3; // capacity beyond the used slots, as a real cache has
+  const keyValid = new Uint8Array(S).fill(1);
+  for (const j of o.invalid) keyValid[j] = 0;
+  return {
+    out: new Float32Array(o.T * o.H * o.d),
+    q: activations(r, o.T * o.H * o.d),
+    k: activations(r, S * o.Hkv * o.d),
+    v: activations(r, S * o.Hkv * o.d),
+    keyValid,
+    T: o.T,
+    start: o.start,
+    numQHeads: o.H,
+    numKvHeads: o.Hkv,
+    headDim: o.d,
+    scale: 1 / Math.sqrt(o.d),
+    softcap: o.softcap,
+  };
+}
+
+describe('wasm backend', { skip: !wasmAvailable() && 'no SIMD128 in this runtime' }, () => {
+  for (const threads of [1, 2]) {
+    describe(`${threads} thread(s)`, () => {
+      let k: WasmKernels;
+      before(async () => {
+        k = await createWasmKernels({ threads });
+      });
+      after(async () => {
+        await k.close();
+      });
+
+      test('matmul matches js for every implemented format (T = 1 and 5)', () => {
+        CASES.forEach((c, i) => {
+          const w = c.make(rng(100 + i));
+          for (const T of [1, 5]) checkMatmul(k, w, T, 7 * i + T, c.tol);
+        });
+        assert.equal(k.stats.js.size, 0, `unexpected js fallbacks: ${[...k.stats.js.keys()].join(', ')}`);
+      });
+
+      test('without outliers the int16 activations cost ~1e-5 on a Grok-sized row (in = 6144, groups 8)', () => {
+        const w = int8Grouped(rng(5), 6144, 64, 8);
+        const r = rng(11);
+        const x = Float32Array.from({ length: 3 * 6144 }, () => r() - 0.5);
+        const want = new Float32Array(3 * 64);
+        const got = new Float32Array(3 * 64);
+        jsKernels.matmul(want, x, 3, w);
+        k.matmul(got, x, 3, w);
+        assert.ok(relErr(got, want) < 3e-5, `error ${relErr(got, want)}`);
+      });
+
+      test('prefill-sized T uses the same kernels', () => {
+        checkMatmul(k, ggml(rng(9), 256, 24, 'q8_0'), 67, 12, QUANT_TOL);
+        checkMatmul(k, int8Grouped(rng(10), 128, 20, 2), 67, 13, QUANT_TOL);
+      });
+
+      test('a format without a wasm kernel falls back to js and is recorded', () => {
+        const r = rng(3);
+        const I = 64;
+        const bytes = new Uint8Array(ggmlRowBytes('q5_0', I) * 3);
+        for (let i = 0; i < bytes.length; i++) bytes[i] = Math.floor(r() * 256);
+        for (let b = 0; b < bytes.length; b += 22) bytes.set(u16Bytes([f32ToF16(0.01)]), b); // sane block scales
+        const w = new MemoryLinear('q5_0 64x3', I, 3, { kind: 'ggml', type: 'q5_0' } satisfies LinearFormat, bytes);
+        checkMatmul(k, w, 2, 1, 1e-12);
+        assert.equal(k.stats.js.get('matmul:q5_0'), 1);
+      });
+
+      test('rmsNorm matches js (odd and aligned widths, in place)', () => {
+        for (const [T, D] of [[3, 37], [2, 64], [1, 6144]] as const) {
+          const r = rng(T * D);
+          const x = activations(r, T * D);
+          const scale = activations(r, D);
+          const want = new Float32Array(T * D);
+          jsKernels.rmsNorm(want, x, T, D, scale, 1e-5);
+          const got = Float32Array.from(x);
+          k.rmsNorm(got, got, T, D, scale, 1e-5);
+          assert.ok(relErr(got, want) <= FLOAT_TOL, `rmsNorm T=${T} D=${D}: ${relErr(got, want)}`);
+        }
+      });
+
+      test('rope matches js (head sizes 6 and 128, arbitrary positions)', () => {
+        for (const [T, heads, hd] of [[4, 3, 6], [2, 5, 128]] as const) {
+          const r = rng(hd);
+          const x = activations(r, T * heads * hd);
+          const pos = Int32Array.from({ length: T }, (_, i) => 3 + 17 * i);
+          const want = Float32Array.from(x);
+          jsKernels.rope(want, T, heads, hd, pos, 10000);
+          const got = Float32Array.from(x);
+          k.rope(got, T, heads, hd, pos, 10000);
+          assert.ok(relErr(got, want) <= FLOAT_TOL, `rope hd=${hd}: ${relErr(got, want)}`);
+        }
+      });
+
+      test('geluMul matches js over the whole range, including large |x|', () => {
+        const n = 1001;
+        const r = rng(8);
+        const g = Float32Array.from({ length: n }, (_, i) => (i < 20 ? (i - 10) * 3 : (r() - 0.5) * 20));
+        const u = activations(r, n);
+        const want = Float32Array.from(g);
+        jsKernels.geluMul(want, u, n);
+        const got = Float32Array.from(g);
+        k.geluMul(got, u, n);
+        for (let i = 0; i < n; i++) {
+          assert.ok(Math.abs(got[i]! - want[i]!) <= 1e-5 * (Math.abs(want[i]!) + Math.abs(u[i]!) * 1e-2), `gelu at ${g[i]}: ${got[i]} vs ${want[i]}`);
+        }
+      });
+
+      test('attention matches js (GQA, soft cap on/off, masked keys, padding of the head size)', () => {
+        const cases = [
+          { T: 1, start: 9, H: 6, Hkv: 2, d: 20, softcap: 30, invalid: [0, 4] },
+          { T: 5, start: 3, H: 4, Hkv: 4, d: 128, softcap: 0, invalid: [2] },
+          { T: 7, start: 0, H: 8, Hkv: 1, d: 16, softcap: 30, invalid: [] },
+          // the first key is masked: query 0 sees nothing and averages all slots, as the oracle does
+          { T: 3, start: 0, H: 2, Hkv: 1, d: 32, softcap: 30, invalid: [0] },
+        ];
+        cases.forEach((c, i) => {
+          const a = randomAttention(rng(40 + i), c);
+          const want = new Float32Array(a.out.length);
+          jsKernels.attention({ ...a, out: want });
+          k.attention(a);
+          assert.ok(relErr(a.out, want) <= FLOAT_TOL, `attention case ${i}: ${relErr(a.out, want)}`);
+        });
+      });
+    });
+  }
+
+  test('weights larger than a shard are split across memories; many shards; T in chunks', async () => {
+    // 512 KiB shards with a 64 KiB staging area: a 614 KB weight spans two memories, the next
+    // weight opens a third, and the staging area holds only a few tokens of in = 4096, so T = 9
+    // runs in chunks.
+    const k = await createWasmKernels({ threads: 2, shardBytes: 8 * 65536, stageBytes: 65536 });
+    try {
+      const big = int8Grouped(rng(1), 4096, 150, 2);
+      const small = ggml(rng(2), 256, 40, 'q4_k');
+      checkMatmul(k, big, 9, 3, QUANT_TOL);
+      checkMatmul(k, small, 2, 4, QUANT_TOL);
+      checkMatmul(k, big, 1, 5, QUANT_TOL);
+      assert.ok(k.weightShards >= 2, `only ${k.weightShards} shards`);
+    } finally {
+      await k.close();
+    }
+  });
+
+  test('relaxed SIMD: the Q4_0 i8-dot kernel matches js where the runtime has it, and the fallback matches too', () => {
+    // Node 20 validates relaxed SIMD only behind a flag, so the relaxed path runs in a child
+    // process started with it; this process (no flag) covers the fallback in the tests above.
+    const url = new URL('../src/backend/wasm/index.js', import.meta.url).href;
+    const code = `
+      import { createWasmKernels } from ${JSON.stringify(url)};
+      import { jsKernels } from ${JSON.stringify(new URL('../src/backend/js/kernels.js', import.meta.url).href)};
+      import { MemoryLinear } from ${JSON.stringify(new URL('../src/tensor/linear.js', import.meta.url).href)};
+      import { quantizeGgml } from ${JSON.stringify(new URL('../src/tensor/ggml-quantize.js', import.meta.url).href)};
+      let s = 7; const r = () => ((s = (Math.imul(s, 1103515245) + 12345) >>> 0) / 2 ** 32);
+      const res = {};
+      for (const relaxed of [true, false]) {
+        const k = await createWasmKernels({ threads: 2, relaxed });
+        const errs = [];
+        for (const [I, O, T] of [[96, 7, 1], [256, 13, 5], [1024, 66, 3]]) {
+          const bytes = new Uint8Array(I / 32 * 18 * O);
+          for (let o = 0; o < O; o++) quantizeGgml('q4_0', Float32Array.from({ length: I }, () => r() - 0.5), 0, bytes, o * I / 32 * 18, I);
+          const w = new MemoryLinear('q4_0', I, O, { kind: 'ggml', type: 'q4_0' }, bytes);
+          const x = Float32Array.from({ length: T * I }, () => (r() - 0.5) * (r() < 0.02 ? 40 : 2));
+          const a = new Float32Array(T * O), b = new Float32Array(T * O);
+          jsKernels.matmul(a, x, T, w); k.matmul(b, x, T, w);
+          let num = 0, den = 0; for (let i = 0; i < a.length; i++) { num += (a[i] - b[i]) ** 2; den += a[i] ** 2; }
+          errs.push(Math.sqrt(num / den));
+        }
+        res[relaxed ? 'relaxed' : 'fallback'] = { used: k.relaxed, errs };
+        await k.close();
+      }
+      console.log(JSON.stringify(res));`;
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'grok-ts-relaxed-'));
+    const script = path.join(dir, 'relaxed.mjs');
+    fs.writeFileSync(script, code);
+    const r = spawnSync(process.execPath, ['--experimental-wasm-relaxed-simd', script], { encoding: 'utf8', timeout: 30000 });
+    fs.rmSync(dir, { recursive: true, force: true });
+    assert.equal(r.status, 0, r.stderr);
+    const res = JSON.parse(r.stdout.trim()) as Record<'relaxed' | 'fallback', { used: boolean; errs: number[] }>;
+    assert.equal(res.relaxed.used, true);
+    assert.equal(res.fallback.used, false);
+    // 15-bit activations for the relaxed path: twice the int16 rounding step, same bound
+    for (const e of [...res.relaxed.errs, ...res.fallback.errs]) assert.ok(e <= QUANT_TOL, `error ${e}`);
+  });
+
+  test('relaxed: true on a runtime without relaxed SIMD is refused', async () => {
+    if (relaxedSimdAvailable()) return assert.ok(true);
+    await assert.rejects(createWasmKernels({ relaxed: true }), /relaxed SIMD/);
+  });
+
+  test('thread count is validated', async () => {
+    await assert.rejects(createWasmKernels({ threads: 0 }), /threads/);
+  });
+
+  test('the pool leaves no handle open: a process that forgets close() still exits', () => {
+    const url = new URL('../src/backend/wasm/index.js', import.meta.url).href;
+    const code = `const m = await import(${JSON.stringify(url)}); const k = await m.createWasmKernels({ threads: 2 }); ` +
+      `const x = new Float32Array(4); k.geluMul(x, x, 4); console.log('done');`;
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'grok-ts-wasm-'));
+    const script = path.join(dir, 'forget-close.mjs');
+    fs.writeFileSync(script, code);
+    const r = spawnSync(process.execPath, [script], { encoding: 'utf8', timeout: 20000 });
+    fs.rmSync(dir, { recursive: true, force: true });
+    assert.equal(r.status, 0, r.stderr);
+    assert.equal(r.stdout.trim(), 'done');
+  });
+});
+
+// ---------------------------------------------------------------------------------------------
+// end to end: the same model code on both backends
+
+function cosine(a: ArrayLike<number>, b: ArrayLike<number>): number {
+  let ab = 0;
+  let aa = 0;
+  let bb = 0;
+  for (let i = 0; i < a.length; i++) {
+    ab += a[i]! * b[i]!;
+    aa += a[i]! * a[i]!;
+    bb += b[i]! * b[i]!;
+  }
+  return ab / Math.sqrt(aa * bb);
+}
+
+function argmaxOf(v: Float32Array): number {
+  let best = 0;
+  for (let i = 1; i < v.length; i++) if (v[i]! > v[best]!) best = i;
+  return best;
+}
+
+function greedy(model: GrokModel, prompt: readonly number[], steps: number): number[] {
+  const cache = model.newCache();
+  const ids: number[] = [];
+  let input = prompt;
+  for (let s = 0; s < steps; s++) {
+    const [logits] = model.forward([{ tokens: input, cache }]);
+    ids.push(argmaxOf(logits!));
+    input = [ids[ids.length - 1]!];
+  }
+  return ids;
+}
+
+interface E2eCase {
+  readonly name: string;
+  open(): { weights: GrokWeights; close(): void };
+  readonly prompt: readonly number[];
+  /** The exact path's greedy ids where the fixture records them. */
+  readonly greedy?: readonly number[];
+}
+
+function ggufCase(file: string): E2eCase {
+  const exp = readJson<{ prompt_ids: number[]; greedy_ids: number[] }>('fixtures', 'gguf', `${file}.expected.json`);
+  return {
+    name: file,
+    open: () => {
+      const g = openGguf(shared('fixtures', 'gguf', file));
+      return { weights: grokWeightsFromGguf(g.store, configFromGguf(g.metadata, g.path, g.store)), close: () => g.close() };
+    },
+    prompt: exp.prompt_ids,
+    greedy: exp.greedy_ids,
+  };
+}
+
+function ckptCase(name: string, dir: string[], prompt: readonly number[], greedyIds?: readonly number[]): E2eCase {
+  return {
+    name,
+    open: () => {
+      const f = openModelFiles(shared(...dir));
+      return { weights: f.weights, close: () => f.close() };
+    },
+    prompt,
+    ...(greedyIds ? { greedy: greedyIds } : {}),
+  };
+}
+
+describe('wasm backend end to end against the exact js path', { skip: !wasmAvailable() && 'no SIMD128 in this runtime' }, () => {
+  let k: WasmKernels;
+  before(async () => {
+    k = await createWasmKernels({ threads: 2 });
+  });
+  after(async () => {
+    await k.close();
+  });
+
+  const tiny = readJson<{ prompt_ids: number[]; greedy_ids: number[] }>('fixtures', 'tiny', 'expected.json');
+  const fortune = readJson<{ samples: { prompt_ids: number[]; greedy: { ids: number[] } }[] }>('demo', 'fortune', 'samples.json').samples[0]!;
+  const cases: E2eCase[] = [
+    ckptCase('tiny (official int8 layout)', ['fixtures', 'tiny'], tiny.prompt_ids, tiny.greedy_ids),
+    ckptCase('fortune demo (trained, 131072-token f32 embedding)', ['demo', 'fortune'], fortune.prompt_ids, fortune.greedy.ids.slice(0, 12)),
+    ggufCase('mini-q8_0.gguf'),
+    ggufCase('mini-q4_0.gguf'),
+    ggufCase('mini-q4_k_m.gguf'),
+    ggufCase('mini-q6_k.gguf'),
+    ggufCase('tiny-f32.gguf'),
+  ];
+
+  for (const c of cases) {
+    test(`${c.name}: logits cosine ≥ 0.9999 at every position, identical greedy ids`, () => {
+      const files = c.open();
+      try {
+        const ref = new GrokModel(files.weights, jsKernels);
+        const fast = new GrokModel(files.weights, k);
+        const V = ref.config.vocabSize;
+        const [want] = ref.forward([{ tokens: c.prompt, cache: ref.newCache() }], { allLogits: true });
+        const [got] = fast.forward([{ tokens: c.prompt, cache: fast.newCache() }], { allLogits: true });
+        for (let t = 0; t < c.prompt.length; t++) {
+          const cos = cosine(got!.subarray(t * V, (t + 1) * V), want!.subarray(t * V, (t + 1) * V));
+          assert.ok(cos >= 0.9999, `position ${t}: cosine ${cos}`);
+        }
+        const steps = c.greedy?.length ?? 12;
+        const ids = greedy(fast, c.prompt, steps);
+        assert.deepEqual(ids, c.greedy ?? greedy(ref, c.prompt, steps));
+      } finally {
+        files.close();
+      }
+    });
+  }
+
+  test('the official int8 weights ran in wasm, not in the js fallback', () => {
+    assert.ok((k.stats.wasm.get('matmul:int8-grouped') ?? 0) > 0);
+    assert.equal(k.stats.js.get('matmul:int8-grouped'), undefined);
+  });
+});
