@@ -8,7 +8,12 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { loadModel } from '../src/language-model.js';
+import { benchKernels } from './kernels.js';
+import { llamaBenchAvailable, runLlamaBench } from './llama-cpp.js';
 import { benchMemory } from './memory.js';
+import { benchModel, benchModelPath, type BenchFormat } from './model.js';
+import { benchServer } from './server.js';
 import { benchTokenizer } from './tokenizer.js';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
@@ -43,15 +48,66 @@ export function machineInfo(): Record<string, string | number> {
 
 type Section = (log: (l: string) => void, cacheDir: string) => Promise<Record<string, number>>;
 
-const SECTIONS: Record<string, Section> = {
+const BENCH_LAYERS = 6;
+
+/** Decode/prefill of the wasm backend on the bench model in one precision, beside llama.cpp where it is on PATH. */
+async function modelSection(format: BenchFormat, log: (l: string) => void, cache: string): Promise<Record<string, number>> {
+  const r = await benchModel(log, cache, { format, layers: BENCH_LAYERS });
+  const out: Record<string, number> = {};
+  for (const [k, v] of Object.entries(r)) out[`model.${format}.${k}`] = v;
+  if (format !== 'q8_0') return out;
+  if (!llamaBenchAvailable()) {
+    log('llama.cpp: llama-bench is not on PATH; no side-by-side ratio in this run');
+    return out;
+  }
+  const gguf = benchModelPath(cache, 'q8_0', BENCH_LAYERS);
+  const all = os.availableParallelism();
+  for (const t of all > 1 ? [1, all] : [1]) {
+    const l = runLlamaBench(gguf, t);
+    const ours = r[`decode_tok_s_t${t}`]!;
+    const oursPrefill = r[`prefill_tok_s_t${t}`]!;
+    out[`llama_cpp.q8_0.decode_tok_s_t${t}`] = l.decodeTokS;
+    out[`llama_cpp.q8_0.prefill_tok_s_t${t}`] = l.prefillTokS;
+    out[`ratio_vs_llama_cpp.q8_0.decode_t${t}`] = ours / l.decodeTokS;
+    out[`ratio_vs_llama_cpp.q8_0.prefill_t${t}`] = oursPrefill / l.prefillTokS;
+    log(`llama.cpp threads ${t}: decode ${l.decodeTokS.toFixed(2)} tok/s, prefill ${l.prefillTokS.toFixed(1)} tok/s; grok-ts/llama.cpp: decode ${(ours / l.decodeTokS).toFixed(2)}×, prefill ${(oursPrefill / l.prefillTokS).toFixed(2)}×`);
+  }
+  return out;
+}
+
+export const SECTIONS: Record<string, Section> = {
+  memory: (log, cache) => benchMemory(log, cache, ['js', 'wasm']),
   tokenizer: (log) => benchTokenizer(log),
-  memory: (log, cache) => benchMemory(log, cache, ['js']),
+  kernels: async (log) => prefixed('kernels', await benchKernels(log)),
+  'model-int8': (log, cache) => modelSection('int8', log, cache),
+  'model-q8_0': (log, cache) => modelSection('q8_0', log, cache),
+  server: async (log, cache) => {
+    const lm = await loadModel(benchModelPath(cache, 'int8', BENCH_LAYERS), { backend: 'auto' });
+    log(`server bench on the int8 bench model (${lm.backend} backend)`);
+    try {
+      return await benchServer(lm, log);
+    } finally {
+      await lm.close();
+    }
+  },
 };
 
+function prefixed(prefix: string, r: Record<string, number>): Record<string, number> {
+  return Object.fromEntries(Object.entries(r).map(([k, v]) => [`${prefix}.${k}`, v]));
+}
+
 export async function runBenchmarks(opts: BenchOptions = {}): Promise<Record<string, number>> {
-  const log = opts.log ?? ((l: string) => process.stdout.write(l + '\n'));
+  const lines: string[] = [];
+  const print = opts.log ?? ((l: string) => process.stdout.write(l + '\n'));
+  const log = (l: string): void => {
+    lines.push(l);
+    print(l);
+  };
   const cacheDir = opts.cacheDir ?? path.join(ROOT, 'bench', 'cache');
   const machine = machineInfo();
+  for (const name of opts.only ?? []) {
+    if (!(name in SECTIONS)) throw new Error(`unknown benchmark section "${name}"; sections: ${Object.keys(SECTIONS).join(', ')}`);
+  }
   log(`grok-ts bench on ${machine.cpu} (${machine.cores} cores, ${(Number(machine.memoryBytes) / 2 ** 30).toFixed(0)} GiB), node ${machine.node}, commit ${machine.commit}`);
   const results: Record<string, number> = {};
   for (const [name, section] of Object.entries(SECTIONS)) {
@@ -63,7 +119,7 @@ export async function runBenchmarks(opts: BenchOptions = {}): Promise<Record<str
   fs.mkdirSync(outDir, { recursive: true });
   const stamp = String(machine.date).replace(/[:.]/g, '-');
   const file = path.join(outDir, `${stamp}.json`);
-  fs.writeFileSync(file, JSON.stringify({ machine, results }, null, 1) + '\n');
+  fs.writeFileSync(file, JSON.stringify({ machine, sections: opts.only ?? Object.keys(SECTIONS), log: lines, results }, null, 1) + '\n');
   log(`\nresults written to ${path.relative(process.cwd(), file)}`);
   return results;
 }

@@ -10,7 +10,7 @@ export { loadModel, LanguageModel, ChatSession, type LoadOptions, type LoadProgr
 export type { GenerateOptions, GenerationChunk, GenerationResult, StopReason, TokenLogprob, Usage } from './generate/sequence.js';
 export { SequenceState } from './generate/sequence.js';
 export { Sampler, type SamplingOptions } from './generate/sampler.js';
-export { Rng } from './generate/rng.js';
+export { CounterRng } from './generate/rng.js';
 export { plainChatTemplate, CHAT_STOP, type ChatMessage, type ChatTemplate } from './generate/chat-template.js';
 export { Tokenizer } from './tokenizer/sentencepiece.js';
 export { GROK1, makeConfig, configFromJson, ffnSize, parameterCount, type GrokConfig } from './config.js';

@@ -225,8 +225,13 @@ export async function loadModel(modelPath?: string, options: LoadOptions = {}): 
       : files.ggufMetadata?.has('tokenizer.ggml.tokens')
         ? tokenizerFromGguf(files.ggufMetadata)
         : Tokenizer.fromFile(); // ckpt-0 ships without one: the official tokenizer.model
-    if (options.preload ?? true) preload(files, options.onProgress);
     const kernels = await makeKernels(options.backend ?? 'auto', options.threads);
+    try {
+      if (options.preload ?? true) preload(files, kernels, options.onProgress);
+    } catch (err) {
+      await kernels.close();
+      throw err;
+    }
     return new LanguageModel(files, tokenizer, kernels, modelPath === undefined);
   } catch (err) {
     files.close();
@@ -234,14 +239,20 @@ export async function loadModel(modelPath?: string, options: LoadOptions = {}): 
   }
 }
 
-function preload(files: ModelFiles, onProgress: LoadOptions['onProgress']): void {
+/**
+ * Reads every weight now: into the backend's own form where it keeps one (so the JS copy is
+ * dropped as it goes and memory stays near the weight bytes), else into memory as stored.
+ */
+function preload(files: ModelFiles, kernels: Kernels, onProgress: LoadOptions['onProgress']): void {
   const w = files.weights;
   const all = [w.embedding, ...w.layers.flatMap((l) => [l.wq, l.wk, l.wv, l.wo, l.router, ...l.experts.flatMap((e) => [e.gate, e.up, e.down])])];
   const total = all.reduce((n, x) => n + x.byteLength, 0);
   let done = 0;
   for (const x of all) {
-    x.bytes();
-    if (x.format.kind === 'int8-grouped') x.scaleBytes();
+    if (!kernels.prepare?.(x)) {
+      x.bytes();
+      if (x.format.kind === 'int8-grouped') x.scaleBytes();
+    }
     done += x.byteLength;
     onProgress?.({ loadedBytes: done, totalBytes: total, tensor: x.name });
   }

@@ -2,25 +2,11 @@
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 import * as path from 'node:path';
-import { Readable, Writable } from 'node:stream';
 import { test } from 'node:test';
-import { main } from '../src/cli/main.js';
+import { runCli } from './cli-harness.js';
 import { maxAbsDiff, PROJECT_ROOT, readJson, shared } from './shared.js';
 
-class Capture extends Writable {
-  text = '';
-  override _write(chunk: Buffer, _enc: BufferEncoding, done: () => void): void {
-    this.text += chunk.toString();
-    done();
-  }
-}
-
-async function run(args: string[], stdin = ''): Promise<{ code: number; out: string; err: string }> {
-  const stdout = new Capture();
-  const stderr = new Capture();
-  const code = await main(args, { stdout, stderr, stdin: Readable.from([stdin]) });
-  return { code, out: stdout.text, err: stderr.text };
-}
+const run = runCli;
 
 const BIN = path.join(PROJECT_ROOT, 'bin', 'grok-ts.js');
 

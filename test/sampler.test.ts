@@ -1,28 +1,36 @@
 /** Sampling: reference nucleus semantics, filters, penalties, seeded reproducibility, and distributions. */
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { Rng } from '../src/generate/rng.js';
+import { CounterRng } from '../src/generate/rng.js';
 import { argmax, logprobs, nucleus, Sampler, validateSamplingOptions } from '../src/generate/sampler.js';
 import { UsageError } from '../src/errors.js';
 import { readJson } from './shared.js';
 
 const MASKED = -1e10;
 
-test('Rng: same seed, same stream; different seeds differ; doubles in [0, 1)', () => {
-  const a = new Rng(42);
-  const b = new Rng(42);
-  const c = new Rng(43);
-  const sa = Array.from({ length: 8 }, () => a.nextU32());
-  assert.deepEqual(sa, Array.from({ length: 8 }, () => b.nextU32()));
-  assert.notDeepEqual(sa, Array.from({ length: 8 }, () => c.nextU32()));
-  const r = new Rng(7);
+test('CounterRng: a pure function of (seed, step, id); seeds differ; uniforms in (0, 1) with mean 1/2', () => {
+  const a = new CounterRng(42);
+  const b = new CounterRng(42);
+  const c = new CounterRng(43);
+  const draws = (r: CounterRng) => Array.from({ length: 8 }, (_, i) => r.uniform(3, i));
+  assert.deepEqual(draws(a), draws(b));
+  assert.notDeepEqual(draws(a), draws(c));
+  assert.notEqual(a.uniform(0, 5), a.uniform(1, 5));
+  assert.equal(a.uniform(7, 9), new CounterRng(42).uniform(7, 9)); // no hidden state
   let sum = 0;
-  for (let i = 0; i < 10000; i++) {
-    const u = r.nextDouble();
-    assert.ok(u >= 0 && u < 1);
+  let sumSq = 0;
+  const n = 20000;
+  for (let i = 0; i < n; i++) {
+    const u = a.uniform(i >> 8, i & 255);
+    assert.ok(u > 0 && u < 1);
     sum += u;
+    sumSq += u * u;
   }
-  assert.ok(Math.abs(sum / 10000 - 0.5) < 0.01);
+  assert.ok(Math.abs(sum / n - 0.5) < 0.01);
+  assert.ok(Math.abs(sumSq / n - 1 / 3) < 0.01);
+  assert.ok(Math.abs(new CounterRng(2 ** 40 + 7).uniform(0, 0) - new CounterRng(7).uniform(0, 0)) > 0); // high seed bits count
+  const top = (2 ** 52 - 0.5) / 2 ** 52; // the largest value uniform() can return stays below 1
+  assert.ok(top < 1 && -Math.log(-Math.log(top)) < 37);
 });
 
 test('nucleus: ascending cumsum, threshold where it reaches 1 - p, ties and crossing token kept', () => {

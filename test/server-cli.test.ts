@@ -3,21 +3,12 @@ import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import * as http from 'node:http';
 import * as path from 'node:path';
-import { Writable } from 'node:stream';
 import { test } from 'node:test';
-import { main } from '../src/cli/main.js';
 import { parseDuration } from '../src/cli/commands/serve.js';
+import { runCli } from './cli-harness.js';
 import { PROJECT_ROOT, shared } from './shared.js';
 
 const BIN = path.join(PROJECT_ROOT, 'bin', 'grok-ts.js');
-
-class Capture extends Writable {
-  text = '';
-  override _write(chunk: Buffer, _enc: BufferEncoding, done: () => void): void {
-    this.text += chunk.toString();
-    done();
-  }
-}
 
 test('SIGTERM: stop taking requests, let the running stream finish, exit 0', { timeout: 30_000 }, async () => {
   const child = spawn(process.execPath, [BIN, 'serve', '--model', shared('fixtures', 'tiny'), '--backend', 'js', '--port', '0', '--model-id', 'tiny'], {
@@ -63,12 +54,7 @@ test('SIGTERM: stop taking requests, let the running stream finish, exit 0', { t
 });
 
 test('serve --help, and bad flags or files are refused before the model loads', async () => {
-  const run = async (args: string[]) => {
-    const out = new Capture();
-    const err = new Capture();
-    const code = await main(args, { stdout: out, stderr: err });
-    return { code, out: out.text, err: err.text };
-  };
+  const run = (args: string[]) => runCli(args);
   const help = await run(['serve', '--help']);
   assert.equal(help.code, 0);
   assert.match(help.out, /--api-key KEY/);

@@ -17,9 +17,8 @@
 import assert from 'node:assert/strict';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { Readable, Writable } from 'node:stream';
 import { test } from 'node:test';
-import { main } from '../src/cli/main.js';
+import { runCli } from './cli-harness.js';
 import { FormatError, UnsupportedError, UsageError } from '../src/errors.js';
 import { parseModelProto, TokenizerModelError } from '../src/tokenizer/sentencepiece-model.js';
 import { BUNDLED_TOKENIZER_PATH, Tokenizer } from '../src/tokenizer/sentencepiece.js';
@@ -386,20 +385,7 @@ test('long inputs: 300 KB without a space, 1 MB of text, no recursion limits', (
   assert.equal(tok.decode(tok.encode(text)), text);
 });
 
-class Capture extends Writable {
-  text = '';
-  override _write(chunk: Buffer, _enc: BufferEncoding, done: () => void): void {
-    this.text += chunk.toString();
-    done();
-  }
-}
-
-async function cli(args: string[], stdin = ''): Promise<{ code: number; out: string; err: string }> {
-  const stdout = new Capture();
-  const stderr = new Capture();
-  const code = await main(args, { stdout, stderr, stdin: Readable.from([Buffer.from(stdin)]) });
-  return { code, out: stdout.text, err: stderr.text };
-}
+const cli = runCli;
 
 test('cli: tokenize and detokenize', async () => {
   const text = 'Hello world! The answer is 42.';

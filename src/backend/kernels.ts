@@ -32,6 +32,11 @@ export interface LinearWeight {
   bytes(): Uint8Array;
   /** int8-grouped only: the bf16 scales, [groups, outDim] little-endian. */
   scaleBytes(): Uint8Array;
+  /**
+   * Out-major formats only: the bytes of rows first … first+count-1 (an embedding lookup). Served
+   * from the cached bytes when held, else read from disk without caching them.
+   */
+  rowBytes(first: number, count: number): Uint8Array;
   /** Drops the cached bytes, e.g. once a backend has copied them into its own memory; a later bytes() re-reads. */
   release(): void;
 }
@@ -70,6 +75,12 @@ export interface Kernels {
   attention(a: AttentionArgs): void;
   /** gate[i] = gelu_tanh(gate[i]) · up[i] for i < n, in place. */
   geluMul(gate: Float32Array, up: Float32Array, n: number): void;
+  /**
+   * Brings a weight into this backend's resident form now instead of at its first matmul (the wasm
+   * backend packs it into wasm memory and releases the JS copy). Returns false when the backend
+   * keeps no form of its own for this weight.
+   */
+  prepare?(w: LinearWeight): boolean;
   /** Frees worker threads / memories. The js backend has nothing to free. */
   close(): Promise<void>;
 }

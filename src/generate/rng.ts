@@ -1,55 +1,46 @@
 /**
- * The seeded PRNG behind sampling: xoshiro128** (Blackman & Vigna), its 128-bit state filled by
- * splitmix32 from the seed. Same seed → same stream on every run, platform and backend. Each
- * sampled token draws exactly one double (two 32-bit outputs), so a stream is easy to reason
- * about. It is not JAX's threefry: bit-exact reproduction of the official runner's samples is
- * not promised (REFERENCE.md §6).
+ * The randomness behind sampling: a counter-based generator. The uniform for token id i at step t
+ * of a sequence seeded s is a hash of (s, t, i) — murmur3's 32-bit finaliser chained over the
+ * inputs, two hashes for 52 bits. Being a pure function of (seed, step, id), a draw does not
+ * depend on how many draws came before or which tokens a filter removed, so the same seed, prompt
+ * and options give the same tokens on every run and platform. It is not JAX's threefry: the
+ * official runner's exact samples are not reproduced (REFERENCE.md §6).
  */
-export class Rng {
-  private s0: number;
-  private s1: number;
-  private s2: number;
-  private s3: number;
 
-  constructor(seed: number) {
-    if (!Number.isSafeInteger(seed) || seed < 0) throw new RangeError(`seed must be a non-negative safe integer, got ${seed}`);
-    let x = (seed >>> 0) ^ Math.floor(seed / 2 ** 32);
-    const next = (): number => {
-      x = (x + 0x9e3779b9) | 0;
-      let z = x;
-      z = Math.imul(z ^ (z >>> 16), 0x85ebca6b);
-      z = Math.imul(z ^ (z >>> 13), 0xc2b2ae35);
-      return (z ^ (z >>> 16)) >>> 0;
-    };
-    this.s0 = next();
-    this.s1 = next();
-    this.s2 = next();
-    this.s3 = next();
-  }
-
-  /** Next 32-bit unsigned output. */
-  nextU32(): number {
-    const result = Math.imul(rotl(Math.imul(this.s1, 5), 7), 9) >>> 0;
-    const t = this.s1 << 9;
-    this.s2 ^= this.s0;
-    this.s3 ^= this.s1;
-    this.s1 ^= this.s2;
-    this.s0 ^= this.s3;
-    this.s2 ^= t;
-    this.s3 = rotl(this.s3, 11);
-    return result;
-  }
-
-  /** Uniform double in [0, 1) with 53 random bits. */
-  nextDouble(): number {
-    const hi = this.nextU32() >>> 5; // 27 bits
-    const lo = this.nextU32() >>> 6; // 26 bits
-    return (hi * 67108864 + lo) / 9007199254740992;
-  }
+function fmix32(h: number): number {
+  h ^= h >>> 16;
+  h = Math.imul(h, 0x85ebca6b);
+  h ^= h >>> 13;
+  h = Math.imul(h, 0xc2b2ae35);
+  h ^= h >>> 16;
+  return h >>> 0;
 }
 
-function rotl(x: number, k: number): number {
-  return (x << k) | (x >>> (32 - k));
+export class CounterRng {
+  private readonly lo: number;
+  private readonly hi: number;
+
+  constructor(readonly seed: number) {
+    if (!Number.isSafeInteger(seed) || seed < 0) throw new RangeError(`seed must be a non-negative safe integer, got ${seed}`);
+    this.lo = seed >>> 0;
+    this.hi = Math.floor(seed / 2 ** 32) >>> 0;
+  }
+
+  /** 32 random bits for (step, index, lane). */
+  bits(step: number, index: number, lane: number): number {
+    let h = fmix32(this.lo ^ 0x9e3779b9);
+    h = fmix32(h ^ Math.imul(this.hi + 0x7f4a7c15, 0xcc9e2d51));
+    h = fmix32(h ^ Math.imul(step + 1, 0x1b873593));
+    h = fmix32(h ^ Math.imul(index + 1, 0xe6546b64));
+    return fmix32(h ^ (lane + 0x632be5ab));
+  }
+
+  /** Uniform double in the open interval (0, 1): 52 random bits, centred, so 0 and 1 never occur. */
+  uniform(step: number, index: number): number {
+    const a = this.bits(step, index, 0) >>> 6; // 26 bits
+    const b = this.bits(step, index, 1) >>> 6; // 26 bits
+    return (a * 67108864 + b + 0.5) / 4503599627370496; // exact: (x + ½)/2^52 with x < 2^52
+  }
 }
 
 /** A fresh random seed for callers that gave none (reported back so a run can be repeated). */

@@ -6,11 +6,14 @@
  * min-p, repetition / presence / frequency penalties and logit bias.
  *
  * Order per step: logit bias → penalties → (greedy) → temperature → top-k → top-p → min-p → sample.
- * Sampling draws one uniform double from the seeded Rng and walks the CDF in id order; it samples
- * the same distribution as the reference's Gumbel-max, but not the same stream.
+ * Sampling is Gumbel-max, as the reference's jax.random.categorical: argmax over ids of
+ * logit + Gumbel noise, the noise drawn per (seed, step, id) from a counter-based hash. Besides
+ * matching the reference's method, it is robust to the last digits of the logits: a choice flips
+ * only when the two best noisy scores are within the logits' error (≈ 1e-4 between backends),
+ * where walking a CDF flips whenever the draw falls near any shifted boundary.
  */
 import { UsageError } from '../errors.js';
-import { Rng, randomSeed } from './rng.js';
+import { CounterRng, randomSeed } from './rng.js';
 
 export interface SamplingOptions {
   /** 0 = greedy. Default 1. */
@@ -36,6 +39,8 @@ export interface SamplingOptions {
 }
 
 const MASKED = -1e10; // the reference's value for filtered tokens
+/** An upper bound of -log(-log(u)) for u ≤ 1 - 2^-53, the largest uniform CounterRng gives (≈ 36.7). */
+const GUMBEL_MAX = 37;
 
 function check(cond: boolean, param: string, message: string): void {
   if (!cond) throw new UsageError(`${param} ${message}`, param);
@@ -65,13 +70,15 @@ export function validateSamplingOptions(o: SamplingOptions, vocabSize: number): 
 
 export class Sampler {
   readonly seed: number;
-  private readonly rng: Rng;
+  private readonly rng: CounterRng;
   private readonly work: Float64Array;
+  /** Sampling steps taken so far: the counter of the noise. */
+  private step = 0;
 
   constructor(readonly options: SamplingOptions, readonly vocabSize: number) {
     validateSamplingOptions(options, vocabSize);
     this.seed = options.seed ?? randomSeed();
-    this.rng = new Rng(this.seed);
+    this.rng = new CounterRng(this.seed);
     this.work = new Float64Array(vocabSize);
   }
 
@@ -94,7 +101,7 @@ export class Sampler {
     if (o.topK && o.topK < V) topK(l, o.topK);
     if (o.topP !== undefined && o.topP < 1) nucleus(l, o.topP);
     if (o.minP) minP(l, o.minP);
-    return sampleFrom(l, this.rng.nextDouble());
+    return gumbelMax(l, this.rng, this.step++);
   }
 
   private applyPenalties(l: Float64Array, history: readonly number[]): void {
@@ -172,22 +179,23 @@ function minP(l: Float64Array, m: number): void {
   for (let i = 0; i < l.length; i++) if (l[i]! < cut) l[i] = MASKED;
 }
 
-/** Samples from softmax(l) with one uniform u ∈ [0, 1), walking the CDF in id order. */
-function sampleFrom(l: Float64Array, u: number): number {
-  let max = -Infinity;
-  for (let i = 0; i < l.length; i++) max = Math.max(max, l[i]!);
-  let z = 0;
-  for (let i = 0; i < l.length; i++) z += Math.exp(l[i]! - max);
-  let target = u * z;
-  let last = 0;
+/**
+ * argmax_i(l_i + g_i) with g_i = -log(-log(u_i)): a sample from softmax(l). Filtered ids (at the
+ * reference's -1e10) cannot win against any kept one, so they are skipped.
+ */
+function gumbelMax(l: Float64Array, rng: CounterRng, step: number): number {
+  let best = -1;
+  let bestScore = -Infinity;
   for (let i = 0; i < l.length; i++) {
-    const p = Math.exp(l[i]! - max);
-    if (p === 0) continue;
-    last = i;
-    target -= p;
-    if (target < 0) return i;
+    // The noise never exceeds GUMBEL_MAX: ids that cannot win need no draw.
+    if (l[i]! <= MASKED || l[i]! + GUMBEL_MAX <= bestScore) continue;
+    const score = l[i]! - Math.log(-Math.log(rng.uniform(step, i)));
+    if (score > bestScore) {
+      bestScore = score;
+      best = i;
+    }
   }
-  return last; // u·z rounding past the end lands on the last token with mass
+  return best < 0 ? argmax(l) : best;
 }
 
 /** Natural-log probabilities of softmax(logits): the chosen token's and the top-n alternatives. */

@@ -8,7 +8,7 @@
 import type { Kernels } from '../backend/kernels.js';
 import type { GrokConfig } from '../config.js';
 import { UsageError } from '../errors.js';
-import { outMajorRowReader } from '../backend/js/kernels.js';
+import { readOutMajorRow } from '../tensor/rows.js';
 import { attentionBlock, type BatchSlice } from './attention.js';
 import { KvCache } from './kv-cache.js';
 import { moeBlock } from './moe.js';
@@ -61,11 +61,11 @@ export class GrokModel {
     // 1. Embedding × multiplier; positions continue each sequence's cache; pad ids are masked as keys.
     const h = new Float32Array(N * D); // [N, D]
     const positions = new Int32Array(N);
-    const embRow = outMajorRowReader(w.embedding);
+    const row = new Float32Array(D);
     for (const [i, s] of batch.entries()) {
       const tokens = seqs[i]!.tokens;
       for (let t = 0; t < s.T; t++) {
-        const row = embRow(tokens[t]!);
+        readOutMajorRow(w.embedding, tokens[t]!, row);
         for (let j = 0; j < D; j++) h[(s.row + t) * D + j] = row[j]! * c.embeddingMultiplierScale;
         positions[s.row + t] = s.start + t;
         s.cache.keyValid[s.start + t] = tokens[t]! > c.padToken ? 1 : 0;

@@ -5,6 +5,7 @@
  */
 import type { LinearFormat, LinearWeight } from '../backend/kernels.js';
 import type { ByteSource } from '../formats/tensor-file.js';
+import { outMajorRowSize } from './rows.js';
 
 export interface ByteRange {
   readonly source: ByteSource;
@@ -39,9 +40,22 @@ export class LazyLinear implements LinearWeight {
     return this.scaleData;
   }
 
+  rowBytes(first: number, count: number): Uint8Array {
+    const size = outMajorRowSize(this.format, this.inDim, this.name);
+    checkRows(this, first, count);
+    if (this.data) return this.data.subarray(first * size, (first + count) * size);
+    return this.weights.source.read(this.weights.offset + first * size, count * size);
+  }
+
   release(): void {
     this.data = undefined;
     this.scaleData = undefined;
+  }
+}
+
+function checkRows(w: LinearWeight, first: number, count: number): void {
+  if (!Number.isSafeInteger(first) || !Number.isSafeInteger(count) || first < 0 || count < 0 || first + count > w.outDim) {
+    throw new RangeError(`${w.name}: rows ${first}..${first + count - 1} are outside 0..${w.outDim - 1}`);
   }
 }
 
@@ -64,6 +78,11 @@ export class MemoryLinear implements LinearWeight {
   scaleBytes(): Uint8Array {
     if (!this.scales) throw new Error(`${this.name}: format ${this.format.kind} has no scales`);
     return this.scales;
+  }
+  rowBytes(first: number, count: number): Uint8Array {
+    const size = outMajorRowSize(this.format, this.inDim, this.name);
+    checkRows(this, first, count);
+    return this.data.subarray(first * size, (first + count) * size);
   }
   release(): void {}
 }

@@ -7,7 +7,7 @@
 import type { AttentionArgs, Kernels, LinearWeight } from '../kernels.js';
 import { UnsupportedError } from '../../errors.js';
 import { bf16BytesToF32, f16BytesToF32, f32View } from '../../tensor/dtype.js';
-import { dequantizeGgml, ggmlRowBytes } from '../../tensor/ggml.js';
+import { decodeOutMajorRow, outMajorRowSize } from '../../tensor/rows.js';
 
 /** out[t, o] = Σ_i x[t, i] · W[i, o] for an input-major f32 matrix [I, O]. */
 function matmulInMajor(out: Float32Array, x: Float32Array, T: number, W: Float32Array, I: number, O: number): void {
@@ -84,28 +84,20 @@ function dot(a: Float32Array, ai: number, b: Float32Array, bi: number, n: number
   return s0 + s1 + (s2 + s3);
 }
 
-/** Row o of an out-major weight as f32 (a view for f32, a fresh dequantisation otherwise). */
-export function outMajorRowReader(w: LinearWeight): (o: number) => Float32Array {
+/** Row o of an out-major weight as f32 (a view for f32, a fresh decode into one scratch row otherwise). */
+function outMajorRowReader(w: LinearWeight): (o: number) => Float32Array {
   const I = w.inDim;
-  const f = w.format;
   const bytes = w.bytes();
-  if (f.kind === 'dense' && f.order === 'out-major') {
-    if (f.dtype === 'f32') {
-      const all = f32View(bytes);
-      return (o) => all.subarray(o * I, (o + 1) * I);
-    }
-    const conv = f.dtype === 'bf16' ? bf16BytesToF32 : f16BytesToF32;
-    return (o) => conv(bytes.subarray(o * I * 2, (o + 1) * I * 2));
+  const size = outMajorRowSize(w.format, I, w.name);
+  if (w.format.kind === 'dense' && w.format.dtype === 'f32') {
+    const all = f32View(bytes);
+    return (o) => all.subarray(o * I, (o + 1) * I);
   }
-  if (f.kind === 'ggml') {
-    const rowBytes = ggmlRowBytes(f.type, I);
-    const tmp = new Float32Array(I);
-    return (o) => {
-      dequantizeGgml(f.type, bytes, o * rowBytes, tmp, 0, I);
-      return tmp;
-    };
-  }
-  throw new UnsupportedError(f.kind, `${w.name}: rows of a ${f.kind} weight are not contiguous`);
+  const tmp = new Float32Array(I);
+  return (o) => {
+    decodeOutMajorRow(w.format, bytes, o * size, I, tmp);
+    return tmp;
+  };
 }
 
 function matmul(out: Float32Array, x: Float32Array, T: number, w: LinearWeight): void {

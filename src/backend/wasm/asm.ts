@@ -4,7 +4,7 @@
  * opcode, as in WAT's folded form). Kernel generators are ordinary TS, so loops can be unrolled and
  * variants (relaxed or not) emitted from one source; see README.md for why not WAT/AssemblyScript.
  *
- * An `Op` is the encoded bytes of one or more instructions. Nothing here validates stack types:
+ * Only the instructions the kernels use (and a few siblings) are here. An `Op` is the encoded bytes of one or more instructions. Nothing here validates stack types:
  * `WebAssembly.validate` / `new WebAssembly.Module` does that when the module is compiled.
  */
 
@@ -230,14 +230,6 @@ export const f32 = {
   demoteF64: un(0xb6),
 };
 
-export const f64 = {
-  promoteF32: un(0xbb),
-  add: bin(0xa0),
-  mul: bin(0xa2),
-  div: bin(0xa3),
-  sqrt: un(0x9f),
-};
-
 // SIMD: prefix 0xfd, then the opcode as unsigned LEB128.
 const sop = (code: number): number[] => [0xfd, ...uleb(code)];
 const vbin = (code: number) => (a: Op, b: Op): Op => [...a, ...b, ...sop(code)];
@@ -270,7 +262,6 @@ export const i8x16 = {
   splat: vun(0x0f),
   const: (n: number): Op => v128.const(new Array<number>(16).fill(n & 0xff)),
   sub: vbin(0x71),
-  shrU: vshift(0x6d),
   narrowI16x8S: vbin(0x65),
 };
 
@@ -312,7 +303,6 @@ export const i32x4 = {
   mul: vbin(0xb5),
   dotI16x8S: vbin(0xba),
   truncSatF32x4S: vun(0xf8),
-  relaxedDotI8x16I7x16AddS: (a: Op, b: Op, c: Op): Op => [...a, ...b, ...c, ...sop(0x113)],
 };
 
 export const f32x4 = {
@@ -338,5 +328,4 @@ export const f32x4 = {
   min: vbin(0xe8),
   max: vbin(0xe9),
   convertI32x4S: vun(0xfa),
-  relaxedMadd: (a: Op, b: Op, c: Op): Op => [...a, ...b, ...c, ...sop(0x105)],
 };

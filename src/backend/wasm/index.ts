@@ -231,9 +231,12 @@ class WasmBackend implements WasmKernels {
       return;
     }
     this.count('wasm', `matmul:${formatKey(w)}`);
+    if (x.length < T * w.inDim || out.length < T * w.outDim) {
+      throw new UsageError(`${w.name}: matmul of ${T} rows needs x ≥ ${T * w.inDim} and out ≥ ${T * w.outDim} floats, got ${x.length} and ${out.length}`);
+    }
     const { plan } = p;
     const Lx = plan.segs * plan.segStride; // staged floats per token
-    const nblk = plan.xBlock ? Lx / plan.xBlock : 0;
+    const nblk = plan.xBlock ? plan.segs * Math.ceil(plan.segStride / plan.xBlock) : 0; // x blocks per token
     const nbs = plan.bsumLen ? Lx / plan.bsumLen : 0;
     const maxQuads = Math.max(...p.parts.map((q) => q.q1 - q.q0));
     const perToken = Lx * 4 + (plan.xBlock ? Lx * 2 + nblk * 4 : 0) + nbs * 4 + maxQuads * 16 + 320; // + alignment slack
@@ -242,12 +245,12 @@ class WasmBackend implements WasmKernels {
     if (Tc < 1) throw new UnsupportedError('wasm-stage', `${w.name}: one token's activations (${perToken} bytes) exceed the ${stage}-byte staging area`);
     for (let t0 = 0; t0 < T; t0 += Tc) {
       const tn = Math.min(Tc, T - t0);
-      for (const part of p.parts) this.matmulPart(out, x, t0, tn, w, plan, part, { Lx, nblk, nbs, Tc });
+      for (const part of p.parts) this.matmulPart(out, x, t0, tn, plan, part, { Lx, nblk, nbs, Tc });
     }
   }
 
   private matmulPart(
-    out: Float32Array, x: Float32Array, t0: number, tn: number, w: LinearWeight, plan: PackPlan, part: Part,
+    out: Float32Array, x: Float32Array, t0: number, tn: number, plan: PackPlan, part: Part,
     dims: { Lx: number; nblk: number; nbs: number; Tc: number },
   ): void {
     const { Lx, nblk, nbs, Tc } = dims;
@@ -282,7 +285,7 @@ class WasmBackend implements WasmKernels {
       rt.exec(s, 'quant_x8', [xf, xq, xs, bs], tn * nblk, tn * Lx >= PARALLEL_MIN);
     } else if (plan.xBlock) {
       const blocks = tn * nblk;
-      rt.exec(s, 'quant_x', [xf, xq, xs, plan.xBlock], blocks, blocks * plan.xBlock >= PARALLEL_MIN);
+      rt.exec(s, 'quant_x', [xf, xq, xs, plan.xBlock, plan.segStride], blocks, blocks * plan.xBlock >= PARALLEL_MIN);
       if (plan.bsumLen) rt.exec(s, 'bsum_x', [xq, bs, plan.bsumLen], tn * nbs, tn * Lx >= PARALLEL_MIN);
     }
     const wp = part.ptr;
@@ -317,7 +320,6 @@ class WasmBackend implements WasmKernels {
     const o32 = ob >>> 2;
     const res = s.f32;
     for (let t = 0; t < tn; t++) out.set(res.subarray(o32 + t * outP, o32 + t * outP + rows), (t0 + t) * O + 4 * part.q0);
-    void w;
   }
 
   // -------------------------------------------------------------------------------------------

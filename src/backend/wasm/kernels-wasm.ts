@@ -110,31 +110,38 @@ function exp4(f: Func, x: Op): Op {
 // activations
 
 /**
- * quant_x(src f32, dst i16, scales f32, B, start, end, tid): blocks start..end-1 of B floats
- * (B a multiple of 16) → int16 with scale max|x|/32767. Values are clamped to ±32767 so the
+ * quant_x(src f32, dst i16, scales f32, B, Lp, start, end, tid): rows of Lp floats (a multiple of
+ * 16), each cut into blocks of B (a multiple of 16; the last block of a row may be shorter), one
+ * unit per block; → int16 with scale max|x|/32767 per block. Values are clamped to ±32767 so the
  * integer kernels' overflow bounds hold.
  */
 function quantX(): Func {
-  const f = new Func('quant_x', [I32, I32, I32, I32, I32, I32, I32]);
-  const [src, dst, scales, B, start, end] = f.params as [Local, Local, Local, Local, Local, Local];
-  const [blk, p, e, q] = f.locals32(4);
+  const f = new Func('quant_x', new Array<ValType>(8).fill(I32));
+  const [src, dst, scales, B, Lp, start, end] = f.params as Local[] as [Local, Local, Local, Local, Local, Local, Local];
+  const [blk, p, e, q, nbr, row, off] = f.locals32(7);
   const m = f.local(V);
   const inv = f.local(V);
   const mx = f.local(F32);
-  const scaled = (off: number) => i32x4.truncSatF32x4S(f32x4.nearest(f32x4.mul(v128.load(get(p), off), get(inv))));
-  f.body = forLoop(blk, get(start), get(end), 1,
-    set(p, i32.add(get(src), i32.mul(i32.mul(get(blk), get(B)), i32.const(4)))),
-    set(q, i32.add(get(dst), i32.mul(i32.mul(get(blk), get(B)), i32.const(2)))),
-    set(e, i32.add(get(p), i32.mul(get(B), i32.const(4)))),
-    set(m, zero()),
-    forPtr(p, e, 16, set(m, f32x4.max(get(m), f32x4.abs(v128.load(get(p)))))),
-    set(mx, hred(f, get(m), f32x4.max, f32.max)),
-    f32.store(i32.add(get(scales), i32.mul(get(blk), i32.const(4))), f32.mul(get(mx), f32.const(1 / 32767))),
-    set(inv, f32x4.splat(select(f32.div(f32.const(32767), get(mx)), f32.const(0), f32.gt(get(mx), f32.const(1e-30))))),
-    set(p, i32.sub(get(p), i32.mul(get(B), i32.const(4)))),
-    forPtr(p, e, 32,
-      v128.store(get(q), i16x8.maxS(i16x8.narrowI32x4S(scaled(0), scaled(16)), i16x8.const(-32767))),
-      inc(q, 16)),
+  const scaled = (o: number) => i32x4.truncSatF32x4S(f32x4.nearest(f32x4.mul(v128.load(get(p), o), get(inv))));
+  f.body = seq(
+    set(nbr, i32.divU(i32.add(get(Lp), i32.sub(get(B), i32.const(1))), get(B))), // blocks per row
+    forLoop(blk, get(start), get(end), 1,
+      set(row, i32.divU(get(blk), get(nbr))),
+      set(off, i32.add(i32.mul(get(row), get(Lp)), i32.mul(i32.sub(get(blk), i32.mul(get(row), get(nbr))), get(B)))), // element offset
+      set(p, i32.add(get(src), mulC(get(off), 4))),
+      set(q, i32.add(get(dst), mulC(get(off), 2))),
+      set(e, i32.add(get(src), mulC(i32.add(get(off), get(B)), 4))),
+      if_(i32.gtU(get(e), i32.add(get(src), mulC(i32.mul(i32.add(get(row), i32.const(1)), get(Lp)), 4))),
+        [set(e, i32.add(get(src), mulC(i32.mul(i32.add(get(row), i32.const(1)), get(Lp)), 4)))]),
+      set(m, zero()),
+      forPtr(p, e, 16, set(m, f32x4.max(get(m), f32x4.abs(v128.load(get(p)))))),
+      set(mx, hred(f, get(m), f32x4.max, f32.max)),
+      f32.store(i32.add(get(scales), mulC(get(blk), 4)), f32.mul(get(mx), f32.const(1 / 32767))),
+      set(inv, f32x4.splat(select(f32.div(f32.const(32767), get(mx)), f32.const(0), f32.gt(get(mx), f32.const(1e-30))))),
+      set(p, i32.add(get(src), mulC(get(off), 4))),
+      forPtr(p, e, 32,
+        v128.store(get(q), i16x8.maxS(i16x8.narrowI32x4S(scaled(0), scaled(16)), i16x8.const(-32767))),
+        inc(q, 16))),
   );
   return f;
 }
@@ -190,15 +197,34 @@ function quadLoop(f: Func, T: Local, tile: Local, outP: Local, out: Local, start
   );
 }
 
-/** One row's 16 int8 weights `w` · 16 int16 activations (xl, xh), as i32x4 partial sums; `tmp` holds w. */
-function dot16(tmp: Local, w: Op, xl: Local, xh: Local): Op {
-  return seq(set(tmp, w), i32x4.add(i32x4.dotI16x8S(i16x8.extendLowI8x16S(get(tmp)), get(xl)), i32x4.dotI16x8S(i16x8.extendHighI8x16S(get(tmp)), get(xh))));
+/**
+ * quadLoop for kernels with a two-token body: within each token tile, tokens t, t+1 go through
+ * `body(true)` together (weights decoded once serve both) and a last odd token through `body(false)`.
+ */
+function pairedQuadLoop(T: Local, tile: Local, start: Local, end: Local, q: Local, t: Local, t0: Local, t1: Local, body: (pair: boolean) => Op[]): Op {
+  return seq(
+    set(t0, i32.const(0)),
+    block(loop(
+      brIf(1, i32.geU(get(t0), get(T))),
+      set(t1, i32.add(get(t0), get(tile))),
+      if_(i32.gtU(get(t1), get(T)), [set(t1, get(T))]),
+      forLoop(q, get(start), get(end), 1,
+        set(t, get(t0)),
+        block(loop(
+          brIf(1, i32.geU(i32.add(get(t), i32.const(1)), get(t1))),
+          ...body(true),
+          set(t, i32.add(get(t), i32.const(2))),
+          br(0))),
+        if_(i32.ltU(get(t), get(t1)), body(false))),
+      set(t0, get(t1)),
+      br(0))),
+  );
 }
 
 /**
  * mm_i8g(w, sc, x, xs, out, T, G, Lp, B, outP, tile, start, end, tid): the official int8 layout.
  * Packed quad: for each group g, for each 16-wide chunk, 4 rows × 16 int8 (64 bytes); sc f32 [quad][G][4].
- * x: int16 [T][G·Lp], xs: f32 [T][G·Lp/B]. Tokens go in pairs where they can: each sign-extended
+ * x: int16 [T][G·Lp], xs: f32 [T][G·⌈Lp/B⌉] (a group's last block may be short). Tokens go in pairs where they can: each sign-extended
  * weight vector then serves two tokens (prefill); a last odd token runs alone.
  */
 function mmI8g(): Func {
@@ -229,16 +255,16 @@ function mmI8g(): Func {
         ...iA.map((l) => set(l, zero())),
         ...(pair ? iB.map((l) => set(l, zero())) : []),
         set(be, i32.add(get(wp), mulC(get(B), 4))),
+        if_(i32.gtU(get(be), get(ge)), [set(be, get(ge))]), // a group's last block may be short
         forPtr(wp, be, 64,
           set(xl, v128.load(get(xp))),
           set(xh, v128.load(get(xp), 16)),
           inc(xp, 32),
           ...(pair ? [set(yl, v128.load(get(xp2))), set(yh, v128.load(get(xp2), 16)), inc(xp2, 32)] : []),
           ...iA.flatMap((l, r) => [
-            // pairs load the weights twice (one register fewer), a single token once
-            ...(pair
-              ? [set(lo, i16x8.extendLowI8x16S(v128.load(get(wp), 16 * r))), set(hi, i16x8.extendHighI8x16S(v128.load(get(wp), 16 * r)))]
-              : [set(lo, v128.load(get(wp), 16 * r)), set(hi, i16x8.extendHighI8x16S(get(lo))), set(lo, i16x8.extendLowI8x16S(get(lo)))]),
+            // load8x8_s is one pmovsxbw from memory: cheaper than a load plus two extends
+            set(lo, v128.load8x8S(get(wp), 16 * r)),
+            set(hi, v128.load8x8S(get(wp), 16 * r + 8)),
             set(l, i32x4.add(get(l), i32x4.add(i32x4.dotI16x8S(get(lo), get(xl)), i32x4.dotI16x8S(get(hi), get(xh))))),
             ...(pair ? [set(iB[r]!, i32x4.add(get(iB[r]!), i32x4.add(i32x4.dotI16x8S(get(lo), get(yl)), i32x4.dotI16x8S(get(hi), get(yh)))))] : []),
           ])),
@@ -258,22 +284,8 @@ function mmI8g(): Func {
   ];
   f.body = seq(
     set(rowB, mulC(i32.mul(get(G), get(Lp)), 2)),
-    set(blkB, mulC(i32.divU(i32.mul(get(G), get(Lp)), get(B)), 4)),
-    set(t0, i32.const(0)),
-    block(loop(
-      brIf(1, i32.geU(get(t0), get(T))),
-      set(t1, i32.add(get(t0), get(tile))),
-      if_(i32.gtU(get(t1), get(T)), [set(t1, get(T))]),
-      forLoop(q, get(start), get(end), 1,
-        set(t, get(t0)),
-        block(loop(
-          brIf(1, i32.geU(i32.add(get(t), i32.const(1)), get(t1))),
-          ...body(true),
-          set(t, i32.add(get(t), i32.const(2))),
-          br(0))),
-        if_(i32.ltU(get(t), get(t1)), body(false))),
-      set(t0, get(t1)),
-      br(0))),
+    set(blkB, mulC(i32.mul(get(G), i32.divU(i32.add(get(Lp), i32.sub(get(B), i32.const(1))), get(B))), 4)),
+    pairedQuadLoop(T, tile, start, end, q, t, t0, t1, body),
   );
   return f;
 }
@@ -315,33 +327,54 @@ function mmDense(dtype: 'f32' | 'bf16' | 'f16'): Func {
 
 /**
  * mm_q8_0(w, x, xs, out, T, nb, outP, tile, start, end, tid). Packed quad-block (136 bytes):
- * 4 × f16 d, then 4 rows × 32 int8. x int16 with one scale per 32.
+ * 4 × f16 d, then 4 rows × 32 int8. x int16 with one scale per 32. Token pairs as in mm_i8g; each
+ * block is taken in two halves of 16 so that two tokens' activations fit the registers.
  */
 function mmQ8_0(): Func {
   const f = new Func('mm_q8_0', new Array<ValType>(11).fill(I32));
   const [w, x, xs, out, T, nb, outP, tile, start, end] = f.params as Local[] as [Local, Local, Local, Local, Local, Local, Local, Local, Local, Local];
-  const [wp, xp, xsp, we] = f.locals32(4);
-  const ir = f.vlocals(4);
-  const xv = f.vlocals(4);
-  const [acc, wt] = f.vlocals(2);
-  f.body = quadLoop(f, T, tile, outP, out, start, end, ({ q, t, outAddr }) => [
+  const [wp, xp, xp2, xsp, we, q, t, t0, t1] = f.locals32(9);
+  const iA = f.vlocals(4);
+  const iB = f.vlocals(4);
+  const [accA, accB, xl, xh, yl, yh, lo, hi, d] = f.vlocals(9);
+  const outAddr = (tt: Op) => i32.add(get(out), mulC(i32.add(i32.mul(tt, get(outP)), mulC(get(q), 4)), 4));
+  const half = (pair: boolean, h: number): Op[] => [
+    set(xl, v128.load(get(xp), 32 * h)),
+    set(xh, v128.load(get(xp), 32 * h + 16)),
+    ...(pair ? [set(yl, v128.load(get(xp2), 32 * h)), set(yh, v128.load(get(xp2), 32 * h + 16))] : []),
+    ...iA.flatMap((l, r) => [
+      set(lo, v128.load8x8S(get(wp), 8 + 32 * r + 16 * h)),
+      set(hi, v128.load8x8S(get(wp), 8 + 32 * r + 16 * h + 8)),
+      set(l, i32x4.add(get(l), i32x4.add(i32x4.dotI16x8S(get(lo), get(xl)), i32x4.dotI16x8S(get(hi), get(xh))))),
+      ...(pair ? [set(iB[r]!, i32x4.add(get(iB[r]!), i32x4.add(i32x4.dotI16x8S(get(lo), get(yl)), i32x4.dotI16x8S(get(hi), get(yh)))))] : []),
+    ]),
+  ];
+  const body = (pair: boolean): Op[] => [
     set(wp, i32.add(get(w), i32.mul(get(q), mulC(get(nb), 136)))),
     set(we, i32.add(get(wp), mulC(get(nb), 136))),
     set(xp, i32.add(get(x), i32.mul(get(t), mulC(get(nb), 64)))),
+    set(xp2, i32.add(get(xp), mulC(get(nb), 64))),
     set(xsp, i32.add(get(xs), i32.mul(get(t), mulC(get(nb), 4)))),
-    set(acc, zero()),
+    set(accA, zero()),
+    ...(pair ? [set(accB, zero())] : []),
     forPtr(wp, we, 136,
-      ...xv.map((l, i) => set(l, v128.load(get(xp), 16 * i))),
-      ...ir.map((l, r) => set(l, i32x4.add(
-        dot16(wt, v128.load(get(wp), 8 + 32 * r), xv[0]!, xv[1]!),
-        dot16(wt, v128.load(get(wp), 24 + 32 * r), xv[2]!, xv[3]!)))),
-      set(acc, f32x4.add(get(acc), f32x4.mul(
-        f32x4.convertI32x4S(hsum4(f, i32x4.add, ir[0]!, ir[1]!, ir[2]!, ir[3]!)),
-        f32x4.mul(f16x4(f, v128.load16x4U(get(wp))), f32x4.splat(f32.load(get(xsp))))))),
+      ...iA.map((l) => set(l, zero())),
+      ...(pair ? iB.map((l) => set(l, zero())) : []),
+      ...half(pair, 0),
+      ...half(pair, 1),
+      set(d, f16x4(f, v128.load16x4U(get(wp)))),
+      set(accA, f32x4.add(get(accA), f32x4.mul(f32x4.convertI32x4S(hsum4(f, i32x4.add, iA[0]!, iA[1]!, iA[2]!, iA[3]!)),
+        f32x4.mul(get(d), f32x4.splat(f32.load(get(xsp))))))),
+      ...(pair ? [set(accB, f32x4.add(get(accB), f32x4.mul(f32x4.convertI32x4S(hsum4(f, i32x4.add, iB[0]!, iB[1]!, iB[2]!, iB[3]!)),
+        f32x4.mul(get(d), f32x4.splat(f32.load(i32.add(get(xsp), mulC(get(nb), 4)))))))),
+      ] : []),
       inc(xp, 64),
+      inc(xp2, 64),
       inc(xsp, 4)),
-    v128.store(outAddr, get(acc)),
-  ]);
+    v128.store(outAddr(get(t)), get(accA)),
+    ...(pair ? [v128.store(outAddr(i32.add(get(t), i32.const(1))), get(accB))] : []),
+  ];
+  f.body = pairedQuadLoop(T, tile, start, end, q, t, t0, t1, body);
   return f;
 }
 

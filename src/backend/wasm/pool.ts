@@ -29,6 +29,12 @@ export const FN_ATTACH = -1;
 export const FN_STOP = -2;
 /** Atomics.load polls before a thread sleeps: ~50–100 µs, enough to bridge the gap between two matmuls of one token. */
 export const SPIN = 20000;
+/**
+ * A job that has not finished after this long means a worker is gone (a crash cannot be observed
+ * synchronously): fail instead of hanging. The longest real job (a chunk of prefill tokens against
+ * the largest weight) takes seconds.
+ */
+const JOB_DEADLINE_MS = 300_000;
 
 export interface WorkerData {
   readonly ctl: SharedArrayBuffer;
@@ -48,6 +54,8 @@ export class WorkerKernelError extends GrokError {
 export class WorkerPool {
   private readonly ctl: Int32Array;
   private closed = false;
+  /** A job never finished: workers are not trusted with another one, close() terminates them. */
+  private broken = false;
 
   private constructor(
     private readonly workers: Worker[],
@@ -118,6 +126,7 @@ export class WorkerPool {
 
   private post(fn: number, shard: number, args: readonly number[], units: number): void {
     if (this.closed) throw new WorkerKernelError('the wasm kernels were closed');
+    if (this.broken) throw new WorkerKernelError('a kernel worker stopped answering; the wasm kernels are unusable');
     if (args.length > MAX_ARGS) throw new RangeError(`a kernel job takes at most ${MAX_ARGS} arguments`);
     const c = this.ctl;
     c[CTL.FN] = fn;
@@ -133,10 +142,18 @@ export class WorkerPool {
   private wait(): void {
     const c = this.ctl;
     let spins = 0;
+    let since = 0;
     for (;;) {
       const p = Atomics.load(c, CTL.PENDING);
       if (p === 0) break;
-      if (++spins > SPIN) Atomics.wait(c, CTL.PENDING, p, 1000);
+      if (++spins > SPIN) {
+        since ||= Date.now();
+        if (Date.now() - since > JOB_DEADLINE_MS) {
+          this.broken = true;
+          throw new WorkerKernelError(`${p} kernel worker(s) did not finish a job within ${JOB_DEADLINE_MS / 1000} s; the pool is unusable`);
+        }
+        Atomics.wait(c, CTL.PENDING, p, 1000);
+      }
     }
     if (Atomics.load(c, CTL.ERROR)) {
       c[CTL.ERROR] = 0;
@@ -150,14 +167,14 @@ export class WorkerPool {
 
   async close(): Promise<void> {
     if (this.closed) return;
-    this.post(FN_STOP, 0, [], 0);
+    if (!this.broken) this.post(FN_STOP, 0, [], 0);
     this.closed = true;
     await Promise.all(
       this.workers.map(
         (w) =>
           new Promise<void>((resolve) => {
             w.ref(); // keep the loop alive until the worker has really gone
-            const timer = setTimeout(() => void w.terminate().then(() => resolve()), 2000);
+            const timer = setTimeout(() => void w.terminate().then(() => resolve()), this.broken ? 0 : 2000);
             w.once('exit', () => {
               clearTimeout(timer);
               resolve();

@@ -16,9 +16,14 @@ const threads = ctl[CTL.THREADS]!;
 const tid = data.tid;
 
 function attach(): void {
+  const deadline = Date.now() + 10_000;
   for (;;) {
     const m = receiveMessageOnPort(data.port);
-    if (!m) continue; // posted before the job, so it is on its way
+    if (!m) {
+      // posted before the job, so it is on its way
+      if (Date.now() > deadline) throw new Error('no memory shard arrived for an attach job');
+      continue;
+    }
     const { shard, memory } = m.message as { shard: number; memory: WebAssembly.Memory };
     const inst = new WebAssembly.Instance(module, { env: { mem: memory } });
     shards[shard] = KERNEL_NAMES.map((n) => inst.exports[n] as Kernel);

@@ -15,6 +15,7 @@ runs the built-in demo model.
   -p, --prompt TEXT     the prompt ("-" reads standard input)
       --ids LIST        comma-separated prompt token ids instead of text (then EOS does not stop
                         generation unless --stop-at-eos, as in the official runner)
+      --no-echo         print only the continuation, not the prompt before it
       --json            print {"text", "ids", "finish_reason", "usage", "seed"} at the end instead of streaming
       --logprobs N      with --json: log-probabilities of each token and N alternatives (0-20)
       --truncate left   keep the end of a prompt longer than the context (default: error)
@@ -29,6 +30,7 @@ ${MODEL_HELP}
     prompt: { type: 'string', short: 'p' },
     ids: { type: 'string' },
     json: { type: 'boolean' },
+    'no-echo': { type: 'boolean' },
     logprobs: { type: 'string' },
     truncate: { type: 'string' },
   },
@@ -52,6 +54,11 @@ ${MODEL_HELP}
     try {
       const stream = lm.stream(prompt, options);
       let wrote = false;
+      // Like llama.cpp, show the text prompt the continuation belongs to (the output continues it exactly).
+      if (!json && typeof prompt === 'string' && ctx.values['no-echo'] !== true) {
+        ctx.stdout.write(prompt);
+        wrote = prompt !== '';
+      }
       try {
         for await (const chunk of stream) {
           if (!json && chunk.text) {
