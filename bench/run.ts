@@ -77,7 +77,7 @@ async function modelSection(format: BenchFormat, log: (l: string) => void, cache
 
 export const SECTIONS: Record<string, Section> = {
   memory: (log, cache) => benchMemory(log, cache, ['js', 'wasm']),
-  tokenizer: (log) => benchTokenizer(log),
+  tokenizer: async (log) => prefixed('tokenizer', await benchTokenizer(log)),
   kernels: async (log) => prefixed('kernels', await benchKernels(log)),
   'model-int8': (log, cache) => modelSection('int8', log, cache),
   'model-q8_0': (log, cache) => modelSection('q8_0', log, cache),

@@ -106,17 +106,29 @@ export function partBytes(plan: PackPlan, quads: number): number {
  * Packs quads q0..q1-1 of `w` into `dst` (zeroed memory of partBytes(plan, q1 - q0) bytes):
  * weights first, then (i8g) the scales.
  */
+/** Bytes of stored rows read per step while packing an out-major weight. */
+const PACK_CHUNK_BYTES = 16 << 20;
+
 export function packQuads(plan: PackPlan, w: LinearWeight, q0: number, q1: number, dst: Uint8Array): void {
   const f = w.format;
   if (plan.kind === 'i8g') return packI8g(plan, w.bytes(), w.scaleBytes(), q0, q1, dst);
   if (f.kind === 'dense' && f.order === 'in-major') return packDenseInMajor(plan, w.bytes(), q0, q1, dst);
   const rowBytes = storedRowBytes(plan);
-  const src = w.bytes();
   const tmp = new Uint8Array(4 * rowBytes);
+  // Out-major rows are read a chunk at a time (from the cached bytes, or from disk when none are
+  // held), so packing a large table (the embedding) never holds a second full copy of it.
+  const chunkQuads = Math.max(1, Math.floor(PACK_CHUNK_BYTES / (4 * rowBytes)));
+  let src: Uint8Array = new Uint8Array(0);
+  let srcQ = q0;
   for (let q = q0; q < q1; q++) {
+    if (q === q0 || q - srcQ >= chunkQuads) {
+      srcQ = q;
+      const first = 4 * q;
+      src = w.rowBytes(first, Math.min(plan.outDim, 4 * Math.min(q1, q + chunkQuads)) - first);
+    }
     const rows = Math.min(4, plan.outDim - 4 * q);
     tmp.fill(0);
-    tmp.set(src.subarray(4 * q * rowBytes, (4 * q + rows) * rowBytes));
+    tmp.set(src.subarray(4 * (q - srcQ) * rowBytes, (4 * (q - srcQ) + rows) * rowBytes));
     const out = dst.subarray((q - q0) * plan.quadBytes, (q - q0 + 1) * plan.quadBytes);
     switch (plan.kind) {
       case 'f32':
