@@ -1,6 +1,7 @@
 /** The `grok-ts` command line, end to end: in-process for speed, and as real processes where it matters. */
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
+import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { test } from 'node:test';
 import { runCli } from './cli-harness.js';
@@ -84,4 +85,21 @@ test('the same seed gives the same text in separate processes; another seed diff
   assert.ok(a.trim().length > 0);
   assert.equal(gen('21'), a);
   assert.notEqual(gen('22'), a);
+});
+
+test('the README\'s library example runs as written', () => {
+  const readme = fs.readFileSync(path.join(PROJECT_ROOT, 'README.md'), 'utf8');
+  const example = /### From code\s+```ts\n([\s\S]*?)```/.exec(readme)?.[1];
+  assert.ok(example, 'README has a "From code" TypeScript example');
+  // Inside the package directory, `import … from 'grok-ts'` resolves to this package itself.
+  const file = path.join(PROJECT_ROOT, 'dist', 'readme-example.mjs');
+  fs.writeFileSync(file, example);
+  try {
+    const r = spawnSync(process.execPath, [file], { encoding: 'utf8', timeout: 60_000 });
+    assert.equal(r.status, 0, r.stderr);
+    assert.match(r.stdout, /\w+/);
+    assert.match(r.stdout, /(stop|length) \{/);
+  } finally {
+    fs.rmSync(file, { force: true });
+  }
 });
