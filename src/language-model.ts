@@ -3,6 +3,7 @@
  * `lm.stream(prompt)`, `lm.chat()`, `lm.tokenizer`, `lm.close()`. Generation, the CLI and the server
  * all run through this one object.
  */
+import * as fs from 'node:fs';
 import type { Kernels } from './backend/kernels.js';
 import { jsKernels } from './backend/js/kernels.js';
 import { createWasmKernels, wasmAvailable } from './backend/wasm/index.js';
@@ -218,6 +219,11 @@ export class ChatSession {
 
 /** Loads a model. With no path, the bundled demo (a small model trained on fortune cookies). */
 export async function loadModel(modelPath?: string, options: LoadOptions = {}): Promise<LanguageModel> {
+  validateLoadOptions(options);
+  if (modelPath === undefined && !fs.existsSync(DEMO_MODEL_DIR)) {
+    // Never fall back to random weights: without the demo there is no model to run.
+    throw new UsageError(`no model path was given and the built-in demo model is missing from this installation (expected at ${DEMO_MODEL_DIR}); pass a ckpt-0 directory or a GGUF file`, 'model');
+  }
   const files = openModelFiles(modelPath ?? DEMO_MODEL_DIR);
   try {
     const tokenizer = options.tokenizer
@@ -236,6 +242,15 @@ export async function loadModel(modelPath?: string, options: LoadOptions = {}): 
   } catch (err) {
     files.close();
     throw err;
+  }
+}
+
+function validateLoadOptions(o: LoadOptions): void {
+  if (o.backend !== undefined && !['auto', 'wasm', 'js'].includes(o.backend)) {
+    throw new UsageError(`backend must be "auto", "wasm" or "js", got ${JSON.stringify(o.backend)}`, 'backend');
+  }
+  if (o.threads !== undefined && (!Number.isSafeInteger(o.threads) || o.threads < 1 || o.threads > 256)) {
+    throw new UsageError(`threads must be an integer in [1, 256], got ${o.threads}`, 'threads');
   }
 }
 

@@ -57,12 +57,17 @@ test('1 KV head, 13 layers, emb 40, ffn 56: logits match an independent float64 
 
 test('a config.json that disagrees with the tensors names the tensor, the expected and the found shape', () => {
   const dir = ensureSyntheticCheckpoint(path.join(tmp, 'b'), CONFIG, 3);
+  const original = fs.readFileSync(path.join(dir, 'config.json'), 'utf8');
   fs.writeFileSync(path.join(dir, 'config.json'), JSON.stringify({ ...JSON.parse(fs.readFileSync(path.join(dir, 'config.json'), 'utf8')), num_kv_heads: 5 }));
   assert.throws(() => openModelFiles(dir), /multi_head_attention\/key\/w: expected shape \[40, 40\], found \[40, 8\]/);
   fs.writeFileSync(path.join(dir, 'config.json'), JSON.stringify({ emb_size: 40, num_q_heads: 6, num_kv_heads: 4, bogus: 1 }));
   assert.throws(() => openModelFiles(dir), /unknown field "bogus"/);
   fs.writeFileSync(path.join(dir, 'config.json'), JSON.stringify({ emb_size: 40, num_q_heads: 6, num_kv_heads: 4 }));
   assert.throws(() => openModelFiles(dir), /numQHeads 6 is not a multiple of numKvHeads 4/);
+  fs.writeFileSync(path.join(dir, 'config.json'), JSON.stringify({ ...JSON.parse(original), num_layers: 12 }));
+  assert.throws(() => openModelFiles(dir), /decoder_layer_12: expected no layer 12: the config says num_layers 12, found the checkpoint has more layers/);
+  fs.writeFileSync(path.join(dir, 'config.json'), JSON.stringify({ ...JSON.parse(original), num_layers: 14 }));
+  assert.throws(() => openModelFiles(dir), /decoder_layer_13\/moe\/linear\/w: expected a tensor of that name, found none/);
   fs.writeFileSync(path.join(dir, 'config.json'), '{ not json');
   assert.throws(() => openModelFiles(dir), /config\.json: expected a readable JSON file/);
 });

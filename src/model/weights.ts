@@ -127,6 +127,11 @@ export function grokWeightsFromCheckpoint(store: TensorStore, config: Readonly<G
   if (emb.dtype !== 'f32') throw new WeightError({ tensor: emb.name, expected: 'dtype f32', found: emb.dtype, file });
   const embedding = new LazyLinear(emb.name, D, c.vocabSize, { kind: 'dense', dtype: 'f32', order: 'out-major' }, emb);
 
+  const extra = `${CKPT.layer(c.numLayers)}/rms_norm/scale`;
+  if (store.tensors.has(extra)) {
+    // Silently running the first numLayers of a deeper checkpoint would be a different model.
+    throw new WeightError({ tensor: CKPT.layer(c.numLayers), expected: `no layer ${c.numLayers}: the config says num_layers ${c.numLayers}`, found: 'the checkpoint has more layers', file });
+  }
   const layers: LayerWeights[] = [];
   for (let i = 0; i < c.numLayers; i++) {
     const p = CKPT.layer(i);
