@@ -1,7 +1,8 @@
 /**
  * Kernel microbenchmarks of the wasm backend: the memory read bandwidth measured in wasm, and
  * matrix-vector (decode-shaped, T = 1) throughput per weight format for 1 thread and all threads,
- * as GB/s of packed weight bytes read, and as a fraction of the measured bandwidth.
+ * as GB/s of packed weight bytes read, and as a fraction of the measured bandwidth; for a few
+ * formats also the time of a call with T = 4 and 16 rows (batched decode) on all threads.
  *
  * Run alone: `node dist/bench/kernels.js` (prints a table and the JSON record).
  */
@@ -75,19 +76,23 @@ const FORMATS: LinearFormat[] = [
   { kind: 'dense', dtype: 'bf16', order: 'out-major' },
 ];
 
+/** Formats also timed with T rows per call, on all threads. */
+const BATCHED = new Set(['int8', 'q8_0', 'q4_k', 'f32']);
+const BATCH_T = [4, 16];
+
 function formatName(f: LinearFormat): string {
   return f.kind === 'ggml' ? f.type : f.kind === 'dense' ? f.dtype : 'int8';
 }
 
-/** Seconds per call: median of `n` calls after warm-up calls (TurboFan tiers up during those). */
-function timeMatvec(k: WasmKernels, w: LinearWeight, n: number): number {
-  const x = new Float32Array(w.inDim).map((_, i) => Math.sin(i));
-  const y = new Float32Array(w.outDim);
-  for (let i = 0; i < 5; i++) k.matmul(y, x, 1, w);
+/** Seconds per call with T rows: median of `n` calls after warm-up calls (TurboFan tiers up during those). */
+function timeMatvec(k: WasmKernels, w: LinearWeight, n: number, T = 1): number {
+  const x = new Float32Array(T * w.inDim).map((_, i) => Math.sin(i));
+  const y = new Float32Array(T * w.outDim);
+  for (let i = 0; i < 5; i++) k.matmul(y, x, T, w);
   const times: number[] = [];
   for (let i = 0; i < n; i++) {
     const t = process.hrtime.bigint();
-    k.matmul(y, x, 1, w);
+    k.matmul(y, x, T, w);
     times.push(Number(process.hrtime.bigint() - t) / 1e9);
   }
   times.sort((a, b) => a - b);
@@ -115,6 +120,16 @@ export async function benchKernels(log: (line: string) => void): Promise<Record<
         result[`matvec_${name}_gbs_t${threads}`] = gbs;
         result[`matvec_${name}_fraction_t${threads}`] = gbs / bw;
         log(`  matvec ${name.padEnd(6)} ${w.inDim}x${w.outDim}: ${(s * 1e3).toFixed(2)} ms, ${gbs.toFixed(1)} GB/s (${((100 * gbs) / bw).toFixed(0)} % of bandwidth)`);
+        if (threads === all && BATCHED.has(name)) {
+          // batched decode (the server's case): the weight is read once per call, so the time
+          // beyond T = 1 is compute
+          const parts = BATCH_T.map((T) => {
+            const st = timeMatvec(k, w, 7, T);
+            result[`matmul_${name}_T${T}_ms_t${threads}`] = st * 1e3;
+            return `T=${T} ${(st * 1e3).toFixed(2)} ms (${(st / s).toFixed(1)}×)`;
+          });
+          log(`         batched: ${parts.join(', ')}`);
+        }
       }
     } finally {
       await k.close();

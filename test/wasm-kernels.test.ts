@@ -183,6 +183,22 @@ describe('wasm backend', { skip: !wasmAvailable() && 'no SIMD128 in this runtime
         checkMatmul(k, int8Grouped(rng(10), 128, 20, 2), 67, 13, QUANT_TOL);
       });
 
+      test('batched T: the token-pair paths of every kernel match js (T = 2, 16, 17)', () => {
+        const weights = [
+          int8Grouped(rng(20), 1100, 9, 1),
+          ggml(rng(21), 96, 13, 'q8_0'),
+          ggml(rng(22), 512, 6, 'q4_k'),
+          ggml(rng(23), 512, 6, 'q6_k'),
+          dense(rng(24), 37, 9, 'f32', 'out-major'),
+          dense(rng(25), 21, 6, 'bf16', 'in-major'),
+          dense(rng(26), 40, 5, 'f16', 'out-major'),
+        ];
+        weights.forEach((w, i) => {
+          const tol = w.format.kind === 'dense' ? FLOAT_TOL : QUANT_TOL;
+          for (const T of [2, 16, 17]) checkMatmul(k, w, T, 40 + 3 * i + T, tol);
+        });
+      });
+
       test('a format without a wasm kernel falls back to js and is recorded', () => {
         const r = rng(3);
         const I = 64;
