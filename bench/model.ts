@@ -22,6 +22,8 @@ import { loadModel } from '../src/language-model.js';
 import { convertToGguf } from '../src/model/convert-gguf.js';
 import { openModelFiles } from '../src/model/load.js';
 import type { GrokWeights } from '../src/model/weights.js';
+import { parseModelProto } from '../src/tokenizer/sentencepiece-model.js';
+import { BUNDLED_TOKENIZER_PATH } from '../src/tokenizer/sentencepiece.js';
 import { ensureSyntheticCheckpoint } from './synthetic.js';
 
 export type BenchFormat = 'int8' | 'q8_0';
@@ -53,12 +55,14 @@ export function benchModelPath(cacheDir: string, format: BenchFormat, layers: nu
   if (!fs.existsSync(path.join(ckpt, 'COMPLETE'))) log(`generating the bench checkpoint in ${ckpt} (once) …`);
   ensureSyntheticCheckpoint(ckpt, config, 11);
   if (format === 'int8') return ckpt;
-  const gguf = path.join(cacheDir, `bench-${layers}l-q8_0.gguf`);
+  const gguf = path.join(cacheDir, `bench-${layers}l-q8_0-v2.gguf`); // v2: with the real tokenizer
   if (!fs.existsSync(gguf)) {
     log(`converting it to ${gguf} (once) …`);
     const files = openModelFiles(ckpt);
     try {
-      convertToGguf(files.weights, files.store, gguf, { type: 'q8_0', name: 'grok-ts bench' });
+      // The real tokenizer (the bench vocabulary is Grok-1's 131072), so llama.cpp can run the file too.
+      const tokenizer = parseModelProto(new Uint8Array(fs.readFileSync(BUNDLED_TOKENIZER_PATH)), BUNDLED_TOKENIZER_PATH);
+      convertToGguf(files.weights, files.store, gguf, { type: 'q8_0', name: 'grok-ts bench', tokenizer });
     } finally {
       files.close();
     }

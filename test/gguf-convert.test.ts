@@ -23,7 +23,7 @@ import type { LinearWeight } from '../src/backend/kernels.js';
 import { dequantizeGgml, ggmlRowBytes } from '../src/tensor/ggml.js';
 import { quantizeGgml } from '../src/tensor/ggml-quantize.js';
 import { MemoryLinear } from '../src/tensor/linear.js';
-import { parseModelProto } from '../src/tokenizer/sentencepiece-model.js';
+import { parseModelProto, PieceType } from '../src/tokenizer/sentencepiece-model.js';
 import { BUNDLED_TOKENIZER_PATH, Tokenizer } from '../src/tokenizer/sentencepiece.js';
 import { tokenizerFromGguf } from '../src/tokenizer/from-gguf.js';
 import { maxAbsDiff, readJson, shared } from './shared.js';
@@ -247,6 +247,39 @@ describe('convert: the demo model with the real tokenizer', () => {
         logits = model.forward([{ tokens: [best], cache }])[0]!;
       }
       assert.deepEqual(ids, sample.greedy.ids.slice(0, 12));
+    } finally {
+      file.close();
+    }
+  });
+});
+
+describe('convert: the embedded tokenizer as llama.cpp reads it', () => {
+  it('types the whitespace and digit user-defined pieces NORMAL, keeps the markers, and still encodes like tokenizer.model', () => {
+    const tokenizer = parseModelProto(new Uint8Array(fs.readFileSync(BUNDLED_TOKENIZER_PATH)));
+    const userDefined = [...tokenizer.types.keys()].filter((id) => tokenizer.types[id] === PieceType.USER_DEFINED);
+    assert.equal(userDefined.length, 65);
+    const ckpt = openModelFiles(shared('demo', 'fortune', 'ckpt-0'));
+    const out = path.join(tmp, 'fortune-q8_0-vocab.gguf');
+    try {
+      convertToGguf(ckpt.weights, ckpt.store, out, { type: 'q8_0', tokenizer });
+    } finally {
+      ckpt.close();
+    }
+    const file = openGguf(out);
+    try {
+      const types = file.metadata.numberArray('tokenizer.ggml.token_type')!;
+      assert.equal(types.length, tokenizer.types.length);
+      const changed = [...tokenizer.types.keys()].filter((id) => types[id] !== tokenizer.types[id]);
+      // ids 4-46: runs of 1-10 newlines, the digits, runs of 1-8 tabs, runs of 2-16 spaces
+      assert.deepEqual(changed, Array.from({ length: 43 }, (_, i) => 4 + i));
+      for (const id of changed) assert.equal(types[id], PieceType.NORMAL, tokenizer.pieces[id]);
+      assert.deepEqual([47, 48, 68].map((id) => [tokenizer.pieces[id], types[id]]), [['<|separator|>', PieceType.USER_DEFINED], ['<|mask|>', PieceType.USER_DEFINED], ['<|control20|>', PieceType.USER_DEFINED]]);
+      // texts whose ids llama.cpp got wrong while the whitespace pieces were USER_DEFINED, and markers
+      const fromGguf = tokenizerFromGguf(file.metadata);
+      const reference = Tokenizer.fromFile();
+      const texts = ['  two  spaces', 'tabs\tand\nnewlines', 'code:\n\tif (x) {\n\t\treturn 1;\n\t}', 'year 2024: 3.14', 'a\n\nb', '\n'.repeat(12) + 'x', 'a<|mask|>b <|separator|>'];
+      for (const text of texts) assert.deepEqual(fromGguf.encode(text), reference.encode(text), JSON.stringify(text));
+      assert.deepEqual(fromGguf.encode('  two  spaces'), [325, 867, 325, 39602]);
     } finally {
       file.close();
     }

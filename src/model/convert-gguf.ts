@@ -16,7 +16,7 @@ import { bf16ToF32, f16ToF32 } from '../tensor/dtype.js';
 import { dequantizeGgml, ggmlRowBytes, ggmlType } from '../tensor/ggml.js';
 import { quantizeGgml, type QuantizeType } from '../tensor/ggml-quantize.js';
 import type { TensorStore } from '../tensor/tensor.js';
-import type { SentencePieceModel } from '../tokenizer/sentencepiece-model.js';
+import { PieceType, type SentencePieceModel } from '../tokenizer/sentencepiece-model.js';
 import { ggufTokenizerKvs, syntheticTokenizerKvs } from '../tokenizer/from-gguf.js';
 import { GGUF_ARCH, GGUF_NAMES } from './weights-gguf.js';
 import type { GrokWeights } from './weights.js';
@@ -159,6 +159,24 @@ export function outMajorRows(w: LinearWeight, o0: number, o1: number, out: Float
   dequantizeGgml(type, bytes, o0 * ggmlRowBytes(type, I), out, 0, n * I);
 }
 
+/** Pieces made only of newlines, tabs, spaces and digits: what ordinary text is full of. */
+const PLAIN_TEXT_PIECE = /^[\n\t 0-9]+$/;
+
+/**
+ * The tokenizer with the user-defined pieces that ordinary text is full of (Grok-1's runs of
+ * newlines, tabs and spaces, and the digits: 43 of its 65) typed NORMAL, as llama.cpp's own
+ * converters type every user-defined piece. llama.cpp cuts text at USER_DEFINED tokens before
+ * merging and gives each following fragment a space prefix of its own, so with type 4 it tokenized
+ * most prompts unlike the official tokenizer (llama.cpp 0ad4a86: 315 of 3197 mixed texts equal;
+ * 3191 with this, the rest containing the markers below). The markers (`<|separator|>`, `<|mask|>`,
+ * `<|controlN|>`) stay USER_DEFINED so both llama.cpp and our reader keep them single tokens; our
+ * reader encodes all 3197 like tokenizer.model either way.
+ */
+export function asLlamaCppVocabulary(model: SentencePieceModel): SentencePieceModel {
+  const types = model.types.map((t, id) => (t === PieceType.USER_DEFINED && PLAIN_TEXT_PIECE.test(model.pieces[id]!) ? PieceType.NORMAL : t));
+  return { ...model, types };
+}
+
 /** Converts loaded model weights into a GGUF at `out` (plus shards); see the module comment. */
 export function convertToGguf(weights: GrokWeights, store: TensorStore, out: string, opts: ConvertOptions): ConvertResult {
   const c = weights.config;
@@ -168,7 +186,7 @@ export function convertToGguf(weights: GrokWeights, store: TensorStore, out: str
   const tokenizer = copied.length ? 'copied' : useTokenizer ? 'embedded' : 'placeholder';
   const kvs = [
     ...grokMetadata(c, opts.type, opts.name ?? 'grok'),
-    ...(tokenizer === 'copied' ? copied.map(({ key, type, value }) => ({ key, type, value })) : useTokenizer ? ggufTokenizerKvs(opts.tokenizer!) : syntheticTokenizerKvs(c.vocabSize)),
+    ...(tokenizer === 'copied' ? copied.map(({ key, type, value }) => ({ key, type, value })) : useTokenizer ? ggufTokenizerKvs(asLlamaCppVocabulary(opts.tokenizer!)) : syntheticTokenizerKvs(c.vocabSize)),
   ];
   const plans = list.map((j) => j.plan);
   const writeOpts = opts.splitMaxBytes ? { splitMaxBytes: opts.splitMaxBytes } : {};
