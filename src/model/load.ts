@@ -28,8 +28,8 @@ export interface ModelFiles {
 
 /** The package root (dist/src/model/ → three levels up). */
 export const PACKAGE_ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..', '..');
-/** The bundled demo model: its ckpt-0 files gzip-compressed, byte-identical once decompressed (assets/fortune/BUNDLED.md). */
-export const DEMO_MODEL_DIR = path.join(PACKAGE_ROOT, 'assets', 'fortune');
+/** The bundled demo model: its ckpt-0 files gzip-compressed, byte-identical once decompressed (assets/demo-fortune/BUNDLED.md). */
+export const DEMO_MODEL_DIR = path.join(PACKAGE_ROOT, 'assets', 'demo-fortune');
 
 /** Finds the config.json that belongs to a ckpt-0 directory: beside ckpt-0 or inside it. */
 function findCheckpointConfig(ckptDir: string): string | undefined {
