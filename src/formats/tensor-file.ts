@@ -19,7 +19,7 @@ export interface ByteSource {
 /** fs.readSync moves at most 2 GiB per call; larger tensors are read in chunks. */
 const MAX_READ = 1 << 30;
 
-function checkRange(src: ByteSource, offset: number, length: number, what = 'a byte range'): void {
+export function checkRange(src: ByteSource, offset: number, length: number, what = 'a byte range'): void {
   if (!Number.isSafeInteger(offset) || !Number.isSafeInteger(length) || offset < 0 || length < 0 || offset + length > src.size) {
     throw new FormatError({
       file: src.name,
@@ -27,6 +27,16 @@ function checkRange(src: ByteSource, offset: number, length: number, what = 'a b
       expected: `${what} of ${length} bytes inside the file's ${src.size} bytes`,
       found: `it ends at byte ${offset + length}`,
     });
+  }
+}
+
+/** Reads out.length bytes at `offset` from an open file, in chunks of at most MAX_READ; a short file is a FormatError. */
+export function readFully(fd: number, out: Uint8Array, offset: number, file: string): void {
+  let done = 0;
+  while (done < out.length) {
+    const n = fs.readSync(fd, out, done, Math.min(MAX_READ, out.length - done), offset + done);
+    if (n <= 0) throw new FormatError({ file, offset: offset + done, expected: `${out.length - done} more bytes`, found: 'end of file' });
+    done += n;
   }
 }
 
@@ -56,12 +66,7 @@ export class FileSource implements ByteSource {
   readInto(out: Uint8Array, offset: number): void {
     checkRange(this, offset, out.length);
     if (this.fd === undefined) throw new FormatError({ file: this.name, expected: 'an open file', found: 'it was closed' });
-    let done = 0;
-    while (done < out.length) {
-      const n = fs.readSync(this.fd, out, done, Math.min(MAX_READ, out.length - done), offset + done);
-      if (n <= 0) throw new FormatError({ file: this.name, offset: offset + done, expected: `${out.length - done} more bytes`, found: 'end of file' });
-      done += n;
-    }
+    readFully(this.fd, out, offset, this.name);
   }
 
   close(): void {

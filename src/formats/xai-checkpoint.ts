@@ -10,7 +10,7 @@ import { gunzipSync } from 'node:zlib';
 import { FormatError, WeightError } from '../errors.js';
 import { shapeString, type TensorInfo, type TensorStore } from '../tensor/tensor.js';
 import { NumpyArray, QuantizedWeight8bit, unpickle, type NdArrayInfo } from './pickle.js';
-import { MemorySource, type ByteSource } from './tensor-file.js';
+import { checkRange, MemorySource, readFully, type ByteSource } from './tensor-file.js';
 
 /** Files 0 and 1, before the layers. */
 export const CKPT_TOP_LEAVES = ['language_model/in_out_embed/embeddings', 'language_model/rms_norm/scale'] as const;
@@ -114,8 +114,6 @@ function checkLeaf(t: TensorInfo, spec: LeafSpec, D: number | undefined, file: s
 
 /** Descriptors kept open at once: a layer's worth, far below the official 770 files. */
 const MAX_OPEN_FILES = 16;
-/** fs.readSync moves at most 2 GiB per call. */
-const MAX_READ = 1 << 30;
 
 /** Opens files on first read and keeps the most recently used few open. */
 class FilePool {
@@ -163,22 +161,9 @@ class PooledFile implements ByteSource {
   ) {}
 
   read(offset: number, length: number): Uint8Array {
-    if (!Number.isSafeInteger(offset) || !Number.isSafeInteger(length) || offset < 0 || length < 0 || offset + length > this.size) {
-      throw new FormatError({
-        file: this.name,
-        offset,
-        expected: `a byte range of ${length} bytes inside the file's ${this.size} bytes`,
-        found: `it ends at byte ${offset + length}`,
-      });
-    }
-    const fd = this.pool.fd(this.name);
+    checkRange(this, offset, length);
     const out = new Uint8Array(length);
-    let done = 0;
-    while (done < length) {
-      const n = fs.readSync(fd, out, done, Math.min(MAX_READ, length - done), offset + done);
-      if (n <= 0) throw new FormatError({ file: this.name, offset: offset + done, expected: `${length - done} more bytes`, found: 'end of file' });
-      done += n;
-    }
+    readFully(this.pool.fd(this.name), out, offset, this.name);
     this.pool.bytesRead += length;
     return out;
   }
