@@ -199,6 +199,32 @@ describe('wasm backend', { skip: !wasmAvailable() && 'no SIMD128 in this runtime
         });
       });
 
+      test('column panels: weights several panels wide, the last one short, match js (T = 1, 2, 5, 17)', async () => {
+        for (const panelInputs of [256, 512]) {
+          const kp = await createWasmKernels({ threads, panelInputs });
+          try {
+            const weights = [
+              int8Grouped(rng(58), 1100, 9, 1), // 256-blocks, a short last panel and block
+              int8Grouped(rng(59), 1536, 7, 2), // 768-wide groups of 16-blocks, 3 panels each at 256
+              ggml(rng(60), 608, 9, 'q8_0'),
+              ggml(rng(61), 608, 7, 'q4_0'),
+              ggml(rng(62), 1280, 6, 'q4_k'),
+              ggml(rng(63), 1280, 5, 'q6_k'),
+              dense(rng(64), 600, 7, 'f32', 'out-major'),
+              dense(rng(65), 530, 6, 'bf16', 'out-major'),
+              dense(rng(66), 1000, 5, 'f16', 'out-major'),
+            ];
+            weights.forEach((w, i) => {
+              const tol = w.format.kind === 'dense' ? FLOAT_TOL : QUANT_TOL;
+              for (const T of [1, 2, 5, 17]) checkMatmul(kp, w, T, 90 + 5 * i + T, tol);
+            });
+            assert.equal(kp.stats.js.size, 0);
+          } finally {
+            await kp.close();
+          }
+        }
+      });
+
       test('a format without a wasm kernel falls back to js and is recorded', () => {
         const r = rng(3);
         const I = 64;

@@ -10,7 +10,7 @@ import type { AttentionArgs, Kernels, LinearWeight } from '../kernels.js';
 import { jsKernels } from '../js/kernels.js';
 import { UnsupportedError, UsageError } from '../../errors.js';
 import { buildKernelModule, relaxedSimdAvailable, type KernelName } from './kernels-wasm.js';
-import { packQuads, partBytes, planFor, type PackPlan } from './layout.js';
+import { DEFAULT_PANEL, packQuads, partBytes, planFor, type PackPlan } from './layout.js';
 import { RESERVED, Runtime, type Shard } from './runtime.js';
 
 export interface WasmKernelOptions {
@@ -26,6 +26,8 @@ export interface WasmKernelOptions {
    * `true` on a runtime without it is an UnsupportedError.
    */
   readonly relaxed?: boolean;
+  /** Inputs per column panel of the packed weights (layout.ts), a multiple of 256; default 1024. Small values are for tests. */
+  readonly panelInputs?: number;
 }
 
 export interface WasmStats {
@@ -82,9 +84,13 @@ export async function createWasmKernels(opts: WasmKernelOptions = {}): Promise<W
   const canRelax = relaxedSimdAvailable();
   if (opts.relaxed && !canRelax) throw new UnsupportedError('relaxed-simd', 'this runtime does not validate relaxed SIMD (Node 20 needs --experimental-wasm-relaxed-simd)');
   const relaxed = opts.relaxed ?? canRelax;
+  const panelInputs = opts.panelInputs ?? DEFAULT_PANEL;
+  if (!(Number.isInteger(panelInputs) && panelInputs >= 256 && panelInputs % 256 === 0)) {
+    throw new UsageError(`panelInputs must be a positive multiple of 256, got ${panelInputs}`, 'panelInputs');
+  }
   const moduleBytes = buildKernelModule({ relaxed, maxPages: Math.floor(shardBytes / 65536) });
   const rt = await Runtime.create(moduleBytes, { threads, shardBytes, stageBytes });
-  return new WasmBackend(rt, relaxed);
+  return new WasmBackend(rt, relaxed, panelInputs);
 }
 
 /** One contiguous run of quads of a packed weight, in one shard. */
@@ -131,6 +137,7 @@ class WasmBackend implements WasmKernels {
   constructor(
     private readonly rt: Runtime,
     readonly relaxed: boolean,
+    private readonly panelInputs: number,
   ) {}
 
   get threads(): number {
@@ -164,7 +171,7 @@ class WasmBackend implements WasmKernels {
   private packedFor(w: LinearWeight): Packed | null {
     let p = this.packed.get(w);
     if (p === undefined) {
-      const plan = planFor(w);
+      const plan = planFor(w, this.panelInputs);
       p = plan ? this.pack(w, plan) : null;
       this.packed.set(w, p);
     }
@@ -292,28 +299,31 @@ class WasmBackend implements WasmKernels {
     const macs = nq * 4 * Lx * tn;
     const par = macs >= PARALLEL_MIN && nq >= 2;
     const kernel = `mm_${plan.kind}` as KernelName;
-    // tokens per tile: their activations (int16, or f32 for dense) stay within ~192 KiB of L2
-    const tile = Math.max(1, Math.floor(TILE_BYTES / (Lx * (plan.xBlock ? 2 : 4))));
+    // tokens per tile: their activations (int16, or f32 for dense) for one column panel stay
+    // within ~192 KiB of L2
+    const tile = Math.max(1, Math.floor(TILE_BYTES / (Math.min(Lx, plan.panel) * (plan.xBlock ? 2 : 4))));
+    // blocks per column panel for a block of `inputs` inputs (the kernels' unit of the layout)
+    const pb = (inputs: number) => Math.ceil(Math.min(plan.panel, plan.segStride) / inputs);
     switch (plan.kind) {
       case 'i8g':
-        rt.exec(s, kernel, [wp, wp + nq * plan.quadBytes, xq, xs, ob, tn, plan.segs, plan.segStride, plan.xBlock, outP, tile], nq, par);
+        rt.exec(s, kernel, [wp, wp + nq * plan.quadBytes, xq, xs, ob, tn, plan.segs, plan.segStride, plan.xBlock, outP, tile, pb(16)], nq, par);
         break;
       case 'f32':
       case 'bf16':
       case 'f16':
-        rt.exec(s, kernel, [wp, xf, ob, tn, plan.segStride, outP, tile], nq, par);
+        rt.exec(s, kernel, [wp, xf, ob, tn, plan.segStride, outP, tile, pb(plan.kind === 'f32' ? 4 : 8)], nq, par);
         break;
       case 'q8_0':
-        rt.exec(s, kernel, [wp, xq, xs, ob, tn, I / 32, outP, tile], nq, par);
+        rt.exec(s, kernel, [wp, xq, xs, ob, tn, I / 32, outP, tile, pb(32)], nq, par);
         break;
       case 'q4_0':
-        rt.exec(s, relaxedQ4 ? 'mm_q4_0r' : kernel, [wp, xq, xs, bs, ob, tn, I / 32, outP, tile], nq, par);
+        rt.exec(s, relaxedQ4 ? 'mm_q4_0r' : kernel, [wp, xq, xs, bs, ob, tn, I / 32, outP, tile, pb(32)], nq, par);
         break;
       case 'q4_k':
-        rt.exec(s, kernel, [wp, xq, xs, bs, ob, tn, I / 256, outP, tile], nq, par);
+        rt.exec(s, kernel, [wp, xq, xs, bs, ob, tn, I / 256, outP, tile, pb(256)], nq, par);
         break;
       case 'q6_k':
-        rt.exec(s, kernel, [wp, xq, xs, ob, tn, I / 256, outP, tile], nq, par);
+        rt.exec(s, kernel, [wp, xq, xs, ob, tn, I / 256, outP, tile, pb(256)], nq, par);
         break;
     }
     const rows = Math.min(outP, O - 4 * part.q0);

@@ -174,35 +174,86 @@ interface QuadLoop {
   outAddr: Op;
 }
 
+/** The column panels of a packed weight (layout.ts): `pb` blocks of `quadBlockBytes` per quad each, the last may be shorter. */
+interface PanelSpec {
+  /** Weight base and blocks per full row (kernel parameters). */
+  readonly w: Local;
+  readonly nb: Local;
+  /** Blocks per panel (kernel parameter). */
+  readonly pb: Local;
+  /** Packed bytes of one block of one quad. */
+  readonly quadBlockBytes: number;
+  /** Quads in the part (out row stride / 4), to step from one panel to the next. */
+  readonly outP: Local;
+}
+
+/** Per panel: its weight base, its block count, its first block, and whether it is the first panel. */
+interface Panel {
+  readonly pw: Local;
+  readonly pnb: Local;
+  readonly b0: Local;
+  readonly first: Local;
+}
+
+/**
+ * for each column panel: body(panel). A quad's accumulators start from zero in the first panel and
+ * from its stored partial sums in the others (`initAcc`), so blocks are summed in the same order
+ * as with whole rows.
+ */
+function panelLoop(f: Func, spec: PanelSpec, body: (p: Panel) => Op): Op {
+  const pn: Panel = { pw: f.local(I32), pnb: f.local(I32), b0: f.local(I32), first: f.local(I32) };
+  return seq(
+    set(pn.pw, get(spec.w)),
+    set(pn.b0, i32.const(0)),
+    block(loop(
+      brIf(1, i32.geU(get(pn.b0), get(spec.nb))),
+      set(pn.first, i32.eqz(get(pn.b0))),
+      set(pn.pnb, i32.sub(get(spec.nb), get(pn.b0))),
+      if_(i32.gtU(get(pn.pnb), get(spec.pb)), [set(pn.pnb, get(spec.pb))]),
+      body(pn),
+      inc(pn.pw, i32.mul(mulC(get(spec.pb), spec.quadBlockBytes), i32.shrU(get(spec.outP), i32.const(2)))),
+      inc(pn.b0, get(spec.pb)),
+      br(0))),
+  );
+}
+
+/** acc = 0 in a quad's first panel, else the partial sums stored at `addr`. */
+const initAcc = (pn: Panel | undefined, acc: Local, addr: Op): Op =>
+  pn ? if_(get(pn.first), [set(acc, zero())], [set(acc, v128.load(addr))]) : set(acc, zero());
+
 /**
  * for t0 in 0..T step tile: for q in start..end: for t in t0..min(t0 + tile, T): body. Tokens are
  * tiled so that a tile's activations stay in L2 while every quad of the thread's range streams past
  * them (with quads outermost, prefill re-read all T tokens' activations from L3 for every quad).
+ * With `panel`, all of it runs once per column panel.
  */
-function quadLoop(f: Func, T: Local, tile: Local, outP: Local, out: Local, start: Local, end: Local, body: (l: QuadLoop) => Op[]): Op {
+function quadLoop(f: Func, T: Local, tile: Local, outP: Local, out: Local, start: Local, end: Local, body: (l: QuadLoop, pn?: Panel) => Op[], panel?: PanelSpec): Op {
   const q = f.local(I32);
   const t = f.local(I32);
   const t0 = f.local(I32);
   const t1 = f.local(I32);
   const outAddr = i32.add(get(out), mulC(i32.add(i32.mul(get(t), get(outP)), mulC(get(q), 4)), 4));
-  return seq(
+  const tiles = (pn?: Panel) => seq(
     set(t0, i32.const(0)),
     block(loop(
       brIf(1, i32.geU(get(t0), get(T))),
       set(t1, i32.add(get(t0), get(tile))),
       if_(i32.gtU(get(t1), get(T)), [set(t1, get(T))]),
-      forLoop(q, get(start), get(end), 1, forLoop(t, get(t0), get(t1), 1, ...body({ q, t, outAddr }))),
+      forLoop(q, get(start), get(end), 1, forLoop(t, get(t0), get(t1), 1, ...body({ q, t, outAddr }, pn))),
       set(t0, get(t1)),
       br(0))),
   );
+  return panel ? panelLoop(f, panel, tiles) : tiles();
 }
 
 /**
  * quadLoop for kernels with a two-token body: within each token tile, tokens t, t+1 go through
  * `body(true)` together (weights decoded once serve both) and a last odd token through `body(false)`.
  */
-function pairedQuadLoop(T: Local, tile: Local, start: Local, end: Local, q: Local, t: Local, t0: Local, t1: Local, body: (pair: boolean) => Op[]): Op {
-  return seq(
+function pairedQuadLoop(f: Func, T: Local, tile: Local, start: Local, end: Local, q: Local, t: Local, body: (pair: boolean, pn?: Panel) => Op[], panel?: PanelSpec): Op {
+  const t0 = f.local(I32);
+  const t1 = f.local(I32);
+  const tiles = (pn?: Panel) => seq(
     set(t0, i32.const(0)),
     block(loop(
       brIf(1, i32.geU(get(t0), get(T))),
@@ -212,25 +263,27 @@ function pairedQuadLoop(T: Local, tile: Local, start: Local, end: Local, q: Loca
         set(t, get(t0)),
         block(loop(
           brIf(1, i32.geU(i32.add(get(t), i32.const(1)), get(t1))),
-          ...body(true),
+          ...body(true, pn),
           set(t, i32.add(get(t), i32.const(2))),
           br(0))),
-        if_(i32.ltU(get(t), get(t1)), body(false))),
+        if_(i32.ltU(get(t), get(t1)), body(false, pn))),
       set(t0, get(t1)),
       br(0))),
   );
+  return panel ? panelLoop(f, panel, tiles) : tiles();
 }
 
 /**
- * mm_i8g(w, sc, x, xs, out, T, G, Lp, B, outP, tile, start, end, tid): the official int8 layout.
- * Packed quad: for each group g, for each 16-wide chunk, 4 rows × 16 int8 (64 bytes); sc f32 [quad][G][4].
+ * mm_i8g(w, sc, x, xs, out, T, G, Lp, B, outP, tile, pc, start, end, tid): the official int8 layout.
+ * Per group g, per column panel of pc 16-wide chunks (the last of a group may be shorter), every
+ * quad's chunks: 4 rows × 16 int8 (64 bytes) each; sc f32 [quad][G][4].
  * x: int16 [T][G·Lp], xs: f32 [T][G·⌈Lp/B⌉] (a group's last block may be short). Tokens go in pairs where they can: each sign-extended
  * weight vector then serves two tokens (prefill, batched decode); a last odd token runs alone.
  */
 function mmI8g(): Func {
-  const f = new Func('mm_i8g', new Array<ValType>(14).fill(I32));
-  const [w, sc, x, xs, out, T, G, Lp, B, outP, tile, start, end] = f.params as Local[] as [Local, Local, Local, Local, Local, Local, Local, Local, Local, Local, Local, Local, Local];
-  const [wp, xp, xp2, xsp, sp, g, ge, be, q, t, t0, t1, rowB, blkB, wstep] = f.locals32(15);
+  const f = new Func('mm_i8g', new Array<ValType>(15).fill(I32));
+  const [w, sc, x, xs, out, T, G, Lp, B, outP, tile, pc, start, end] = f.params as Local[] as [Local, Local, Local, Local, Local, Local, Local, Local, Local, Local, Local, Local, Local, Local];
+  const [wp, xp, xp2, xsp, sp, g, ge, be, q, t, rowB, blkB, wstep, chunks, c0, npc, pw, first] = f.locals32(18);
   const iA = f.vlocals(4);
   const iB = f.vlocals(4);
   const fA = f.vlocals(4);
@@ -269,58 +322,70 @@ function mmI8g(): Func {
     inc(wp, get(wstep)),
     set(wstep, i32.sub(i32.const(64), get(wstep))),
     br(0)));
-  /** One token (pair = false) or tokens t, t+1 (pair = true) against quad q. */
+  /** One token (pair = false) or tokens t, t+1 (pair = true) against quad q, in panel (g, c0). */
   const body = (pair: boolean): Op[] => [
     set(wstep, i32.const(8)),
-    set(wp, i32.add(get(w), i32.mul(get(q), mulC(i32.mul(get(G), get(Lp)), 4)))),
-    set(xp, i32.add(get(x), i32.mul(get(t), get(rowB)))),
+    set(wp, i32.add(get(pw), i32.mul(get(q), mulC(get(npc), 64)))),
+    set(ge, i32.add(get(wp), mulC(get(npc), 64))),
+    set(xp, i32.add(i32.add(get(x), i32.mul(get(t), get(rowB))), mulC(i32.add(i32.mul(get(g), get(Lp)), mulC(get(c0), 16)), 2))),
     set(xp2, i32.add(get(xp), get(rowB))),
-    set(xsp, i32.add(get(xs), i32.mul(get(t), get(blkB)))),
-    set(sp, i32.add(get(sc), i32.mul(get(q), mulC(get(G), 16)))),
-    set(accA, zero()),
-    ...(pair ? [set(accB, zero())] : []),
-    forLoop(g, i32.const(0), get(G), 1,
-      ...fA.map((l) => set(l, zero())),
-      ...(pair ? fB.map((l) => set(l, zero())) : []),
-      set(ge, i32.add(get(wp), mulC(get(Lp), 4))),
-      block(loop(
-        brIf(1, i32.geU(get(wp), get(ge))),
-        ...iA.map((l) => set(l, zero())),
-        ...(pair ? iB.map((l) => set(l, zero())) : []),
-        set(be, i32.add(get(wp), mulC(get(B), 4))),
-        if_(i32.gtU(get(be), get(ge)), [set(be, get(ge))]), // a group's last block may be short
-        pair ? pairSteps : singleSteps,
-        set(sx, f32x4.splat(f32.load(get(xsp)))),
-        ...fA.map((l, r) => set(l, f32x4.add(get(l), f32x4.mul(f32x4.convertI32x4S(get(iA[r]!)), get(sx))))),
-        ...(pair ? [
-          set(sx, f32x4.splat(f32.load(i32.add(get(xsp), get(blkB))))),
-          ...fB.map((l, r) => set(l, f32x4.add(get(l), f32x4.mul(f32x4.convertI32x4S(get(iB[r]!)), get(sx))))),
-        ] : []),
-        inc(xsp, 4),
-        br(0))),
-      set(accA, f32x4.add(get(accA), f32x4.mul(hsum4(f, f32x4.add, fA[0]!, fA[1]!, fA[2]!, fA[3]!), v128.load(get(sp))))),
-      ...(pair ? [set(accB, f32x4.add(get(accB), f32x4.mul(hsum4(f, f32x4.add, fB[0]!, fB[1]!, fB[2]!, fB[3]!), v128.load(get(sp)))))] : []),
-      inc(sp, 16)),
-    v128.store(outAddr(get(t)), get(accA)),
-    ...(pair ? [v128.store(outAddr(i32.add(get(t), i32.const(1))), get(accB))] : []),
+    // a panel starts at a multiple of 256 inputs within its group, so at a block boundary
+    set(xsp, i32.add(i32.add(get(xs), i32.mul(get(t), get(blkB))),
+      mulC(i32.add(i32.mul(get(g), i32.divU(i32.add(get(Lp), i32.sub(get(B), i32.const(1))), get(B))), i32.divU(mulC(get(c0), 16), get(B))), 4))),
+    set(sp, i32.add(get(sc), i32.add(i32.mul(get(q), mulC(get(G), 16)), mulC(get(g), 16)))),
+    if_(get(first), [set(accA, zero())], [set(accA, v128.load(outAddr(get(t))))]),
+    ...(pair ? [if_(get(first), [set(accB, zero())], [set(accB, v128.load(outAddr(i32.add(get(t), i32.const(1)))))])] : []),
+    ...fA.map((l) => set(l, zero())),
+    ...(pair ? fB.map((l) => set(l, zero())) : []),
+    block(loop(
+      brIf(1, i32.geU(get(wp), get(ge))),
+      ...iA.map((l) => set(l, zero())),
+      ...(pair ? iB.map((l) => set(l, zero())) : []),
+      set(be, i32.add(get(wp), mulC(get(B), 4))),
+      if_(i32.gtU(get(be), get(ge)), [set(be, get(ge))]), // a group's last block may be short
+      pair ? pairSteps : singleSteps,
+      set(sx, f32x4.splat(f32.load(get(xsp)))),
+      ...fA.map((l, r) => set(l, f32x4.add(get(l), f32x4.mul(f32x4.convertI32x4S(get(iA[r]!)), get(sx))))),
+      ...(pair ? [
+        set(sx, f32x4.splat(f32.load(i32.add(get(xsp), get(blkB))))),
+        ...fB.map((l, r) => set(l, f32x4.add(get(l), f32x4.mul(f32x4.convertI32x4S(get(iB[r]!)), get(sx))))),
+      ] : []),
+      inc(xsp, 4),
+      br(0))),
+    v128.store(outAddr(get(t)), f32x4.add(get(accA), f32x4.mul(hsum4(f, f32x4.add, fA[0]!, fA[1]!, fA[2]!, fA[3]!), v128.load(get(sp))))),
+    ...(pair ? [v128.store(outAddr(i32.add(get(t), i32.const(1))), f32x4.add(get(accB), f32x4.mul(hsum4(f, f32x4.add, fB[0]!, fB[1]!, fB[2]!, fB[3]!), v128.load(get(sp)))))] : []),
   ];
+  // panels: groups outermost, then runs of pc chunks within the group; panel (g, c0) of every
+  // quad sits at w + nq·64·(g·chunks + c0) (layout.ts)
   f.body = seq(
     set(rowB, mulC(i32.mul(get(G), get(Lp)), 2)),
     set(blkB, mulC(i32.mul(get(G), i32.divU(i32.add(get(Lp), i32.sub(get(B), i32.const(1))), get(B))), 4)),
-    pairedQuadLoop(T, tile, start, end, q, t, t0, t1, body),
+    set(chunks, i32.shrU(get(Lp), i32.const(4))),
+    forLoop(g, i32.const(0), get(G), 1,
+      set(c0, i32.const(0)),
+      block(loop(
+        brIf(1, i32.geU(get(c0), get(chunks))),
+        set(npc, i32.sub(get(chunks), get(c0))),
+        if_(i32.gtU(get(npc), get(pc)), [set(npc, get(pc))]),
+        set(pw, i32.add(get(w), i32.mul(mulC(i32.shrU(get(outP), i32.const(2)), 64), i32.add(i32.mul(get(g), get(chunks)), get(c0))))),
+        set(first, i32.eqz(i32.or(get(g), get(c0)))),
+        pairedQuadLoop(f, T, tile, start, end, q, t, body),
+        inc(c0, get(pc)),
+        br(0)))),
   );
   return f;
 }
 
 /**
- * mm_dense(dtype)(w, x, out, T, Lp, outP, tile, start, end, tid): out-major dense rows, quad = 4 rows × 16 bytes per chunk; x f32 [T][Lp].
+ * mm_dense(dtype)(w, x, out, T, Lp, outP, tile, pb, start, end, tid): out-major dense rows, quad = 4 rows × 16 bytes per chunk
+ * (the panel block), pb chunks per panel; x f32 [T][Lp].
  * Tokens go in pairs as in mm_i8g: each weight vector (converted once for bf16/f16) serves two
  * tokens, with 8 f32x4 accumulators, two activation vectors and one weight vector live.
  */
 function mmDense(dtype: 'f32' | 'bf16' | 'f16'): Func {
-  const f = new Func(`mm_${dtype}`, new Array<ValType>(10).fill(I32));
-  const [w, x, out, T, Lp, outP, tile, start, end] = f.params as Local[] as [Local, Local, Local, Local, Local, Local, Local, Local, Local];
-  const [wp, xp, xp2, xe, q, t, t0, t1] = f.locals32(8);
+  const f = new Func(`mm_${dtype}`, new Array<ValType>(11).fill(I32));
+  const [w, x, out, T, Lp, outP, tile, pb, start, end] = f.params as Local[] as [Local, Local, Local, Local, Local, Local, Local, Local, Local, Local];
+  const [wp, xp, xp2, xe, q, t, nb] = f.locals32(7);
   const a = f.vlocals(4);
   const b = f.vlocals(4);
   const [xa, xb, wr] = f.vlocals(3);
@@ -341,12 +406,17 @@ function mmDense(dtype: 'f32' | 'bf16' | 'f16'): Func {
       ...(pair ? [set(b[r]!, f32x4.add(get(b[r]!), f32x4.mul(get(wr), get(xb))))] : []),
     ]),
   ];
-  const xStep = dtype === 'f32' ? 16 : 32;
-  const body = (pair: boolean): Op[] => [
-    set(wp, i32.add(get(w), i32.mul(get(q), mulC(get(Lp), 4 * elemBytes)))),
-    set(xp, i32.add(get(x), i32.mul(get(t), mulC(get(Lp), 4)))),
-    set(xe, i32.add(get(xp), mulC(get(Lp), 4))),
-    set(xp2, get(xe)),
+  const xStep = dtype === 'f32' ? 16 : 32; // activation bytes per chunk
+  // a panel's sums are added to the previous panels' (stored in out)
+  const store = (pn: Panel, addr: Op, sums: Op): Op => {
+    const v = f.local(V);
+    return seq(set(v, sums), if_(get(pn.first), [v128.store(addr, get(v))], [v128.store(addr, f32x4.add(v128.load(addr), get(v)))]));
+  };
+  const body = (pair: boolean, pn?: Panel): Op[] => [
+    set(wp, i32.add(get(pn!.pw), i32.mul(get(q), mulC(get(pn!.pnb), 64)))),
+    set(xp, i32.add(i32.add(get(x), i32.mul(get(t), mulC(get(Lp), 4))), mulC(get(pn!.b0), xStep))),
+    set(xe, i32.add(get(xp), mulC(get(pn!.pnb), xStep))),
+    set(xp2, i32.add(get(xp), mulC(get(Lp), 4))),
     ...a.map((l) => set(l, zero())),
     ...(pair ? b.map((l) => set(l, zero())) : []),
     forPtr(xp, xe, xStep,
@@ -354,15 +424,18 @@ function mmDense(dtype: 'f32' | 'bf16' | 'f16'): Func {
       ...(dtype === 'f32' ? [] : step(pair, 1)),
       ...(pair ? [inc(xp2, xStep)] : []),
       inc(wp, 64)),
-    v128.store(outAddr(get(t)), hsum4(f, f32x4.add, a[0]!, a[1]!, a[2]!, a[3]!)),
-    ...(pair ? [v128.store(outAddr(i32.add(get(t), i32.const(1))), hsum4(f, f32x4.add, b[0]!, b[1]!, b[2]!, b[3]!))] : []),
+    store(pn!, outAddr(get(t)), hsum4(f, f32x4.add, a[0]!, a[1]!, a[2]!, a[3]!)),
+    ...(pair ? [store(pn!, outAddr(i32.add(get(t), i32.const(1))), hsum4(f, f32x4.add, b[0]!, b[1]!, b[2]!, b[3]!))] : []),
   ];
-  f.body = pairedQuadLoop(T, tile, start, end, q, t, t0, t1, body);
+  f.body = seq(
+    set(nb, i32.shrU(mulC(get(Lp), elemBytes), i32.const(4))), // 16-byte chunks per row
+    pairedQuadLoop(f, T, tile, start, end, q, t, body, { w, nb, pb, quadBlockBytes: 64, outP }),
+  );
   return f;
 }
 
 /**
- * mm_q8_0(w, x, xs, out, T, nb, outP, tile, start, end, tid). Packed quad-block (136 bytes):
+ * mm_q8_0(w, x, xs, out, T, nb, outP, tile, pb, start, end, tid). Packed quad-block (136 bytes):
  * 4 × f16 d, then 4 rows × 32 int8. x int16 with one scale per 32. Token pairs as in mm_i8g: a
  * pair's block is taken in four steps of 8 inputs, each dot product added straight into its row's
  * accumulator, so that 8 i32 accumulators, one activation vector per token and one weight vector
@@ -372,9 +445,9 @@ function mmDense(dtype: 'f32' | 'bf16' | 'f16'): Func {
  * token ≈ 5 %).
  */
 function mmQ8_0(): Func {
-  const f = new Func('mm_q8_0', new Array<ValType>(11).fill(I32));
-  const [w, x, xs, out, T, nb, outP, tile, start, end] = f.params as Local[] as [Local, Local, Local, Local, Local, Local, Local, Local, Local, Local];
-  const [wp, xp, xp2, xsp, we, q, t, t0, t1, hx, hx2, hw, he] = f.locals32(13);
+  const f = new Func('mm_q8_0', new Array<ValType>(12).fill(I32));
+  const [w, x, xs, out, T, nb, outP, tile, pb, start, end] = f.params as Local[] as [Local, Local, Local, Local, Local, Local, Local, Local, Local, Local, Local];
+  const [wp, xp, xp2, xsp, we, q, t, hx, hx2, hw, he] = f.locals32(11);
   const iA = f.vlocals(4);
   const iB = f.vlocals(4);
   const [accA, accB, xa, xb, wv, lo, d] = f.vlocals(7);
@@ -400,14 +473,14 @@ function mmQ8_0(): Func {
       set(iB[r]!, i32x4.add(get(iB[r]!), i32x4.dotI16x8S(get(wv), get(xb)))),
     ]),
   ];
-  const body = (pair: boolean): Op[] => [
-    set(wp, i32.add(get(w), i32.mul(get(q), mulC(get(nb), 136)))),
-    set(we, i32.add(get(wp), mulC(get(nb), 136))),
-    set(xp, i32.add(get(x), i32.mul(get(t), mulC(get(nb), 64)))),
+  const body = (pair: boolean, pn?: Panel): Op[] => [
+    set(wp, i32.add(get(pn!.pw), i32.mul(get(q), mulC(get(pn!.pnb), 136)))),
+    set(we, i32.add(get(wp), mulC(get(pn!.pnb), 136))),
+    set(xp, i32.add(get(x), mulC(i32.add(i32.mul(get(t), get(nb)), get(pn!.b0)), 64))),
     set(xp2, i32.add(get(xp), mulC(get(nb), 64))),
-    set(xsp, i32.add(get(xs), i32.mul(get(t), mulC(get(nb), 4)))),
-    set(accA, zero()),
-    ...(pair ? [set(accB, zero())] : []),
+    set(xsp, i32.add(get(xs), mulC(i32.add(i32.mul(get(t), get(nb)), get(pn!.b0)), 4))),
+    initAcc(pn, accA, outAddr(get(t))),
+    ...(pair ? [initAcc(pn, accB, outAddr(i32.add(get(t), i32.const(1))))] : []),
     forPtr(wp, we, 136,
       ...(pair ? [
         // four steps of 8 inputs as a loop (see above): 8 accumulators, 2 activation vectors, 1 weight vector
@@ -439,31 +512,31 @@ function mmQ8_0(): Func {
     v128.store(outAddr(get(t)), get(accA)),
     ...(pair ? [v128.store(outAddr(i32.add(get(t), i32.const(1))), get(accB))] : []),
   ];
-  f.body = pairedQuadLoop(T, tile, start, end, q, t, t0, t1, body);
+  f.body = pairedQuadLoop(f, T, tile, start, end, q, t, body, { w, nb, pb, quadBlockBytes: 136, outP });
   return f;
 }
 
 /**
- * mm_q4_0(w, x, xs, bsum, out, T, nb, outP, tile, start, end, tid). Packed quad-block (72 bytes):
+ * mm_q4_0(w, x, xs, bsum, out, T, nb, outP, tile, pb, start, end, tid). Packed quad-block (72 bytes):
  * 4 × f16 d, then 4 rows × 16 bytes of nibbles (ggml order: low nibbles are values 0..15, high
  * 16..31). Σ (q-8)·x = Σ q·x − 8·Σx, with Σx per 32 from bsum_x.
  */
 function mmQ4_0(): Func {
-  const f = new Func('mm_q4_0', new Array<ValType>(12).fill(I32));
-  const [w, x, xs, bsum, out, T, nb, outP, tile, start, end] = f.params as Local[] as [Local, Local, Local, Local, Local, Local, Local, Local, Local, Local, Local];
+  const f = new Func('mm_q4_0', new Array<ValType>(13).fill(I32));
+  const [w, x, xs, bsum, out, T, nb, outP, tile, pb, start, end] = f.params as Local[] as [Local, Local, Local, Local, Local, Local, Local, Local, Local, Local, Local, Local];
   const [wp, xp, xsp, bp, we] = f.locals32(5);
   const ir = f.vlocals(4);
   const xv = f.vlocals(4);
   const [acc, lo, hi, raw, mask] = f.vlocals(5);
   const dotU = (nib: Local, a: Local, b: Local): Op =>
     i32x4.add(i32x4.dotI16x8S(i16x8.extendLowI8x16U(get(nib)), get(a)), i32x4.dotI16x8S(i16x8.extendHighI8x16U(get(nib)), get(b)));
-  f.body = seq(set(mask, i8x16.const(0x0f)), quadLoop(f, T, tile, outP, out, start, end, ({ q, t, outAddr }) => [
-    set(wp, i32.add(get(w), i32.mul(get(q), mulC(get(nb), 72)))),
-    set(we, i32.add(get(wp), mulC(get(nb), 72))),
-    set(xp, i32.add(get(x), i32.mul(get(t), mulC(get(nb), 64)))),
-    set(xsp, i32.add(get(xs), i32.mul(get(t), mulC(get(nb), 4)))),
-    set(bp, i32.add(get(bsum), i32.mul(get(t), mulC(get(nb), 4)))),
-    set(acc, zero()),
+  f.body = seq(set(mask, i8x16.const(0x0f)), quadLoop(f, T, tile, outP, out, start, end, ({ q, t, outAddr }, pn) => [
+    set(wp, i32.add(get(pn!.pw), i32.mul(get(q), mulC(get(pn!.pnb), 72)))),
+    set(we, i32.add(get(wp), mulC(get(pn!.pnb), 72))),
+    set(xp, i32.add(get(x), mulC(i32.add(i32.mul(get(t), get(nb)), get(pn!.b0)), 64))),
+    set(xsp, i32.add(get(xs), mulC(i32.add(i32.mul(get(t), get(nb)), get(pn!.b0)), 4))),
+    set(bp, i32.add(get(bsum), mulC(i32.add(i32.mul(get(t), get(nb)), get(pn!.b0)), 4))),
+    initAcc(pn, acc, outAddr),
     forPtr(wp, we, 72,
       ...xv.map((l, i) => set(l, v128.load(get(xp), 16 * i))),
       ...ir.flatMap((l, r) => [
@@ -479,19 +552,19 @@ function mmQ4_0(): Func {
       inc(xsp, 4),
       inc(bp, 4)),
     v128.store(outAddr, get(acc)),
-  ]));
+  ], { w, nb, pb, quadBlockBytes: 72, outP }));
   return f;
 }
 
 /**
- * mm_q4_k(w, x, xs, bsum, out, T, nsb, outP, tile, start, end, tid). Packed quad-superblock (592 bytes,
+ * mm_q4_k(w, x, xs, bsum, out, T, nsb, outP, tile, pb, start, end, tid). Packed quad-superblock (592 bytes,
  * layout.ts): d[4] f16, dmin[4] f16, sc[r][8] u8, m[j][4] u8, then 4 rows × 128 bytes of ggml qs.
  * x int16 with one scale per 256, bsum per 32. Row value = d·sc·q − dmin·m, so
  * Σ w·x = xs·(d·Σ_j sc_j·Σ q·xq − dmin·Σ_j m_j·bsum_j); both inner sums fit i32 (see README).
  */
 function mmQ4K(): Func {
-  const f = new Func('mm_q4_k', new Array<ValType>(12).fill(I32));
-  const [w, x, xs, bsum, out, T, nsb, outP, tile, start, end] = f.params as Local[] as [Local, Local, Local, Local, Local, Local, Local, Local, Local, Local, Local];
+  const f = new Func('mm_q4_k', new Array<ValType>(13).fill(I32));
+  const [w, x, xs, bsum, out, T, nsb, outP, tile, pb, start, end] = f.params as Local[] as [Local, Local, Local, Local, Local, Local, Local, Local, Local, Local, Local, Local];
   const [wp, xp, xsp, bp, we, qp, qe, scp] = f.locals32(8);
   const cr = f.vlocals(4);
   const X = f.vlocals(4);
@@ -527,13 +600,13 @@ function mmQ4K(): Func {
     body.push(set(msum, i32x4.add(get(msum), i32x4.mul(
       i32x4.extendLowI16x8U(v128.load8x8U(get(wp), 48 + 4 * j)), i32x4.splat(i32.load(get(bp), 4 * j))))));
   }
-  f.body = seq(set(mask, i8x16.const(0x0f)), quadLoop(f, T, tile, outP, out, start, end, ({ q, t, outAddr }) => [
-    set(wp, i32.add(get(w), i32.mul(get(q), mulC(get(nsb), QB)))),
-    set(we, i32.add(get(wp), mulC(get(nsb), QB))),
-    set(xp, i32.add(get(x), i32.mul(get(t), mulC(get(nsb), 512)))),
-    set(xsp, i32.add(get(xs), i32.mul(get(t), mulC(get(nsb), 4)))),
-    set(bp, i32.add(get(bsum), i32.mul(get(t), mulC(get(nsb), 32)))),
-    set(acc, zero()),
+  f.body = seq(set(mask, i8x16.const(0x0f)), quadLoop(f, T, tile, outP, out, start, end, ({ q, t, outAddr }, pn) => [
+    set(wp, i32.add(get(pn!.pw), i32.mul(get(q), mulC(get(pn!.pnb), QB)))),
+    set(we, i32.add(get(wp), mulC(get(pn!.pnb), QB))),
+    set(xp, i32.add(get(x), mulC(i32.add(i32.mul(get(t), get(nsb)), get(pn!.b0)), 512))),
+    set(xsp, i32.add(get(xs), mulC(i32.add(i32.mul(get(t), get(nsb)), get(pn!.b0)), 4))),
+    set(bp, i32.add(get(bsum), mulC(i32.add(i32.mul(get(t), get(nsb)), get(pn!.b0)), 32))),
+    initAcc(pn, acc, outAddr),
     forPtr(wp, we, QB,
       ...cr.map((l) => set(l, zero())),
       set(msum, zero()),
@@ -544,19 +617,19 @@ function mmQ4K(): Func {
       inc(xsp, 4),
       inc(bp, 32)),
     v128.store(outAddr, get(acc)),
-  ]));
+  ], { w, nb: nsb, pb, quadBlockBytes: QB, outP }));
   return f;
 }
 
 /**
- * mm_q6_k(w, x, xs, out, T, nsb, outP, tile, start, end, tid). Packed quad-superblock (840 bytes):
+ * mm_q6_k(w, x, xs, out, T, nsb, outP, tile, pb, start, end, tid). Packed quad-superblock (840 bytes):
  * d[4] f16, sc[r][16] i8, then 4 rows × (ql[128], qh[64]) in ggml order. x int16, one scale per 256.
  * Per 16 values: q = low4 | high2<<4, minus 32, times the i8 scale; 2 groups of 16 are summed in i32
  * (|Σ| ≤ 2·4·32·32767·128 < 2^31) before conversion.
  */
 function mmQ6K(): Func {
-  const f = new Func('mm_q6_k', new Array<ValType>(11).fill(I32));
-  const [w, x, xs, out, T, nsb, outP, tile, start, end] = f.params as Local[] as [Local, Local, Local, Local, Local, Local, Local, Local, Local, Local];
+  const f = new Func('mm_q6_k', new Array<ValType>(12).fill(I32));
+  const [w, x, xs, out, T, nsb, outP, tile, pb, start, end] = f.params as Local[] as [Local, Local, Local, Local, Local, Local, Local, Local, Local, Local, Local];
   const [wp, xp, xsp, we, qlp, qhp, scp, i, cc] = f.locals32(9);
   const fr = f.vlocals(4);
   const X = f.vlocals(4);
@@ -608,12 +681,12 @@ function mmQ6K(): Func {
       inc(scp, i32.add(i32.const(1), i32.mul(get(cc), i32.const(6))))),
   ];
   f.body = seq(set(k0f, i8x16.const(0x0f)), set(k30, i8x16.const(0x30)), set(k32, i8x16.const(32)),
-    quadLoop(f, T, tile, outP, out, start, end, ({ q, t, outAddr }) => [
-    set(wp, i32.add(get(w), i32.mul(get(q), mulC(get(nsb), QB)))),
-    set(we, i32.add(get(wp), mulC(get(nsb), QB))),
-    set(xp, i32.add(get(x), i32.mul(get(t), mulC(get(nsb), 512)))),
-    set(xsp, i32.add(get(xs), i32.mul(get(t), mulC(get(nsb), 4)))),
-    set(acc, zero()),
+    quadLoop(f, T, tile, outP, out, start, end, ({ q, t, outAddr }, pn) => [
+    set(wp, i32.add(get(pn!.pw), i32.mul(get(q), mulC(get(pn!.pnb), QB)))),
+    set(we, i32.add(get(wp), mulC(get(pn!.pnb), QB))),
+    set(xp, i32.add(get(x), mulC(i32.add(i32.mul(get(t), get(nsb)), get(pn!.b0)), 512))),
+    set(xsp, i32.add(get(xs), mulC(i32.add(i32.mul(get(t), get(nsb)), get(pn!.b0)), 4))),
+    initAcc(pn, acc, outAddr),
     forPtr(wp, we, QB,
       ...fr.map((l) => set(l, zero())),
       ...body,
@@ -621,7 +694,7 @@ function mmQ6K(): Func {
         f32x4.mul(f16x4(f, v128.load16x4U(get(wp))), f32x4.splat(f32.load(get(xsp))))))),
       inc(xsp, 4)),
     v128.store(outAddr, get(acc)),
-  ]));
+  ], { w, nb: nsb, pb, quadBlockBytes: QB, outP }));
   return f;
 }
 
@@ -849,21 +922,21 @@ function quantX8(): Func {
  * Same packed layout and arguments as mm_q4_0, with x and bsum from quant_x8.
  */
 function mmQ4_0r(): Func {
-  const f = new Func('mm_q4_0r', new Array<ValType>(12).fill(I32));
-  const [w, x, xs, bsum, out, T, nb, outP, tile, start, end] = f.params as Local[] as [Local, Local, Local, Local, Local, Local, Local, Local, Local, Local, Local];
+  const f = new Func('mm_q4_0r', new Array<ValType>(13).fill(I32));
+  const [w, x, xs, bsum, out, T, nb, outP, tile, pb, start, end] = f.params as Local[] as [Local, Local, Local, Local, Local, Local, Local, Local, Local, Local, Local, Local];
   const [wp, xp, xsp, bp, we] = f.locals32(5);
   const ir = f.vlocals(4);
   const [xh0, xh1, xl0, xl1] = f.vlocals(4);
   const [acc, lo, hi, raw, mask] = f.vlocals(5);
   const rdot = i16x8.relaxedDotI8x16I7x16S;
   const plane = (a: Local, b: Local): Op => i32x4.extaddPairwiseI16x8S(i16x8.add(rdot(get(a), get(lo)), rdot(get(b), get(hi))));
-  f.body = seq(set(mask, i8x16.const(0x0f)), quadLoop(f, T, tile, outP, out, start, end, ({ q, t, outAddr }) => [
-    set(wp, i32.add(get(w), i32.mul(get(q), mulC(get(nb), 72)))),
-    set(we, i32.add(get(wp), mulC(get(nb), 72))),
-    set(xp, i32.add(get(x), i32.mul(get(t), mulC(get(nb), 64)))),
-    set(xsp, i32.add(get(xs), i32.mul(get(t), mulC(get(nb), 4)))),
-    set(bp, i32.add(get(bsum), i32.mul(get(t), mulC(get(nb), 4)))),
-    set(acc, zero()),
+  f.body = seq(set(mask, i8x16.const(0x0f)), quadLoop(f, T, tile, outP, out, start, end, ({ q, t, outAddr }, pn) => [
+    set(wp, i32.add(get(pn!.pw), i32.mul(get(q), mulC(get(pn!.pnb), 72)))),
+    set(we, i32.add(get(wp), mulC(get(pn!.pnb), 72))),
+    set(xp, i32.add(get(x), mulC(i32.add(i32.mul(get(t), get(nb)), get(pn!.b0)), 64))),
+    set(xsp, i32.add(get(xs), mulC(i32.add(i32.mul(get(t), get(nb)), get(pn!.b0)), 4))),
+    set(bp, i32.add(get(bsum), mulC(i32.add(i32.mul(get(t), get(nb)), get(pn!.b0)), 4))),
+    initAcc(pn, acc, outAddr),
     forPtr(wp, we, 72,
       set(xh0, v128.load(get(xp))),
       set(xh1, v128.load(get(xp), 16)),
@@ -882,7 +955,7 @@ function mmQ4_0r(): Func {
       inc(xsp, 4),
       inc(bp, 4)),
     v128.store(outAddr, get(acc)),
-  ]));
+  ], { w, nb, pb, quadBlockBytes: 72, outP }));
   return f;
 }
 

@@ -15,6 +15,13 @@
  *
  * The official int8 checkpoint is input-major ([in, out]), so i8g is a transpose: rows become the
  * outputs. Groups (scale rows) are padded to a multiple of 16 inputs each.
+ *
+ * **Column panels.** Every layout but in-major dense is further cut into panels of `panel` inputs
+ * (1024 by default; for i8g within each group): a packed part holds panel 0 of every quad, then
+ * panel 1 of every quad, and so on, each quad's panel in the layout above. A matvec then streams one panel of
+ * the thread's quads against 2 KB of int16 activations, which stay in L1; with whole rows, a
+ * quad's 26 KB (Q8_0 at 6144 inputs) streaming past 12 KB of activations evicted them from a
+ * 32 KB L1 every quad, costing ≈ 30 % of single-thread speed at Grok's widths.
  */
 import type { LinearWeight } from '../kernels.js';
 import { bf16BytesToF32 } from '../../tensor/dtype.js';
@@ -43,17 +50,28 @@ export interface PackPlan {
   readonly xBlock: number;
   /** Length of the runs summed by bsum_x (0 = none). */
   readonly bsumLen: number;
+  /**
+   * Inputs per column panel (a multiple of 256, so of every block); ≥ segStride when the weight is
+   * one panel (always for in-major dense). Out-major: panel p of a quad is bytes
+   * [p·panel·inBytes, …) of its quad layout, with inBytes = quadBytes / segStride; i8g: per group.
+   */
+  readonly panel: number;
 }
+
+/** Inputs per column panel unless told otherwise (see the header). */
+export const DEFAULT_PANEL = 1024;
 
 const roundUp = (n: number, m: number) => Math.ceil(n / m) * m;
 
 /** The packing plan for a weight, or undefined when the wasm backend has no kernel for its format. */
-export function planFor(w: LinearWeight): PackPlan | undefined {
+export function planFor(w: LinearWeight, panelInputs = DEFAULT_PANEL): PackPlan | undefined {
   const f = w.format;
   const I = w.inDim;
   const O = w.outDim;
   const quads = Math.ceil(O / 4);
-  const base = { inDim: I, outDim: O, quads, scaleQuadBytes: 0, segs: 1, segLen: I, bsumLen: 0 };
+  if (!(panelInputs >= 256 && panelInputs % 256 === 0)) throw new RangeError(`panel inputs must be a positive multiple of 256, got ${panelInputs}`);
+  const base = { inDim: I, outDim: O, quads, scaleQuadBytes: 0, segs: 1, segLen: I, bsumLen: 0, panel: panelInputs };
+  const whole = { panel: Number.MAX_SAFE_INTEGER };
   if (f.kind === 'int8-grouped') {
     const G = f.groups;
     if (!(G >= 1) || I % G !== 0) return undefined;
@@ -67,7 +85,7 @@ export function planFor(w: LinearWeight): PackPlan | undefined {
   if (f.kind === 'dense') {
     const Lp = roundUp(I, 16);
     const eb = f.dtype === 'f32' ? 4 : 2;
-    return { ...base, kind: f.dtype, quadBytes: Lp * eb * 4, segStride: Lp, xBlock: 0 };
+    return { ...base, ...(f.order === 'in-major' ? whole : {}), kind: f.dtype, quadBytes: Lp * eb * 4, segStride: Lp, xBlock: 0 };
   }
   if (f.kind === 'ggml') {
     const blocks = (n: number) => (I % n === 0 ? I / n : -1);
@@ -97,24 +115,38 @@ export function planFor(w: LinearWeight): PackPlan | undefined {
   return undefined;
 }
 
+/** Panels of a plan's weight. */
+export function panelCount(plan: PackPlan): number {
+  return Math.ceil(plan.segStride / plan.panel);
+}
+
+/** Bytes of one quad's part of panel p. */
+export function panelQuadBytes(plan: PackPlan, p: number): number {
+  const inBytes = plan.quadBytes / plan.segStride;
+  return Math.min(plan.panel, plan.segStride - p * plan.panel) * inBytes;
+}
+
 /** Bytes a run of `quads` quads occupies (weights, then i8g scales). */
 export function partBytes(plan: PackPlan, quads: number): number {
   return quads * (plan.quadBytes + plan.scaleQuadBytes);
 }
 
-/**
- * Packs quads q0..q1-1 of `w` into `dst` (zeroed memory of partBytes(plan, q1 - q0) bytes):
- * weights first, then (i8g) the scales.
- */
 /** Bytes of stored rows read per step while packing an out-major weight. */
 const PACK_CHUNK_BYTES = 16 << 20;
 
+/**
+ * Packs quads q0..q1-1 of `w` into `dst` (zeroed memory of partBytes(plan, q1 - q0) bytes):
+ * weights first (panel-major when the plan has several panels), then (i8g) the scales.
+ */
 export function packQuads(plan: PackPlan, w: LinearWeight, q0: number, q1: number, dst: Uint8Array): void {
   const f = w.format;
   if (plan.kind === 'i8g') return packI8g(plan, w.bytes(), w.scaleBytes(), q0, q1, dst);
   if (f.kind === 'dense' && f.order === 'in-major') return packDenseInMajor(plan, w.bytes(), q0, q1, dst);
   const rowBytes = storedRowBytes(plan);
   const tmp = new Uint8Array(4 * rowBytes);
+  const panels = panelCount(plan);
+  const quadBuf = panels > 1 ? new Uint8Array(plan.quadBytes) : undefined;
+  const fullPanel = panelQuadBytes(plan, 0);
   // Out-major rows are read a chunk at a time (from the cached bytes, or from disk when none are
   // held), so packing a large table (the embedding) never holds a second full copy of it.
   const chunkQuads = Math.max(1, Math.floor(PACK_CHUNK_BYTES / (4 * rowBytes)));
@@ -129,7 +161,8 @@ export function packQuads(plan: PackPlan, w: LinearWeight, q0: number, q1: numbe
     const rows = Math.min(4, plan.outDim - 4 * q);
     tmp.fill(0);
     tmp.set(src.subarray(4 * (q - srcQ) * rowBytes, (4 * (q - srcQ) + rows) * rowBytes));
-    const out = dst.subarray((q - q0) * plan.quadBytes, (q - q0 + 1) * plan.quadBytes);
+    const out = quadBuf ?? dst.subarray((q - q0) * plan.quadBytes, (q - q0 + 1) * plan.quadBytes);
+    if (quadBuf) quadBuf.fill(0);
     switch (plan.kind) {
       case 'f32':
       case 'bf16':
@@ -148,6 +181,13 @@ export function packQuads(plan: PackPlan, w: LinearWeight, q0: number, q1: numbe
       case 'q6_k':
         packQ6K(tmp, rowBytes, out);
         break;
+    }
+    if (quadBuf) {
+      // panel p of quad q sits at p·(quads·fullPanel) + q·(its panel's bytes)
+      for (let p = 0; p < panels; p++) {
+        const n = panelQuadBytes(plan, p);
+        dst.set(quadBuf.subarray(p * fullPanel, p * fullPanel + n), p * (q1 - q0) * fullPanel + (q - q0) * n);
+      }
     }
   }
 }
@@ -242,13 +282,18 @@ function packQ6K(tmp: Uint8Array, rowBytes: number, out: Uint8Array): void {
   }
 }
 
-/** The official layout: int8 [in, out] input-major + bf16 scales [G, out] → quads of output rows. */
+/**
+ * The official layout: int8 [in, out] input-major + bf16 scales [G, out] → quads of output rows,
+ * group by group and panel by panel (a group's panels of `plan.panel` inputs; the last may be shorter).
+ */
 function packI8g(plan: PackPlan, src: Uint8Array, scaleBytes: Uint8Array, q0: number, q1: number, dst: Uint8Array): void {
   const O = plan.outDim;
   const G = plan.segs;
   const L = plan.segLen;
   const Lp = plan.segStride;
   const chunks = Lp / 16;
+  const pc = Math.min(plan.panel, Lp) / 16; // chunks per column panel
+  const nq = q1 - q0;
   const aligned = O % 4 === 0 && src.byteOffset % 4 === 0;
   const src32 = aligned ? new Uint32Array(src.buffer, src.byteOffset, src.byteLength >>> 2) : undefined;
   const O4 = O >>> 2;
@@ -256,8 +301,11 @@ function packI8g(plan: PackPlan, src: Uint8Array, scaleBytes: Uint8Array, q0: nu
     for (let c = 0; c < chunks; c++) {
       const kn = Math.min(16, L - 16 * c); // real inputs in this chunk
       const k0 = g * L + 16 * c;
+      // panel (g, c0): every quad's chunks c0..c0+npc-1, at nq·64·(g·chunks + c0)
+      const c0 = c - (c % pc);
+      const npc = Math.min(pc, chunks - c0);
       for (let q = q0; q < q1; q++) {
-        const o = ((q - q0) * G * chunks + g * chunks + c) * 64;
+        const o = (nq * (g * chunks + c0) + (q - q0) * npc + (c - c0)) * 64;
         if (src32 && 4 * q + 3 < O) {
           for (let b = 0; b < kn; b++) {
             const v = src32[(k0 + b) * O4 + q]!;
