@@ -189,10 +189,10 @@ class WasmBackend implements WasmKernels {
       // a weight that fits a fresh shard never spans two: start a new shard instead of splitting
       if (fitQuads(shard) < plan.quads - q) {
         const fresh = Math.floor((shard.maxBytes - RESERVED - shard.stageBytes - 64) / perQuad);
-        if (fresh >= plan.quads - q || fitQuads(shard) < 1) shard = this.rt.newShard();
+        if (fresh >= plan.quads - q || fitQuads(shard) < plan.unitQuads) shard = this.rt.newShard();
       }
-      const n = Math.min(plan.quads - q, fitQuads(shard));
-      if (n < 1) throw new UnsupportedError('wasm-memory', `${w.name}: one quad of 4 rows (${perQuad} bytes) does not fit a memory shard`);
+      const n = Math.min(plan.quads - q, fitQuads(shard) - (fitQuads(shard) % plan.unitQuads));
+      if (n < 1) throw new UnsupportedError('wasm-memory', `${w.name}: one unit of ${4 * plan.unitQuads} rows (${plan.unitQuads * perQuad} bytes) does not fit a memory shard`);
       const bytes = partBytes(plan, n);
       const ptr = shard.alloc(bytes)!;
       packQuads(plan, w, q, q + n, shard.u8.subarray(ptr, ptr + bytes));
@@ -314,7 +314,7 @@ class WasmBackend implements WasmKernels {
         rt.exec(s, kernel, [wp, xf, ob, tn, plan.segStride, outP, tile, pb(plan.kind === 'f32' ? 4 : 8)], nq, par);
         break;
       case 'q8_0':
-        rt.exec(s, kernel, [wp, xq, xs, ob, tn, I / 32, outP, tile, pb(32)], nq, par);
+        rt.exec(s, kernel, [wp, xq, xs, ob, tn, I / 32, outP, tile, pb(32)], nq / 2, par); // units of 2 quads
         break;
       case 'q4_0':
         rt.exec(s, relaxedQ4 ? 'mm_q4_0r' : kernel, [wp, xq, xs, bs, ob, tn, I / 32, outP, tile, pb(32)], nq, par);

@@ -435,84 +435,86 @@ function mmDense(dtype: 'f32' | 'bf16' | 'f16'): Func {
 }
 
 /**
- * mm_q8_0(w, x, xs, out, T, nb, outP, tile, pb, start, end, tid). Packed quad-block (136 bytes):
- * 4 × f16 d, then 4 rows × 32 int8. x int16 with one scale per 32. Token pairs as in mm_i8g: a
- * pair's block is taken in four steps of 8 inputs, each dot product added straight into its row's
- * accumulator, so that 8 i32 accumulators, one activation vector per token and one weight vector
- * are live; a single token takes the block as two 16-input halves. Both walk their steps as a
- * loop, not unrolled: TurboFan issues a loop body's loads first, so an unrolled block kept all
- * its loaded vectors waiting in registers and spilled (pairs ≈ 20 % slower at T = 4..16, one
- * token ≈ 5 %).
+ * mm_q8_0(w, x, xs, out, T, nb, outP, tile, pb, start, end, tid): units of 8 rows (two quads).
+ * Packed octet-block (272 bytes): 8 × f16 d, then per input pair p (16 of them) the 8 rows' 2
+ * int8 values (layout.ts). `dot_i16x8_s` of 8 such bytes (sign-extended) with the pair's two
+ * activations splatted (one `load32_splat`) gives 4 rows' sums in the 4 lanes: no horizontal sum
+ * per block, and a block's tail is a convert, two multiplies and an add per token and quad. (With
+ * whole-row layouts, per-block horizontal sums and scales cost a third of a prefill: Q8_0 scales
+ * every 32 inputs.) Each splatted pair serves 8 rows; tokens go in pairs where they can, so each
+ * sign-extended weight vector serves two.
+ *
+ * Inner steps are short (2 input pairs for one token, 1 for two): TurboFan issues a loop body's
+ * loads first, so longer bodies keep loaded vectors waiting in registers and spill.
  */
 function mmQ8_0(): Func {
   const f = new Func('mm_q8_0', new Array<ValType>(12).fill(I32));
   const [w, x, xs, out, T, nb, outP, tile, pb, start, end] = f.params as Local[] as [Local, Local, Local, Local, Local, Local, Local, Local, Local, Local, Local];
-  const [wp, xp, xp2, xsp, we, q, t, hx, hx2, hw, he] = f.locals32(11);
-  const iA = f.vlocals(4);
-  const iB = f.vlocals(4);
-  const [accA, accB, xa, xb, wv, lo, d] = f.vlocals(7);
-  const outAddr = (tt: Op) => i32.add(get(out), mulC(i32.add(i32.mul(tt, get(outP)), mulC(get(q), 4)), 4));
-  // one token: one step of 16 inputs (hx: activations, hw: weights), the two dot products of a
-  // row summed before accumulating
-  const half: Op[] = [
-    set(xa, v128.load(get(hx))),
-    set(xb, v128.load(get(hx), 16)),
-    ...iA.flatMap((l, r) => [
-      set(wv, v128.load8x8S(get(hw), 8 + 32 * r)),
-      set(lo, v128.load8x8S(get(hw), 8 + 32 * r + 8)),
-      set(l, i32x4.add(get(l), i32x4.add(i32x4.dotI16x8S(get(wv), get(xa)), i32x4.dotI16x8S(get(lo), get(xb))))),
-    ]),
-  ];
-  // a pair: one step of 8 inputs for both tokens (hx, hx2: activations, hw: weights)
-  const quarter: Op[] = [
-    set(xa, v128.load(get(hx))),
-    set(xb, v128.load(get(hx2))),
-    ...iA.flatMap((l, r) => [
-      set(wv, v128.load8x8S(get(hw), 8 + 32 * r)),
-      set(l, i32x4.add(get(l), i32x4.dotI16x8S(get(wv), get(xa)))),
-      set(iB[r]!, i32x4.add(get(iB[r]!), i32x4.dotI16x8S(get(wv), get(xb)))),
-    ]),
-  ];
-  const body = (pair: boolean, pn?: Panel): Op[] => [
-    set(wp, i32.add(get(pn!.pw), i32.mul(get(q), mulC(get(pn!.pnb), 136)))),
-    set(we, i32.add(get(wp), mulC(get(pn!.pnb), 136))),
-    set(xp, i32.add(get(x), mulC(i32.add(i32.mul(get(t), get(nb)), get(pn!.b0)), 64))),
-    set(xp2, i32.add(get(xp), mulC(get(nb), 64))),
-    set(xsp, i32.add(get(xs), mulC(i32.add(i32.mul(get(t), get(nb)), get(pn!.b0)), 4))),
-    initAcc(pn, accA, outAddr(get(t))),
-    ...(pair ? [initAcc(pn, accB, outAddr(i32.add(get(t), i32.const(1))))] : []),
-    forPtr(wp, we, 136,
-      ...(pair ? [
-        // four steps of 8 inputs as a loop (see above): 8 accumulators, 2 activation vectors, 1 weight vector
-        ...iA.map((l) => set(l, zero())),
-        ...iB.map((l) => set(l, zero())),
-        set(hx, get(xp)),
-        set(hx2, get(xp2)),
-        set(hw, get(wp)),
-        set(he, i32.add(get(wp), i32.const(32))),
-        forPtr(hw, he, 8, ...quarter, inc(hx, 16), inc(hx2, 16)),
-      ] : [
-        // the block's two halves as a 2-step loop: TurboFan issues a loop body's loads first, and
-        // both halves' 20 loaded vectors next to the accumulators spilled
-        ...iA.map((l) => set(l, zero())),
-        set(hx, get(xp)),
-        set(hw, get(wp)),
-        set(he, i32.add(get(wp), i32.const(32))),
-        forPtr(hw, he, 16, ...half, inc(hx, 32)),
-      ]),
-      set(d, f16x4(f, v128.load16x4U(get(wp)))),
-      set(accA, f32x4.add(get(accA), f32x4.mul(f32x4.convertI32x4S(hsum4(f, i32x4.add, iA[0]!, iA[1]!, iA[2]!, iA[3]!)),
-        f32x4.mul(get(d), f32x4.splat(f32.load(get(xsp))))))),
-      ...(pair ? [set(accB, f32x4.add(get(accB), f32x4.mul(f32x4.convertI32x4S(hsum4(f, i32x4.add, iB[0]!, iB[1]!, iB[2]!, iB[3]!)),
-        f32x4.mul(get(d), f32x4.splat(f32.load(i32.add(get(xsp), mulC(get(nb), 4)))))))),
-      ] : []),
-      inc(xp, 64),
-      ...(pair ? [inc(xp2, 64)] : []),
-      inc(xsp, 4)),
-    v128.store(outAddr(get(t)), get(accA)),
-    ...(pair ? [v128.store(outAddr(i32.add(get(t), i32.const(1))), get(accB))] : []),
-  ];
-  f.body = pairedQuadLoop(f, T, tile, start, end, q, t, body, { w, nb, pb, quadBlockBytes: 136, outP });
+  const [u, t, t0, t1, wp, we, hw, he, xb, xsb] = f.locals32(10);
+  const xp = f.locals32(2);
+  const acc = [f.vlocals(2), f.vlocals(2)]; // [token][quad]
+  const part = [f.vlocals(2), f.vlocals(2)];
+  const [wA, wB, sx, dA, dB, xsv] = f.vlocals(6);
+  const outAddr = (tt: Op, h: number) => i32.add(get(out), mulC(i32.add(i32.mul(tt, get(outP)), i32.add(mulC(get(u), 8), i32.const(4 * h))), 4));
+
+  /** Tokens t..t+n-1 (n = 1 or 2) against unit u. */
+  const octet = (pn: Panel, n: number): Op[] => {
+    const ks = Array.from({ length: n }, (_, k) => k);
+    const tk = (k: number) => i32.add(get(t), i32.const(k));
+    const pairs = n === 1 ? 2 : 1;
+    return [
+      set(wp, i32.add(get(pn.pw), i32.mul(get(u), mulC(get(pn.pnb), 272)))),
+      set(we, i32.add(get(wp), mulC(get(pn.pnb), 272))),
+      set(xb, i32.add(get(x), mulC(i32.add(i32.mul(get(t), get(nb)), get(pn.b0)), 64))),
+      set(xsb, i32.add(get(xs), mulC(i32.add(i32.mul(get(t), get(nb)), get(pn.b0)), 4))),
+      ...ks.flatMap((k) => [initAcc(pn, acc[k]![0]!, outAddr(tk(k), 0)), initAcc(pn, acc[k]![1]!, outAddr(tk(k), 1))]),
+      forPtr(wp, we, 272,
+        ...ks.flatMap((k) => [set(part[k]![0]!, zero()), set(part[k]![1]!, zero())]),
+        ...ks.map((k) => set(xp[k]!, k ? i32.add(get(xb), mulC(get(nb), 64 * k)) : get(xb))),
+        set(hw, i32.add(get(wp), i32.const(16))),
+        set(he, i32.add(get(hw), i32.const(256))),
+        forPtr(hw, he, 16 * pairs,
+          ...Array.from({ length: pairs }, (_, p) => [
+            set(wA, v128.load8x8S(get(hw), 16 * p)),
+            set(wB, v128.load8x8S(get(hw), 16 * p + 8)),
+            ...ks.flatMap((k) => [
+              set(sx, v128.load32Splat(get(xp[k]!), 4 * p)),
+              set(part[k]![0]!, i32x4.add(get(part[k]![0]!), i32x4.dotI16x8S(get(wA), get(sx)))),
+              set(part[k]![1]!, i32x4.add(get(part[k]![1]!), i32x4.dotI16x8S(get(wB), get(sx)))),
+            ]),
+          ]).flat(),
+          ...ks.map((k) => inc(xp[k]!, 4 * pairs))),
+        set(dA, f16x4(f, v128.load16x4U(get(wp)))),
+        set(dB, f16x4(f, v128.load16x4U(get(wp), 8))),
+        ...ks.flatMap((k) => [
+          set(xsv, v128.load32Splat(k ? i32.add(get(xsb), mulC(get(nb), 4 * k)) : get(xsb))),
+          set(acc[k]![0]!, f32x4.add(get(acc[k]![0]!), f32x4.mul(f32x4.convertI32x4S(get(part[k]![0]!)), f32x4.mul(get(dA), get(xsv))))),
+          set(acc[k]![1]!, f32x4.add(get(acc[k]![1]!), f32x4.mul(f32x4.convertI32x4S(get(part[k]![1]!)), f32x4.mul(get(dB), get(xsv))))),
+        ]),
+        inc(xb, 64),
+        inc(xsb, 4)),
+      ...ks.flatMap((k) => [v128.store(outAddr(tk(k), 0), get(acc[k]![0]!)), v128.store(outAddr(tk(k), 1), get(acc[k]![1]!))]),
+    ];
+  };
+
+  const tiles = (pn: Panel): Op => seq(
+    set(t0, i32.const(0)),
+    block(loop(
+      brIf(1, i32.geU(get(t0), get(T))),
+      set(t1, i32.add(get(t0), get(tile))),
+      if_(i32.gtU(get(t1), get(T)), [set(t1, get(T))]),
+      forLoop(u, get(start), get(end), 1,
+        set(t, get(t0)),
+        block(loop(
+          brIf(1, i32.geU(i32.add(get(t), i32.const(1)), get(t1))),
+          ...octet(pn, 2),
+          inc(t, 2),
+          br(0))),
+        if_(i32.ltU(get(t), get(t1)), octet(pn, 1))),
+      set(t0, get(t1)),
+      br(0))),
+  );
+  f.body = panelLoop(f, { w, nb, pb, quadBlockBytes: 136, outP }, tiles);
   return f;
 }
 

@@ -8,7 +8,7 @@
  * |-------|--------------------------------------------|---------------------------|-----------|
  * | i8g   | per 16 inputs: 4 rows × 16 int8; + f32 scale per (row, group) | 64 per 16 inputs | +16·G/in |
  * | f32/bf16/f16 | per 16 bytes of each row: 4 × 16 bytes (rows padded to 16 values) | 64 per chunk | same |
- * | q8_0  | per 32 inputs: 4 × f16 d, 4 rows × 32 int8   | 136                       | same      |
+ * | q8_0  | quads in pairs (8 rows); per 32 inputs: 8 × f16 d, then per input pair the 8 rows' 2 int8 | 272 per 8 rows | same |
  * | q4_0  | per 32 inputs: 4 × f16 d, 4 rows × 16 nibble bytes | 72                  | same      |
  * | q4_k  | per 256: 4 d, 4 dmin (f16), 6-bit scales/mins unpacked to bytes ([r][8] and [j][4]), 4 × qs[128] | 592 | +2.8 % |
  * | q6_k  | per 256: 4 × f16 d, 4 × 16 i8 scales, 4 × (ql[128], qh[64]) | 840             | same      |
@@ -38,7 +38,14 @@ export interface PackPlan {
   readonly kind: PlanKind;
   readonly inDim: number;
   readonly outDim: number;
+  /** Quads, a multiple of unitQuads (the last ones zero-padded). */
   readonly quads: number;
+  /**
+   * Quads per kernel unit, interleaved block by block: 2 for q8_0 (one weight stream serves 8
+   * rows: with each quad its own stream, two streams per core read DRAM at half the speed), else 1.
+   * Threads and memory shards split weights at unit boundaries.
+   */
+  readonly unitQuads: 1 | 2;
   /** Packed weight bytes per quad (all inputs), plus for i8g the f32 scales per quad. */
   readonly quadBytes: number;
   readonly scaleQuadBytes: number;
@@ -70,7 +77,7 @@ export function planFor(w: LinearWeight, panelInputs = DEFAULT_PANEL): PackPlan 
   const O = w.outDim;
   const quads = Math.ceil(O / 4);
   if (!(panelInputs >= 256 && panelInputs % 256 === 0)) throw new RangeError(`panel inputs must be a positive multiple of 256, got ${panelInputs}`);
-  const base = { inDim: I, outDim: O, quads, scaleQuadBytes: 0, segs: 1, segLen: I, bsumLen: 0, panel: panelInputs };
+  const base = { inDim: I, outDim: O, quads, unitQuads: 1 as const, scaleQuadBytes: 0, segs: 1, segLen: I, bsumLen: 0, panel: panelInputs };
   const whole = { panel: Number.MAX_SAFE_INTEGER };
   if (f.kind === 'int8-grouped') {
     const G = f.groups;
@@ -92,7 +99,7 @@ export function planFor(w: LinearWeight, panelInputs = DEFAULT_PANEL): PackPlan 
     switch (f.type) {
       case 'q8_0':
         if (blocks(32) < 0) return undefined;
-        return { ...base, kind: 'q8_0', quadBytes: blocks(32) * Q8_0_QUAD_BYTES, segStride: I, xBlock: 32 };
+        return { ...base, kind: 'q8_0', quads: 2 * Math.ceil(O / 8), unitQuads: 2, quadBytes: blocks(32) * Q8_0_QUAD_BYTES, segStride: I, xBlock: 32 };
       case 'q4_0':
         if (blocks(32) < 0) return undefined;
         return { ...base, kind: 'q4_0', quadBytes: blocks(32) * Q4_0_QUAD_BYTES, segStride: I, xBlock: 32, bsumLen: 32 };
@@ -142,27 +149,32 @@ export function packQuads(plan: PackPlan, w: LinearWeight, q0: number, q1: numbe
   const f = w.format;
   if (plan.kind === 'i8g') return packI8g(plan, w.bytes(), w.scaleBytes(), q0, q1, dst);
   if (f.kind === 'dense' && f.order === 'in-major') return packDenseInMajor(plan, w.bytes(), q0, q1, dst);
+  const U = plan.unitQuads;
+  const unitRows = 4 * U;
+  const unitBytes = U * plan.quadBytes;
   const rowBytes = storedRowBytes(plan);
-  const tmp = new Uint8Array(4 * rowBytes);
+  const tmp = new Uint8Array(unitRows * rowBytes);
   const panels = panelCount(plan);
-  const quadBuf = panels > 1 ? new Uint8Array(plan.quadBytes) : undefined;
-  const fullPanel = panelQuadBytes(plan, 0);
+  const unitBuf = panels > 1 ? new Uint8Array(unitBytes) : undefined;
+  const fullPanel = U * panelQuadBytes(plan, 0);
   // Out-major rows are read a chunk at a time (from the cached bytes, or from disk when none are
   // held), so packing a large table (the embedding) never holds a second full copy of it.
-  const chunkQuads = Math.max(1, Math.floor(PACK_CHUNK_BYTES / (4 * rowBytes)));
+  const chunkUnits = Math.max(1, Math.floor(PACK_CHUNK_BYTES / (unitRows * rowBytes)));
+  const u0 = q0 / U;
+  const u1 = q1 / U;
   let src: Uint8Array = new Uint8Array(0);
-  let srcQ = q0;
-  for (let q = q0; q < q1; q++) {
-    if (q === q0 || q - srcQ >= chunkQuads) {
-      srcQ = q;
-      const first = 4 * q;
-      src = w.rowBytes(first, Math.min(plan.outDim, 4 * Math.min(q1, q + chunkQuads)) - first);
+  let srcU = u0;
+  for (let u = u0; u < u1; u++) {
+    if (u === u0 || u - srcU >= chunkUnits) {
+      srcU = u;
+      const first = unitRows * u;
+      src = w.rowBytes(first, Math.min(plan.outDim, unitRows * Math.min(u1, u + chunkUnits)) - first);
     }
-    const rows = Math.min(4, plan.outDim - 4 * q);
+    const rows = Math.min(unitRows, plan.outDim - unitRows * u);
     tmp.fill(0);
-    tmp.set(src.subarray(4 * (q - srcQ) * rowBytes, (4 * (q - srcQ) + rows) * rowBytes));
-    const out = quadBuf ?? dst.subarray((q - q0) * plan.quadBytes, (q - q0 + 1) * plan.quadBytes);
-    if (quadBuf) quadBuf.fill(0);
+    tmp.set(src.subarray(unitRows * (u - srcU) * rowBytes, (unitRows * (u - srcU) + rows) * rowBytes));
+    const out = unitBuf ?? dst.subarray((u - u0) * unitBytes, (u - u0 + 1) * unitBytes);
+    if (unitBuf) unitBuf.fill(0);
     switch (plan.kind) {
       case 'f32':
       case 'bf16':
@@ -170,7 +182,7 @@ export function packQuads(plan: PackPlan, w: LinearWeight, q0: number, q1: numbe
         interleaveChunks(tmp, rowBytes, out, plan.quadBytes / 4);
         break;
       case 'q8_0':
-        packBlocks(tmp, rowBytes, out, 34, 2, Q8_0_QUAD_BYTES);
+        packQ8_0(tmp, rowBytes, out);
         break;
       case 'q4_0':
         packBlocks(tmp, rowBytes, out, 18, 2, Q4_0_QUAD_BYTES);
@@ -182,11 +194,11 @@ export function packQuads(plan: PackPlan, w: LinearWeight, q0: number, q1: numbe
         packQ6K(tmp, rowBytes, out);
         break;
     }
-    if (quadBuf) {
-      // panel p of quad q sits at p·(quads·fullPanel) + q·(its panel's bytes)
+    if (unitBuf) {
+      // panel p of unit u sits at p·(units·fullPanel) + u·(its panel's bytes)
       for (let p = 0; p < panels; p++) {
-        const n = panelQuadBytes(plan, p);
-        dst.set(quadBuf.subarray(p * fullPanel, p * fullPanel + n), p * (q1 - q0) * fullPanel + (q - q0) * n);
+        const n = U * panelQuadBytes(plan, p);
+        dst.set(unitBuf.subarray(p * fullPanel, p * fullPanel + n), p * (u1 - u0) * fullPanel + (u - u0) * n);
       }
     }
   }
@@ -222,6 +234,26 @@ function interleaveChunks(tmp: Uint8Array, rowBytes: number, out: Uint8Array, pa
       if (n <= 0) break;
       const o = c * 64 + r * 16;
       for (let b = 0; b < n; b++) out[o + b] = row[c * 16 + b]!;
+    }
+  }
+}
+
+/**
+ * Q8_0 blocks (f16 d, 32 int8) of 8 rows: octet-block = 8 scales, then for each input pair p the
+ * 8 rows' values 2p, 2p+1 (rows 0–3 are the unit's first quad, 4–7 its second).
+ */
+function packQ8_0(tmp: Uint8Array, rowBytes: number, out: Uint8Array): void {
+  const nb = rowBytes / 34;
+  for (let b = 0; b < nb; b++) {
+    const o = b * 2 * Q8_0_QUAD_BYTES;
+    for (let r = 0; r < 8; r++) {
+      const s = r * rowBytes + b * 34;
+      out[o + 2 * r] = tmp[s]!;
+      out[o + 2 * r + 1] = tmp[s + 1]!;
+      for (let p = 0; p < 16; p++) {
+        out[o + 16 + 16 * p + 2 * r] = tmp[s + 2 + 2 * p]!;
+        out[o + 16 + 16 * p + 2 * r + 1] = tmp[s + 3 + 2 * p]!;
+      }
     }
   }
 }
