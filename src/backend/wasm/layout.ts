@@ -179,7 +179,7 @@ export function packQuads(plan: PackPlan, w: LinearWeight, q0: number, q1: numbe
       case 'f32':
       case 'bf16':
       case 'f16':
-        interleaveChunks(tmp, rowBytes, out, plan.quadBytes / 4);
+        interleaveChunks(tmp, rowBytes, out);
         break;
       case 'q8_0':
         packQ8_0(tmp, rowBytes, out);
@@ -225,15 +225,19 @@ function storedRowBytes(plan: PackPlan): number {
   }
 }
 
-/** 4 rows of `rowBytes` (row r at tmp[r·rowBytes]) → per 16-byte chunk, the 4 rows' chunks (rows zero-padded to padRowBytes). */
-function interleaveChunks(tmp: Uint8Array, rowBytes: number, out: Uint8Array, padRowBytes: number): void {
+/** 4 rows of `rowBytes` (row r at tmp[r·rowBytes]) → per 16-byte chunk, the 4 rows' chunks (a row's last chunk zero-padded). */
+function interleaveChunks(tmp: Uint8Array, rowBytes: number, out: Uint8Array): void {
+  // in 16-bit units (f16/bf16/f32 rows are even): 8 per chunk; padding stays zero
+  const t16 = u16View(tmp);
+  const o16 = u16View(out);
+  const rowH = rowBytes >> 1;
   for (let r = 0; r < 4; r++) {
-    const row = tmp.subarray(r * rowBytes, (r + 1) * rowBytes);
-    for (let c = 0; c * 16 < padRowBytes; c++) {
-      const n = Math.min(16, rowBytes - c * 16);
-      if (n <= 0) break;
-      const o = c * 64 + r * 16;
-      for (let b = 0; b < n; b++) out[o + b] = row[c * 16 + b]!;
+    const base = r * rowH;
+    for (let c = 0; c * 8 < rowH; c++) {
+      const n = Math.min(8, rowH - c * 8);
+      const o = c * 32 + r * 8;
+      const i = base + c * 8;
+      for (let k = 0; k < n; k++) o16[o + k] = t16[i + k]!;
     }
   }
 }
@@ -243,33 +247,43 @@ function interleaveChunks(tmp: Uint8Array, rowBytes: number, out: Uint8Array, pa
  * 8 rows' values 2p, 2p+1 (rows 0–3 are the unit's first quad, 4–7 its second).
  */
 function packQ8_0(tmp: Uint8Array, rowBytes: number, out: Uint8Array): void {
+  // in 16-bit units (a scale, or an input pair): blocks are 17 of them, octet-blocks 136
+  const t16 = u16View(tmp);
+  const o16 = u16View(out);
+  const rowH = rowBytes >> 1;
   const nb = rowBytes / 34;
   for (let b = 0; b < nb; b++) {
-    const o = b * 2 * Q8_0_QUAD_BYTES;
+    const o = b * Q8_0_QUAD_BYTES;
     for (let r = 0; r < 8; r++) {
-      const s = r * rowBytes + b * 34;
-      out[o + 2 * r] = tmp[s]!;
-      out[o + 2 * r + 1] = tmp[s + 1]!;
-      for (let p = 0; p < 16; p++) {
-        out[o + 16 + 16 * p + 2 * r] = tmp[s + 2 + 2 * p]!;
-        out[o + 16 + 16 * p + 2 * r + 1] = tmp[s + 3 + 2 * p]!;
-      }
+      const s = r * rowH + b * 17;
+      o16[o + r] = t16[s]!;
+      for (let p = 0; p < 16; p++) o16[o + 8 + 8 * p + r] = t16[s + 1 + p]!;
     }
   }
 }
 
+/** A Uint16Array over the same bytes (offset and length even: every packed unit and row here is). */
+function u16View(a: Uint8Array): Uint16Array {
+  return new Uint16Array(a.buffer, a.byteOffset, a.byteLength >>> 1);
+}
+
 /** ggml blocks with a 2-byte f16 scale first: quad-block = 4 scales, then the 4 rows' remaining bytes. */
 function packBlocks(tmp: Uint8Array, rowBytes: number, out: Uint8Array, blockBytes: number, headBytes: number, quadBlockBytes: number): void {
+  // in 16-bit units: block, head and quad-block sizes are all even
+  const t16 = u16View(tmp);
+  const o16 = u16View(out);
+  const rowH = rowBytes >> 1;
+  const blockH = blockBytes >> 1;
+  const headH = headBytes >> 1;
+  const bodyH = blockH - headH;
   const nb = rowBytes / blockBytes;
-  const body = blockBytes - headBytes;
   for (let b = 0; b < nb; b++) {
-    const o = b * quadBlockBytes;
+    const o = b * (quadBlockBytes >> 1);
     for (let r = 0; r < 4; r++) {
-      const s = r * rowBytes + b * blockBytes;
-      out[o + 2 * r] = tmp[s]!;
-      out[o + 2 * r + 1] = tmp[s + 1]!;
-      const ob = o + 4 * headBytes + r * body;
-      for (let k = 0; k < body; k++) out[ob + k] = tmp[s + headBytes + k]!;
+      const s = r * rowH + b * blockH;
+      for (let k = 0; k < headH; k++) o16[o + r * headH + k] = t16[s + k]!;
+      const ob = o + 4 * headH + r * bodyH;
+      for (let k = 0; k < bodyH; k++) o16[ob + k] = t16[s + headH + k]!;
     }
   }
 }
