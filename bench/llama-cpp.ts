@@ -1,8 +1,15 @@
 /**
- * The side-by-side reference: where `llama-bench` (llama.cpp) is on PATH, run it on the same
- * bench model as a Q8_0 GGUF and the same thread counts, so ratios come from one run.
+ * The side-by-side reference: llama.cpp on the same bench model as a Q8_0 GGUF and the same thread
+ * counts, so ratios come from one run. Either `llama-bench` on PATH, or (where no llama.cpp build
+ * is at hand) node-llama-cpp's prebuilt CPU binaries, installed outside the project:
+ *
+ *     (cd /some/dir && npm install node-llama-cpp @node-llama-cpp/linux-x64 --omit=optional --ignore-scripts)
+ *     GROK_TS_NODE_LLAMA_CPP=/some/dir/node_modules/node-llama-cpp npm run bench
  */
 import { spawnSync } from 'node:child_process';
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { fileURLToPath } from 'node:url';
 
 export interface LlamaBenchResult {
   readonly threads: number;
@@ -24,4 +31,23 @@ export function runLlamaBench(gguf: string, threads: number): LlamaBenchResult {
   const decode = rows.find((x) => x.n_gen > 0 && x.n_prompt === 0);
   if (!prefill || !decode) throw new Error('llama-bench printed no prefill/decode rows');
   return { threads, prefillTokS: prefill.avg_ts, decodeTokS: decode.avg_ts };
+}
+
+/** The node-llama-cpp package directory named by $GROK_TS_NODE_LLAMA_CPP, if it holds one. */
+export function nodeLlamaCppDir(): string | undefined {
+  const dir = process.env['GROK_TS_NODE_LLAMA_CPP'];
+  if (!dir) return undefined;
+  if (!fs.existsSync(path.join(dir, 'dist', 'index.js'))) {
+    throw new Error(`GROK_TS_NODE_LLAMA_CPP=${dir}: no node-llama-cpp there (expected ${path.join(dir, 'dist', 'index.js')})`);
+  }
+  return dir;
+}
+
+/** Runs llama.cpp through node-llama-cpp in a child process (llama-cpp-node.ts) with the bench protocol. */
+export function runNodeLlamaCpp(dir: string, gguf: string, threads: number, steps = 32, prefill = 512): LlamaBenchResult {
+  const script = path.join(path.dirname(fileURLToPath(import.meta.url)), 'llama-cpp-node.js');
+  const r = spawnSync(process.execPath, [script, dir, gguf, String(threads), String(steps), String(prefill)], { encoding: 'utf8', maxBuffer: 16 << 20 });
+  if (r.error || r.status !== 0) throw new Error(`node-llama-cpp run failed: ${r.error?.message ?? r.stderr.slice(-400)}`);
+  const out = JSON.parse(r.stdout.trim().split('\n').pop()!) as { decodeTokS: number; prefillTokS: number };
+  return { threads, decodeTokS: out.decodeTokS, prefillTokS: out.prefillTokS };
 }

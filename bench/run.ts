@@ -10,7 +10,7 @@ import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { loadModel } from '../src/language-model.js';
 import { benchKernels } from './kernels.js';
-import { llamaBenchAvailable, runLlamaBench } from './llama-cpp.js';
+import { llamaBenchAvailable, nodeLlamaCppDir, runLlamaBench, runNodeLlamaCpp } from './llama-cpp.js';
 import { benchMemory } from './memory.js';
 import { benchModel, benchModelPath, type BenchFormat } from './model.js';
 import { benchServer } from './server.js';
@@ -50,20 +50,22 @@ type Section = (log: (l: string) => void, cacheDir: string) => Promise<Record<st
 
 const BENCH_LAYERS = 6;
 
-/** Decode/prefill of the wasm backend on the bench model in one precision, beside llama.cpp where it is on PATH. */
+/** Decode/prefill of the wasm backend on the bench model in one precision, beside llama.cpp where one is at hand (llama-cpp.ts). */
 async function modelSection(format: BenchFormat, log: (l: string) => void, cache: string): Promise<Record<string, number>> {
   const r = await benchModel(log, cache, { format, layers: BENCH_LAYERS });
   const out: Record<string, number> = {};
   for (const [k, v] of Object.entries(r)) out[`model.${format}.${k}`] = v;
   if (format !== 'q8_0') return out;
-  if (!llamaBenchAvailable()) {
-    log('llama.cpp: llama-bench is not on PATH; no side-by-side ratio in this run');
+  const viaNode = llamaBenchAvailable() ? undefined : nodeLlamaCppDir();
+  if (!llamaBenchAvailable() && !viaNode) {
+    log('llama.cpp: llama-bench is not on PATH and GROK_TS_NODE_LLAMA_CPP is not set; no side-by-side ratio in this run');
     return out;
   }
+  log(`llama.cpp: ${viaNode ? `node-llama-cpp from ${viaNode}` : 'llama-bench'}`);
   const gguf = benchModelPath(cache, 'q8_0', BENCH_LAYERS);
   const all = os.availableParallelism();
   for (const t of all > 1 ? [1, all] : [1]) {
-    const l = runLlamaBench(gguf, t);
+    const l = viaNode ? runNodeLlamaCpp(viaNode, gguf, t) : runLlamaBench(gguf, t);
     const ours = r[`decode_tok_s_t${t}`]!;
     const oursPrefill = r[`prefill_tok_s_t${t}`]!;
     out[`llama_cpp.q8_0.decode_tok_s_t${t}`] = l.decodeTokS;
