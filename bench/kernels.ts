@@ -115,11 +115,13 @@ export async function benchKernels(log: (line: string) => void): Promise<Record<
         k.prepare(w);
         const bytes = k.packedBytes - before; // what one matvec reads
         const s = timeMatvec(k, w, 15);
+        // the VM's bandwidth drifts from minute to minute: compare with a measurement made just now
+        const bwNow = k.measureReadBandwidth(256 * 1024 * 1024, 3) / 1e9;
         const gbs = bytes / s / 1e9;
         const name = formatName(f);
         result[`matvec_${name}_gbs_t${threads}`] = gbs;
-        result[`matvec_${name}_fraction_t${threads}`] = gbs / bw;
-        log(`  matvec ${name.padEnd(6)} ${w.inDim}x${w.outDim}: ${(s * 1e3).toFixed(2)} ms, ${gbs.toFixed(1)} GB/s (${((100 * gbs) / bw).toFixed(0)} % of bandwidth)`);
+        result[`matvec_${name}_fraction_t${threads}`] = gbs / bwNow;
+        log(`  matvec ${name.padEnd(6)} ${w.inDim}x${w.outDim}: ${(s * 1e3).toFixed(2)} ms, ${gbs.toFixed(1)} GB/s (${((100 * gbs) / bwNow).toFixed(0)} % of ${bwNow.toFixed(1)} GB/s measured after it)`);
         if (threads === all && BATCHED.has(name)) {
           // batched decode (the server's case): the weight is read once per call, so the time
           // beyond T = 1 is compute
