@@ -343,6 +343,7 @@ function packI8g(plan: PackPlan, src: Uint8Array, scaleBytes: Uint8Array, q0: nu
   const aligned = O % 4 === 0 && src.byteOffset % 4 === 0;
   const src32 = aligned ? new Uint32Array(src.buffer, src.byteOffset, src.byteLength >>> 2) : undefined;
   const O4 = O >>> 2;
+  const dst32 = dst.byteOffset % 4 === 0 ? new Uint32Array(dst.buffer, dst.byteOffset, dst.byteLength >>> 2) : undefined;
   for (let g = 0; g < G; g++) {
     for (let c = 0; c < chunks; c++) {
       const kn = Math.min(16, L - 16 * c); // real inputs in this chunk
@@ -352,7 +353,25 @@ function packI8g(plan: PackPlan, src: Uint8Array, scaleBytes: Uint8Array, q0: nu
       const npc = Math.min(pc, chunks - c0);
       for (let q = q0; q < q1; q++) {
         const o = (nq * (g * chunks + c0) + (q - q0) * npc + (c - c0)) * 64;
-        if (src32 && 4 * q + 3 < O) {
+        if (dst32 && src32 && kn === 16 && 4 * q + 3 < O) {
+          // 4 × 4 byte transposes: 4 inputs' words (4 rows' bytes each) → 4 rows' words
+          const o32 = o >>> 2;
+          for (let w = 0; w < 4; w++) {
+            const i = (k0 + 4 * w) * O4 + q;
+            const a = src32[i]!;
+            const b = src32[i + O4]!;
+            const c2 = src32[i + 2 * O4]!;
+            const d = src32[i + 3 * O4]!;
+            const t0 = (a & 0x00ff00ff) | ((b & 0x00ff00ff) << 8); // a0 b0 a2 b2
+            const t1 = ((a >>> 8) & 0x00ff00ff) | (b & 0xff00ff00); // a1 b1 a3 b3
+            const t2 = (c2 & 0x00ff00ff) | ((d & 0x00ff00ff) << 8);
+            const t3 = ((c2 >>> 8) & 0x00ff00ff) | (d & 0xff00ff00);
+            dst32[o32 + w] = (t0 & 0xffff) | (t2 << 16);
+            dst32[o32 + 4 + w] = (t1 & 0xffff) | (t3 << 16);
+            dst32[o32 + 8 + w] = (t0 >>> 16) | (t2 & 0xffff0000);
+            dst32[o32 + 12 + w] = (t1 >>> 16) | (t3 & 0xffff0000);
+          }
+        } else if (src32 && 4 * q + 3 < O) {
           for (let b = 0; b < kn; b++) {
             const v = src32[(k0 + b) * O4 + q]!;
             dst[o + b] = v & 255;
