@@ -128,6 +128,14 @@ const CASES: Case[] = [
   { make: (r) => ggml(r, 64, 5, 'f16'), tol: FLOAT_TOL },
 ];
 
+/** checkMatmul for every weight and row count, at its format's tolerance. */
+function checkEach(k: Kernels, weights: readonly LinearWeight[], Ts: readonly number[], seed: number): void {
+  weights.forEach((w, i) => {
+    const tol = w.format.kind === 'dense' ? FLOAT_TOL : QUANT_TOL;
+    for (const T of Ts) checkMatmul(k, w, T, seed + 5 * i + T, tol);
+  });
+}
+
 function randomAttention(r: () => number, o: { T: number; start: number; H: number; Hkv: number; d: number; softcap: number; invalid: number[] }): AttentionArgs {
   const S = o.start + o.T + 3; // capacity beyond the used slots, as a real cache has
   const keyValid = new Uint8Array(S).fill(1);
@@ -193,10 +201,7 @@ describe('wasm backend', { skip: !wasmAvailable() && 'no SIMD128 in this runtime
           dense(rng(25), 21, 6, 'bf16', 'in-major'),
           dense(rng(26), 40, 5, 'f16', 'out-major'),
         ];
-        weights.forEach((w, i) => {
-          const tol = w.format.kind === 'dense' ? FLOAT_TOL : QUANT_TOL;
-          for (const T of [2, 16, 17]) checkMatmul(k, w, T, 40 + 3 * i + T, tol);
-        });
+        checkEach(k, weights, [2, 16, 17], 40);
       });
 
       test('column panels: weights several panels wide, the last one short, match js (T = 1, 2, 5, 17)', async () => {
@@ -214,10 +219,7 @@ describe('wasm backend', { skip: !wasmAvailable() && 'no SIMD128 in this runtime
               dense(rng(65), 530, 6, 'bf16', 'out-major'),
               dense(rng(66), 1000, 5, 'f16', 'out-major'),
             ];
-            weights.forEach((w, i) => {
-              const tol = w.format.kind === 'dense' ? FLOAT_TOL : QUANT_TOL;
-              for (const T of [1, 2, 5, 17]) checkMatmul(kp, w, T, 90 + 5 * i + T, tol);
-            });
+            checkEach(kp, weights, [1, 2, 5, 17], 90);
             assert.equal(kp.stats.js.size, 0);
           } finally {
             await kp.close();

@@ -450,7 +450,7 @@ function mmDense(dtype: 'f32' | 'bf16' | 'f16'): Func {
 function mmQ8_0(): Func {
   const f = new Func('mm_q8_0', new Array<ValType>(12).fill(I32));
   const [w, x, xs, out, T, nb, outP, tile, pb, start, end] = f.params as Local[] as [Local, Local, Local, Local, Local, Local, Local, Local, Local, Local, Local];
-  const [u, t, t0, t1, wp, we, hw, he, xb, xsb] = f.locals32(10);
+  const [u, t, wp, we, hw, he, xb, xsb] = f.locals32(8);
   const xp = f.locals32(2);
   const acc = [f.vlocals(2), f.vlocals(2)]; // [token][quad]
   const part = [f.vlocals(2), f.vlocals(2)];
@@ -497,25 +497,28 @@ function mmQ8_0(): Func {
     ];
   };
 
-  const tiles = (pn: Panel): Op => seq(
-    set(t0, i32.const(0)),
-    block(loop(
-      brIf(1, i32.geU(get(t0), get(T))),
-      set(t1, i32.add(get(t0), get(tile))),
-      if_(i32.gtU(get(t1), get(T)), [set(t1, get(T))]),
-      forLoop(u, get(start), get(end), 1,
-        set(t, get(t0)),
-        block(loop(
-          brIf(1, i32.geU(i32.add(get(t), i32.const(1)), get(t1))),
-          ...octet(pn, 2),
-          inc(t, 2),
-          br(0))),
-        if_(i32.ltU(get(t), get(t1)), octet(pn, 1))),
-      set(t0, get(t1)),
-      br(0))),
-  );
-  f.body = panelLoop(f, { w, nb, pb, quadBlockBytes: 136, outP }, tiles);
+  // units u take the place of quads in the token-pair loop
+  f.body = pairedQuadLoop(f, T, tile, start, end, u, t, (pair, pn) => octet(pn!, pair ? 2 : 1), { w, nb, pb, quadBlockBytes: 136, outP });
   return f;
+}
+
+/**
+ * The per-(quad, token) pointers of both Q4_0 kernels: the quad's weights in panel pn (to `we`),
+ * and token t's activations, their scales and block sums from the panel's first block.
+ */
+function q4_0Pointers(
+  dst: { w: Local; we: Local; x: Local; xs: Local; bsum: Local },
+  src: { x: Local; xs: Local; bsum: Local; nb: Local },
+  q: Local, t: Local, pn: Panel,
+): Op[] {
+  const block0 = i32.add(i32.mul(get(t), get(src.nb)), get(pn.b0)); // token t's first block in this panel
+  return [
+    set(dst.w, i32.add(get(pn.pw), i32.mul(get(q), mulC(get(pn.pnb), 72)))),
+    set(dst.we, i32.add(get(dst.w), mulC(get(pn.pnb), 72))),
+    set(dst.x, i32.add(get(src.x), mulC(block0, 64))),
+    set(dst.xs, i32.add(get(src.xs), mulC(block0, 4))),
+    set(dst.bsum, i32.add(get(src.bsum), mulC(block0, 4))),
+  ];
 }
 
 /**
@@ -533,11 +536,7 @@ function mmQ4_0(): Func {
   const dotU = (nib: Local, a: Local, b: Local): Op =>
     i32x4.add(i32x4.dotI16x8S(i16x8.extendLowI8x16U(get(nib)), get(a)), i32x4.dotI16x8S(i16x8.extendHighI8x16U(get(nib)), get(b)));
   f.body = seq(set(mask, i8x16.const(0x0f)), quadLoop(f, T, tile, outP, out, start, end, ({ q, t, outAddr }, pn) => [
-    set(wp, i32.add(get(pn!.pw), i32.mul(get(q), mulC(get(pn!.pnb), 72)))),
-    set(we, i32.add(get(wp), mulC(get(pn!.pnb), 72))),
-    set(xp, i32.add(get(x), mulC(i32.add(i32.mul(get(t), get(nb)), get(pn!.b0)), 64))),
-    set(xsp, i32.add(get(xs), mulC(i32.add(i32.mul(get(t), get(nb)), get(pn!.b0)), 4))),
-    set(bp, i32.add(get(bsum), mulC(i32.add(i32.mul(get(t), get(nb)), get(pn!.b0)), 4))),
+    ...q4_0Pointers({ w: wp, we, x: xp, xs: xsp, bsum: bp }, { x, xs, bsum, nb }, q, t, pn!),
     initAcc(pn, acc, outAddr),
     forPtr(wp, we, 72,
       ...xv.map((l, i) => set(l, v128.load(get(xp), 16 * i))),
@@ -933,11 +932,7 @@ function mmQ4_0r(): Func {
   const rdot = i16x8.relaxedDotI8x16I7x16S;
   const plane = (a: Local, b: Local): Op => i32x4.extaddPairwiseI16x8S(i16x8.add(rdot(get(a), get(lo)), rdot(get(b), get(hi))));
   f.body = seq(set(mask, i8x16.const(0x0f)), quadLoop(f, T, tile, outP, out, start, end, ({ q, t, outAddr }, pn) => [
-    set(wp, i32.add(get(pn!.pw), i32.mul(get(q), mulC(get(pn!.pnb), 72)))),
-    set(we, i32.add(get(wp), mulC(get(pn!.pnb), 72))),
-    set(xp, i32.add(get(x), mulC(i32.add(i32.mul(get(t), get(nb)), get(pn!.b0)), 64))),
-    set(xsp, i32.add(get(xs), mulC(i32.add(i32.mul(get(t), get(nb)), get(pn!.b0)), 4))),
-    set(bp, i32.add(get(bsum), mulC(i32.add(i32.mul(get(t), get(nb)), get(pn!.b0)), 4))),
+    ...q4_0Pointers({ w: wp, we, x: xp, xs: xsp, bsum: bp }, { x, xs, bsum, nb }, q, t, pn!),
     initAcc(pn, acc, outAddr),
     forPtr(wp, we, 72,
       set(xh0, v128.load(get(xp))),
