@@ -31,6 +31,8 @@ import { GrokModel } from '../src/model/grok.js';
 import { openModelFiles } from '../src/model/load.js';
 import { configFromGguf, grokWeightsFromGguf } from '../src/model/weights-gguf.js';
 import type { GrokWeights } from '../src/model/weights.js';
+import { KvCache } from '../src/model/kv-cache.js';
+import { makeConfig } from '../src/config.js';
 import { readJson, rng, shared } from './shared.js';
 
 function relErr(a: Float32Array, b: Float32Array): number {
@@ -225,6 +227,54 @@ describe('wasm backend', { skip: !wasmAvailable() && 'no SIMD128 in this runtime
             await kp.close();
           }
         }
+      });
+
+      test('attention reads a KV cache from allocFloats in place, and matches js (d 32 and 128; d 24 is copied)', () => {
+        for (const [d, T, start, H, Hkv] of [[32, 1, 9, 4, 2], [128, 5, 3, 4, 1], [128, 1, 0, 2, 2], [24, 3, 4, 2, 1]] as const) {
+          const want = randomAttention(rng(d + T), { T, start, H, Hkv, d, softcap: 30, invalid: [1] });
+          const k2 = k.allocFloats(want.k.length);
+          const v2 = k.allocFloats(want.v.length);
+          k2.set(want.k);
+          v2.set(want.v);
+          const got = { ...want, out: new Float32Array(want.out.length), k: k2, v: v2 };
+          const before = k.stats.wasm.get('attention:kv-in-place') ?? 0;
+          jsKernels.attention(want);
+          k.attention(got);
+          assert.ok(relErr(got.out, want.out) <= FLOAT_TOL, `d=${d} T=${T}: ${relErr(got.out, want.out)}`);
+          assert.equal((k.stats.wasm.get('attention:kv-in-place') ?? 0) - before, d % 16 === 0 ? 1 : 0, `in place for d=${d}`);
+          k.freeFloats(k2);
+          k.freeFloats(v2);
+        }
+      });
+
+      test('allocFloats: zero-filled views, freed blocks reused and coalesced, a KV cache returns all it took', () => {
+        const base = k.arenaBytes;
+        const a = k.allocFloats(1000);
+        const b = k.allocFloats(1000);
+        assert.equal(k.arenaBytes - base, 2 * 4032); // 4000 bytes rounded up to 64
+        a.fill(7);
+        k.freeFloats(a);
+        k.freeFloats(a); // a second free is ignored
+        const c = k.allocFloats(500); // first fit: into a's block
+        assert.equal(c.byteOffset, a.byteOffset);
+        assert.ok(c.every((x) => x === 0), 'reused storage is zero-filled');
+        k.freeFloats(c);
+        k.freeFloats(b);
+        const d = k.allocFloats(2000); // a's and b's blocks, coalesced, hold 8000 bytes
+        assert.equal(d.byteOffset, a.byteOffset);
+        k.freeFloats(d);
+        assert.equal(k.arenaBytes, base);
+
+        const config = makeConfig({ embSize: 32, numQHeads: 4, numKvHeads: 2, keySize: 16, numLayers: 3, ffnSize: 64, vocabSize: 40, sequenceLen: 256, numExperts: 2, numSelectedExperts: 1 });
+        const cache = new KvCache(config, 4, k);
+        cache.reserve(3);
+        cache.k[1]![5] = 1.5;
+        cache.length = 3;
+        cache.reserve(20); // grows: contents kept, old arrays returned
+        assert.equal(cache.k[1]![5], 1.5);
+        assert.equal(k.arenaBytes - base, 3 * 2 * 23 * 32 * 4); // 3 layers × K, V × (3 + 20) slots × Hkv·d floats
+        cache.free();
+        assert.equal(k.arenaBytes, base);
       });
 
       test('a format without a wasm kernel falls back to js and is recorded', () => {

@@ -81,6 +81,13 @@ export interface Kernels {
    * keeps no form of its own for this weight.
    */
   prepare?(w: LinearWeight): boolean;
+  /**
+   * Zero-filled storage for n floats that this backend's kernels read in place (the KV cache),
+   * or absent when plain Float32Arrays serve. Return it with freeFloats. `attention` may then
+   * assume nothing but the model writes into it.
+   */
+  allocFloats?(n: number): Float32Array;
+  freeFloats?(a: Float32Array): void;
   /** Frees worker threads / memories. The js backend has nothing to free. */
   close(): Promise<void>;
 }

@@ -33,7 +33,10 @@ export class GrokModel {
   }
 
   newCache(initialCapacity?: number): KvCache {
-    return new KvCache(this.config, initialCapacity);
+    const k = this.kernels;
+    // K/V in the backend's own memory where it has some, so its attention reads them in place
+    const storage = k.allocFloats && k.freeFloats ? { allocFloats: k.allocFloats.bind(k), freeFloats: k.freeFloats.bind(k) } : undefined;
+    return new KvCache(this.config, initialCapacity, storage);
   }
 
   /**

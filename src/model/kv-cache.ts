@@ -1,10 +1,17 @@
 /**
  * Per-sequence KV cache: K (after RoPE) and V for every layer, [S, Hkv·d] each, plus which slots
  * hold real tokens (pad ids are masked as keys). It grows by doubling up to the context length, so
- * a short chat does not reserve the full context up front.
+ * a short chat does not reserve the full context up front. Its arrays come from the backend where
+ * it offers storage its kernels read in place (the wasm backend's memory), else from the JS heap.
  */
 import type { GrokConfig } from '../config.js';
 import { ContextLengthError } from '../errors.js';
+
+/** Where the K/V arrays live (Kernels.allocFloats / freeFloats). */
+export interface FloatStorage {
+  allocFloats(n: number): Float32Array;
+  freeFloats(a: Float32Array): void;
+}
 
 export class KvCache {
   /** Slots written so far: the position of the next token. */
@@ -15,7 +22,7 @@ export class KvCache {
   keyValid = new Uint8Array(0);
   private readonly rowSize: number;
 
-  constructor(private readonly config: Readonly<GrokConfig>, initialCapacity = 64) {
+  constructor(private readonly config: Readonly<GrokConfig>, initialCapacity = 64, private readonly storage?: FloatStorage) {
     this.rowSize = config.numKvHeads * config.keySize;
     this.grow(Math.min(initialCapacity, config.sequenceLen));
   }
@@ -46,6 +53,8 @@ export class KvCache {
 
   /** Drops the buffers; the cache is empty afterwards and regrows on use. */
   free(): void {
+    this.release(this.k);
+    this.release(this.v);
     this.length = 0;
     this.cap = 0;
     this.k = [];
@@ -57,7 +66,7 @@ export class KvCache {
     const L = this.config.numLayers;
     const keep = this.length * this.rowSize;
     const copy = (old: Float32Array | undefined): Float32Array => {
-      const a = new Float32Array(cap * this.rowSize);
+      const a = this.storage && cap > 0 ? this.storage.allocFloats(cap * this.rowSize) : new Float32Array(cap * this.rowSize);
       if (old) a.set(old.subarray(0, keep));
       return a;
     };
@@ -69,9 +78,15 @@ export class KvCache {
     }
     const valid = new Uint8Array(cap);
     valid.set(this.keyValid.subarray(0, this.length));
+    this.release(this.k);
+    this.release(this.v);
     this.k = k;
     this.v = v;
     this.keyValid = valid;
     this.cap = cap;
+  }
+
+  private release(arrays: Float32Array[]): void {
+    if (this.storage) for (const a of arrays) this.storage.freeFloats(a);
   }
 }

@@ -11,6 +11,7 @@ import { jsKernels } from '../js/kernels.js';
 import { UnsupportedError, UsageError } from '../../errors.js';
 import { buildKernelModule, relaxedSimdAvailable, type KernelName } from './kernels-wasm.js';
 import { DEFAULT_PANEL, packQuads, partBytes, planFor, type PackPlan } from './layout.js';
+import { FloatArena } from './arena.js';
 import { RESERVED, Runtime, type Shard } from './runtime.js';
 import { ggmlRowBytes } from '../../tensor/ggml.js';
 import { MemoryLinear } from '../../tensor/linear.js';
@@ -48,6 +49,10 @@ export interface WasmKernels extends Kernels {
   readonly packedBytes: number;
   /** Memory shards holding weights (the work memory not counted). */
   readonly weightShards: number;
+  /** Bytes of live allocFloats storage (KV caches). */
+  readonly arenaBytes: number;
+  allocFloats(n: number): Float32Array;
+  freeFloats(a: Float32Array): void;
   /** Packs a weight now instead of at its first matmul (e.g. to load before timing); false if it has no wasm kernel. */
   prepare(w: LinearWeight): boolean;
   /**
@@ -176,12 +181,36 @@ class WasmBackend implements WasmKernels {
   private packedTotal = 0;
   private readonly invFreq = new Map<string, Float64Array>();
   private closed = false;
+  private lastWeightShard: Shard | undefined;
+  /** KV cache storage that attention reads in place (allocFloats). */
+  private readonly arena: FloatArena;
 
   constructor(
     private readonly rt: Runtime,
     readonly relaxed: boolean,
     private readonly panelInputs: number,
-  ) {}
+  ) {
+    this.arena = new FloatArena(() => this.rt.newShard('arena'));
+  }
+
+  private newWeightShard(): Shard {
+    this.lastWeightShard = this.rt.newShard('weights');
+    return this.lastWeightShard;
+  }
+
+  allocFloats(n: number): Float32Array {
+    this.check();
+    return this.arena.alloc(n);
+  }
+
+  freeFloats(a: Float32Array): void {
+    this.arena.free(a);
+  }
+
+  /** Bytes of live allocFloats storage. */
+  get arenaBytes(): number {
+    return this.arena.bytesInUse;
+  }
 
   get threads(): number {
     return this.rt.threads;
@@ -192,7 +221,7 @@ class WasmBackend implements WasmKernels {
   }
 
   get weightShards(): number {
-    return this.rt.shards.length - 1;
+    return this.rt.shards.filter((s) => s.role === 'weights').length;
   }
 
   private count(which: 'wasm' | 'js', key: string): void {
@@ -227,12 +256,12 @@ class WasmBackend implements WasmKernels {
     const perQuad = plan.quadBytes + plan.scaleQuadBytes;
     let q = 0;
     while (q < plan.quads) {
-      let shard = this.rt.shards.length > 1 ? this.rt.shards[this.rt.shards.length - 1]! : this.rt.newShard();
+      let shard = this.lastWeightShard ?? this.newWeightShard();
       const fitQuads = (s: Shard) => Math.floor((s.maxBytes - roundUp(s.top, 64)) / perQuad);
       // a weight that fits a fresh shard never spans two: start a new shard instead of splitting
       if (fitQuads(shard) < plan.quads - q) {
         const fresh = Math.floor((shard.maxBytes - RESERVED - shard.stageBytes - 64) / perQuad);
-        if (fresh >= plan.quads - q || fitQuads(shard) < plan.unitQuads) shard = this.rt.newShard();
+        if (fresh >= plan.quads - q || fitQuads(shard) < plan.unitQuads) shard = this.newWeightShard();
       }
       const n = Math.min(plan.quads - q, fitQuads(shard) - (fitQuads(shard) % plan.unitQuads));
       if (n < 1) throw new UnsupportedError('wasm-memory', `${w.name}: one unit of ${4 * plan.unitQuads} rows (${plan.unitQuads * perQuad} bytes) does not fit a memory shard`);
@@ -252,7 +281,7 @@ class WasmBackend implements WasmKernels {
     const unit = 1 << 16;
     const units = Math.floor(bytes / unit);
     // Read packed weights where a shard holds enough of them (no extra RAM); else a work buffer.
-    const full = this.rt.shards.slice(1).find((s) => s.top - (RESERVED + s.stageBytes) >= units * unit);
+    const full = this.rt.shards.find((s) => s.role === 'weights' && s.top - (RESERVED + s.stageBytes) >= units * unit);
     const shard = full ?? this.rt.work;
     const sink = RESERVED;
     const base = full ? RESERVED + full.stageBytes : RESERVED + 64 * 16;
@@ -460,29 +489,50 @@ class WasmBackend implements WasmKernels {
       return;
     }
     this.count('wasm', 'attention');
-    const dP = roundUp(d, 16);
     const S = start + T;
     const S4 = roundUp(S, 4);
-    const qa = RESERVED;
-    const ka = roundUp(qa + T * H * dP * 4, 64);
-    const va = roundUp(ka + S * Hkv * dP * 4, 64);
-    const ma = roundUp(va + S * Hkv * dP * 4, 64);
-    const sa = roundUp(ma + S4 + 16, 64);
-    const oa = roundUp(sa + this.rt.threads * S4 * 4, 64);
-    const f = this.workView(oa + T * H * dP * 4 - RESERVED);
-    copyRows(f, qa >>> 2, dP, a.q, 0, d, T * H, d);
-    copyRows(f, ka >>> 2, dP, a.k, 0, d, S * Hkv, d);
-    copyRows(f, va >>> 2, dP, a.v, 0, d, S * Hkv, d);
-    const u8 = this.rt.work.u8;
-    u8.set(a.keyValid.subarray(0, S), ma);
-    u8.fill(0, ma + S, ma + S4 + 16);
-    const units = T * H;
-    this.rt.exec(
-      this.rt.work, 'attention',
-      [qa, ka, va, ma, oa, sa, T, start, H, Hkv, dP, f32bits(a.scale), f32bits(a.softcap), S],
-      units, units * S * d >= PARALLEL_MIN,
-    );
-    copyRowsBack(a.out, 0, d, this.rt.work.f32, oa >>> 2, dP, T * H, d);
+    // where q, the key mask, the score scratch and out go, from `base` in a shard
+    const layout = (base: number, dP: number, kvBytes: number) => {
+      const qa = base;
+      const ka = roundUp(qa + T * H * dP * 4, 64);
+      const va = roundUp(ka + kvBytes, 64);
+      const ma = roundUp(va + kvBytes, 64);
+      const sa = roundUp(ma + S4 + 16, 64);
+      const oa = roundUp(sa + this.rt.threads * S4 * 4, 64);
+      return { qa, ka, va, ma, sa, oa, end: oa + T * H * dP * 4 };
+    };
+    const run = (shard: Shard, l: ReturnType<typeof layout>, kp: number, vp: number, dP: number) => {
+      copyRows(shard.f32, l.qa >>> 2, dP, a.q, 0, d, T * H, d);
+      shard.u8.set(a.keyValid.subarray(0, S), l.ma);
+      shard.u8.fill(0, l.ma + S, l.ma + S4 + 16);
+      const units = T * H;
+      this.rt.exec(
+        shard, 'attention',
+        [l.qa, kp, vp, l.ma, l.oa, l.sa, T, start, H, Hkv, dP, f32bits(a.scale), f32bits(a.softcap), S],
+        units, units * S * d >= PARALLEL_MIN,
+      );
+      copyRowsBack(a.out, 0, d, shard.f32, l.oa >>> 2, dP, T * H, d);
+    };
+    // A KV cache from allocFloats is read where it lies (rows of Hkv·d, so d must fill whole
+    // 16-float chunks); q, mask, scores and out go to its shard's staging area when they fit.
+    const kIn = this.arena.locate(a.k);
+    const vIn = this.arena.locate(a.v);
+    if (kIn && vIn && kIn.shard === vIn.shard && d % 16 === 0) {
+      const shard = kIn.shard;
+      const l = layout(shard.stageBase, d, 0);
+      if (l.end <= shard.stageBase + shard.stageBytes) {
+        this.count('wasm', 'attention:kv-in-place');
+        run(shard, l, kIn.ptr, vIn.ptr, d);
+        return;
+      }
+    }
+    // otherwise the used K/V rows are copied into the work memory, rows padded to 16 floats
+    const dP = roundUp(d, 16);
+    const l = layout(RESERVED, dP, S * Hkv * dP * 4);
+    const f = this.workView(l.end - RESERVED);
+    copyRows(f, l.ka >>> 2, dP, a.k, 0, d, S * Hkv, d);
+    copyRows(f, l.va >>> 2, dP, a.v, 0, d, S * Hkv, d);
+    run(this.rt.work, l, l.ka, l.va, dP);
   }
 
   async close(): Promise<void> {

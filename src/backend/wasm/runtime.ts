@@ -16,6 +16,9 @@ export const RESERVED = PAGE;
 
 type Kernel = (...args: number[]) => void;
 
+/** What a shard holds: the other ops' work memory, packed weights, or arena storage (the KV cache). */
+export type ShardRole = 'work' | 'weights' | 'arena';
+
 export class Shard {
   readonly kernels: Kernel[];
   /** Bump pointer: the first free byte. */
@@ -30,6 +33,7 @@ export class Shard {
     module: WebAssembly.Module,
     readonly maxBytes: number,
     readonly stageBytes: number,
+    readonly role: ShardRole,
   ) {
     const inst = new WebAssembly.Instance(module, { env: { mem: memory } });
     this.kernels = KERNEL_NAMES.map((n) => inst.exports[n] as Kernel);
@@ -93,7 +97,7 @@ export class Runtime {
     const module = new WebAssembly.Module(moduleBytes as Uint8Array<ArrayBuffer>);
     const pool = opts.threads > 1 ? await WorkerPool.create(module, opts.threads - 1) : undefined;
     const rt = new Runtime(module, pool, opts);
-    rt.newShard(0); // the work memory
+    rt.newShard('work', 0);
     return rt;
   }
 
@@ -106,10 +110,10 @@ export class Runtime {
   }
 
   /** A new, empty memory shard, instantiated on every thread. `stageBytes` 0 for the work memory. */
-  newShard(stageBytes = this.opts.stageBytes): Shard {
+  newShard(role: ShardRole, stageBytes = this.opts.stageBytes): Shard {
     const maxPages = Math.floor(this.opts.shardBytes / PAGE);
     const memory = new WebAssembly.Memory({ initial: Math.ceil((RESERVED + stageBytes) / PAGE), maximum: maxPages, shared: true });
-    const shard = new Shard(this.shards.length, memory, this.module, maxPages * PAGE, stageBytes);
+    const shard = new Shard(this.shards.length, memory, this.module, maxPages * PAGE, stageBytes, role);
     this.shards.push(shard);
     this.pool?.attach(shard.index, memory);
     return shard;
