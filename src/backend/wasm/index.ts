@@ -243,7 +243,7 @@ class WasmBackend implements WasmKernels {
   private packedFor(w: LinearWeight): Packed | null {
     let p = this.packed.get(w);
     if (p === undefined) {
-      const plan = planFor(w, this.panelInputs);
+      const plan = planFor(w, this.panelInputs, { relaxedQ4_0: this.relaxed });
       p = plan ? this.pack(w, plan) : null;
       this.packed.set(w, p);
     }

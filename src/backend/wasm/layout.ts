@@ -9,8 +9,8 @@
  * | i8g   | per 16 inputs: 4 rows × 16 int8; + f32 scale per (row, group) | 64 per 16 inputs | +16·G/in |
  * | f32/bf16/f16 | per 16 bytes of each row: 4 × 16 bytes (rows padded to 16 values) | 64 per chunk | same |
  * | q8_0  | quads in pairs (8 rows); per 32 inputs: 8 × f16 d, then per input pair the 8 rows' 2 int8 | 272 per 8 rows | same |
- * | q4_0  | per 32 inputs: 4 × f16 d, 4 rows × 16 nibble bytes | 72                  | same      |
- * | q4_k  | per 256: 4 d, 4 dmin (f16), 6-bit scales/mins unpacked to bytes ([r][8] and [j][4]), 4 × qs[128] | 592 | +2.8 % |
+ * | q4_0  | per 32 inputs: 4 × f16 d, 4 rows × 16 bytes of nibble lanes (ggml's nibble bytes for the relaxed kernel) | 72 | same |
+ * | q4_k  | per 256: 4 d, 4 dmin (f16), 6-bit scales/mins unpacked to bytes ([r][8] and [j][4]), per row per sub-block 16 bytes of nibble lanes (packNibbleLanes) | 592 | +2.8 % |
  * | q6_k  | per 256: 4 × f16 d, 4 × 16 i8 scales, 4 × (ql[128], qh[64]) | 840             | same      |
  *
  * The official int8 checkpoint is input-major ([in, out]), so i8g is a transpose: rows become the
@@ -63,6 +63,8 @@ export interface PackPlan {
    * [p·panel·inBytes, …) of its quad layout, with inBytes = quadBytes / segStride; i8g: per group.
    */
   readonly panel: number;
+  /** q4_0 only: keep ggml's nibble bytes (for the relaxed-SIMD kernel) instead of nibble lanes. */
+  readonly ggmlNibbles?: boolean;
 }
 
 /** Inputs per column panel unless told otherwise (see the header). */
@@ -71,7 +73,7 @@ export const DEFAULT_PANEL = 1024;
 const roundUp = (n: number, m: number) => Math.ceil(n / m) * m;
 
 /** The packing plan for a weight, or undefined when the wasm backend has no kernel for its format. */
-export function planFor(w: LinearWeight, panelInputs = DEFAULT_PANEL): PackPlan | undefined {
+export function planFor(w: LinearWeight, panelInputs = DEFAULT_PANEL, opts: { relaxedQ4_0?: boolean } = {}): PackPlan | undefined {
   const f = w.format;
   const I = w.inDim;
   const O = w.outDim;
@@ -102,7 +104,7 @@ export function planFor(w: LinearWeight, panelInputs = DEFAULT_PANEL): PackPlan 
         return { ...base, kind: 'q8_0', quads: 2 * Math.ceil(O / 8), unitQuads: 2, quadBytes: blocks(32) * Q8_0_QUAD_BYTES, segStride: I, xBlock: 32 };
       case 'q4_0':
         if (blocks(32) < 0) return undefined;
-        return { ...base, kind: 'q4_0', quadBytes: blocks(32) * Q4_0_QUAD_BYTES, segStride: I, xBlock: 32, bsumLen: 32 };
+        return { ...base, kind: 'q4_0', quadBytes: blocks(32) * Q4_0_QUAD_BYTES, segStride: I, xBlock: 32, bsumLen: 32, ggmlNibbles: opts.relaxedQ4_0 };
       case 'q4_k':
         if (blocks(256) < 0) return undefined;
         return { ...base, kind: 'q4_k', quadBytes: blocks(256) * Q4K_QUAD_BYTES, segStride: I, xBlock: 256, bsumLen: 32 };
@@ -185,7 +187,8 @@ export function packQuads(plan: PackPlan, w: LinearWeight, q0: number, q1: numbe
         packQ8_0(tmp, rowBytes, out);
         break;
       case 'q4_0':
-        packBlocks(tmp, rowBytes, out, 18, 2, Q4_0_QUAD_BYTES);
+        if (plan.ggmlNibbles) packBlocks(tmp, rowBytes, out, 18, 2, Q4_0_QUAD_BYTES);
+        else packQ4_0(tmp, rowBytes, out);
         break;
       case 'q4_k':
         packQ4K(tmp, rowBytes, out);
@@ -267,6 +270,26 @@ function u16View(a: Uint8Array): Uint16Array {
   return new Uint16Array(a.buffer, a.byteOffset, a.byteLength >>> 1);
 }
 
+/** Q4_0 blocks (f16 d, 16 bytes: value l low nibble, 16 + l high): quad-block = 4 scales, then per row 16 bytes of nibble lanes. */
+function packQ4_0(tmp: Uint8Array, rowBytes: number, out: Uint8Array): void {
+  const nb = rowBytes / 18;
+  for (let b = 0; b < nb; b++) {
+    const o = b * Q4_0_QUAD_BYTES;
+    for (let r = 0; r < 4; r++) {
+      const s = r * rowBytes + b * 18;
+      out[o + 2 * r] = tmp[s]!;
+      out[o + 2 * r + 1] = tmp[s + 1]!;
+      // values i, 8 + i from the low nibbles of qs[i], qs[8 + i]; 16 + i, 24 + i from their high nibbles
+      for (let i = 0; i < 8; i++) {
+        const a = tmp[s + 2 + i]!;
+        const c = tmp[s + 10 + i]!;
+        out[o + 8 + 16 * r + 2 * i] = (a & 15) | ((c & 15) << 4);
+        out[o + 8 + 16 * r + 2 * i + 1] = (a >> 4) | (c & 0xf0);
+      }
+    }
+  }
+}
+
 /** ggml blocks with a 2-byte f16 scale first: quad-block = 4 scales, then the 4 rows' remaining bytes. */
 function packBlocks(tmp: Uint8Array, rowBytes: number, out: Uint8Array, blockBytes: number, headBytes: number, quadBlockBytes: number): void {
   // in 16-bit units: block, head and quad-block sizes are all even
@@ -309,8 +332,23 @@ function packQ4K(tmp: Uint8Array, rowBytes: number, out: Uint8Array): void {
         out[o + 16 + 8 * r + j] = sc;
         out[o + 48 + 4 * j + r] = m;
       }
-      out.set(tmp.subarray(s + 16, s + 144), o + 80 + 128 * r);
+      // ggml: qs[32c + l] holds value 64c + l (low nibble) and 64c + 32 + l (high nibble), so
+      // sub-block j's values are the (j & 1 ? high : low) nibbles of qs[32·(j >> 1) + 0..31]
+      for (let j = 0; j < 8; j++) packNibbleLanes(tmp, s + 16 + 32 * (j >> 1), 4 * (j & 1), out, o + 80 + 128 * r + 16 * j);
     }
+  }
+}
+
+/**
+ * 32 4-bit values (the nibbles at `shift` of src[from..from+31]) as 16 bytes in which nibble k of
+ * 16-bit lane i holds value 8k + i: a lane's 4 nibbles then come out with an and, or a shift and
+ * an and, as 8 16-bit lanes in natural order for `dot_i16x8_s` (no byte unpacking).
+ */
+function packNibbleLanes(src: Uint8Array, from: number, shift: number, out: Uint8Array, at: number): void {
+  for (let i = 0; i < 8; i++) {
+    const v = (t: number) => (src[from + t]! >> shift) & 15;
+    out[at + 2 * i] = v(i) | (v(8 + i) << 4);
+    out[at + 2 * i + 1] = v(16 + i) | (v(24 + i) << 4);
   }
 }
 
