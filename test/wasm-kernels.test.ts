@@ -34,6 +34,7 @@ import type { GrokWeights } from '../src/model/weights.js';
 import { KvCache } from '../src/model/kv-cache.js';
 import { makeConfig } from '../src/config.js';
 import { readJson, rng, shared } from './shared.js';
+import { UnsupportedError } from '../src/errors.js';
 
 function relErr(a: Float32Array, b: Float32Array): number {
   assert.equal(a.length, b.length);
@@ -358,7 +359,16 @@ describe('wasm backend', { skip: !wasmAvailable() && 'no SIMD128 in this runtime
       checkMatmul(k, big, 9, 3, QUANT_TOL);
       checkMatmul(k, small, 2, 4, QUANT_TOL);
       checkMatmul(k, big, 1, 5, QUANT_TOL);
-      assert.ok(k.weightShards >= 2, `only ${k.weightShards} shards`);
+      // Q8_0 packs units of 8 rows: an 870 KB weight is split across shards at unit boundaries
+      const q8 = ggml(rng(3), 4096, 203, 'q8_0');
+      checkMatmul(k, q8, 3, 6, QUANT_TOL);
+      checkMatmul(k, q8, 1, 7, QUANT_TOL);
+      assert.ok(k.weightShards >= 4, `only ${k.weightShards} shards`);
+      // KV storage comes from shards of its own; a block larger than a shard is a typed error
+      const kv = k.allocFloats(1000);
+      assert.equal(kv.length, 1000);
+      k.freeFloats(kv);
+      assert.throws(() => k.allocFloats(1 << 20), (e: unknown) => e instanceof UnsupportedError && /does not fit a memory shard/.test(e.message));
     } finally {
       await k.close();
     }
