@@ -20,10 +20,30 @@ export const CTL = {
   NARGS: 5,
   ERROR: 6,
   THREADS: 7,
-  ARGS: 8,
+  /** The next unclaimed unit, and the units a thread claims at a time (see claimChunks). */
+  NEXT: 8,
+  CHUNK: 9,
+  ARGS: 10,
 } as const;
 export const MAX_ARGS = 24;
 export const CTL_INTS = CTL.ARGS + MAX_ARGS;
+/**
+ * Units are claimed in chunks (about this many per thread and job) rather than split in fixed
+ * slices: on a shared VM one vCPU is often slowed or descheduled for a while, and with fixed
+ * halves the other then waited for it at every job.
+ */
+const CHUNKS_PER_THREAD = 8;
+
+/** Claims chunks of units (from the control block's NEXT counter) and runs them until none are left. */
+export function claimChunks(ctl: Int32Array, units: number, run: (start: number, end: number) => void): void {
+  const chunk = ctl[CTL.CHUNK]!;
+  for (;;) {
+    const s = Atomics.add(ctl, CTL.NEXT, chunk);
+    if (s >= units) return;
+    run(s, Math.min(s + chunk, units));
+  }
+}
+
 /** Special FN values. */
 export const FN_ATTACH = -1;
 export const FN_STOP = -2;
@@ -109,14 +129,13 @@ export class WorkerPool {
 
   /**
    * Runs kernel `fn` on `shard` over `units` units split across all threads; the main thread's
-   * slice (the first) runs in `own(start, end)`. Returns when every slice is done.
+   * chunks run in `own(start, end)`. Returns when every unit is done.
    */
   run(fn: number, shard: number, args: readonly number[], units: number, own: (start: number, end: number) => void): void {
     this.post(fn, shard, args, units);
-    const n = this.workers.length + 1;
     let ownError: unknown;
     try {
-      own(0, Math.floor(units / n));
+      claimChunks(this.ctl, units, own);
     } catch (err) {
       ownError = err;
     }
@@ -134,6 +153,8 @@ export class WorkerPool {
     c[CTL.UNITS] = units;
     c[CTL.NARGS] = args.length;
     for (let i = 0; i < args.length; i++) c[CTL.ARGS + i] = args[i]!;
+    c[CTL.CHUNK] = Math.max(1, Math.ceil(units / ((this.workers.length + 1) * CHUNKS_PER_THREAD)));
+    Atomics.store(c, CTL.NEXT, 0);
     Atomics.store(c, CTL.PENDING, this.workers.length);
     Atomics.add(c, CTL.SEQ, 1);
     Atomics.notify(c, CTL.SEQ);

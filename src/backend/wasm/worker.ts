@@ -3,7 +3,7 @@
  * runs its slice of each job posted through the shared control block until told to stop.
  */
 import { parentPort, receiveMessageOnPort, workerData } from 'node:worker_threads';
-import { CTL, FN_ATTACH, FN_STOP, SPIN, type WorkerData } from './pool.js';
+import { CTL, FN_ATTACH, FN_STOP, SPIN, claimChunks, type WorkerData } from './pool.js';
 import { KERNEL_NAMES } from './kernels-wasm.js';
 
 type Kernel = (...args: number[]) => void;
@@ -12,7 +12,6 @@ const data = workerData as WorkerData;
 const ctl = new Int32Array(data.ctl);
 const module = data.module;
 const shards: Kernel[][] = [];
-const threads = ctl[CTL.THREADS]!;
 const tid = data.tid;
 
 function attach(): void {
@@ -36,9 +35,8 @@ function runJob(fn: number): void {
   const n = ctl[CTL.NARGS]!;
   const args: number[] = [];
   for (let i = 0; i < n; i++) args.push(ctl[CTL.ARGS + i]!);
-  const start = Math.floor((units * tid) / threads);
-  const end = Math.floor((units * (tid + 1)) / threads);
-  if (start < end) shards[ctl[CTL.SHARD]!]![fn]!(...args, start, end, tid);
+  const kernel = shards[ctl[CTL.SHARD]!]![fn]!;
+  claimChunks(ctl, units, (start, end) => kernel(...args, start, end, tid));
 }
 
 // read before announcing readiness: the first job may be posted the moment 'ready' arrives
