@@ -11,7 +11,7 @@ import { fileURLToPath } from 'node:url';
 import type { LinearFormat, LinearWeight } from '../src/backend/kernels.js';
 import { createWasmKernels, type WasmKernels } from '../src/backend/wasm/index.js';
 import { f32ToBf16, f32ToF16 } from '../src/tensor/dtype.js';
-import { ggmlRowBytes } from '../src/tensor/ggml.js';
+import { ggmlRowBytes, ggmlType } from '../src/tensor/ggml.js';
 import { MemoryLinear } from '../src/tensor/linear.js';
 
 /** Weight bytes per benchmarked matrix: far beyond the caches, small enough for a CI machine. */
@@ -52,7 +52,7 @@ function makeWeight(format: LinearFormat): LinearWeight {
   const bytes = new Uint8Array(rowBytes * out);
   fill(bytes, 2);
   const d = f32ToF16(0.001);
-  const blockBytes = format.type === 'q8_0' ? 34 : format.type === 'q4_0' ? 18 : format.type === 'q4_k' ? 144 : 210;
+  const blockBytes = ggmlType(format.type).typeSize;
   // put a sane f16 scale where each block keeps it (q6_k: at the end; q4_k: d and dmin)
   for (let b = 0; b < bytes.length; b += blockBytes) {
     const at = format.type === 'q6_k' ? b + 208 : b;

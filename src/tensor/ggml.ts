@@ -105,6 +105,11 @@ export function ggmlRowBytes(type: string, n: number): number {
 type BlockDecoder = (src: Uint8Array, p: number, out: Float32Array, o: number, blocks: number) => void;
 
 const fr = Math.fround;
+
+/** out[o + j] = ±round_f32(db · grid[g + j]) for j < n, negative where bit j of `signs` is set (the i-quants' sign masks). */
+function signedGrid(out: Float32Array, o: number, db: number, grid: Int8Array, g: number, signs: number, n: number): void {
+  for (let j = 0; j < n; j++) out[o + j] = fr(db * grid[g + j]!) * (signs & (1 << j) ? -1 : 1);
+}
 let H: Float32Array; // f16 bits → f32, built on first use
 
 function f16At(src: Uint8Array, p: number): number {
@@ -300,7 +305,7 @@ const DECODERS: Record<string, BlockDecoder> = {
         for (let l = 0; l < 4; l++) {
           const signs = KSIGNS_IQ2XS[(aux1 >>> (7 * l)) & 127]!;
           const g = 8 * src[q + l]!;
-          for (let j = 0; j < 8; j++) out[o + 8 * l + j] = fr(db * grid[g + j]!) * (signs & (1 << j) ? -1 : 1);
+          signedGrid(out, o + 8 * l, db, grid, g, signs, 8);
         }
       }
     }
@@ -316,7 +321,7 @@ const DECODERS: Record<string, BlockDecoder> = {
         const code = u16At(src, p + 2 + 2 * k);
         const signs = KSIGNS_IQ2XS[code >> 9]!;
         const g = 8 * (code & 511);
-        for (let j = 0; j < 8; j++) out[o + j] = fr(db * grid[g + j]!) * (signs & (1 << j) ? -1 : 1);
+        signedGrid(out, o, db, grid, g, signs, 8);
       }
     }
   },
@@ -331,7 +336,7 @@ const DECODERS: Record<string, BlockDecoder> = {
         const idx = src[p + 2 + k]! | (((src[p + 66 + (k >> 2)]! >> (2 * (k & 3))) & 3) << 8);
         const signs = src[p + 34 + k]!;
         const g = 8 * idx;
-        for (let j = 0; j < 8; j++) out[o + j] = fr(db * grid[g + j]!) * (signs & (1 << j) ? -1 : 1);
+        signedGrid(out, o, db, grid, g, signs, 8);
       }
     }
   },
@@ -347,10 +352,8 @@ const DECODERS: Record<string, BlockDecoder> = {
           const signs = KSIGNS_IQ2XS[(aux >>> (7 * l)) & 127]!;
           const g1 = 4 * src[p + 2 + 8 * ib + 2 * l]!;
           const g2 = 4 * src[p + 2 + 8 * ib + 2 * l + 1]!;
-          for (let j = 0; j < 4; j++) {
-            out[o + j] = fr(db * grid[g1 + j]!) * (signs & (1 << j) ? -1 : 1);
-            out[o + j + 4] = fr(db * grid[g2 + j]!) * (signs & (1 << (j + 4)) ? -1 : 1);
-          }
+          signedGrid(out, o, db, grid, g1, signs, 4);
+          signedGrid(out, o + 4, db, grid, g2, signs >> 4, 4);
         }
       }
     }
@@ -367,7 +370,7 @@ const DECODERS: Record<string, BlockDecoder> = {
           const idx = src[p + 2 + k]! | (((src[p + 66 + (k >> 3)]! >> (k & 7)) & 1) << 8);
           const signs = src[p + 74 + (k >> 1)]! >> (4 * (k & 1));
           const g = 4 * idx;
-          for (let j = 0; j < 4; j++) out[o + j] = fr(db * grid[g + j]!) * (signs & (1 << j) ? -1 : 1);
+          signedGrid(out, o, db, grid, g, signs, 4);
         }
       }
     }

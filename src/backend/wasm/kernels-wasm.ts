@@ -221,6 +221,33 @@ function panelLoop(f: Func, spec: PanelSpec, body: (p: Panel) => Op): Op {
 const initAcc = (pn: Panel | undefined, acc: Local, addr: Op): Op =>
   pn ? if_(get(pn.first), [set(acc, zero())], [set(acc, v128.load(addr))]) : set(acc, zero());
 
+/** Bytes per block of a block-quantised kernel: of one unit's packed weights, of a token's int16 activations, of its block sums (0: none). */
+interface BlockBytes {
+  readonly weights: number;
+  readonly x: number;
+  readonly bsum: number;
+}
+
+/**
+ * The per-(unit, token) pointers of the block-quantised kernels in panel pn: unit q's weights (to
+ * `we`), and token t's activations, their per-block scales (f32) and block sums from the panel's
+ * first block. nb: blocks per full row.
+ */
+function blockPointers(
+  dst: { w: Local; we: Local; x: Local; xs: Local; bsum?: Local },
+  src: { x: Local; xs: Local; bsum?: Local; nb: Local },
+  q: Local, t: Local, pn: Panel, bytes: BlockBytes,
+): Op[] {
+  const block0 = i32.add(i32.mul(get(t), get(src.nb)), get(pn.b0)); // token t's first block in this panel
+  return [
+    set(dst.w, i32.add(get(pn.pw), i32.mul(get(q), mulC(get(pn.pnb), bytes.weights)))),
+    set(dst.we, i32.add(get(dst.w), mulC(get(pn.pnb), bytes.weights))),
+    set(dst.x, i32.add(get(src.x), mulC(block0, bytes.x))),
+    set(dst.xs, i32.add(get(src.xs), mulC(block0, 4))),
+    ...(dst.bsum && src.bsum ? [set(dst.bsum, i32.add(get(src.bsum), mulC(block0, bytes.bsum)))] : []),
+  ];
+}
+
 /**
  * for t0 in 0..T step tile: for q in start..end: for t in t0..min(t0 + tile, T): body. Tokens are
  * tiled so that a tile's activations stay in L2 while every quad of the thread's range streams past
@@ -463,10 +490,7 @@ function mmQ8_0(): Func {
     const tk = (k: number) => i32.add(get(t), i32.const(k));
     const pairs = n === 1 ? 2 : 1;
     return [
-      set(wp, i32.add(get(pn.pw), i32.mul(get(u), mulC(get(pn.pnb), 272)))),
-      set(we, i32.add(get(wp), mulC(get(pn.pnb), 272))),
-      set(xb, i32.add(get(x), mulC(i32.add(i32.mul(get(t), get(nb)), get(pn.b0)), 64))),
-      set(xsb, i32.add(get(xs), mulC(i32.add(i32.mul(get(t), get(nb)), get(pn.b0)), 4))),
+      ...blockPointers({ w: wp, we, x: xb, xs: xsb }, { x, xs, nb }, u, t, pn, { weights: 272, x: 64, bsum: 0 }),
       ...ks.flatMap((k) => [initAcc(pn, acc[k]![0]!, outAddr(tk(k), 0)), initAcc(pn, acc[k]![1]!, outAddr(tk(k), 1))]),
       forPtr(wp, we, 272,
         ...ks.flatMap((k) => [set(part[k]![0]!, zero()), set(part[k]![1]!, zero())]),
@@ -516,24 +540,8 @@ function dotNibbleLanes(raw: Local, mask: Local, x: readonly Local[]): Op {
     i32x4.add(i32x4.dotI16x8S(nib(2), get(x[2]!)), i32x4.dotI16x8S(nib(3), get(x[3]!))));
 }
 
-/**
- * The per-(quad, token) pointers of both Q4_0 kernels: the quad's weights in panel pn (to `we`),
- * and token t's activations, their scales and block sums from the panel's first block.
- */
-function q4_0Pointers(
-  dst: { w: Local; we: Local; x: Local; xs: Local; bsum: Local },
-  src: { x: Local; xs: Local; bsum: Local; nb: Local },
-  q: Local, t: Local, pn: Panel,
-): Op[] {
-  const block0 = i32.add(i32.mul(get(t), get(src.nb)), get(pn.b0)); // token t's first block in this panel
-  return [
-    set(dst.w, i32.add(get(pn.pw), i32.mul(get(q), mulC(get(pn.pnb), 72)))),
-    set(dst.we, i32.add(get(dst.w), mulC(get(pn.pnb), 72))),
-    set(dst.x, i32.add(get(src.x), mulC(block0, 64))),
-    set(dst.xs, i32.add(get(src.xs), mulC(block0, 4))),
-    set(dst.bsum, i32.add(get(src.bsum), mulC(block0, 4))),
-  ];
-}
+/** Q4_0 (both kernels): a 72-byte quad-block, 32 int16 activations and one block sum per block. */
+const Q4_0_BYTES: BlockBytes = { weights: 72, x: 64, bsum: 4 };
 
 /**
  * mm_q4_0(w, x, xs, bsum, out, T, nb, outP, tile, pb, start, end, tid). Packed quad-block (72 bytes):
@@ -548,7 +556,7 @@ function mmQ4_0(): Func {
   const xv = f.vlocals(4);
   const [acc, raw, mask] = f.vlocals(3);
   f.body = seq(set(mask, i16x8.const(0x000f)), quadLoop(f, T, tile, outP, out, start, end, ({ q, t, outAddr }, pn) => [
-    ...q4_0Pointers({ w: wp, we, x: xp, xs: xsp, bsum: bp }, { x, xs, bsum, nb }, q, t, pn!),
+    ...blockPointers({ w: wp, we, x: xp, xs: xsp, bsum: bp }, { x, xs, bsum, nb }, q, t, pn!, Q4_0_BYTES),
     initAcc(pn, acc, outAddr),
     forPtr(wp, we, 72,
       ...xv.map((l, i) => set(l, v128.load(get(xp), 16 * i))),
@@ -605,11 +613,7 @@ function mmQ4K(): Func {
       i32x4.extendLowI16x8U(v128.load8x8U(get(wp), 48 + 4 * j)), i32x4.splat(i32.load(get(bp), 4 * j))))));
   }
   f.body = seq(set(mask, i16x8.const(0x000f)), quadLoop(f, T, tile, outP, out, start, end, ({ q, t, outAddr }, pn) => [
-    set(wp, i32.add(get(pn!.pw), i32.mul(get(q), mulC(get(pn!.pnb), QB)))),
-    set(we, i32.add(get(wp), mulC(get(pn!.pnb), QB))),
-    set(xp, i32.add(get(x), mulC(i32.add(i32.mul(get(t), get(nsb)), get(pn!.b0)), 512))),
-    set(xsp, i32.add(get(xs), mulC(i32.add(i32.mul(get(t), get(nsb)), get(pn!.b0)), 4))),
-    set(bp, i32.add(get(bsum), mulC(i32.add(i32.mul(get(t), get(nsb)), get(pn!.b0)), 32))),
+    ...blockPointers({ w: wp, we, x: xp, xs: xsp, bsum: bp }, { x, xs, bsum, nb: nsb }, q, t, pn!, { weights: QB, x: 512, bsum: 32 }),
     initAcc(pn, acc, outAddr),
     forPtr(wp, we, QB,
       ...cr.map((l) => set(l, zero())),
@@ -686,10 +690,7 @@ function mmQ6K(): Func {
   ];
   f.body = seq(set(k0f, i8x16.const(0x0f)), set(k30, i8x16.const(0x30)), set(k32, i8x16.const(32)),
     quadLoop(f, T, tile, outP, out, start, end, ({ q, t, outAddr }, pn) => [
-    set(wp, i32.add(get(pn!.pw), i32.mul(get(q), mulC(get(pn!.pnb), QB)))),
-    set(we, i32.add(get(wp), mulC(get(pn!.pnb), QB))),
-    set(xp, i32.add(get(x), mulC(i32.add(i32.mul(get(t), get(nsb)), get(pn!.b0)), 512))),
-    set(xsp, i32.add(get(xs), mulC(i32.add(i32.mul(get(t), get(nsb)), get(pn!.b0)), 4))),
+    ...blockPointers({ w: wp, we, x: xp, xs: xsp }, { x, xs, nb: nsb }, q, t, pn!, { weights: QB, x: 512, bsum: 0 }),
     initAcc(pn, acc, outAddr),
     forPtr(wp, we, QB,
       ...fr.map((l) => set(l, zero())),
@@ -935,7 +936,7 @@ function mmQ4_0r(): Func {
   const rdot = i16x8.relaxedDotI8x16I7x16S;
   const plane = (a: Local, b: Local): Op => i32x4.extaddPairwiseI16x8S(i16x8.add(rdot(get(a), get(lo)), rdot(get(b), get(hi))));
   f.body = seq(set(mask, i8x16.const(0x0f)), quadLoop(f, T, tile, outP, out, start, end, ({ q, t, outAddr }, pn) => [
-    ...q4_0Pointers({ w: wp, we, x: xp, xs: xsp, bsum: bp }, { x, xs, bsum, nb }, q, t, pn!),
+    ...blockPointers({ w: wp, we, x: xp, xs: xsp, bsum: bp }, { x, xs, bsum, nb }, q, t, pn!, Q4_0_BYTES),
     initAcc(pn, acc, outAddr),
     forPtr(wp, we, 72,
       set(xh0, v128.load(get(xp))),

@@ -25,6 +25,7 @@
  */
 import type { LinearWeight } from '../kernels.js';
 import { bf16BytesToF32 } from '../../tensor/dtype.js';
+import { ggmlRowBytes } from '../../tensor/ggml.js';
 
 export const Q8_0_QUAD_BYTES = 136;
 export const Q4_0_QUAD_BYTES = 72;
@@ -154,7 +155,7 @@ export function packQuads(plan: PackPlan, w: LinearWeight, q0: number, q1: numbe
   const U = plan.unitQuads;
   const unitRows = 4 * U;
   const unitBytes = U * plan.quadBytes;
-  const rowBytes = storedRowBytes(plan);
+  const rowBytes = ggmlRowBytes(plan.kind, plan.inDim); // a stored out-major row: ggml's sizes serve the dense kinds too
   const tmp = new Uint8Array(unitRows * rowBytes);
   const panels = panelCount(plan);
   const unitBuf = panels > 1 ? new Uint8Array(unitBytes) : undefined;
@@ -204,27 +205,6 @@ export function packQuads(plan: PackPlan, w: LinearWeight, q0: number, q1: numbe
         dst.set(unitBuf.subarray(p * fullPanel, p * fullPanel + n), p * (u1 - u0) * fullPanel + (u - u0) * n);
       }
     }
-  }
-}
-
-function storedRowBytes(plan: PackPlan): number {
-  const I = plan.inDim;
-  switch (plan.kind) {
-    case 'f32':
-      return I * 4;
-    case 'bf16':
-    case 'f16':
-      return I * 2;
-    case 'q8_0':
-      return (I / 32) * 34;
-    case 'q4_0':
-      return (I / 32) * 18;
-    case 'q4_k':
-      return (I / 256) * 144;
-    case 'q6_k':
-      return (I / 256) * 210;
-    case 'i8g':
-      return I;
   }
 }
 
