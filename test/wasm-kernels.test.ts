@@ -26,37 +26,14 @@ import { f32ToBf16, f32ToF16 } from '../src/tensor/dtype.js';
 import { ggmlRowBytes } from '../src/tensor/ggml.js';
 import { quantizeGgml } from '../src/tensor/ggml-quantize.js';
 import { MemoryLinear } from '../src/tensor/linear.js';
-import { openGguf } from '../src/formats/gguf-split.js';
 import { GrokModel } from '../src/model/grok.js';
-import { openModelFiles } from '../src/model/load.js';
-import { configFromGguf, grokWeightsFromGguf } from '../src/model/weights-gguf.js';
-import type { GrokWeights } from '../src/model/weights.js';
 import { KvCache } from '../src/model/kv-cache.js';
 import { makeConfig } from '../src/config.js';
-import { readJson, rng, shared } from './shared.js';
+import { readJson, rng } from './shared.js';
+import { activations, ckptCase, cosine, greedy, ggufCase, relErr, type E2eCase } from './wasm-check.js';
 import { UnsupportedError } from '../src/errors.js';
 
-function relErr(a: Float32Array, b: Float32Array): number {
-  assert.equal(a.length, b.length);
-  let num = 0;
-  let den = 0;
-  for (let i = 0; i < a.length; i++) {
-    assert.ok(Number.isFinite(a[i]!), `non-finite output at ${i}: ${a[i]}`);
-    num += (a[i]! - b[i]!) ** 2;
-    den += b[i]! ** 2;
-  }
-  return Math.sqrt(num / Math.max(den, 1e-30));
-}
 
-/** Roughly normal values with a few large outliers, like transformer activations. */
-function activations(r: () => number, n: number): Float32Array {
-  const x = new Float32Array(n);
-  for (let i = 0; i < n; i++) {
-    const g = (r() + r() + r() + r() - 2) * 1.7;
-    x[i] = r() < 0.02 ? g * 20 : g;
-  }
-  return x;
-}
 
 function u16Bytes(vals: number[]): Uint8Array {
   return new Uint8Array(new Uint16Array(vals).buffer);
@@ -452,68 +429,11 @@ describe('wasm backend', { skip: !wasmAvailable() && 'no SIMD128 in this runtime
 // ---------------------------------------------------------------------------------------------
 // end to end: the same model code on both backends
 
-function cosine(a: ArrayLike<number>, b: ArrayLike<number>): number {
-  let ab = 0;
-  let aa = 0;
-  let bb = 0;
-  for (let i = 0; i < a.length; i++) {
-    ab += a[i]! * b[i]!;
-    aa += a[i]! * a[i]!;
-    bb += b[i]! * b[i]!;
-  }
-  return ab / Math.sqrt(aa * bb);
-}
 
-function argmaxOf(v: Float32Array): number {
-  let best = 0;
-  for (let i = 1; i < v.length; i++) if (v[i]! > v[best]!) best = i;
-  return best;
-}
 
-function greedy(model: GrokModel, prompt: readonly number[], steps: number): number[] {
-  const cache = model.newCache();
-  const ids: number[] = [];
-  let input = prompt;
-  for (let s = 0; s < steps; s++) {
-    const [logits] = model.forward([{ tokens: input, cache }]);
-    ids.push(argmaxOf(logits!));
-    input = [ids[ids.length - 1]!];
-  }
-  return ids;
-}
 
-interface E2eCase {
-  readonly name: string;
-  open(): { weights: GrokWeights; close(): void };
-  readonly prompt: readonly number[];
-  /** The exact path's greedy ids where the fixture records them. */
-  readonly greedy?: readonly number[];
-}
 
-function ggufCase(file: string): E2eCase {
-  const exp = readJson<{ prompt_ids: number[]; greedy_ids: number[] }>('fixtures', 'gguf', `${file}.expected.json`);
-  return {
-    name: file,
-    open: () => {
-      const g = openGguf(shared('fixtures', 'gguf', file));
-      return { weights: grokWeightsFromGguf(g.store, configFromGguf(g.metadata, g.path, g.store)), close: () => g.close() };
-    },
-    prompt: exp.prompt_ids,
-    greedy: exp.greedy_ids,
-  };
-}
 
-function ckptCase(name: string, dir: string[], prompt: readonly number[], greedyIds?: readonly number[]): E2eCase {
-  return {
-    name,
-    open: () => {
-      const f = openModelFiles(shared(...dir));
-      return { weights: f.weights, close: () => f.close() };
-    },
-    prompt,
-    ...(greedyIds ? { greedy: greedyIds } : {}),
-  };
-}
 
 describe('wasm backend end to end against the exact js path', { skip: !wasmAvailable() && 'no SIMD128 in this runtime' }, () => {
   let k: WasmKernels;

@@ -15,6 +15,8 @@ import { FloatArena } from './arena.js';
 import { RESERVED, Runtime, type Shard } from './runtime.js';
 import { ggmlRowBytes } from '../../tensor/ggml.js';
 import { MemoryLinear } from '../../tensor/linear.js';
+import { kernelName } from './block-format.js';
+import { BLOCK_FORMATS } from './formats/index.js';
 
 export interface WasmKernelOptions {
   /** Threads including the main thread; default: the machine's cores (os.availableParallelism()). */
@@ -113,11 +115,12 @@ export async function createWasmKernels(opts: WasmKernelOptions = {}): Promise<W
 function warmUp(k: WasmBackend): void {
   const I = 512;
   const O = 16;
-  const ggmlType = (type: 'q8_0' | 'q4_0' | 'q4_k' | 'q6_k' | 'f32' | 'f16' | 'bf16'): LinearWeight =>
+  const ggmlType = (type: string): LinearWeight =>
     new MemoryLinear(`warm-up ${type}`, I, O, { kind: 'ggml', type }, new Uint8Array(ggmlRowBytes(type, I) * O));
   const weights: LinearWeight[] = [
     new MemoryLinear('warm-up int8', I, O, { kind: 'int8-grouped', groups: 1 }, new Uint8Array(I * O), new Uint8Array(2 * O)),
     ggmlType('q8_0'), ggmlType('q4_0'), ggmlType('q4_k'), ggmlType('q6_k'), ggmlType('f32'), ggmlType('f16'), ggmlType('bf16'),
+    ...BLOCK_FORMATS.map((b) => ggmlType(b.type)),
   ];
   const T = 3;
   const x = new Float32Array(T * I);
@@ -370,7 +373,7 @@ class WasmBackend implements WasmKernels {
     const wp = part.ptr;
     const macs = nq * 4 * Lx * tn;
     const par = macs >= PARALLEL_MIN && nq >= 2;
-    const kernel = `mm_${plan.kind}` as KernelName;
+    const kernel: KernelName = `mm_${plan.kind}`;
     // tokens per tile: their activations (int16, or f32 for dense) for one column panel stay
     // within ~192 KiB of L2
     const tile = Math.max(1, Math.floor(TILE_BYTES / (Math.min(Lx, plan.panel) * (plan.xBlock ? 2 : 4))));
@@ -397,6 +400,11 @@ class WasmBackend implements WasmKernels {
       case 'q6_k':
         rt.exec(s, kernel, [wp, xq, xs, ob, tn, I / 256, outP, tile, pb(256)], nq, par);
         break;
+      case 'block': {
+        const bf = plan.block!;
+        rt.exec(s, kernelName(bf), [wp, xq, xs, bs, ob, tn, I / bf.blockInputs, outP, tile, pb(bf.blockInputs)], nq, par);
+        break;
+      }
     }
     const rows = Math.min(outP, O - 4 * part.q0);
     const o32 = ob >>> 2;

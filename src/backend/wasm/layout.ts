@@ -26,13 +26,15 @@
 import type { LinearWeight } from '../kernels.js';
 import { bf16BytesToF32 } from '../../tensor/dtype.js';
 import { ggmlRowBytes } from '../../tensor/ggml.js';
+import type { BlockFormat } from './block-format.js';
+import { blockFormat } from './formats/index.js';
 
 export const Q8_0_QUAD_BYTES = 136;
 export const Q4_0_QUAD_BYTES = 72;
 export const Q4K_QUAD_BYTES = 592;
 export const Q6K_QUAD_BYTES = 840;
 
-export type PlanKind = 'i8g' | 'f32' | 'bf16' | 'f16' | 'q8_0' | 'q4_0' | 'q4_k' | 'q6_k';
+export type PlanKind = 'i8g' | 'f32' | 'bf16' | 'f16' | 'q8_0' | 'q4_0' | 'q4_k' | 'q6_k' | 'block';
 
 /** How one weight is packed and how activations are staged for it. */
 export interface PackPlan {
@@ -66,6 +68,8 @@ export interface PackPlan {
   readonly panel: number;
   /** q4_0 only: keep ggml's nibble bytes (for the relaxed-SIMD kernel) instead of nibble lanes. */
   readonly ggmlNibbles?: boolean;
+  /** kind 'block': the block format (formats/) that packs and runs it. */
+  readonly block?: BlockFormat;
 }
 
 /** Inputs per column panel unless told otherwise (see the header). */
@@ -118,8 +122,11 @@ export function planFor(w: LinearWeight, panelInputs = DEFAULT_PANEL, opts: { re
         const Lp = roundUp(I, 16);
         return { ...base, kind: f.type, quadBytes: Lp * (f.type === 'f32' ? 4 : 2) * 4, segStride: Lp, xBlock: 0 };
       }
-      default:
-        return undefined;
+      default: {
+        const bf = blockFormat(f.type);
+        if (!bf || blocks(bf.blockInputs) < 0) return undefined;
+        return { ...base, kind: 'block', block: bf, quadBytes: blocks(bf.blockInputs) * bf.quadBlockBytes, segStride: I, xBlock: bf.xBlock, bsumLen: bf.bsumLen };
+      }
     }
   }
   return undefined;
@@ -155,7 +162,7 @@ export function packQuads(plan: PackPlan, w: LinearWeight, q0: number, q1: numbe
   const U = plan.unitQuads;
   const unitRows = 4 * U;
   const unitBytes = U * plan.quadBytes;
-  const rowBytes = ggmlRowBytes(plan.kind, plan.inDim); // a stored out-major row: ggml's sizes serve the dense kinds too
+  const rowBytes = ggmlRowBytes(plan.block?.type ?? plan.kind, plan.inDim); // a stored out-major row: ggml's sizes serve the dense kinds too
   const tmp = new Uint8Array(unitRows * rowBytes);
   const panels = panelCount(plan);
   const unitBuf = panels > 1 ? new Uint8Array(unitBytes) : undefined;
@@ -196,6 +203,9 @@ export function packQuads(plan: PackPlan, w: LinearWeight, q0: number, q1: numbe
         break;
       case 'q6_k':
         packQ6K(tmp, rowBytes, out);
+        break;
+      case 'block':
+        plan.block!.pack(tmp, rowBytes, out);
         break;
     }
     if (unitBuf) {
@@ -246,7 +256,7 @@ function packQ8_0(tmp: Uint8Array, rowBytes: number, out: Uint8Array): void {
 }
 
 /** A Uint16Array over the same bytes (offset and length even: every packed unit and row here is). */
-function u16View(a: Uint8Array): Uint16Array {
+export function u16View(a: Uint8Array): Uint16Array {
   return new Uint16Array(a.buffer, a.byteOffset, a.byteLength >>> 1);
 }
 
@@ -292,7 +302,7 @@ function packBlocks(tmp: Uint8Array, rowBytes: number, out: Uint8Array, blockByt
 }
 
 /** ggml get_scale_min_k4: the 6-bit scale and min of sub-block j from the 12 packed bytes at q[p]. */
-function scaleMinK4(j: number, q: Uint8Array, p: number): [number, number] {
+export function scaleMinK4(j: number, q: Uint8Array, p: number): [number, number] {
   if (j < 4) return [q[p + j]! & 63, q[p + j + 4]! & 63];
   return [(q[p + j + 4]! & 0xf) | ((q[p + j - 4]! >> 6) << 4), (q[p + j + 4]! >> 4) | ((q[p + j]! >> 6) << 4)];
 }
@@ -324,7 +334,7 @@ function packQ4K(tmp: Uint8Array, rowBytes: number, out: Uint8Array): void {
  * 16-bit lane i holds value 8k + i: a lane's 4 nibbles then come out with an and, or a shift and
  * an and, as 8 16-bit lanes in natural order for `dot_i16x8_s` (no byte unpacking).
  */
-function packNibbleLanes(src: Uint8Array, from: number, shift: number, out: Uint8Array, at: number): void {
+export function packNibbleLanes(src: Uint8Array, from: number, shift: number, out: Uint8Array, at: number): void {
   for (let i = 0; i < 8; i++) {
     const v = (t: number) => (src[from + t]! >> shift) & 15;
     out[at + 2 * i] = v(i) | (v(8 + i) << 4);

@@ -1,0 +1,136 @@
+/**
+ * Every ggml type the reader dequantises runs in wasm (formats/ and the older kernels), matching
+ * the js oracle (exact dequantisation, f64 accumulation) on random blocks of that type: awkward
+ * row counts (1, 7, 66 rows: partial quads), several column panels with a short last one, T = 1,
+ * 2, 5 and 17 (single and paired token paths, several tiles), 1 and 2 threads. Then end to end
+ * on every GGUF fixture: logits within cosine 0.9999 of the js path, identical greedy ids, and
+ * not one matmul in the js fallback.
+ *
+ * Bound: ‖y_wasm − y_js‖ / ‖y_js‖ ≤ 1e-3 on outlier-heavy activations (the int16 activation
+ * rounding, as for the older integer kernels; see src/backend/wasm/README.md).
+ */
+import { after, before, describe, test } from 'node:test';
+import assert from 'node:assert/strict';
+import * as fs from 'node:fs';
+import type { LinearWeight } from '../src/backend/kernels.js';
+import { jsKernels } from '../src/backend/js/kernels.js';
+import { createWasmKernels, wasmAvailable, type WasmKernels } from '../src/backend/wasm/index.js';
+import { f32ToF16 } from '../src/tensor/dtype.js';
+import { ggmlRowBytes, ggmlType } from '../src/tensor/ggml.js';
+import { MemoryLinear } from '../src/tensor/linear.js';
+import { GrokModel } from '../src/model/grok.js';
+import { rng, shared } from './shared.js';
+import { activations, cosine, ggufCase, greedy, relErr } from './wasm-check.js';
+
+/** Every block-quantised type of the GGUF reader. */
+export const BLOCK_TYPES = [
+  'q8_0', 'q4_0', 'q4_1', 'q5_0', 'q5_1', 'q2_k', 'q3_k', 'q4_k', 'q5_k', 'q6_k',
+  'iq4_nl', 'iq4_xs', 'iq3_xxs', 'iq3_s', 'iq2_xxs', 'iq2_xs', 'iq2_s', 'iq1_s', 'iq1_m',
+] as const;
+
+/**
+ * Byte offsets of the f16 scales in one block of each type (ggml's structs). Random bytes make
+ * valid blocks of every type except for these: they are set to finite values of a realistic size.
+ */
+const F16_FIELDS: Record<string, readonly number[]> = {
+  q8_0: [0], q4_0: [0], q4_1: [0, 2], q5_0: [0], q5_1: [0, 2],
+  q2_k: [80, 82], q3_k: [108], q4_k: [0, 2], q5_k: [0, 2], q6_k: [208],
+  iq4_nl: [0], iq4_xs: [0], iq3_xxs: [0], iq3_s: [0], iq2_xxs: [0], iq2_xs: [0], iq2_s: [0], iq1_s: [0],
+  iq1_m: [], // its f16 scale is the top nibbles of the four u16 scale words (set below)
+};
+
+/** O rows of I inputs of `type`: random codes, finite scales. */
+export function randomBlocks(r: () => number, type: string, I: number, O: number): LinearWeight {
+  const info = ggmlType(type);
+  const bytes = new Uint8Array(ggmlRowBytes(type, I) * O);
+  for (let i = 0; i < bytes.length; i++) bytes[i] = Math.floor(r() * 256);
+  const setU16 = (at: number, v: number) => {
+    bytes[at] = v & 255;
+    bytes[at + 1] = v >> 8;
+  };
+  for (let b = 0; b < bytes.length; b += info.typeSize) {
+    for (const o of F16_FIELDS[type]!) setU16(b + o, f32ToF16((0.002 + 0.01 * r()) * (o === 0 || type === 'q2_k' ? 1 : 0.5)));
+    if (type === 'iq1_m') {
+      const d = f32ToF16(0.002 + 0.01 * r());
+      for (let k = 0; k < 4; k++) {
+        const at = b + 48 + 2 * k;
+        setU16(at, (bytes[at]! | (bytes[at + 1]! << 8) & 0x0fff) | (((d >> (4 * k)) & 15) << 12));
+      }
+    }
+  }
+  return new MemoryLinear(`${type} ${I}x${O}`, I, O, { kind: 'ggml', type }, bytes);
+}
+
+const TOL = 1e-3;
+
+describe('wasm kernels for every ggml block type', { skip: !wasmAvailable() && 'no SIMD128 in this runtime' }, () => {
+  for (const threads of [1, 2]) {
+    describe(`${threads} thread(s)`, () => {
+      let k: WasmKernels;
+      before(async () => {
+        // panels of 256 inputs: the 768- and 1280-wide rows below span 3 and 5 panels
+        k = await createWasmKernels({ threads, panelInputs: 256 });
+      });
+      after(async () => {
+        await k.close();
+      });
+      for (const type of BLOCK_TYPES) {
+        test(`${type}: matches js (rows 1, 7, 66; 1 to 5 panels; T = 1, 2, 5, 17), never in the fallback`, () => {
+          const shapes: [number, number][] = [[256, 1], [768, 7], [1280, 66]];
+          shapes.forEach(([I, O], si) => {
+            const w = randomBlocks(rng(1000 * si + type.length), type, I, O);
+            for (const T of [1, 2, 5, 17]) {
+              const r = rng(77 + T + si);
+              const x = activations(r, T * I);
+              const want = new Float32Array(T * O);
+              const got = new Float32Array(T * O).fill(NaN);
+              jsKernels.matmul(want, x, T, w);
+              k.matmul(got, x, T, w);
+              const e = relErr(got, want);
+              assert.ok(e <= TOL, `${w.name}, T=${T}: relative error ${e.toExponential(2)} > ${TOL}`);
+            }
+          });
+          assert.equal(k.stats.js.get(`matmul:${type}`), undefined, `${type} fell back to js`);
+          assert.ok((k.stats.wasm.get(`matmul:${type}`) ?? 0) > 0);
+        });
+      }
+    });
+  }
+});
+
+describe('every GGUF fixture end to end on wasm', { skip: !wasmAvailable() && 'no SIMD128 in this runtime' }, () => {
+  let k: WasmKernels;
+  before(async () => {
+    k = await createWasmKernels({ threads: 2 });
+  });
+  after(async () => {
+    await k.close();
+  });
+  const files = fs.readdirSync(shared('fixtures', 'gguf')).filter((f) => f.endsWith('.gguf') && !/-000\d\d-of-/.test(f));
+  test('the fixture directory holds the 14 quantisation types', () => {
+    assert.ok(files.filter((f) => f.startsWith('mini-')).length >= 14, files.join(', '));
+  });
+  for (const file of files) {
+    test(`${file}: cosine ≥ 0.9999 at every position, identical greedy ids, 0 js-fallback matmuls`, () => {
+      const c = ggufCase(file);
+      const m = c.open();
+      try {
+        k.stats.js.clear();
+        const ref = new GrokModel(m.weights, jsKernels);
+        const fast = new GrokModel(m.weights, k);
+        const V = ref.config.vocabSize;
+        const [want] = ref.forward([{ tokens: c.prompt, cache: ref.newCache() }], { allLogits: true });
+        const [got] = fast.forward([{ tokens: c.prompt, cache: fast.newCache() }], { allLogits: true });
+        for (let t = 0; t < c.prompt.length; t++) {
+          const cos = cosine(got!.subarray(t * V, (t + 1) * V), want!.subarray(t * V, (t + 1) * V));
+          assert.ok(cos >= 0.9999, `position ${t}: cosine ${cos}`);
+        }
+        assert.deepEqual(greedy(fast, c.prompt, c.greedy!.length), c.greedy);
+        const fallbacks = [...k.stats.js].filter(([key]) => key.startsWith('matmul:'));
+        assert.deepEqual(fallbacks, [], `js-fallback matmuls: ${JSON.stringify(fallbacks)}`);
+      } finally {
+        m.close();
+      }
+    });
+  }
+});
