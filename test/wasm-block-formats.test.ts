@@ -18,6 +18,8 @@ import { createWasmKernels, wasmAvailable, type WasmKernels } from '../src/backe
 import { f32ToF16 } from '../src/tensor/dtype.js';
 import { ggmlRowBytes, ggmlType } from '../src/tensor/ggml.js';
 import { MemoryLinear } from '../src/tensor/linear.js';
+import { BLOCK_FORMATS } from '../src/backend/wasm/formats/index.js';
+import { RESERVED } from '../src/backend/wasm/runtime.js';
 import { GrokModel } from '../src/model/grok.js';
 import { rng, shared } from './shared.js';
 import { activations, cosine, ggufCase, greedy, relErr } from './wasm-check.js';
@@ -133,4 +135,11 @@ describe('every GGUF fixture end to end on wasm', { skip: !wasmAvailable() && 'n
       }
     });
   }
+});
+
+test('block formats: lookup tables lie in the first page above 1 KiB and never overlap', () => {
+  const spans = BLOCK_FORMATS.flatMap((f) => (f.tables ?? []).map((t) => ({ type: f.type, a: t.at, b: t.at + t.bytes.length })));
+  for (const s of spans) assert.ok(s.a >= 1024 && s.b <= RESERVED, `${s.type}: table at [${s.a}, ${s.b}) outside [1024, ${RESERVED})`);
+  spans.sort((x, y) => x.a - y.a);
+  for (let i = 1; i < spans.length; i++) assert.ok(spans[i]!.a >= spans[i - 1]!.b, `${spans[i - 1]!.type} and ${spans[i]!.type} tables overlap`);
 });

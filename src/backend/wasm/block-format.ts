@@ -31,6 +31,19 @@ export interface BlockFormat {
   pack(rows: Uint8Array, rowBytes: number, out: Uint8Array): void;
   /** The kernel, named `mm_${type}`. */
   emit(): Func;
+  /**
+   * Lookup tables (grids, signs, value maps) the kernel reads at fixed addresses: written into every
+   * memory shard when it is created, inside the first page, which nothing else uses. Each family
+   * keeps to its region of TABLE_REGIONS.
+   */
+  readonly tables?: readonly { readonly at: number; readonly bytes: Uint8Array }[];
 }
+
+/** Where each family of formats/ may put its tables: [start, end) byte addresses in the first page of every shard. */
+export const TABLE_REGIONS = {
+  legacy: [1024, 2048],
+  iq2: [2048, 24576],
+  'iq3-iq1': [24576, 61440],
+} as const;
 
 export const kernelName = (f: BlockFormat): `mm_${string}` => `mm_${f.type}`;

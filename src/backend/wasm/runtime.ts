@@ -9,6 +9,7 @@
 import { UnsupportedError } from '../../errors.js';
 import { KERNEL_NAMES, type KernelName } from './kernels-wasm.js';
 import { WorkerPool } from './pool.js';
+import { BLOCK_FORMATS } from './formats/index.js';
 
 const PAGE = 65536;
 /** Bytes below this in every shard are never used (null stays invalid). */
@@ -39,6 +40,7 @@ export class Shard {
     this.kernels = KERNEL_NAMES.map((n) => inst.exports[n] as Kernel);
     this.sizeBytes = memory.buffer.byteLength;
     this.refresh();
+    for (const f of BLOCK_FORMATS) for (const t of f.tables ?? []) this.u8.set(t.bytes, t.at);
     this.top = RESERVED + stageBytes;
   }
 
