@@ -15,8 +15,8 @@ import * as fs from 'node:fs';
 import type { LinearWeight } from '../src/backend/kernels.js';
 import { jsKernels } from '../src/backend/js/kernels.js';
 import { createWasmKernels, wasmAvailable, type WasmKernels } from '../src/backend/wasm/index.js';
-import { f32ToF16 } from '../src/tensor/dtype.js';
-import { ggmlRowBytes, ggmlType } from '../src/tensor/ggml.js';
+import { ggmlRowBytes } from '../src/tensor/ggml.js';
+import { randomBlocks } from '../bench/random-blocks.js';
 import { MemoryLinear } from '../src/tensor/linear.js';
 import { BLOCK_FORMATS } from '../src/backend/wasm/formats/index.js';
 import { RESERVED } from '../src/backend/wasm/runtime.js';
@@ -30,36 +30,10 @@ export const BLOCK_TYPES = [
   'iq4_nl', 'iq4_xs', 'iq3_xxs', 'iq3_s', 'iq2_xxs', 'iq2_xs', 'iq2_s', 'iq1_s', 'iq1_m',
 ] as const;
 
-/**
- * Byte offsets of the f16 scales in one block of each type (ggml's structs). Random bytes make
- * valid blocks of every type except for these: they are set to finite values of a realistic size.
- */
-const F16_FIELDS: Record<string, readonly number[]> = {
-  q8_0: [0], q4_0: [0], q4_1: [0, 2], q5_0: [0], q5_1: [0, 2],
-  q2_k: [80, 82], q3_k: [108], q4_k: [0, 2], q5_k: [0, 2], q6_k: [208],
-  iq4_nl: [0], iq4_xs: [0], iq3_xxs: [0], iq3_s: [0], iq2_xxs: [0], iq2_xs: [0], iq2_s: [0], iq1_s: [0],
-  iq1_m: [], // its f16 scale is the top nibbles of the four u16 scale words (set below)
-};
-
 /** O rows of I inputs of `type`: random codes, finite scales. */
-export function randomBlocks(r: () => number, type: string, I: number, O: number): LinearWeight {
-  const info = ggmlType(type);
+function randomWeight(r: () => number, type: string, I: number, O: number): LinearWeight {
   const bytes = new Uint8Array(ggmlRowBytes(type, I) * O);
-  for (let i = 0; i < bytes.length; i++) bytes[i] = Math.floor(r() * 256);
-  const setU16 = (at: number, v: number) => {
-    bytes[at] = v & 255;
-    bytes[at + 1] = v >> 8;
-  };
-  for (let b = 0; b < bytes.length; b += info.typeSize) {
-    for (const o of F16_FIELDS[type]!) setU16(b + o, f32ToF16((0.002 + 0.01 * r()) * (o === 0 || type === 'q2_k' ? 1 : 0.5)));
-    if (type === 'iq1_m') {
-      const d = f32ToF16(0.002 + 0.01 * r());
-      for (let k = 0; k < 4; k++) {
-        const at = b + 48 + 2 * k;
-        setU16(at, (bytes[at]! | (bytes[at + 1]! << 8) & 0x0fff) | (((d >> (4 * k)) & 15) << 12));
-      }
-    }
-  }
+  randomBlocks(type, bytes, r, 0.006);
   return new MemoryLinear(`${type} ${I}x${O}`, I, O, { kind: 'ggml', type }, bytes);
 }
 
@@ -80,7 +54,7 @@ describe('wasm kernels for every ggml block type', { skip: !wasmAvailable() && '
         test(`${type}: matches js (rows 1, 7, 66; 1 to 5 panels; T = 1, 2, 5, 17), never in the fallback`, () => {
           const shapes: [number, number][] = [[256, 1], [768, 7], [1280, 66]];
           shapes.forEach(([I, O], si) => {
-            const w = randomBlocks(rng(1000 * si + type.length), type, I, O);
+            const w = randomWeight(rng(1000 * si + type.length), type, I, O);
             for (const T of [1, 2, 5, 17]) {
               const r = rng(77 + T + si);
               const x = activations(r, T * I);
