@@ -139,6 +139,15 @@ export async function benchModelOnce(modelPath: string, threads: number, steps: 
   }
 }
 
+/** benchModelOnce in a child process of its own (so its peak RSS is its own run's). */
+export function benchModelInChild(modelPath: string, threads: number, steps: number, P: number): Record<string, number> {
+  const out = execFileSync(process.execPath, [fileURLToPath(import.meta.url), '--once', modelPath, String(threads), String(steps), String(P)], {
+    encoding: 'utf8',
+    maxBuffer: 1 << 20,
+  });
+  return JSON.parse(out.trim().split('\n').pop()!) as Record<string, number>;
+}
+
 /**
  * The model benchmark for 1 and all threads, each thread count in a child process (so each peak
  * RSS is its own run's).
@@ -160,11 +169,7 @@ export async function benchModel(log: (line: string) => void, cacheDir: string, 
   log(`bench model (${format}, ${modelPath}): ${layers} layers, D ${config.embSize}, F ${config.ffnSize}, ${config.numExperts} experts top ${config.numSelectedExperts}, ` +
     `${(weightBytes / 1e9).toFixed(2)} GB of weights, ${(perToken / 1e9).toFixed(3)} GB read per decoded token`);
   for (const threads of threadCounts) {
-    const out = execFileSync(process.execPath, [fileURLToPath(import.meta.url), '--once', modelPath, String(threads), String(steps), String(P)], {
-      encoding: 'utf8',
-      maxBuffer: 1 << 20,
-    });
-    const r = JSON.parse(out.trim().split('\n').pop()!) as Record<string, number>;
+    const r = benchModelInChild(modelPath, threads, steps, P);
     for (const [key, v] of Object.entries(r)) result[`${key}_t${threads}`] = v;
     log(`threads ${threads}: bandwidth ${r['read_bandwidth_gbs']!.toFixed(1)} GB/s; decode ${r['decode_tok_s']!.toFixed(2)} tok/s = ` +
       `${((r['decode_bytes_per_token']! * r['decode_tok_s']!) / 1e9).toFixed(1)} GB/s (${(100 * r['decode_bandwidth_fraction']!).toFixed(0)} % of bandwidth); ` +

@@ -26,7 +26,10 @@ export function randomBlocks(type: string, out: Uint8Array, next: () => number, 
   const fields = F16_FIELDS[type];
   if (!fields) throw new Error(`no random-block recipe for ggml type ${type}`);
   const blockBytes = ggmlType(type).typeSize;
-  for (let i = 0; i < out.length; i++) out[i] = Math.floor(next() * 256);
+  for (let i = 0; i < out.length; i += 4) {
+    const w = Math.floor(next() * 4294967296);
+    for (let k = 0; k < 4 && i + k < out.length; k++) out[i + k] = (w >>> (8 * k)) & 255;
+  }
   const setU16 = (at: number, v: number) => {
     out[at] = v & 255;
     out[at + 1] = v >> 8;

@@ -12,6 +12,8 @@ import { loadModel } from '../src/language-model.js';
 import { benchKernels } from './kernels.js';
 import { llamaBenchAvailable, nodeLlamaCppDir, runLlamaBench, runNodeLlamaCpp } from './llama-cpp.js';
 import { benchMemory } from './memory.js';
+import { benchFormats, mixesFromEnv } from './formats.js';
+import { benchTrueWidth } from './true-width.js';
 import { benchModel, benchModelPath, type BenchFormat } from './model.js';
 import { benchServer } from './server.js';
 import { benchTokenizer } from './tokenizer.js';
@@ -83,6 +85,8 @@ export const SECTIONS: Record<string, Section> = {
   kernels: async (log) => prefixed('kernels', await benchKernels(log)),
   'model-int8': (log, cache) => modelSection('int8', log, cache),
   'model-q8_0': (log, cache) => modelSection('q8_0', log, cache),
+  formats: (log, cache) => benchFormats(log, cache, { layers: BENCH_LAYERS, mixes: mixesFromEnv() }),
+  'true-width': (log, cache) => benchTrueWidth(log, cache, { mixes: mixesFromEnv() }),
   server: async (log, cache) => {
     const lm = await loadModel(benchModelPath(cache, 'int8', BENCH_LAYERS), { backend: 'auto' });
     log(`server bench on the int8 bench model (${lm.backend} backend)`);
@@ -93,6 +97,9 @@ export const SECTIONS: Record<string, Section> = {
     }
   },
 };
+
+/** Sections that run only when named (they write and read tens of GB and take half an hour or more). */
+export const OPT_IN_SECTIONS: readonly string[] = ['true-width'];
 
 function prefixed(prefix: string, r: Record<string, number>): Record<string, number> {
   return Object.fromEntries(Object.entries(r).map(([k, v]) => [`${prefix}.${k}`, v]));
@@ -113,7 +120,7 @@ export async function runBenchmarks(opts: BenchOptions = {}): Promise<Record<str
   log(`grok-ts bench on ${machine.cpu} (${machine.cores} cores, ${(Number(machine.memoryBytes) / 2 ** 30).toFixed(0)} GiB), node ${machine.node}, commit ${machine.commit}`);
   const results: Record<string, number> = {};
   for (const [name, section] of Object.entries(SECTIONS)) {
-    if (opts.only && !opts.only.includes(name)) continue;
+    if (opts.only ? !opts.only.includes(name) : OPT_IN_SECTIONS.includes(name)) continue;
     log(`\n== ${name}`);
     Object.assign(results, await section(log, cacheDir));
   }
@@ -121,7 +128,7 @@ export async function runBenchmarks(opts: BenchOptions = {}): Promise<Record<str
   fs.mkdirSync(outDir, { recursive: true });
   const stamp = String(machine.date).replace(/[:.]/g, '-');
   const file = path.join(outDir, `${stamp}.json`);
-  fs.writeFileSync(file, JSON.stringify({ machine, sections: opts.only ?? Object.keys(SECTIONS), log: lines, results }, null, 1) + '\n');
+  fs.writeFileSync(file, JSON.stringify({ machine, sections: opts.only ?? Object.keys(SECTIONS).filter((n) => !OPT_IN_SECTIONS.includes(n)), log: lines, results }, null, 1) + '\n');
   log(`\nresults written to ${path.relative(process.cwd(), file)}`);
   return results;
 }

@@ -8,9 +8,14 @@ export const benchCommand: Command = {
 
 Runs every benchmark in one process run, so ratios compare like with like on a noisy machine, and
 writes the results with the machine they ran on under bench/results/. Sections: memory, tokenizer,
-kernels, model-int8, model-q8_0, server (default: all). The bench model (a 4 GB Grok-architecture
-checkpoint, and its Q8_0 GGUF) is generated on first use and cached. Where llama.cpp's llama-bench
-is on PATH, it runs on the same GGUF and the ratio is printed.
+kernels, model-int8, model-q8_0, formats, server (default: all of these), and true-width (only when
+named: one Grok-1 layer at its real width in every format, 5–9 GB per file, about half an hour).
+The bench model (a 4 GB Grok-architecture checkpoint, its Q8_0 GGUF and, for "formats", one GGUF
+per llama.cpp quantisation mix, 1.2–3.6 GB each) is generated on first use and cached. Where
+llama.cpp is at hand (llama-bench on PATH, or node-llama-cpp named by GROK_TS_NODE_LLAMA_CPP), it
+runs on the same files and thread counts and the ratios are printed.
+
+  GROK_TS_BENCH_MIXES=Q4_K_M,IQ3_S   limit formats / true-width to these mixes
 
   --cache DIR    where generated checkpoints are kept (default: bench/cache in the package)
 `,
