@@ -119,7 +119,7 @@ function warmUp(k: WasmBackend): void {
     new MemoryLinear(`warm-up ${type}`, I, O, { kind: 'ggml', type }, new Uint8Array(ggmlRowBytes(type, I) * O));
   const weights: LinearWeight[] = [
     new MemoryLinear('warm-up int8', I, O, { kind: 'int8-grouped', groups: 1 }, new Uint8Array(I * O), new Uint8Array(2 * O)),
-    ggmlType('q8_0'), ggmlType('q4_0'), ggmlType('q4_k'), ggmlType('q6_k'), ggmlType('f32'), ggmlType('f16'), ggmlType('bf16'),
+    ggmlType('q8_0'), ggmlType('q4_0'), ggmlType('q4_k'), ggmlType('f32'), ggmlType('f16'), ggmlType('bf16'),
     ...BLOCK_FORMATS.map((b) => ggmlType(b.type)),
   ];
   const T = 3;
@@ -396,9 +396,6 @@ class WasmBackend implements WasmKernels {
         break;
       case 'q4_k':
         rt.exec(s, kernel, [wp, xq, xs, bs, ob, tn, I / 256, outP, tile, pb(256)], nq, par);
-        break;
-      case 'q6_k':
-        rt.exec(s, kernel, [wp, xq, xs, ob, tn, I / 256, outP, tile, pb(256)], nq, par);
         break;
       case 'block': {
         const bf = plan.block!;

@@ -14,7 +14,7 @@ import {
   Func, ValType, type Local, type Op, seq, get, set, forLoop, forPtr, block, loop, br, brIf, if_, select,
   i32, f32, v128, i8x16, i16x8, i32x4, f32x4, encodeModule,
 } from './asm.js';
-import { Q4K_QUAD_BYTES, Q6K_QUAD_BYTES } from './layout.js';
+import { Q4K_QUAD_BYTES } from './layout.js';
 import {
   I32, V, F32, zero, shuf32, f32arg, inc, mulC, highNibbles, hsum4, hred, f16x4, initAcc, blockPointers, quadLoop, pairedQuadLoop,
   dotNibbleLanes, type Panel, type BlockBytes,
@@ -24,7 +24,7 @@ import { BLOCK_FORMATS } from './formats/index.js';
 
 
 const BASE_KERNELS = [
-  'quant_x', 'bsum_x', 'mm_i8g', 'mm_f32', 'mm_bf16', 'mm_f16', 'mm_q8_0', 'mm_q4_0', 'mm_q4_k', 'mm_q6_k',
+  'quant_x', 'bsum_x', 'mm_i8g', 'mm_f32', 'mm_bf16', 'mm_f16', 'mm_q8_0', 'mm_q4_0', 'mm_q4_k',
   'rmsnorm', 'rope', 'gelu_mul', 'attention', 'read_sum', 'quant_x8', 'mm_q4_0r',
 ] as const;
 /** The names of the exported kernels, in the order the pool addresses them: the base ones, then one per block format. */
@@ -433,80 +433,6 @@ function mmQ4K(): Func {
   return f;
 }
 
-/**
- * mm_q6_k(w, x, xs, out, T, nsb, outP, tile, pb, start, end, tid). Packed quad-superblock (840 bytes):
- * d[4] f16, sc[r][16] i8, then 4 rows × (ql[128], qh[64]) in ggml order. x int16, one scale per 256.
- * Per 16 values: q = low4 | high2<<4, minus 32, times the i8 scale; 2 groups of 16 are summed in i32
- * (|Σ| ≤ 2·4·32·32767·128 < 2^31) before conversion.
- */
-function mmQ6K(): Func {
-  const f = new Func('mm_q6_k', new Array<ValType>(12).fill(I32));
-  const [w, x, xs, out, T, nsb, outP, tile, pb, start, end] = f.params as Local[] as [Local, Local, Local, Local, Local, Local, Local, Local, Local, Local, Local];
-  const [wp, xp, xsp, we, qlp, qhp, scp, i, cc] = f.locals32(9);
-  const fr = f.vlocals(4);
-  const X = f.vlocals(4);
-  const [acc, A, Bq, H, isum, k0f, k30, k32] = f.vlocals(8);
-  const QB = Q6K_QUAD_BYTES;
-  const m0f = get(k0f);
-  const m30 = get(k30);
-  const group = (qv: Op, g: number, r: number, scaleOff: number): Op => {
-    const s = i8x16.sub(qv, get(k32));
-    return i32x4.mul(
-      i32x4.add(i32x4.dotI16x8S(i16x8.extendLowI8x16S(s), get(X[2 * g]!)), i32x4.dotI16x8S(i16x8.extendHighI8x16S(s), get(X[2 * g + 1]!))),
-      i32x4.splat(i32.load8S(get(scp), 16 * r + scaleOff)));
-  };
-  // Per (half n, chunk c) the 4 groups of 16 values are done in two passes of 2 groups, so only 4
-  // activation vectors are live (8 made V8 spill registers); ql/qh are re-loaded per pass. The 4
-  // (n, c) steps are a loop, not unrolled: TurboFan issues a loop body's loads first, and the
-  // unrolled body's waiting loads spilled (the loop runs ≈ 3× faster). Per step the pointers
-  // advance by c's stride, and by n's minus c's after c = 1: x 32 / 224 bytes, ql 16 / 48,
-  // qh 16, scales 1 / 7.
-  const step: Op[] = [];
-  for (let pass = 0; pass < 2; pass++) {
-    step.push(...X.map((l, k) => set(l, v128.load(get(xp), 64 * (2 * pass + (k >> 1)) + 16 * (k & 1)))));
-    for (let r = 0; r < 4; r++) {
-      step.push(
-        set(A, v128.load(get(qlp), 192 * r)),
-        set(Bq, v128.load(get(qlp), 192 * r + 32)),
-        set(H, v128.load(get(qhp), 192 * r)),
-        set(isum, pass === 0
-          ? i32x4.add(
-            group(v128.or(v128.and(get(A), m0f), v128.and(i16x8.shl(get(H), 4), m30)), 0, r, 4 * pass),
-            group(v128.or(v128.and(get(Bq), m0f), v128.and(i16x8.shl(get(H), 2), m30)), 1, r, 4 * pass + 2))
-          : i32x4.add(
-            group(v128.or(v128.and(i16x8.shrU(get(A), 4), m0f), v128.and(get(H), m30)), 0, r, 4 * pass),
-            group(v128.or(v128.and(i16x8.shrU(get(Bq), 4), m0f), v128.and(i16x8.shrU(get(H), 2), m30)), 1, r, 4 * pass + 2))),
-        set(fr[r]!, f32x4.add(get(fr[r]!), f32x4.convertI32x4S(get(isum)))),
-      );
-    }
-  }
-  const body: Op[] = [
-    set(qlp, i32.add(get(wp), i32.const(72))),
-    set(qhp, i32.add(get(wp), i32.const(72 + 128))),
-    set(scp, i32.add(get(wp), i32.const(8))),
-    forLoop(i, i32.const(0), i32.const(4), 1,
-      ...step,
-      set(cc, i32.and(get(i), i32.const(1))),
-      inc(xp, i32.add(i32.const(32), i32.mul(get(cc), i32.const(192)))),
-      inc(qlp, i32.add(i32.const(16), i32.shl(get(cc), i32.const(5)))),
-      inc(qhp, 16),
-      inc(scp, i32.add(i32.const(1), i32.mul(get(cc), i32.const(6))))),
-  ];
-  f.body = seq(set(k0f, i8x16.const(0x0f)), set(k30, i8x16.const(0x30)), set(k32, i8x16.const(32)),
-    quadLoop(f, T, tile, outP, out, start, end, ({ q, t, outAddr }, pn) => [
-    ...blockPointers({ w: wp, we, x: xp, xs: xsp }, { x, xs, nb: nsb }, q, t, pn!, { weights: QB, x: 512, bsum: 0 }),
-    initAcc(pn, acc, outAddr),
-    forPtr(wp, we, QB,
-      ...fr.map((l) => set(l, zero())),
-      ...body,
-      set(acc, f32x4.add(get(acc), f32x4.mul(hsum4(f, f32x4.add, fr[0]!, fr[1]!, fr[2]!, fr[3]!),
-        f32x4.mul(f16x4(f, v128.load16x4U(get(wp))), f32x4.splat(f32.load(get(xsp))))))),
-      inc(xsp, 4)),
-    v128.store(outAddr, get(acc)),
-  ], { w, nb: nsb, pb, quadBlockBytes: QB, outP }));
-  return f;
-}
-
 // ---------------------------------------------------------------------------------------------
 // the other hot ops; rows are staged padded (D, n, half, d multiples of 4 or 16) by the caller
 
@@ -810,7 +736,6 @@ export function buildKernelModule(opts: ModuleOptions): Uint8Array {
     mm_q8_0: mmQ8_0,
     mm_q4_0: mmQ4_0,
     mm_q4_k: mmQ4K,
-    mm_q6_k: mmQ6K,
     rmsnorm,
     rope,
     gelu_mul: geluMul,

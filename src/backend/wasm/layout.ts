@@ -11,7 +11,6 @@
  * | q8_0  | quads in pairs (8 rows); per 32 inputs: 8 × f16 d, then per input pair the 8 rows' 2 int8 | 272 per 8 rows | same |
  * | q4_0  | per 32 inputs: 4 × f16 d, 4 rows × 16 bytes of nibble lanes (ggml's nibble bytes for the relaxed kernel) | 72 | same |
  * | q4_k  | per 256: 4 d, 4 dmin (f16), 6-bit scales/mins unpacked to bytes ([r][8] and [j][4]), per row per sub-block 16 bytes of nibble lanes (packNibbleLanes) | 592 | +2.8 % |
- * | q6_k  | per 256: 4 × f16 d, 4 × 16 i8 scales, 4 × (ql[128], qh[64]) | 840             | same      |
  *
  * The official int8 checkpoint is input-major ([in, out]), so i8g is a transpose: rows become the
  * outputs. Groups (scale rows) are padded to a multiple of 16 inputs each.
@@ -32,9 +31,8 @@ import { blockFormat } from './formats/index.js';
 export const Q8_0_QUAD_BYTES = 136;
 export const Q4_0_QUAD_BYTES = 72;
 export const Q4K_QUAD_BYTES = 592;
-export const Q6K_QUAD_BYTES = 840;
 
-export type PlanKind = 'i8g' | 'f32' | 'bf16' | 'f16' | 'q8_0' | 'q4_0' | 'q4_k' | 'q6_k' | 'block';
+export type PlanKind = 'i8g' | 'f32' | 'bf16' | 'f16' | 'q8_0' | 'q4_0' | 'q4_k' | 'block';
 
 /** How one weight is packed and how activations are staged for it. */
 export interface PackPlan {
@@ -113,9 +111,6 @@ export function planFor(w: LinearWeight, panelInputs = DEFAULT_PANEL, opts: { re
       case 'q4_k':
         if (blocks(256) < 0) return undefined;
         return { ...base, kind: 'q4_k', quadBytes: blocks(256) * Q4K_QUAD_BYTES, segStride: I, xBlock: 256, bsumLen: 32 };
-      case 'q6_k':
-        if (blocks(256) < 0) return undefined;
-        return { ...base, kind: 'q6_k', quadBytes: blocks(256) * Q6K_QUAD_BYTES, segStride: I, xBlock: 256 };
       case 'f32':
       case 'f16':
       case 'bf16': {
@@ -200,9 +195,6 @@ export function packQuads(plan: PackPlan, w: LinearWeight, q0: number, q1: numbe
         break;
       case 'q4_k':
         packQ4K(tmp, rowBytes, out);
-        break;
-      case 'q6_k':
-        packQ6K(tmp, rowBytes, out);
         break;
       case 'block':
         plan.block!.pack(tmp, rowBytes, out);
@@ -339,20 +331,6 @@ export function packNibbleLanes(src: Uint8Array, from: number, shift: number, ou
     const v = (t: number) => (src[from + t]! >> shift) & 15;
     out[at + 2 * i] = v(i) | (v(8 + i) << 4);
     out[at + 2 * i + 1] = v(16 + i) | (v(24 + i) << 4);
-  }
-}
-
-function packQ6K(tmp: Uint8Array, rowBytes: number, out: Uint8Array): void {
-  const nsb = rowBytes / 210;
-  for (let b = 0; b < nsb; b++) {
-    const o = b * Q6K_QUAD_BYTES;
-    for (let r = 0; r < 4; r++) {
-      const s = r * rowBytes + b * 210;
-      out[o + 2 * r] = tmp[s + 208]!; // d
-      out[o + 2 * r + 1] = tmp[s + 209]!;
-      out.set(tmp.subarray(s + 192, s + 208), o + 8 + 16 * r); // scales
-      out.set(tmp.subarray(s, s + 192), o + 72 + 192 * r); // ql, qh
-    }
   }
 }
 

@@ -8,8 +8,9 @@ import { LEGACY_FORMATS } from './legacy.js';
 import { KQUANT_FORMATS } from './kquants.js';
 import { IQ2_FORMATS } from './iq2.js';
 import { IQ3_IQ1_FORMATS } from './iq3-iq1.js';
+import { Q6K_FORMAT } from './q6k.js';
 
-export const BLOCK_FORMATS: readonly BlockFormat[] = [...LEGACY_FORMATS, ...KQUANT_FORMATS, ...IQ2_FORMATS, ...IQ3_IQ1_FORMATS];
+export const BLOCK_FORMATS: readonly BlockFormat[] = [Q6K_FORMAT, ...LEGACY_FORMATS, ...KQUANT_FORMATS, ...IQ2_FORMATS, ...IQ3_IQ1_FORMATS];
 
 /** The block format for a ggml type, if it has a wasm kernel. */
 export function blockFormat(type: string): BlockFormat | undefined {
