@@ -70,6 +70,11 @@ export class LanguageModel {
     readonly kernels: Kernels,
     /** True when this is the bundled demo model. */
     readonly isDemo: boolean,
+    /**
+     * Weights (name and format) the backend has no fast kernel for: they run in the js kernel, far
+     * slower. Empty for every format llama.cpp writes; counted here so that it is never silent.
+     */
+    readonly slowTensors: readonly { readonly name: string; readonly format: string }[] = [],
   ) {
     this.model = new GrokModel(files.weights, kernels);
     this.config = files.config;
@@ -232,13 +237,14 @@ export async function loadModel(modelPath?: string, options: LoadOptions = {}): 
         ? tokenizerFromGguf(files.ggufMetadata)
         : Tokenizer.fromFile(); // ckpt-0 ships without one: the official tokenizer.model
     const kernels = await makeKernels(options.backend ?? 'auto', options.threads);
+    let slow: { name: string; format: string }[] = [];
     try {
-      if (options.preload ?? true) preload(files, kernels, options.onProgress);
+      if (options.preload ?? true) slow = preload(files, kernels, options.onProgress);
     } catch (err) {
       await kernels.close();
       throw err;
     }
-    return new LanguageModel(files, tokenizer, kernels, modelPath === undefined);
+    return new LanguageModel(files, tokenizer, kernels, modelPath === undefined, slow);
   } catch (err) {
     files.close();
     throw err;
@@ -256,19 +262,23 @@ function validateLoadOptions(o: LoadOptions): void {
 
 /**
  * Reads every weight now: into the backend's own form where it keeps one (so the JS copy is
- * dropped as it goes and memory stays near the weight bytes), else into memory as stored.
+ * dropped as it goes and memory stays near the weight bytes), else into memory as stored. Returns
+ * the weights a fast backend (one with `prepare`) could not take: they will run in the js kernel.
  */
-function preload(files: ModelFiles, kernels: Kernels, onProgress: LoadOptions['onProgress']): void {
+function preload(files: ModelFiles, kernels: Kernels, onProgress: LoadOptions['onProgress']): { name: string; format: string }[] {
+  const slow: { name: string; format: string }[] = [];
   const w = files.weights;
   const all = [w.embedding, ...w.layers.flatMap((l) => [l.wq, l.wk, l.wv, l.wo, l.router, ...l.experts.flatMap((e) => [e.gate, e.up, e.down])])];
   const total = all.reduce((n, x) => n + x.byteLength, 0);
   let done = 0;
   for (const x of all) {
     if (!kernels.prepare?.(x)) {
+      if (kernels.prepare) slow.push({ name: x.name, format: x.format.kind === 'ggml' ? x.format.type : x.format.kind === 'dense' ? x.format.dtype : x.format.kind });
       x.bytes();
       if (x.format.kind === 'int8-grouped') x.scaleBytes();
     }
     done += x.byteLength;
     onProgress?.({ loadedBytes: done, totalBytes: total, tensor: x.name });
   }
+  return slow;
 }

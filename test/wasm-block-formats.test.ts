@@ -21,6 +21,7 @@ import { MemoryLinear } from '../src/tensor/linear.js';
 import { BLOCK_FORMATS } from '../src/backend/wasm/formats/index.js';
 import { RESERVED } from '../src/backend/wasm/runtime.js';
 import { GrokModel } from '../src/model/grok.js';
+import { loadModel } from '../src/language-model.js';
 import { rng, shared } from './shared.js';
 import { activations, cosine, ggufCase, greedy, relErr } from './wasm-check.js';
 
@@ -116,4 +117,21 @@ test('block formats: lookup tables lie in the first page above 1 KiB and never o
   for (const s of spans) assert.ok(s.a >= 1024 && s.b <= RESERVED, `${s.type}: table at [${s.a}, ${s.b}) outside [1024, ${RESERVED})`);
   spans.sort((x, y) => x.a - y.a);
   for (let i = 1; i < spans.length; i++) assert.ok(spans[i]!.a >= spans[i - 1]!.b, `${spans[i - 1]!.type} and ${spans[i]!.type} tables overlap`);
+});
+
+describe('loadModel names every weight without a fast kernel', { skip: !wasmAvailable() && 'no SIMD128 in this runtime' }, () => {
+  test('every GGUF fixture loads on wasm with no slow tensors; the js backend reports none', async () => {
+    const dir = shared('fixtures', 'gguf');
+    for (const f of fs.readdirSync(dir).filter((n) => /^mini-.*\.gguf$/.test(n) && !/-000\d\d-of-/.test(n))) {
+      const lm = await loadModel(`${dir}/${f}`, { backend: 'wasm', threads: 1 });
+      try {
+        assert.deepEqual(lm.slowTensors, [], f);
+      } finally {
+        await lm.close();
+      }
+    }
+    const js = await loadModel(`${dir}/mini-q8_0.gguf`, { backend: 'js' });
+    assert.deepEqual(js.slowTensors, []);
+    await js.close();
+  });
 });

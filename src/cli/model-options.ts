@@ -32,6 +32,10 @@ export async function openModel(ctx: CommandContext): Promise<LanguageModel> {
     onProgress: (p) => bar.update(p.loadedBytes, p.totalBytes),
   });
   bar.done();
+  if (lm.slowTensors.length) {
+    const formats = [...new Set(lm.slowTensors.map((t) => t.format))].join(', ');
+    ctx.stderr.write(`warning: ${lm.slowTensors.length} weight matrices (${formats}) have no ${lm.backend} kernel and run in the slow js fallback\n`);
+  }
   if (lm.isDemo && ctx.stderr.isTTY) {
     ctx.stderr.write('(built-in demo model: 9.5M parameters trained on fortune cookies; pass --model for real weights)\n');
   }
