@@ -1,4 +1,476 @@
-/** Q4_1, Q5_0, Q5_1, IQ4_NL, IQ4_XS: packed layouts and SIMD128 kernels (see ../block-format.ts). */
+/**
+ * Q4_1, Q5_0, Q5_1, IQ4_NL, IQ4_XS: packed layouts and SIMD128 kernels (see ../block-format.ts).
+ *
+ * ## Rows in lanes: activation pairs splatted
+ *
+ * These types scale every 32 inputs per row (IQ4_XS: per 32 too, with an integer sub-scale), so the
+ * nibble-lane layout of Q4_0/Q4_K, whose 16-bit lanes hold 8 inputs of one row, would end every
+ * block of every row in a horizontal sum. Here a quad-block's codes are arranged as in Q8_0's pair
+ * layout instead: in every 8-lane vector that reaches `i32x4.dot_i16x8_s`, lanes 2j and 2j + 1 hold
+ * row j's values of one input pair (2p, 2p + 1), and the activations of that pair are broadcast
+ * (`v128.load32_splat`, a pure load). One dot product then adds 4 rows' partial sums into 4 lanes:
+ * a block ends in one convert and a few multiplies per token, with no shuffles.
+ *
+ * ## Codes and their extraction (per 16 bytes = 8 lanes of 16 bits)
+ *
+ * - 4-bit (Q4_1): nibble k of a lane holds input pair 4v + k of raw vector v. The values are taken
+ *   out by *masks only*: `raw & 0x000f` (×1), `raw & 0x00f0` (×16), `raw & 0x0f00` (×256) and
+ *   `raw >> 12` (×1), each dotted with its pair into an accumulator of that scale (per block: A ×1,
+ *   B ×16, C ×256; B and C are exact multiples, so A + (B >> 4) + (C >> 8) is exact). Four
+ *   instructions per 32 values instead of the seven of and/shift/and/shift.
+ * - 5-bit (Q5_0, Q5_1): three 5-bit fields per lane, bits 0-4, 5-9 and 11-15 (input pairs 3u,
+ *   3u + 1, 3u + 2 of raw vector u), taken out as `raw & 0x001f` (×1), `raw & 0x03e0` (×32) and
+ *   `raw >> 11` (×1): one instruction per 8 values, as cheap as a nibble. Five raw vectors hold 15
+ *   input pairs; bit 10 of raw vector u holds bit 4 − u of pair 15's value, gathered in the step
+ *   loop as c = (c << 1) | (raw & 0x0400) (three instructions a step) and used as c >> 10. So the
+ *   5th bits cost nothing extra in size: 80 bytes of codes per quad-block, as ggml's qs + qh.
+ * - IQ4 (IQ4_NL, IQ4_XS): 4-bit indices in bytes, low and high nibbles apart (an and; a shift and
+ *   an and), looked up with `i8x16.swizzle` in a 16-byte table of kvalue + 127 (0..240, unsigned;
+ *   kvalue[0] + 127 = 0), then even and odd bytes as 16-bit lanes (`& 0x00ff`, `>> 8`). The + 127
+ *   comes back out as 127·Σx from the block sums (bsum_x).
+ *
+ * ## Loop structure
+ *
+ * Token pairs where a call has several (each extracted vector serves both tokens). One loop step
+ * per 16-byte raw vector: TurboFan issues a loop body's loads first (README.md), so a step loads
+ * one raw vector and 3-4 (8 for a token pair) broadcast activation pairs. Constants (masks, the
+ * lookup table) are hoisted into locals.
+ */
+import {
+  Func, ValType, type Local, type Op, seq, get, set, forPtr, i32, f32, v128, i16x8, i32x4, f32x4,
+} from '../asm.js';
+import { I32, V, zero, mulC, inc, initAcc, blockPointers, pairedQuadLoop, type Panel } from '../kernel-parts.js';
 import type { BlockFormat } from '../block-format.js';
+import { KVALUES_IQ4NL } from '../../../tensor/iq-tables.js';
 
-export const LEGACY_FORMATS: readonly BlockFormat[] = [];
+// ---------------------------------------------------------------------------------------------
+// opcodes asm.ts does not have (encoded here rather than widening the shared encoder)
+
+function uleb(n: number): number[] {
+  const out: number[] = [];
+  let v = n >>> 0;
+  do {
+    let b = v & 0x7f;
+    v >>>= 7;
+    if (v) b |= 0x80;
+    out.push(b);
+  } while (v);
+  return out;
+}
+/** v128.load16x4_s: 4 × i16 sign-extended to i32 lanes (one pmovsxwd). */
+const load16x4S = (addr: Op, offset = 0): Op => [...addr, 0xfd, 0x03, 3, ...uleb(offset)];
+/** i8x16.swizzle(table, idx): byte i = table[idx[i]] (0 for idx ≥ 16). */
+const swizzle = (table: Op, idx: Op): Op => [...table, ...idx, 0xfd, 0x0e];
+
+// ---------------------------------------------------------------------------------------------
+// shared pieces
+
+/** The kernel's parameters (block-format.ts) as locals. */
+function kernelParams(f: Func) {
+  const [w, x, xs, bsum, out, T, nb, outP, tile, pb, start, end] = f.params as Local[] as [Local, Local, Local, Local, Local, Local, Local, Local, Local, Local, Local, Local];
+  return { w, x, xs, bsum, out, T, nb, outP, tile, pb, start, end };
+}
+
+/**
+ * f16 → f32 for 4 u16 at `addr`: sign-extended to i32 (bits 31..15 = sign), shifted left by 13 (sign
+ * at 31..28, exponent at 27..23, mantissa at 22..13), bits 30..28 cleared, times 2^112 (the
+ * exponent rebias; exact for subnormal halves too). kSign = 0x8fffffff per lane, k112 = 2^112.
+ */
+const f16x4At = (addr: Op, offset: number, kSign: Local, k112: Local): Op =>
+  f32x4.mul(v128.and(i32x4.shl(load16x4S(addr, offset), 13), get(kSign)), get(k112));
+
+/** A 16-bit value vector of a raw vector: its op, and the accumulator (scale) it adds to. */
+interface Lane {
+  readonly vec: (raw: Local) => Op;
+  readonly acc: number;
+}
+
+/**
+ * How a 32-input (sub-)block's codes are laid out and taken out: `steps` raw vectors of 16 bytes,
+ * each yielding the value vectors `lanes` (lane i: input pair (xStep/4)·step + i) into
+ * accumulators of scale 2^accShift[a].
+ */
+interface CodeSpec {
+  readonly steps: number;
+  /** Activation bytes per step (4 per input pair). */
+  readonly xStep: number;
+  readonly accShift: readonly number[];
+  readonly lanes: readonly Lane[];
+  /** Hoisted constants. */
+  readonly setup: Op[];
+  /** Per (sub-)block, before the steps (shared by the tokens). */
+  readonly init?: Op[];
+  /** Per step, after the raw load, before the lanes (shared temporaries). */
+  readonly prep?: (raw: Local) => Op[];
+  /** Per step, after the lanes. */
+  readonly stepExtra?: (raw: Local) => Op[];
+  /** After the steps: extra dot products of token k (x then points at the block's pair steps·xStep/4). */
+  readonly after?: (k: number, x: Local, ints: readonly Local[]) => Op[];
+}
+
+/** Accumulators combined: A + (B >> sB) + (C >> sC) (exact: each is a multiple of its scale). */
+function combine(accs: readonly Local[], shifts: readonly number[]): Op {
+  let s = get(accs[0]!);
+  for (let a = 1; a < accs.length; a++) s = i32x4.add(s, i32x4.shrS(get(accs[a]!), shifts[a]!));
+  return s;
+}
+
+/** What a format plugs into blockKernel besides its codes. */
+interface Scales {
+  /** Hoisted constants. */
+  readonly setup: Op[];
+  /** Sub-blocks of 32 inputs per block (1, or 8 for IQ4_XS) and the byte offset of their codes. */
+  readonly subs: number;
+  readonly dataOff: number;
+  /** Per block, shared by the tokens, at quad-block wp. */
+  readonly blockStart: (wp: Local) => Op[];
+  /** Per sub-block, shared (IQ4_XS: its sub-scales). */
+  readonly subStart?: Op[];
+  /** Token k's sums `isum` (i32x4, one lane per row) of a sub-block, with its Σx at bsum. */
+  readonly subEnd: (k: number, isum: Op, bsum: Local, xs: Local, acc: Local) => Op[];
+  /** Per block and token, after the sub-blocks. */
+  readonly blockEnd?: (k: number, xs: Local, acc: Local) => Op[];
+}
+
+/**
+ * The kernel of a 32-input-block format: token pairs × quads, one block per loop step, inside it
+ * one step per raw vector (a loop: TurboFan issues a body's loads first, README.md). `build`
+ * allocates the format's locals on the Func.
+ */
+function blockKernel(type: string, QB: number, build: (f: Func) => { code: CodeSpec; sc: Scales }): Func {
+  const f = new Func(`mm_${type}`, new Array<ValType>(13).fill(I32));
+  const P = kernelParams(f);
+  const { code, sc } = build(f);
+  const [q, t, wp, we, sp, se, rp, re] = f.locals32(8);
+  const raw = f.local(V);
+  const tmp = f.local(V);
+  const toks = [0, 1].map(() => ({ x: f.local(I32), xs: f.local(I32), bsum: f.local(I32), acc: f.local(V), ints: f.vlocals(code.accShift.length) }));
+  const outAddr = (k: number) => i32.add(get(P.out), mulC(i32.add(i32.mul(i32.add(get(t), i32.const(k)), get(P.outP)), mulC(get(q), 4)), 4));
+  const subBytes = 16 * code.steps;
+  const sub = (tk: typeof toks): Op[] => [
+    ...tk.flatMap((o) => o.ints.map((l) => set(l, zero()))),
+    ...(code.init ?? []),
+    ...(sc.subStart ?? []),
+    set(rp, get(sp)),
+    set(re, i32.add(get(sp), i32.const(subBytes))),
+    forPtr(rp, re, 16,
+      set(raw, v128.load(get(rp))),
+      ...(code.prep ? code.prep(raw) : []),
+      ...code.lanes.flatMap((ln, i) => [
+        set(tmp, ln.vec(raw)),
+        ...tk.map((o) => set(o.ints[ln.acc]!, i32x4.add(get(o.ints[ln.acc]!), i32x4.dotI16x8S(get(tmp), v128.load32Splat(get(o.x), 4 * i))))),
+      ]),
+      ...(code.stepExtra ? code.stepExtra(raw) : []),
+      ...tk.map((o) => inc(o.x, code.xStep))),
+    ...tk.flatMap((o, k) => (code.after ? code.after(k, o.x, o.ints) : [])),
+    ...tk.flatMap((o, k) => sc.subEnd(k, combine(o.ints, code.accShift), o.bsum, o.xs, o.acc)),
+    ...tk.flatMap((o) => [inc(o.x, 64 - code.steps * code.xStep), inc(o.bsum, 4)]),
+  ];
+  const body = (pair: boolean, pn?: Panel): Op[] => {
+    const tk = pair ? toks : [toks[0]!];
+    const t0 = toks[0]!;
+    return [
+      ...blockPointers({ w: wp, we, x: t0.x, xs: t0.xs, bsum: t0.bsum }, { x: P.x, xs: P.xs, bsum: P.bsum, nb: P.nb }, q, t, pn!, { weights: QB, x: 64 * sc.subs, bsum: 4 * sc.subs }),
+      ...(pair ? [
+        set(toks[1]!.x, i32.add(get(t0.x), mulC(get(P.nb), 64 * sc.subs))),
+        set(toks[1]!.xs, i32.add(get(t0.xs), mulC(get(P.nb), 4))), // one activation scale per block (32 or 256 inputs)
+        set(toks[1]!.bsum, i32.add(get(t0.bsum), mulC(get(P.nb), 4 * sc.subs))),
+      ] : []),
+      ...tk.map((o, k) => initAcc(pn, o.acc, outAddr(k))),
+      forPtr(wp, we, QB,
+        ...sc.blockStart(wp),
+        set(sp, i32.add(get(wp), i32.const(sc.dataOff))),
+        ...(sc.subs === 1 ? sub(tk) : [
+          set(se, i32.add(get(wp), i32.const(sc.dataOff + sc.subs * subBytes))),
+          forPtr(sp, se, subBytes, ...sub(tk)),
+        ]),
+        ...tk.flatMap((o, k) => (sc.blockEnd ? sc.blockEnd(k, o.xs, o.acc) : [])),
+        ...tk.map((o) => inc(o.xs, 4))),
+      ...tk.map((o, k) => v128.store(outAddr(k), get(o.acc))),
+    ];
+  };
+  f.body = seq(...code.setup, ...sc.setup, pairedQuadLoop(f, P.T, P.tile, P.start, P.end, q, t, body, { w: P.w, nb: P.nb, pb: P.pb, quadBlockBytes: QB, outP: P.outP }));
+  return f;
+}
+
+// ---------------------------------------------------------------------------------------------
+// packing helpers: value (row r, input i) of a stored block → lane positions
+
+/** A 4-row block's values: val(r, i) for row r (0..3), input i (0..31). */
+type Vals = (r: number, i: number) => number;
+
+/** 4-bit codes: raw vector v, lane 2j + e, nibble k = row j, input 8v + 2k + e (pair 4v + k). */
+function packNibblePairs(val: Vals, out: Uint8Array, at: number): void {
+  for (let v = 0; v < 4; v++) {
+    for (let l = 0; l < 8; l++) {
+      const j = l >> 1;
+      const e = l & 1;
+      let word = 0;
+      for (let k = 0; k < 4; k++) word |= val(j, 8 * v + 2 * k + e) << (4 * k);
+      out[at + 16 * v + 2 * l] = word & 255;
+      out[at + 16 * v + 2 * l + 1] = word >> 8;
+    }
+  }
+}
+
+/**
+ * 5-bit codes: raw vector u (0..4), lane 2j + e: bits 0-4 = row j, input 6u + e (pair 3u); 5-9 =
+ * input 6u + 2 + e; 11-15 = input 6u + 4 + e; bit 10 = bit 4 − u of input 30 + e (pair 15).
+ */
+function packFivePairs(val: Vals, out: Uint8Array, at: number): void {
+  for (let u = 0; u < 5; u++) {
+    for (let l = 0; l < 8; l++) {
+      const j = l >> 1;
+      const e = l & 1;
+      const word = val(j, 6 * u + e) | (val(j, 6 * u + 2 + e) << 5) | (((val(j, 30 + e) >> (4 - u)) & 1) << 10) | (val(j, 6 * u + 4 + e) << 11);
+      out[at + 16 * u + 2 * l] = word & 255;
+      out[at + 16 * u + 2 * l + 1] = word >> 8;
+    }
+  }
+}
+
+/**
+ * IQ4 indices: raw vector v, byte 2l + c of lane l = 2j + e: low nibble = row j, input 8v + 2c + e
+ * (pair 4v + c), high nibble = input 8v + 4 + 2c + e (pair 4v + 2 + c).
+ */
+function packIndexPairs(val: Vals, out: Uint8Array, at: number): void {
+  for (let v = 0; v < 4; v++) {
+    for (let l = 0; l < 8; l++) {
+      const j = l >> 1;
+      const e = l & 1;
+      for (let c = 0; c < 2; c++) out[at + 16 * v + 2 * l + c] = val(j, 8 * v + 2 * c + e) | (val(j, 8 * v + 4 + 2 * c + e) << 4);
+    }
+  }
+}
+
+/** ggml's 4-bit qs[16] at p: value i < 16 is the low nibble of qs[i], 16 + i its high nibble. */
+const nib = (src: Uint8Array, p: number, i: number): number => (i < 16 ? src[p + i]! & 15 : src[p + i - 16]! >> 4);
+/** ggml's qh (u32 little-endian) at p: the 5th bit of value i. */
+const bit5 = (src: Uint8Array, p: number, i: number): number => (src[p + (i >> 3)]! >> (i & 7)) & 1;
+
+/** Copies the 2-byte fields at offsets `fields` of each row's block b (block size bs) to out[at + 8·f + 2r]. */
+function packHeads(tmp: Uint8Array, rowBytes: number, b: number, bs: number, fields: readonly number[], out: Uint8Array, at: number): void {
+  for (let r = 0; r < 4; r++) {
+    const s = r * rowBytes + b * bs;
+    fields.forEach((fo, fi) => {
+      out[at + 8 * fi + 2 * r] = tmp[s + fo]!;
+      out[at + 8 * fi + 2 * r + 1] = tmp[s + fo + 1]!;
+    });
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// codes
+
+/**
+ * 4-bit nibble pairs (Q4_1), masks only: A ×1 (nibbles 0 and 3), B ×16, C ×256. Per lane and
+ * block |C| ≤ 4 dots · 2 · 3840 · 32767 = 1.0e9, B ≤ 6.3e7, A ≤ 7.9e6; combined ≤ 32·15·32767.
+ */
+function nibbleCode(f: Func): CodeSpec {
+  const [m0, m1, m2] = f.vlocals(3);
+  return {
+    steps: 4,
+    xStep: 16,
+    accShift: [0, 4, 8],
+    setup: [set(m0, i16x8.const(0x000f)), set(m1, i16x8.const(0x00f0)), set(m2, i16x8.const(0x0f00))],
+    lanes: [
+      { vec: (r) => v128.and(get(r), get(m0)), acc: 0 },
+      { vec: (r) => v128.and(get(r), get(m1)), acc: 1 },
+      { vec: (r) => v128.and(get(r), get(m2)), acc: 2 },
+      { vec: (r) => i16x8.shrU(get(r), 12), acc: 0 },
+    ],
+  };
+}
+
+/**
+ * 5-bit fields (Q5_0, Q5_1): A ×1 (bits 0-4 and 11-15, and pair 15), B ×32 (bits 5-9). Pair 15's
+ * value is gathered from bit 10 of the 5 raw vectors: c = (c << 1) | (raw & 0x400), then c >> 10.
+ * Per lane and block A ≤ 11 dots · 2 · 31 · 32767 = 2.2e7, B ≤ 5 · 2 · 992 · 32767 = 3.3e8.
+ */
+function fiveCode(f: Func): CodeSpec {
+  const [m0, m1, m10, c] = f.vlocals(4);
+  return {
+    steps: 5,
+    xStep: 12,
+    accShift: [0, 5],
+    setup: [set(m0, i16x8.const(0x001f)), set(m1, i16x8.const(0x03e0)), set(m10, i16x8.const(0x0400))],
+    init: [set(c, zero())],
+    lanes: [
+      { vec: (r) => v128.and(get(r), get(m0)), acc: 0 },
+      { vec: (r) => v128.and(get(r), get(m1)), acc: 1 },
+      { vec: (r) => i16x8.shrU(get(r), 11), acc: 0 },
+    ],
+    stepExtra: (r) => [set(c, v128.or(i16x8.shl(get(c), 1), v128.and(get(r), get(m10))))],
+    after: (k, x, ints) => [
+      ...(k === 0 ? [set(c, i16x8.shrU(get(c), 10))] : []),
+      set(ints[0]!, i32x4.add(get(ints[0]!), i32x4.dotI16x8S(get(c), v128.load32Splat(get(x))))),
+    ],
+  };
+}
+
+/** kvalue + 127 (0..240; entry 0 is 0): the IQ4 lookup table, unsigned so bytes widen with a mask or a shift. */
+const IQ4_TABLE = Array.from(KVALUES_IQ4NL, (v) => v + 127);
+const IQ4_BIAS = 127;
+
+/**
+ * IQ4 indices (IQ4_NL, IQ4_XS): low and high nibbles (and; shift, and) swizzled through the table,
+ * then even and odd bytes as 16-bit lanes. One accumulator: per lane and 32 inputs ≤ 16 dots · 2 ·
+ * 240 · 32767 = 2.5e8.
+ */
+function iq4Code(f: Func): CodeSpec {
+  const [tbl, m0f, mff, lo, hi] = f.vlocals(5);
+  return {
+    steps: 4,
+    xStep: 16,
+    accShift: [0],
+    setup: [set(tbl, v128.const(IQ4_TABLE)), set(m0f, i16x8.const(0x0f0f)), set(mff, i16x8.const(0x00ff))],
+    prep: (r) => [
+      set(lo, swizzle(get(tbl), v128.and(get(r), get(m0f)))),
+      set(hi, swizzle(get(tbl), v128.and(i16x8.shrU(get(r), 4), get(m0f)))),
+    ],
+    lanes: [
+      { vec: () => v128.and(get(lo), get(mff)), acc: 0 },
+      { vec: () => i16x8.shrU(get(lo), 8), acc: 0 },
+      { vec: () => v128.and(get(hi), get(mff)), acc: 0 },
+      { vec: () => i16x8.shrU(get(hi), 8), acc: 0 },
+    ],
+  };
+}
+
+// ---------------------------------------------------------------------------------------------
+// scales
+
+/** The f16 conversion's constants. */
+function f16Consts(f: Func): { kSign: Local; k112: Local; setup: Op[] } {
+  const [kSign, k112] = f.vlocals(2);
+  return { kSign, k112, setup: [set(kSign, i32x4.const(0x8fffffff | 0)), set(k112, f32x4.const(2 ** 112))] };
+}
+
+/** d·q + m (Q4_1, Q5_1): acc += (conv(Σq·xq)·d + m·Σxq)·xs; d[4] then m[4] (f16) at the block's start. */
+function minScales(f: Func): Scales {
+  const c = f16Consts(f);
+  const [dv, mv] = f.vlocals(2);
+  return {
+    setup: c.setup,
+    subs: 1,
+    dataOff: 16,
+    blockStart: (wp) => [set(dv, f16x4At(get(wp), 0, c.kSign, c.k112)), set(mv, f16x4At(get(wp), 8, c.kSign, c.k112))],
+    subEnd: (_k, isum, bsum, xs, acc) => [set(acc, f32x4.add(get(acc), f32x4.mul(
+      f32x4.add(f32x4.mul(f32x4.convertI32x4S(isum), get(dv)), f32x4.mul(get(mv), f32x4.splat(f32.convertI32S(i32.load(get(bsum)))))),
+      f32x4.splat(f32.load(get(xs))))))],
+  };
+}
+
+/** d·(q − bias) (Q5_0: 16, IQ4_NL: 127): acc += conv(Σq·xq − bias·Σxq)·d·xs; d[4] (f16) at the block's start. */
+function offsetScales(f: Func, bias: number): Scales {
+  const c = f16Consts(f);
+  const dv = f.local(V);
+  return {
+    setup: c.setup,
+    subs: 1,
+    dataOff: 8,
+    blockStart: (wp) => [set(dv, f16x4At(get(wp), 0, c.kSign, c.k112))],
+    subEnd: (_k, isum, bsum, xs, acc) => [set(acc, f32x4.add(get(acc), f32x4.mul(
+      f32x4.convertI32x4S(i32x4.sub(isum, i32x4.splat(i32.mul(i32.load(get(bsum)), i32.const(bias))))),
+      f32x4.mul(get(dv), f32x4.splat(f32.load(get(xs)))))))],
+  };
+}
+
+/**
+ * IQ4_XS: per 32-input sub-block fs += conv(Σw'·xq − 127·Σxq)·(ls − 32) in f32 (in i32 the product
+ * could reach 32·127·32767·32 = 4.3e9), per super-block acc += fs·d·xs (one activation scale per 256).
+ */
+function iq4xsScales(f: Func): Scales {
+  const c = f16Consts(f);
+  const [dv, lsf] = f.vlocals(2);
+  const fs = f.vlocals(2);
+  const lsp = f.local(I32);
+  return {
+    setup: c.setup,
+    subs: 8,
+    dataOff: IQ4XS_DATA,
+    blockStart: (wp) => [set(dv, f16x4At(get(wp), 0, c.kSign, c.k112)), set(lsp, i32.add(get(wp), i32.const(8))), ...fs.map((l) => set(l, zero()))],
+    subStart: [
+      set(lsf, f32x4.convertI32x4S(i32x4.extendLowI16x8S(i16x8.extendLowI8x16S(v128.load32Zero(get(lsp)))))),
+      inc(lsp, 4),
+    ],
+    subEnd: (k, isum, bsum) => [set(fs[k]!, f32x4.add(get(fs[k]!), f32x4.mul(
+      f32x4.convertI32x4S(i32x4.sub(isum, i32x4.splat(i32.mul(i32.load(get(bsum)), i32.const(IQ4_BIAS))))), get(lsf))))],
+    blockEnd: (k, xs, acc) => [set(acc, f32x4.add(get(acc), f32x4.mul(get(fs[k]!), f32x4.mul(get(dv), f32x4.splat(f32.load(get(xs)))))))],
+  };
+}
+
+// ---------------------------------------------------------------------------------------------
+// the formats
+
+/**
+ * A 32-input format: quad-block = the 4 rows' 2-byte header fields (`heads`, ggml offsets; 8 bytes
+ * each), then the codes of `val(src, blockStart, i)` packed by `packCodes`.
+ */
+function format32(
+  type: string, blockBytes: number, heads: readonly number[], codeBytes: number,
+  val: (src: Uint8Array, p: number, i: number) => number,
+  packCodes: (val: Vals, out: Uint8Array, at: number) => void,
+  build: (f: Func) => { code: CodeSpec; sc: Scales },
+): BlockFormat {
+  const QB = 8 * heads.length + codeBytes;
+  return {
+    type,
+    blockInputs: 32,
+    quadBlockBytes: QB,
+    xBlock: 32,
+    bsumLen: 32,
+    pack(rows, rowBytes, out) {
+      const nb = rowBytes / blockBytes;
+      for (let b = 0; b < nb; b++) {
+        packHeads(rows, rowBytes, b, blockBytes, heads, out, b * QB);
+        packCodes((r, i) => val(rows, r * rowBytes + b * blockBytes, i), out, b * QB + 8 * heads.length);
+      }
+    },
+    emit: () => blockKernel(type, QB, build),
+  };
+}
+
+/** IQ4_XS quad-superblock: d[4] (f16), (ls − 32)[sub 8][row 4] i8, then per sub-block 64 bytes of index pairs. */
+const IQ4XS_DATA = 40;
+const IQ4XS_QB = IQ4XS_DATA + 8 * 64;
+
+const iq4xs: BlockFormat = {
+  type: 'iq4_xs',
+  blockInputs: 256,
+  quadBlockBytes: IQ4XS_QB,
+  xBlock: 256,
+  bsumLen: 32,
+  pack(rows, rowBytes, out) {
+    const nb = rowBytes / 136;
+    for (let b = 0; b < nb; b++) {
+      const o = b * IQ4XS_QB;
+      packHeads(rows, rowBytes, b, 136, [0], out, o);
+      for (let r = 0; r < 4; r++) {
+        const s = r * rowBytes + b * 136;
+        const sh = rows[s + 2]! | (rows[s + 3]! << 8);
+        for (let ib = 0; ib < 8; ib++) {
+          const ls = ((rows[s + 4 + (ib >> 1)]! >> (4 * (ib & 1))) & 15) | (((sh >> (2 * ib)) & 3) << 4);
+          out[o + 8 + 4 * ib + r] = (ls - 32) & 255;
+        }
+      }
+      for (let ib = 0; ib < 8; ib++) {
+        packIndexPairs((r, i) => nib(rows, r * rowBytes + b * 136 + 8 + 16 * ib, i), out, o + IQ4XS_DATA + 64 * ib);
+      }
+    }
+  },
+  emit: () => blockKernel('iq4_xs', IQ4XS_QB, (f) => ({ code: iq4Code(f), sc: iq4xsScales(f) })),
+};
+
+export const LEGACY_FORMATS: readonly BlockFormat[] = [
+  // block_q4_1 { d, m: f16; qs[16] }: 80 bytes = 4 · 20
+  format32('q4_1', 20, [0, 2], 64, (s, p, i) => nib(s, p + 4, i), packNibblePairs, (f) => ({ code: nibbleCode(f), sc: minScales(f) })),
+  // block_q5_0 { d: f16; qh: u32; qs[16] }: 88 bytes = 4 · 22
+  format32('q5_0', 22, [0], 80, (s, p, i) => nib(s, p + 6, i) | (bit5(s, p + 2, i) << 4), packFivePairs, (f) => ({ code: fiveCode(f), sc: offsetScales(f, 16) })),
+  // block_q5_1 { d, m: f16; qh: u32; qs[16] }: 96 bytes = 4 · 24
+  format32('q5_1', 24, [0, 2], 80, (s, p, i) => nib(s, p + 8, i) | (bit5(s, p + 4, i) << 4), packFivePairs, (f) => ({ code: fiveCode(f), sc: minScales(f) })),
+  // block_iq4_nl { d: f16; qs[16] }: 72 bytes = 4 · 18
+  format32('iq4_nl', 18, [0], 64, (s, p, i) => nib(s, p + 2, i), packIndexPairs, (f) => ({ code: iq4Code(f), sc: offsetScales(f, IQ4_BIAS) })),
+  // block_iq4_xs { d: f16; scales_h: u16; scales_l[4]; qs[128] }: 552 bytes = 4 · 136 + 8
+  iq4xs,
+];
