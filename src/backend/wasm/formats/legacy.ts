@@ -1,43 +1,56 @@
 /**
  * Q4_1, Q5_0, Q5_1, IQ4_NL, IQ4_XS: packed layouts and SIMD128 kernels (see ../block-format.ts).
  *
- * ## Rows in lanes: activation pairs splatted
+ * ## Rows in lanes, activation pairs broadcast
  *
- * These types scale every 32 inputs per row (IQ4_XS: per 32 too, with an integer sub-scale), so the
- * nibble-lane layout of Q4_0/Q4_K, whose 16-bit lanes hold 8 inputs of one row, would end every
- * block of every row in a horizontal sum. Here a quad-block's codes are arranged as in Q8_0's pair
- * layout instead: in every 8-lane vector that reaches `i32x4.dot_i16x8_s`, lanes 2j and 2j + 1 hold
- * row j's values of one input pair (2p, 2p + 1), and the activations of that pair are broadcast
- * (`v128.load32_splat`, a pure load). One dot product then adds 4 rows' partial sums into 4 lanes:
- * a block ends in one convert and a few multiplies per token, with no shuffles.
+ * These types scale every 32 inputs of every row (IQ4_XS with an integer sub-scale per 32), so
+ * Q4_0/Q4_K's nibble lanes, whose 16-bit lanes hold 8 inputs of one row, would end every 32-block
+ * of every row in a horizontal sum. Their codes are arranged as Q8_0's pairs instead: in each
+ * 8-lane value vector that reaches `i32x4.dot_i16x8_s`, lanes 2j and 2j + 1 hold row j's values of
+ * one input pair (2p, 2p + 1), and that pair's two int16 activations are broadcast
+ * (`v128.load32_splat`, a pure load). One dot product adds the 4 rows' partial sums into 4 lanes,
+ * so a block ends in a convert and a few multiplies per token, with no shuffles.
  *
- * ## Codes and their extraction (per 16 bytes = 8 lanes of 16 bits)
+ * ## Codes, per 16-byte raw vector (8 lanes of 16 bits)
  *
- * - 4-bit (Q4_1): nibble k of a lane holds input pair 4v + k of raw vector v. The values are taken
- *   out by *masks only*: `raw & 0x000f` (×1), `raw & 0x00f0` (×16), `raw & 0x0f00` (×256) and
- *   `raw >> 12` (×1), each dotted with its pair into an accumulator of that scale (per block: A ×1,
- *   B ×16, C ×256; B and C are exact multiples, so A + (B >> 4) + (C >> 8) is exact). Four
- *   instructions per 32 values instead of the seven of and/shift/and/shift.
- * - 5-bit (Q5_0, Q5_1): three 5-bit fields per lane, bits 0-4, 5-9 and 11-15 (input pairs 3u,
- *   3u + 1, 3u + 2 of raw vector u), taken out as `raw & 0x001f` (×1), `raw & 0x03e0` (×32) and
- *   `raw >> 11` (×1): one instruction per 8 values, as cheap as a nibble. Five raw vectors hold 15
- *   input pairs; bit 10 of raw vector u holds bit 4 − u of pair 15's value, gathered in the step
- *   loop as c = (c << 1) | (raw & 0x0400) (three instructions a step) and used as c >> 10. So the
- *   5th bits cost nothing extra in size: 80 bytes of codes per quad-block, as ggml's qs + qh.
- * - IQ4 (IQ4_NL, IQ4_XS): 4-bit indices in bytes, low and high nibbles apart (an and; a shift and
- *   an and), looked up with `i8x16.swizzle` in a 16-byte table of kvalue + 127 (0..240, unsigned;
- *   kvalue[0] + 127 = 0), then even and odd bytes as 16-bit lanes (`& 0x00ff`, `>> 8`). The + 127
- *   comes back out as 127·Σx from the block sums (bsum_x).
+ * - 4-bit (Q4_1): nibble k of a lane is input pair 4v + k (raw vector v). One token takes them out
+ *   with masks only: `raw & 0x000f` (×1), `raw & 0x00f0` (×16), `raw & 0x0f00` (×256),
+ *   `raw >> 12` (×1), dotted into accumulators of those scales, A + (B >> 4) + (C >> 8) per block
+ *   (exact: B and C are multiples of their scale): 4 instructions per 32 values against 7 for
+ *   and / shift+and / shift+and / shift. Token pairs use the latter (one accumulator per token:
+ *   with 3 each, two tokens' accumulators, masks and 8 broadcasts spilled; 18 % faster at T = 16).
+ * - 5-bit (Q5_0, Q5_1): three 5-bit fields per lane at bits 0-4, 5-9, 11-15 (pairs 3u, 3u + 1,
+ *   3u + 2 of raw vector u): `raw & 0x001f` (×1), `raw & 0x03e0` (×32), `raw >> 11` (×1), one
+ *   instruction per 8 values like a nibble. Five raw vectors hold pairs 0-14; bit 10 of raw vector
+ *   u is bit u of pair 15's value, gathered in the step loop by c = avgr_u(c, raw & 0x0400)
+ *   (= (c + bit + 1) >> 1, exact as c + bit is even), which leaves c = 32·value: a lane of B.
+ *   So the 5th bits cost 2 instructions per 24 values and no bytes: 80 bytes of codes per
+ *   quad-block, as ggml's qs + qh. (The suggested nibble lanes + a high-bit vector cost a shift,
+ *   an and and an or per 8 values on top of the nibble.)
+ * - IQ4 (IQ4_NL, IQ4_XS): 4-bit indices, two per byte; low and high nibbles (an and; a shift and
+ *   an and) are looked up with `i8x16.swizzle` in a 16-byte table of kvalue + 127 (0..240,
+ *   unsigned), then even and odd bytes become 16-bit lanes (`& 0x00ff`, `>> 8`); 127·Σx comes back
+ *   out from the block sums (bsum_x). V8 lowers swizzle to paddusb + pshufb (it cannot know the
+ *   indices are in range); where the runtime has a working `i8x16.relaxed_swizzle` (Node ≥ 22, or
+ *   20 with --experimental-wasm-relaxed-simd; probed below) that is used instead: one pshufb, and
+ *   for indices 0..15 its result is fully specified, so it is exact either way.
  *
  * ## Loop structure
  *
- * Token pairs where a call has several (each extracted vector serves both tokens). One loop step
- * per 16-byte raw vector: TurboFan issues a loop body's loads first (README.md), so a step loads
- * one raw vector and 3-4 (8 for a token pair) broadcast activation pairs. Constants (masks, the
- * lookup table) are hoisted into locals.
+ * Token pairs where a call has several (each extracted vector serves both tokens), a last odd
+ * token alone. One loop step per 16-byte raw vector: TurboFan issues a loop body's loads first
+ * (README.md), so a step holds one raw vector and 3-4 (6-8 for a token pair) broadcasts; two raw
+ * vectors per step spilled and ran 12 % slower, a whole 5-vector Q5 block 30 %. Constants
+ * (masks, the table) are hoisted into locals. f16 scales: `v128.load16x4_s`, shift, and, times
+ * 2^112 (3 instructions; folding the 2^112 into the accumulator made products subnormal: 3× slower).
+ *
+ * i32 bounds per lane (one row), per 32-input (sub-)block, activations |x| ≤ 32767:
+ * Q4_1 C ≤ 4 dots · 2 · 3840 · 32767 = 1.0e9 (pairs: 16 · 2 · 15 · 32767 = 1.6e7);
+ * Q5 B ≤ 5 · 2 · 992 · 32767 + 2 · 992 · 32767 = 4.6e8; IQ4 ≤ 16 · 2 · 240 · 32767 = 2.5e8, then
+ * converted to f32 (IQ4_XS's sub-scale multiplies in f32: in i32 it could reach 4.3e9).
  */
 import {
-  Func, ValType, type Local, type Op, seq, get, set, forPtr, i32, f32, v128, i16x8, i32x4, f32x4,
+  Func, ValType, type Local, type Op, seq, get, set, forPtr, i32, f32, v128, i16x8, i32x4, f32x4, encodeModule,
 } from '../asm.js';
 import { I32, V, zero, mulC, inc, initAcc, blockPointers, pairedQuadLoop, type Panel } from '../kernel-parts.js';
 import type { BlockFormat } from '../block-format.js';
@@ -59,8 +72,41 @@ function uleb(n: number): number[] {
 }
 /** v128.load16x4_s: 4 × i16 sign-extended to i32 lanes (one pmovsxwd). */
 const load16x4S = (addr: Op, offset = 0): Op => [...addr, 0xfd, 0x03, 3, ...uleb(offset)];
+/** i16x8.avgr_u(a, b) = (a + b + 1) >> 1 per unsigned 16-bit lane (one pavgw). */
+const avgrU = (a: Op, b: Op): Op => [...a, ...b, 0xfd, 0x9b, 0x01];
 /** i8x16.swizzle(table, idx): byte i = table[idx[i]] (0 for idx ≥ 16). */
-const swizzle = (table: Op, idx: Op): Op => [...table, ...idx, 0xfd, 0x0e];
+const swizzleOp = (table: Op, idx: Op): Op => [...table, ...idx, 0xfd, 0x0e];
+/** i8x16.relaxed_swizzle: the same for idx < 16 (implementation-defined above). */
+const relaxedSwizzleOp = (table: Op, idx: Op): Op => [...table, ...idx, 0xfd, 0x80, 0x02];
+
+let relaxedSwizzle: boolean | undefined;
+/**
+ * Does this runtime validate `i8x16.relaxed_swizzle` and look up indices 0..15 correctly? Probed
+ * once (a 1-page module); the IQ4 kernels use it then, and `i8x16.swizzle` otherwise.
+ */
+export function relaxedSwizzleAvailable(): boolean {
+  if (relaxedSwizzle !== undefined) return relaxedSwizzle;
+  relaxedSwizzle = false;
+  const f = new Func('probe', [I32, I32, I32]);
+  const [a, b, o] = f.params as [Local, Local, Local];
+  f.body = v128.store(get(o), relaxedSwizzleOp(v128.load(get(a)), v128.load(get(b))));
+  try {
+    const bytes = encodeModule([f], { minPages: 1, maxPages: 1 }) as Uint8Array<ArrayBuffer>;
+    if (!WebAssembly.validate(bytes)) return false;
+    const mem = new WebAssembly.Memory({ initial: 1, maximum: 1, shared: true });
+    const probe = new WebAssembly.Instance(new WebAssembly.Module(bytes), { env: { mem } }).exports['probe'] as (a: number, b: number, o: number) => void;
+    const u8 = new Uint8Array(mem.buffer);
+    const table = IQ4_TABLE;
+    const idx = [15, 0, 7, 8, 3, 12, 1, 14, 2, 13, 4, 11, 5, 10, 6, 9];
+    u8.set(table, 0);
+    u8.set(idx, 16);
+    probe(0, 16, 32);
+    relaxedSwizzle = idx.every((v, i) => u8[32 + i] === table[v]);
+  } catch {
+    relaxedSwizzle = false;
+  }
+  return relaxedSwizzle;
+}
 
 // ---------------------------------------------------------------------------------------------
 // shared pieces
@@ -100,18 +146,20 @@ interface CodeSpec {
   readonly setup: Op[];
   /** Per (sub-)block, before the steps (shared by the tokens). */
   readonly init?: Op[];
+  /** Other lanes for token pairs (fewer accumulators: two tokens' worth must stay in registers). */
+  readonly pair?: { readonly accShift: readonly number[]; readonly lanes: readonly Lane[] };
   /** Per step, after the raw load, before the lanes (shared temporaries). */
   readonly prep?: (raw: Local) => Op[];
   /** Per step, after the lanes. */
   readonly stepExtra?: (raw: Local) => Op[];
   /** After the steps: extra dot products of token k (x then points at the block's pair steps·xStep/4). */
-  readonly after?: (k: number, x: Local, ints: readonly Local[]) => Op[];
+  readonly after?: (k: number, x: Local, ints: readonly Local[], pair: boolean) => Op[];
 }
 
 /** Accumulators combined: A + (B >> sB) + (C >> sC) (exact: each is a multiple of its scale). */
 function combine(accs: readonly Local[], shifts: readonly number[]): Op {
   let s = get(accs[0]!);
-  for (let a = 1; a < accs.length; a++) s = i32x4.add(s, i32x4.shrS(get(accs[a]!), shifts[a]!));
+  for (let a = 1; a < shifts.length; a++) s = i32x4.add(s, i32x4.shrS(get(accs[a]!), shifts[a]!));
   return s;
 }
 
@@ -144,28 +192,31 @@ function blockKernel(type: string, QB: number, build: (f: Func) => { code: CodeS
   const [q, t, wp, we, sp, se, rp, re] = f.locals32(8);
   const raw = f.local(V);
   const tmp = f.local(V);
-  const toks = [0, 1].map(() => ({ x: f.local(I32), xs: f.local(I32), bsum: f.local(I32), acc: f.local(V), ints: f.vlocals(code.accShift.length) }));
+  const toks = [0, 1].map(() => ({ x: f.local(I32), xs: f.local(I32), bsum: f.local(I32), acc: f.local(V), ints: f.vlocals(Math.max(code.accShift.length, code.pair?.accShift.length ?? 0)) }));
   const outAddr = (k: number) => i32.add(get(P.out), mulC(i32.add(i32.mul(i32.add(get(t), i32.const(k)), get(P.outP)), mulC(get(q), 4)), 4));
   const subBytes = 16 * code.steps;
-  const sub = (tk: typeof toks): Op[] => [
-    ...tk.flatMap((o) => o.ints.map((l) => set(l, zero()))),
-    ...(code.init ?? []),
-    ...(sc.subStart ?? []),
-    set(rp, get(sp)),
-    set(re, i32.add(get(sp), i32.const(subBytes))),
-    forPtr(rp, re, 16,
-      set(raw, v128.load(get(rp))),
-      ...(code.prep ? code.prep(raw) : []),
-      ...code.lanes.flatMap((ln, i) => [
-        set(tmp, ln.vec(raw)),
-        ...tk.map((o) => set(o.ints[ln.acc]!, i32x4.add(get(o.ints[ln.acc]!), i32x4.dotI16x8S(get(tmp), v128.load32Splat(get(o.x), 4 * i))))),
-      ]),
-      ...(code.stepExtra ? code.stepExtra(raw) : []),
-      ...tk.map((o) => inc(o.x, code.xStep))),
-    ...tk.flatMap((o, k) => (code.after ? code.after(k, o.x, o.ints) : [])),
-    ...tk.flatMap((o, k) => sc.subEnd(k, combine(o.ints, code.accShift), o.bsum, o.xs, o.acc)),
-    ...tk.flatMap((o) => [inc(o.x, 64 - code.steps * code.xStep), inc(o.bsum, 4)]),
-  ];
+  const sub = (tk: typeof toks): Op[] => {
+    const { lanes, accShift } = tk.length > 1 && code.pair ? code.pair : code;
+    return [
+      ...tk.flatMap((o) => o.ints.slice(0, accShift.length).map((l) => set(l, zero()))),
+      ...(code.init ?? []),
+      ...(sc.subStart ?? []),
+      set(rp, get(sp)),
+      set(re, i32.add(get(sp), i32.const(subBytes))),
+      forPtr(rp, re, 16,
+        set(raw, v128.load(get(rp))),
+        ...(code.prep ? code.prep(raw) : []),
+        ...lanes.flatMap((ln, i) => [
+          set(tmp, ln.vec(raw)),
+          ...tk.map((o) => set(o.ints[ln.acc]!, i32x4.add(get(o.ints[ln.acc]!), i32x4.dotI16x8S(get(tmp), v128.load32Splat(get(o.x), 4 * i))))),
+        ]),
+        ...(code.stepExtra ? code.stepExtra(raw) : []),
+        ...tk.map((o) => inc(o.x, code.xStep))),
+      ...tk.flatMap((o, k) => (code.after ? code.after(k, o.x, o.ints, tk.length > 1) : [])),
+      ...tk.flatMap((o, k) => sc.subEnd(k, combine(o.ints, accShift), o.bsum, o.xs, o.acc)),
+      ...tk.flatMap((o) => [inc(o.x, 64 - code.steps * code.xStep), inc(o.bsum, 4)]),
+    ];
+  };
   const body = (pair: boolean, pn?: Panel): Op[] => {
     const tk = pair ? toks : [toks[0]!];
     const t0 = toks[0]!;
@@ -215,14 +266,14 @@ function packNibblePairs(val: Vals, out: Uint8Array, at: number): void {
 
 /**
  * 5-bit codes: raw vector u (0..4), lane 2j + e: bits 0-4 = row j, input 6u + e (pair 3u); 5-9 =
- * input 6u + 2 + e; 11-15 = input 6u + 4 + e; bit 10 = bit 4 − u of input 30 + e (pair 15).
+ * input 6u + 2 + e; 11-15 = input 6u + 4 + e; bit 10 = bit u of input 30 + e (pair 15).
  */
 function packFivePairs(val: Vals, out: Uint8Array, at: number): void {
   for (let u = 0; u < 5; u++) {
     for (let l = 0; l < 8; l++) {
       const j = l >> 1;
       const e = l & 1;
-      const word = val(j, 6 * u + e) | (val(j, 6 * u + 2 + e) << 5) | (((val(j, 30 + e) >> (4 - u)) & 1) << 10) | (val(j, 6 * u + 4 + e) << 11);
+      const word = val(j, 6 * u + e) | (val(j, 6 * u + 2 + e) << 5) | (((val(j, 30 + e) >> u) & 1) << 10) | (val(j, 6 * u + 4 + e) << 11);
       out[at + 16 * u + 2 * l] = word & 255;
       out[at + 16 * u + 2 * l + 1] = word >> 8;
     }
@@ -262,10 +313,7 @@ function packHeads(tmp: Uint8Array, rowBytes: number, b: number, bs: number, fie
 // ---------------------------------------------------------------------------------------------
 // codes
 
-/**
- * 4-bit nibble pairs (Q4_1), masks only: A ×1 (nibbles 0 and 3), B ×16, C ×256. Per lane and
- * block |C| ≤ 4 dots · 2 · 3840 · 32767 = 1.0e9, B ≤ 6.3e7, A ≤ 7.9e6; combined ≤ 32·15·32767.
- */
+/** 4-bit nibble pairs (Q4_1): one token by masks (A ×1, B ×16, C ×256), token pairs by shifts (A). */
 function nibbleCode(f: Func): CodeSpec {
   const [m0, m1, m2] = f.vlocals(3);
   return {
@@ -279,16 +327,25 @@ function nibbleCode(f: Func): CodeSpec {
       { vec: (r) => v128.and(get(r), get(m2)), acc: 2 },
       { vec: (r) => i16x8.shrU(get(r), 12), acc: 0 },
     ],
+    pair: {
+      accShift: [0],
+      lanes: [
+        { vec: (r) => v128.and(get(r), get(m0)), acc: 0 },
+        { vec: (r) => v128.and(i16x8.shrU(get(r), 4), get(m0)), acc: 0 },
+        { vec: (r) => v128.and(i16x8.shrU(get(r), 8), get(m0)), acc: 0 },
+        { vec: (r) => i16x8.shrU(get(r), 12), acc: 0 },
+      ],
+    },
   };
 }
 
 /**
- * 5-bit fields (Q5_0, Q5_1): A ×1 (bits 0-4 and 11-15, and pair 15), B ×32 (bits 5-9). Pair 15's
- * value is gathered from bit 10 of the 5 raw vectors: c = (c << 1) | (raw & 0x400), then c >> 10.
- * Per lane and block A ≤ 11 dots · 2 · 31 · 32767 = 2.2e7, B ≤ 5 · 2 · 992 · 32767 = 3.3e8.
+ * 5-bit fields (Q5_0, Q5_1): one token A ×1 (bits 0-4, 11-15), B ×32 (bits 5-9 and pair 15, c =
+ * 32·value); token pairs all in A (bits 5-9 by shift and mask, pair 15 as c >> 5).
  */
 function fiveCode(f: Func): CodeSpec {
   const [m0, m1, m10, c] = f.vlocals(4);
+  const dotC = (x: Local, acc: Local): Op => set(acc, i32x4.add(get(acc), i32x4.dotI16x8S(get(c), v128.load32Splat(get(x)))));
   return {
     steps: 5,
     xStep: 12,
@@ -300,11 +357,19 @@ function fiveCode(f: Func): CodeSpec {
       { vec: (r) => v128.and(get(r), get(m1)), acc: 1 },
       { vec: (r) => i16x8.shrU(get(r), 11), acc: 0 },
     ],
-    stepExtra: (r) => [set(c, v128.or(i16x8.shl(get(c), 1), v128.and(get(r), get(m10))))],
-    after: (k, x, ints) => [
-      ...(k === 0 ? [set(c, i16x8.shrU(get(c), 10))] : []),
-      set(ints[0]!, i32x4.add(get(ints[0]!), i32x4.dotI16x8S(get(c), v128.load32Splat(get(x))))),
-    ],
+    pair: {
+      accShift: [0],
+      lanes: [
+        { vec: (r) => v128.and(get(r), get(m0)), acc: 0 },
+        { vec: (r) => v128.and(i16x8.shrU(get(r), 5), get(m0)), acc: 0 },
+        { vec: (r) => i16x8.shrU(get(r), 11), acc: 0 },
+      ],
+    },
+    // bit u of pair 15's value is bit 10 of raw vector u: c = (c + bit + 1) >> 1 leaves it at bit 5 + u
+    stepExtra: (r) => [set(c, avgrU(get(c), v128.and(get(r), get(m10))))],
+    after: (k, x, ints, pair) => (pair
+      ? [...(k === 0 ? [set(c, i16x8.shrU(get(c), 5))] : []), dotC(x, ints[0]!)]
+      : [dotC(x, ints[1]!)]),
   };
 }
 
@@ -312,13 +377,10 @@ function fiveCode(f: Func): CodeSpec {
 const IQ4_TABLE = Array.from(KVALUES_IQ4NL, (v) => v + 127);
 const IQ4_BIAS = 127;
 
-/**
- * IQ4 indices (IQ4_NL, IQ4_XS): low and high nibbles (and; shift, and) swizzled through the table,
- * then even and odd bytes as 16-bit lanes. One accumulator: per lane and 32 inputs ≤ 16 dots · 2 ·
- * 240 · 32767 = 2.5e8.
- */
+/** IQ4 indices (IQ4_NL, IQ4_XS): nibbles looked up in the table, even and odd bytes widened; one accumulator. */
 function iq4Code(f: Func): CodeSpec {
   const [tbl, m0f, mff, lo, hi] = f.vlocals(5);
+  const swizzle = relaxedSwizzleAvailable() ? relaxedSwizzleOp : swizzleOp;
   return {
     steps: 4,
     xStep: 16,
