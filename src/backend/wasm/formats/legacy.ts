@@ -247,19 +247,18 @@ function blockKernel(type: string, QB: number, build: (f: Func) => { code: CodeS
 // ---------------------------------------------------------------------------------------------
 // packing helpers: value (row r, input i) of a stored block → lane positions
 
-/** A 4-row block's values: val(r, i) for row r (0..3), input i (0..31). */
-type Vals = (r: number, i: number) => number;
+/** A 4-row block's values: v[32·r + i] for row r (0..3), input i (0..31). */
+type Vals = Uint8Array;
 
-/** 4-bit codes: raw vector v, lane 2j + e, nibble k = row j, input 8v + 2k + e (pair 4v + k). */
-function packNibblePairs(val: Vals, out: Uint8Array, at: number): void {
-  for (let v = 0; v < 4; v++) {
-    for (let l = 0; l < 8; l++) {
-      const j = l >> 1;
-      const e = l & 1;
-      let word = 0;
-      for (let k = 0; k < 4; k++) word |= val(j, 8 * v + 2 * k + e) << (4 * k);
-      out[at + 16 * v + 2 * l] = word & 255;
-      out[at + 16 * v + 2 * l + 1] = word >> 8;
+/** 4-bit codes: raw vector u, lane 2j + e, nibble k = row j, input 8u + 2k + e (pair 4u + k). */
+function packNibblePairs(v: Vals, out: Uint8Array, at: number): void {
+  for (let l = 0; l < 8; l++) {
+    const s = 32 * (l >> 1) + (l & 1);
+    for (let u = 0; u < 4; u++) {
+      const i = s + 8 * u;
+      const o = at + 16 * u + 2 * l;
+      out[o] = v[i]! | (v[i + 2]! << 4);
+      out[o + 1] = v[i + 4]! | (v[i + 6]! << 4);
     }
   }
 }
@@ -268,46 +267,56 @@ function packNibblePairs(val: Vals, out: Uint8Array, at: number): void {
  * 5-bit codes: raw vector u (0..4), lane 2j + e: bits 0-4 = row j, input 6u + e (pair 3u); 5-9 =
  * input 6u + 2 + e; 11-15 = input 6u + 4 + e; bit 10 = bit u of input 30 + e (pair 15).
  */
-function packFivePairs(val: Vals, out: Uint8Array, at: number): void {
-  for (let u = 0; u < 5; u++) {
-    for (let l = 0; l < 8; l++) {
-      const j = l >> 1;
-      const e = l & 1;
-      const word = val(j, 6 * u + e) | (val(j, 6 * u + 2 + e) << 5) | (((val(j, 30 + e) >> u) & 1) << 10) | (val(j, 6 * u + 4 + e) << 11);
-      out[at + 16 * u + 2 * l] = word & 255;
-      out[at + 16 * u + 2 * l + 1] = word >> 8;
+function packFivePairs(v: Vals, out: Uint8Array, at: number): void {
+  for (let l = 0; l < 8; l++) {
+    const s = 32 * (l >> 1) + (l & 1);
+    const last = v[s + 30]!;
+    for (let u = 0; u < 5; u++) {
+      const i = s + 6 * u;
+      const word = v[i]! | (v[i + 2]! << 5) | (((last >> u) & 1) << 10) | (v[i + 4]! << 11);
+      const o = at + 16 * u + 2 * l;
+      out[o] = word & 255;
+      out[o + 1] = word >> 8;
     }
   }
 }
 
 /**
- * IQ4 indices: raw vector v, byte 2l + c of lane l = 2j + e: low nibble = row j, input 8v + 2c + e
- * (pair 4v + c), high nibble = input 8v + 4 + 2c + e (pair 4v + 2 + c).
+ * IQ4 indices: raw vector u, byte 2l + c of lane l = 2j + e: low nibble = row j, input 8u + 2c + e
+ * (pair 4u + c), high nibble = input 8u + 4 + 2c + e (pair 4u + 2 + c).
  */
-function packIndexPairs(val: Vals, out: Uint8Array, at: number): void {
-  for (let v = 0; v < 4; v++) {
-    for (let l = 0; l < 8; l++) {
-      const j = l >> 1;
-      const e = l & 1;
-      for (let c = 0; c < 2; c++) out[at + 16 * v + 2 * l + c] = val(j, 8 * v + 2 * c + e) | (val(j, 8 * v + 4 + 2 * c + e) << 4);
+function packIndexPairs(v: Vals, out: Uint8Array, at: number): void {
+  for (let l = 0; l < 8; l++) {
+    const s = 32 * (l >> 1) + (l & 1);
+    for (let u = 0; u < 4; u++) {
+      const i = s + 8 * u;
+      const o = at + 16 * u + 2 * l;
+      out[o] = v[i]! | (v[i + 4]! << 4);
+      out[o + 1] = v[i + 2]! | (v[i + 6]! << 4);
     }
   }
 }
 
-/** ggml's 4-bit qs[16] at p: value i < 16 is the low nibble of qs[i], 16 + i its high nibble. */
-const nib = (src: Uint8Array, p: number, i: number): number => (i < 16 ? src[p + i]! & 15 : src[p + i - 16]! >> 4);
-/** ggml's qh (u32 little-endian) at p: the 5th bit of value i. */
-const bit5 = (src: Uint8Array, p: number, i: number): number => (src[p + (i >> 3)]! >> (i & 7)) & 1;
-
-/** Copies the 2-byte fields at offsets `fields` of each row's block b (block size bs) to out[at + 8·f + 2r]. */
-function packHeads(tmp: Uint8Array, rowBytes: number, b: number, bs: number, fields: readonly number[], out: Uint8Array, at: number): void {
-  for (let r = 0; r < 4; r++) {
-    const s = r * rowBytes + b * bs;
-    fields.forEach((fo, fi) => {
-      out[at + 8 * fi + 2 * r] = tmp[s + fo]!;
-      out[at + 8 * fi + 2 * r + 1] = tmp[s + fo + 1]!;
-    });
+/** ggml's 4-bit qs[16] at p → v[o..o+31]: value i < 16 is the low nibble of qs[i], 16 + i its high nibble. */
+function nibbles(src: Uint8Array, p: number, v: Vals, o: number): void {
+  for (let i = 0; i < 16; i++) {
+    const q = src[p + i]!;
+    v[o + i] = q & 15;
+    v[o + 16 + i] = q >> 4;
   }
+}
+
+/** nibbles, plus ggml's qh (u32 little-endian at h) as the 5th bit of each value. */
+function fiveBits(src: Uint8Array, p: number, h: number, v: Vals, o: number): void {
+  nibbles(src, p, v, o);
+  const qh = (src[h]! | (src[h + 1]! << 8) | (src[h + 2]! << 16) | (src[h + 3]! << 24)) >>> 0;
+  for (let i = 0; i < 32; i++) v[o + i]! |= ((qh >>> i) & 1) << 4;
+}
+
+/** One 2-byte field (an f16 scale) of a stored block → out[o]. */
+function packHead(rows: Uint8Array, s: number, out: Uint8Array, o: number): void {
+  out[o] = rows[s]!;
+  out[o + 1] = rows[s + 1]!;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -465,32 +474,64 @@ function iq4xsScales(f: Func): Scales {
 // ---------------------------------------------------------------------------------------------
 // the formats
 
-/**
- * A 32-input format: quad-block = the 4 rows' 2-byte header fields (`heads`, ggml offsets; 8 bytes
- * each), then the codes of `val(src, blockStart, i)` packed by `packCodes`.
- */
-function format32(
-  type: string, blockBytes: number, heads: readonly number[], codeBytes: number,
-  val: (src: Uint8Array, p: number, i: number) => number,
-  packCodes: (val: Vals, out: Uint8Array, at: number) => void,
-  build: (f: Func) => { code: CodeSpec; sc: Scales },
-): BlockFormat {
-  const QB = 8 * heads.length + codeBytes;
-  return {
-    type,
-    blockInputs: 32,
-    quadBlockBytes: QB,
-    xBlock: 32,
-    bsumLen: 32,
-    pack(rows, rowBytes, out) {
-      const nb = rowBytes / blockBytes;
-      for (let b = 0; b < nb; b++) {
-        packHeads(rows, rowBytes, b, blockBytes, heads, out, b * QB);
-        packCodes((r, i) => val(rows, r * rowBytes + b * blockBytes, i), out, b * QB + 8 * heads.length);
-      }
-    },
-    emit: () => blockKernel(type, QB, build),
-  };
+/** A 32-input format: quad-block = `heads` 2-byte fields × 4 rows, then `codeBytes` of codes. */
+function format32(type: string, heads: number, codeBytes: number, pack: BlockFormat['pack'], build: (f: Func) => { code: CodeSpec; sc: Scales }): BlockFormat {
+  const QB = 8 * heads + codeBytes;
+  return { type, blockInputs: 32, quadBlockBytes: QB, xBlock: 32, bsumLen: 32, pack, emit: () => blockKernel(type, QB, build) };
+}
+
+/** block_q4_1 { d, m: f16; qs[16] } (20 bytes) → 80: d[4], m[4], nibble pairs. */
+function packQ4_1(rows: Uint8Array, rowBytes: number, out: Uint8Array): void {
+  const v = new Uint8Array(128);
+  for (let p = 0, o = 0; p < rowBytes; p += 20, o += 80) {
+    for (let r = 0; r < 4; r++) {
+      const s = r * rowBytes + p;
+      packHead(rows, s, out, o + 2 * r);
+      packHead(rows, s + 2, out, o + 8 + 2 * r);
+      nibbles(rows, s + 4, v, 32 * r);
+    }
+    packNibblePairs(v, out, o + 16);
+  }
+}
+
+/** block_q5_0 { d: f16; qh: u32; qs[16] } (22 bytes) → 88: d[4], 5-bit fields. */
+function packQ5_0(rows: Uint8Array, rowBytes: number, out: Uint8Array): void {
+  const v = new Uint8Array(128);
+  for (let p = 0, o = 0; p < rowBytes; p += 22, o += 88) {
+    for (let r = 0; r < 4; r++) {
+      const s = r * rowBytes + p;
+      packHead(rows, s, out, o + 2 * r);
+      fiveBits(rows, s + 6, s + 2, v, 32 * r);
+    }
+    packFivePairs(v, out, o + 8);
+  }
+}
+
+/** block_q5_1 { d, m: f16; qh: u32; qs[16] } (24 bytes) → 96: d[4], m[4], 5-bit fields. */
+function packQ5_1(rows: Uint8Array, rowBytes: number, out: Uint8Array): void {
+  const v = new Uint8Array(128);
+  for (let p = 0, o = 0; p < rowBytes; p += 24, o += 96) {
+    for (let r = 0; r < 4; r++) {
+      const s = r * rowBytes + p;
+      packHead(rows, s, out, o + 2 * r);
+      packHead(rows, s + 2, out, o + 8 + 2 * r);
+      fiveBits(rows, s + 8, s + 4, v, 32 * r);
+    }
+    packFivePairs(v, out, o + 16);
+  }
+}
+
+/** block_iq4_nl { d: f16; qs[16] } (18 bytes) → 72: d[4], index pairs. */
+function packIQ4_NL(rows: Uint8Array, rowBytes: number, out: Uint8Array): void {
+  const v = new Uint8Array(128);
+  for (let p = 0, o = 0; p < rowBytes; p += 18, o += 72) {
+    for (let r = 0; r < 4; r++) {
+      const s = r * rowBytes + p;
+      packHead(rows, s, out, o + 2 * r);
+      nibbles(rows, s + 2, v, 32 * r);
+    }
+    packIndexPairs(v, out, o + 8);
+  }
 }
 
 /** IQ4_XS quad-superblock: d[4] (f16), (ls − 32)[sub 8][row 4] i8, then per sub-block 64 bytes of index pairs. */
@@ -505,11 +546,12 @@ const iq4xs: BlockFormat = {
   bsumLen: 32,
   pack(rows, rowBytes, out) {
     const nb = rowBytes / 136;
+    const v = new Uint8Array(128);
     for (let b = 0; b < nb; b++) {
       const o = b * IQ4XS_QB;
-      packHeads(rows, rowBytes, b, 136, [0], out, o);
       for (let r = 0; r < 4; r++) {
         const s = r * rowBytes + b * 136;
+        packHead(rows, s, out, o + 2 * r);
         const sh = rows[s + 2]! | (rows[s + 3]! << 8);
         for (let ib = 0; ib < 8; ib++) {
           const ls = ((rows[s + 4 + (ib >> 1)]! >> (4 * (ib & 1))) & 15) | (((sh >> (2 * ib)) & 3) << 4);
@@ -517,7 +559,8 @@ const iq4xs: BlockFormat = {
         }
       }
       for (let ib = 0; ib < 8; ib++) {
-        packIndexPairs((r, i) => nib(rows, r * rowBytes + b * 136 + 8 + 16 * ib, i), out, o + IQ4XS_DATA + 64 * ib);
+        for (let r = 0; r < 4; r++) nibbles(rows, r * rowBytes + b * 136 + 8 + 16 * ib, v, 32 * r);
+        packIndexPairs(v, out, o + IQ4XS_DATA + 64 * ib);
       }
     }
   },
@@ -525,14 +568,9 @@ const iq4xs: BlockFormat = {
 };
 
 export const LEGACY_FORMATS: readonly BlockFormat[] = [
-  // block_q4_1 { d, m: f16; qs[16] }: 80 bytes = 4 · 20
-  format32('q4_1', 20, [0, 2], 64, (s, p, i) => nib(s, p + 4, i), packNibblePairs, (f) => ({ code: nibbleCode(f), sc: minScales(f) })),
-  // block_q5_0 { d: f16; qh: u32; qs[16] }: 88 bytes = 4 · 22
-  format32('q5_0', 22, [0], 80, (s, p, i) => nib(s, p + 6, i) | (bit5(s, p + 2, i) << 4), packFivePairs, (f) => ({ code: fiveCode(f), sc: offsetScales(f, 16) })),
-  // block_q5_1 { d, m: f16; qh: u32; qs[16] }: 96 bytes = 4 · 24
-  format32('q5_1', 24, [0, 2], 80, (s, p, i) => nib(s, p + 8, i) | (bit5(s, p + 4, i) << 4), packFivePairs, (f) => ({ code: fiveCode(f), sc: minScales(f) })),
-  // block_iq4_nl { d: f16; qs[16] }: 72 bytes = 4 · 18
-  format32('iq4_nl', 18, [0], 64, (s, p, i) => nib(s, p + 2, i), packIndexPairs, (f) => ({ code: iq4Code(f), sc: offsetScales(f, IQ4_BIAS) })),
-  // block_iq4_xs { d: f16; scales_h: u16; scales_l[4]; qs[128] }: 552 bytes = 4 · 136 + 8
+  format32('q4_1', 2, 64, packQ4_1, (f) => ({ code: nibbleCode(f), sc: minScales(f) })),
+  format32('q5_0', 1, 80, packQ5_0, (f) => ({ code: fiveCode(f), sc: offsetScales(f, 16) })),
+  format32('q5_1', 2, 80, packQ5_1, (f) => ({ code: fiveCode(f), sc: minScales(f) })),
+  format32('iq4_nl', 1, 64, packIQ4_NL, (f) => ({ code: iq4Code(f), sc: offsetScales(f, IQ4_BIAS) })),
   iq4xs,
 ];
