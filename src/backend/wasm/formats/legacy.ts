@@ -44,10 +44,25 @@
  * (masks, the table) are hoisted into locals. f16 scales: `v128.load16x4_s`, shift, and, times
  * 2^112 (3 instructions; folding the 2^112 into the accumulator made products subnormal: 3× slower).
  *
- * i32 bounds per lane (one row), per 32-input (sub-)block, activations |x| ≤ 32767:
- * Q4_1 C ≤ 4 dots · 2 · 3840 · 32767 = 1.0e9 (pairs: 16 · 2 · 15 · 32767 = 1.6e7);
- * Q5 B ≤ 5 · 2 · 992 · 32767 + 2 · 992 · 32767 = 4.6e8; IQ4 ≤ 16 · 2 · 240 · 32767 = 2.5e8, then
- * converted to f32 (IQ4_XS's sub-scale multiplies in f32: in i32 it could reach 4.3e9).
+ * i32 bounds per lane (one row), per 32-input (sub-)block, activations |x| ≤ 32767 (quant_x's
+ * clamp), before the conversion to f32: Q4_1 C ≤ 4 dots · 2 products · 3840 · 32767 = 1.0e9
+ * (token pairs, one accumulator: 16 · 2 · 15 · 32767 = 1.6e7); Q5 B ≤ 6 · 2 · 992 · 32767 = 3.9e8
+ * (pairs: 16 · 2 · 31 · 32767 = 3.3e7); IQ4 ≤ 16 · 2 · 240 · 32767 = 2.5e8, minus 127·Σx ≤ 1.3e8.
+ * IQ4_XS multiplies by its sub-scale in f32 (in i32 that product could reach 1.3e8 · 32 = 4.3e9).
+ * test/wasm-legacy.test.ts runs every type at these bounds (all codes extreme, all x = ±max).
+ *
+ * Packed quad-blocks (4 rows), against 4 stored blocks:
+ *
+ * | type   | quad-block                                                        | bytes | stored    |
+ * |--------|-------------------------------------------------------------------|-------|-----------|
+ * | q4_1   | d[4], m[4] f16, 4 × 16 bytes of nibble pairs                       | 80    | 4 · 20    |
+ * | q5_0   | d[4] f16, 5 × 16 bytes of 5-bit fields                             | 88    | 4 · 22    |
+ * | q5_1   | d[4], m[4] f16, 5 × 16 bytes of 5-bit fields                       | 96    | 4 · 24    |
+ * | iq4_nl | d[4] f16, 4 × 16 bytes of index pairs                              | 72    | 4 · 18    |
+ * | iq4_xs | d[4] f16, (ls − 32)[8 sub-blocks][4 rows] i8, 8 × 64 bytes of index pairs | 552 | 4 · 136 + 8 (+1.5 %) |
+ *
+ * `createWasmKernels({ relaxed: false })` does not turn relaxed_swizzle off: with indices 0..15 it
+ * is as exact and deterministic as swizzle (the option is about the Q4_0 kernel's relaxed dot).
  */
 import {
   Func, ValType, type Local, type Op, seq, get, set, forPtr, i32, f32, v128, i16x8, i32x4, f32x4, encodeModule,
