@@ -1,4 +1,244 @@
 /** IQ2_XXS, IQ2_XS, IQ2_S: packed layouts and SIMD128 kernels (see ../block-format.ts). */
+import {
+  Func, ValType, type Local, type Op, get, set, forPtr, block, loop, br, brIf, i32, f32, v128, i16x8, i32x4, f32x4,
+} from '../asm.js';
 import type { BlockFormat } from '../block-format.js';
+import { I32, zero, inc, hsum4, f16x4, initAcc, blockPointers, pairedQuadLoop, quadLoop, mulC, type Panel } from '../kernel-parts.js';
+import { iqGrid, KSIGNS_IQ2XS } from '../../../tensor/iq-tables.js';
 
-export const IQ2_FORMATS: readonly BlockFormat[] = [];
+// ---------------------------------------------------------------------------------------------
+// tables (TABLE_REGIONS.iq2 = [2048, 24576))
+
+const GRID_XXS = 2048; // 256 × 8 bytes
+const GRID_XS = 4096; // 512 × 8
+const GRID_S = 8192; // 1024 × 8
+const SIGNS8 = 16384; // 256 × 8 int16 ±1, indexed by the 8 sign bits
+const SIGNS7 = 20480; // 128 × 8 int16 ±1, indexed by the 7-bit sign code (KSIGNS_IQ2XS applied)
+
+const gridBytes = (name: 'iq2xxs' | 'iq2xs' | 'iq2s'): Uint8Array => new Uint8Array(iqGrid(name).buffer.slice(0));
+
+const signTable = (n: number, bits: (i: number) => number): Uint8Array => {
+  const t = new Int16Array(n * 8);
+  for (let i = 0; i < n; i++) for (let j = 0; j < 8; j++) t[8 * i + j] = (bits(i) >> j) & 1 ? -1 : 1;
+  return new Uint8Array(t.buffer);
+};
+
+/** SIMD opcodes asm.ts lacks (0xfd prefix, LEB128 opcode). */
+const simd = (code: number) => (a: Op, b: Op): Op => [...a, ...b, 0xfd, (code & 0x7f) | 0x80, code >> 7];
+const i16x8mul = simd(0x95);
+
+export const IQ2_OPTIONS = { variant: +(process.env.IQ2_VARIANT ?? 0) };
+
+// ---------------------------------------------------------------------------------------------
+// the kernel, shared by the three types
+
+interface Spec {
+  readonly name: string;
+  /** Packed bytes of a quad-block. */
+  readonly QB: number;
+  /** Offset of the entries (32 positions of posBytes: the 4 rows' codes for 8 values each) in a quad-block. */
+  readonly entriesAt: number;
+  readonly posBytes: number;
+  /** Positions per scale group (4: 32 values, 2: 16 values). */
+  readonly groupPos: number;
+  /** Offset of the scales: per 2 groups, the 4 rows' bytes (low nibble: first group, high: second). */
+  readonly scalesAt: number;
+  /** i16x8: row r's 8 grid magnitudes at position pointer ep. */
+  grid(ep: Local, r: number): Op;
+  /** i16x8: row r's 8 signs as ±1. */
+  signs(ep: Local, r: number): Op;
+}
+
+function emitKernel(S: Spec): Func {
+  const f = new Func(`mm_${S.name}`, new Array<ValType>(13).fill(I32));
+  const [w, x, xs, , out, T, nb, outP, tile, pb, start, end] = f.params as Local[] as [Local, Local, Local, Local, Local, Local, Local, Local, Local, Local, Local, Local];
+  const [wp, xp, xsp, we, ep, ee, sp, ge, q, t, xq2, xs2] = f.locals32(12);
+  const racc = [f.vlocals(4), f.vlocals(4)];
+  const acc = f.vlocals(2);
+  const fsum = f.vlocals(2);
+  const xv = f.vlocals(2);
+  const [g, sv, sb] = f.vlocals(3);
+  const QB = S.QB;
+  const outAddr = (tt: Op) => i32.add(get(out), mulC(i32.add(i32.mul(tt, get(outP)), mulC(get(q), 4)), 4));
+  const body = (pair: boolean, pn: Panel | undefined): Op[] => {
+    const ks = pair ? [0, 1] : [0];
+    const step: Op[] = [
+      ...ks.map((k) => set(xv[k]!, v128.load(get(k ? xq2 : xp)))),
+      ...[0, 1, 2, 3].flatMap((r) => [
+        set(g, i16x8mul(S.grid(ep, r), S.signs(ep, r))),
+        ...ks.map((k) => set(racc[k]![r]!, i32x4.add(get(racc[k]![r]!), i32x4.dotI16x8S(get(g), get(xv[k]!))))),
+      ]),
+      ...ks.map((k) => inc(k ? xq2 : xp, 16)),
+    ];
+    const group = (hi: boolean): Op[] => [
+      ...ks.flatMap((k) => racc[k]!.map((l) => set(l, zero()))),
+      set(ge, i32.add(get(ep), i32.const(S.groupPos * S.posBytes))),
+      forPtr(ep, ge, S.posBytes, ...step),
+      // 2s + 1 of the 4 rows
+      set(sv, v128.or(i32x4.shl(hi ? i32x4.shrU(get(sb), 4) : v128.and(get(sb), i32x4.const(15)), 1), i32x4.const(1))),
+      ...ks.map((k) => set(fsum[k]!, f32x4.add(get(fsum[k]!), f32x4.convertI32x4S(i32x4.mul(
+        hsum4(f, i32x4.add, racc[k]![0]!, racc[k]![1]!, racc[k]![2]!, racc[k]![3]!), get(sv)))))),
+    ];
+    return [
+      ...blockPointers({ w: wp, we, x: xp, xs: xsp }, { x, xs, nb }, q, t, pn!, { weights: QB, x: 512, bsum: 0 }),
+      ...(pair ? [set(xq2, i32.add(get(xp), mulC(get(nb), 512))), set(xs2, i32.add(get(xsp), mulC(get(nb), 4)))] : []),
+      ...ks.map((k) => initAcc(pn, acc[k]!, outAddr(i32.add(get(t), i32.const(k))))),
+      forPtr(wp, we, QB,
+        set(ep, i32.add(get(wp), i32.const(S.entriesAt))),
+        set(sp, i32.add(get(wp), i32.const(S.scalesAt))),
+        set(ee, i32.add(get(ep), i32.const(32 * S.posBytes))),
+        ...ks.map((k) => set(fsum[k]!, zero())),
+        block(loop(
+          brIf(1, i32.geU(get(ep), get(ee))),
+          set(sb, i32x4.extendLowI16x8U(i16x8.extendLowI8x16U(v128.load32Zero(get(sp))))),
+          ...group(false),
+          ...group(true),
+          inc(sp, 4),
+          br(0))),
+        set(sv, f16x4(f, v128.load16x4U(get(wp)))),
+        ...ks.map((k) => set(acc[k]!, f32x4.add(get(acc[k]!), f32x4.mul(get(fsum[k]!),
+          f32x4.mul(get(sv), f32x4.splat(f32.mul(f32.load(get(k ? xs2 : xsp)), f32.const(0.125)))))))),
+        ...ks.map((k) => inc(k ? xs2 : xsp, 4))),
+      ...ks.map((k) => v128.store(outAddr(i32.add(get(t), i32.const(k))), get(acc[k]!))),
+    ];
+  };
+  const single = IQ2_OPTIONS.variant === 2;
+  const panel = { w, nb, pb, quadBlockBytes: QB, outP };
+  f.body = single
+    ? quadLoop(f, T, tile, outP, out, start, end, (l, pn) => [set(q, get(l.q)), set(t, get(l.t)), ...body(false, pn)], panel)
+    : pairedQuadLoop(f, T, tile, start, end, q, t, body, panel);
+  return f;
+}
+
+const u16 = (a: Uint8Array, p: number): number => a[p]! | (a[p + 1]! << 8);
+const u32 = (a: Uint8Array, p: number): number => (a[p]! | (a[p + 1]! << 8) | (a[p + 2]! << 16) | (a[p + 3]! << 24)) >>> 0;
+
+// ---------------------------------------------------------------------------------------------
+// IQ2_XXS
+
+/**
+ * Quad-block (280 bytes): d[4] f16; scales [4 sub-block pairs][4 rows] (nibbles s, low: even sub-block);
+ * per entry position k (32 of 8 values): the 4 rows' grid indices, then their 8 sign bits (KSIGNS applied).
+ */
+const XXS_QB = 280;
+
+function packXXS(rows: Uint8Array, rowBytes: number, out: Uint8Array): void {
+  const nb = rowBytes / 66;
+  for (let b = 0; b < nb; b++) {
+    const o = b * XXS_QB;
+    for (let r = 0; r < 4; r++) {
+      const s = r * rowBytes + b * 66;
+      out[o + 2 * r] = rows[s]!;
+      out[o + 2 * r + 1] = rows[s + 1]!;
+      for (let ib = 0; ib < 8; ib++) {
+        const q = s + 2 + 8 * ib;
+        const aux1 = u32(rows, q + 4);
+        out[o + 8 + 4 * (ib >> 1) + r]! |= (aux1 >>> 28) << (4 * (ib & 1));
+        for (let l = 0; l < 4; l++) {
+          const k = 4 * ib + l;
+          out[o + 24 + 8 * k + r] = rows[q + l]!;
+          out[o + 24 + 8 * k + 4 + r] = KSIGNS_IQ2XS[(aux1 >>> (7 * l)) & 127]!;
+        }
+      }
+    }
+  }
+}
+
+const XXS: Spec = {
+  name: 'iq2_xxs', QB: XXS_QB, entriesAt: 24, posBytes: 8, groupPos: 4, scalesAt: 8,
+  grid: (ep, r) => v128.load8x8U(i32.shl(i32.load8U(get(ep), r), i32.const(3)), GRID_XXS),
+  signs: (ep, r) => v128.load(i32.shl(i32.load8U(get(ep), 4 + r), i32.const(4)), SIGNS8),
+};
+
+// ---------------------------------------------------------------------------------------------
+// IQ2_XS
+
+/**
+ * Quad-block (296 bytes, = 4 stored blocks): d[4] f16; scales [8 group pairs][4 rows] (ggml's
+ * bytes); per entry position k: the 4 rows' u16 codes as stored (9-bit grid index | 7-bit sign code << 9).
+ */
+const XS_QB = 296;
+
+function packXS(rows: Uint8Array, rowBytes: number, out: Uint8Array): void {
+  const nb = rowBytes / 74;
+  for (let b = 0; b < nb; b++) {
+    const o = b * XS_QB;
+    for (let r = 0; r < 4; r++) {
+      const s = r * rowBytes + b * 74;
+      out[o + 2 * r] = rows[s]!;
+      out[o + 2 * r + 1] = rows[s + 1]!;
+      for (let j = 0; j < 8; j++) out[o + 8 + 4 * j + r] = rows[s + 66 + j]!;
+      for (let k = 0; k < 32; k++) {
+        out[o + 40 + 8 * k + 2 * r] = rows[s + 2 + 2 * k]!;
+        out[o + 40 + 8 * k + 2 * r + 1] = rows[s + 3 + 2 * k]!;
+      }
+    }
+  }
+}
+
+const XS: Spec = {
+  name: 'iq2_xs', QB: XS_QB, entriesAt: 40, posBytes: 8, groupPos: 2, scalesAt: 8,
+  grid: (ep, r) => v128.load8x8U(i32.and(i32.shl(i32.load16U(get(ep), 2 * r), i32.const(3)), i32.const(0xff8)), GRID_XS),
+  signs: (ep, r) => v128.load(i32.and(i32.shrU(i32.load16U(get(ep), 2 * r), i32.const(5)), i32.const(0x7f0)), SIGNS7),
+};
+
+// ---------------------------------------------------------------------------------------------
+// IQ2_S
+
+/**
+ * Quad-block (328 bytes, = 4 stored blocks): d[4] f16; scales [8 group pairs][4 rows]; per entry
+ * position k (9 bytes): the 4 rows' low 8 index bits, their 8 sign bits, and one byte of the 4
+ * rows' 2 high index bits (row r at bit 2r).
+ */
+const S_QB = 328;
+
+function packS(rows: Uint8Array, rowBytes: number, out: Uint8Array): void {
+  const nb = rowBytes / 82;
+  for (let b = 0; b < nb; b++) {
+    const o = b * S_QB;
+    for (let r = 0; r < 4; r++) {
+      const s = r * rowBytes + b * 82;
+      out[o + 2 * r] = rows[s]!;
+      out[o + 2 * r + 1] = rows[s + 1]!;
+      for (let j = 0; j < 8; j++) out[o + 8 + 4 * j + r] = rows[s + 74 + j]!;
+      for (let k = 0; k < 32; k++) {
+        const p = o + 40 + 9 * k;
+        out[p + r] = rows[s + 2 + k]!;
+        out[p + 4 + r] = rows[s + 34 + k]!;
+        out[p + 8]! |= ((rows[s + 66 + (k >> 2)]! >> (2 * (k & 3))) & 3) << (2 * r);
+      }
+    }
+  }
+}
+
+const S_: Spec = {
+  name: 'iq2_s', QB: S_QB, entriesAt: 40, posBytes: 9, groupPos: 2, scalesAt: 8,
+  grid: (ep, r) => v128.load8x8U(i32.or(
+    i32.shl(i32.load8U(get(ep), r), i32.const(3)),
+    i32.and(i32.shl(i32.load8U(get(ep), 8), i32.const(11 - 2 * r)), i32.const(0x1800))), GRID_S),
+  signs: (ep, r) => v128.load(i32.shl(i32.load8U(get(ep), 4 + r), i32.const(4)), SIGNS8),
+};
+
+export const IQ2_FORMATS: readonly BlockFormat[] = [
+  {
+    type: 'iq2_xxs', blockInputs: 256, quadBlockBytes: XXS_QB, xBlock: 256, bsumLen: 0,
+    pack: packXXS, emit: () => emitKernel(XXS),
+    tables: [
+      { at: GRID_XXS, bytes: gridBytes('iq2xxs') },
+      { at: SIGNS8, bytes: signTable(256, (i) => i) },
+    ],
+  },
+  {
+    type: 'iq2_xs', blockInputs: 256, quadBlockBytes: XS_QB, xBlock: 256, bsumLen: 0,
+    pack: packXS, emit: () => emitKernel(XS),
+    tables: [
+      { at: GRID_XS, bytes: gridBytes('iq2xs') },
+      { at: SIGNS7, bytes: signTable(128, (i) => KSIGNS_IQ2XS[i]!) },
+    ],
+  },
+  {
+    type: 'iq2_s', blockInputs: 256, quadBlockBytes: S_QB, xBlock: 256, bsumLen: 0,
+    pack: packS, emit: () => emitKernel(S_),
+    tables: [{ at: GRID_S, bytes: gridBytes('iq2s') }],
+  },
+];
