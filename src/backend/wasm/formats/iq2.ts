@@ -1,9 +1,9 @@
 /** IQ2_XXS, IQ2_XS, IQ2_S: packed layouts and SIMD128 kernels (see ../block-format.ts). */
 import {
-  Func, ValType, type Local, type Op, get, set, forPtr, block, loop, br, brIf, i32, f32, v128, i16x8, i32x4, f32x4,
+  Func, ValType, type Local, type Op, seq, get, set, forPtr, block, loop, br, brIf, i32, f32, v128, i16x8, i32x4, f32x4,
 } from '../asm.js';
 import type { BlockFormat } from '../block-format.js';
-import { I32, zero, inc, hsum4, f16x4, initAcc, blockPointers, pairedQuadLoop, quadLoop, mulC, type Panel } from '../kernel-parts.js';
+import { I32, zero, inc, hsum4, f16x4, initAcc, blockPointers, pairedQuadLoop, mulC, type Panel } from '../kernel-parts.js';
 import { iqGrid, KSIGNS_IQ2XS } from '../../../tensor/iq-tables.js';
 
 // ---------------------------------------------------------------------------------------------
@@ -27,8 +27,6 @@ const signTable = (n: number, bits: (i: number) => number): Uint8Array => {
 const simd = (code: number) => (a: Op, b: Op): Op => [...a, ...b, 0xfd, (code & 0x7f) | 0x80, code >> 7];
 const i16x8mul = simd(0x95);
 
-export const IQ2_OPTIONS = { variant: +(process.env.IQ2_VARIANT ?? 0) };
-
 // ---------------------------------------------------------------------------------------------
 // the kernel, shared by the three types
 
@@ -43,10 +41,14 @@ interface Spec {
   readonly groupPos: number;
   /** Offset of the scales: per 2 groups, the 4 rows' bytes (low nibble: first group, high: second). */
   readonly scalesAt: number;
+  /** Scalar work per position (into i32 locals tmp), before the rows. */
+  pre(ep: Local, tmp: readonly Local[]): Op[];
+  /** Scalar work per row (into i32 locals tmp). */
+  entry(ep: Local, r: number, tmp: readonly Local[]): Op[];
   /** i16x8: row r's 8 grid magnitudes at position pointer ep. */
-  grid(ep: Local, r: number): Op;
+  grid(ep: Local, r: number, tmp: readonly Local[]): Op;
   /** i16x8: row r's 8 signs as ±1. */
-  signs(ep: Local, r: number): Op;
+  signs(ep: Local, r: number, tmp: readonly Local[]): Op;
 }
 
 function emitKernel(S: Spec): Func {
@@ -58,14 +60,19 @@ function emitKernel(S: Spec): Func {
   const fsum = f.vlocals(2);
   const xv = f.vlocals(2);
   const [g, sv, sb] = f.vlocals(3);
+  const tmp = f.locals32(2);
+  const [e0, x0, x20] = f.locals32(3);
+  const [one, k31] = f.vlocals(2);
   const QB = S.QB;
   const outAddr = (tt: Op) => i32.add(get(out), mulC(i32.add(i32.mul(tt, get(outP)), mulC(get(q), 4)), 4));
   const body = (pair: boolean, pn: Panel | undefined): Op[] => {
     const ks = pair ? [0, 1] : [0];
-    const step: Op[] = [
+    const step = (rows: number[]): Op[] => [
       ...ks.map((k) => set(xv[k]!, v128.load(get(k ? xq2 : xp)))),
-      ...[0, 1, 2, 3].flatMap((r) => [
-        set(g, i16x8mul(S.grid(ep, r), S.signs(ep, r))),
+      ...S.pre(ep, tmp),
+      ...rows.flatMap((r) => [
+        ...S.entry(ep, r, tmp),
+        set(g, i16x8mul(S.grid(ep, r, tmp), S.signs(ep, r, tmp))),
         ...ks.map((k) => set(racc[k]![r]!, i32x4.add(get(racc[k]![r]!), i32x4.dotI16x8S(get(g), get(xv[k]!))))),
       ]),
       ...ks.map((k) => inc(k ? xq2 : xp, 16)),
@@ -73,11 +80,18 @@ function emitKernel(S: Spec): Func {
     const group = (hi: boolean): Op[] => [
       ...ks.flatMap((k) => racc[k]!.map((l) => set(l, zero()))),
       set(ge, i32.add(get(ep), i32.const(S.groupPos * S.posBytes))),
-      forPtr(ep, ge, S.posBytes, ...step),
-      // 2s + 1 of the 4 rows
-      set(sv, v128.or(i32x4.shl(hi ? i32x4.shrU(get(sb), 4) : v128.and(get(sb), i32x4.const(15)), 1), i32x4.const(1))),
-      ...ks.map((k) => set(fsum[k]!, f32x4.add(get(fsum[k]!), f32x4.convertI32x4S(i32x4.mul(
-        hsum4(f, i32x4.add, racc[k]![0]!, racc[k]![1]!, racc[k]![2]!, racc[k]![3]!), get(sv)))))),
+      ...(pair ? [
+        // token pairs go in two passes of 2 rows: 4 rows × 2 tokens kept 8 accumulators, 2
+        // activation vectors and the loop body's table loads live at once and spilled
+        set(e0, get(ep)), set(x0, get(xp)), set(x20, get(xq2)),
+        forPtr(ep, ge, S.posBytes, ...step([0, 1])),
+        set(ep, get(e0)), set(xp, get(x0)), set(xq2, get(x20)),
+        forPtr(ep, ge, S.posBytes, ...step([2, 3])),
+      ] : [forPtr(ep, ge, S.posBytes, ...step([0, 1, 2, 3]))]),
+      // 2s + 1 of the 4 rows: (b >> 3) | 1 for the high nibble, ((b << 1) | 1) & 31 for the low one
+      set(sv, hi ? v128.or(i32x4.shrU(get(sb), 3), get(one)) : v128.and(v128.or(i32x4.shl(get(sb), 1), get(one)), get(k31))),
+      ...ks.map((k) => set(fsum[k]!, f32x4.add(get(fsum[k]!), f32x4.convertI32x4S(
+        i32x4.mul(hsum4(f, i32x4.add, racc[k]![0]!, racc[k]![1]!, racc[k]![2]!, racc[k]![3]!), get(sv)))))),
     ];
     return [
       ...blockPointers({ w: wp, we, x: xp, xs: xsp }, { x, xs, nb }, q, t, pn!, { weights: QB, x: 512, bsum: 0 }),
@@ -102,11 +116,8 @@ function emitKernel(S: Spec): Func {
       ...ks.map((k) => v128.store(outAddr(i32.add(get(t), i32.const(k))), get(acc[k]!))),
     ];
   };
-  const single = IQ2_OPTIONS.variant === 2;
-  const panel = { w, nb, pb, quadBlockBytes: QB, outP };
-  f.body = single
-    ? quadLoop(f, T, tile, outP, out, start, end, (l, pn) => [set(q, get(l.q)), set(t, get(l.t)), ...body(false, pn)], panel)
-    : pairedQuadLoop(f, T, tile, start, end, q, t, body, panel);
+  f.body = seq(set(one, i32x4.const(1)), set(k31, i32x4.const(31)),
+    pairedQuadLoop(f, T, tile, start, end, q, t, body, { w, nb, pb, quadBlockBytes: QB, outP }));
   return f;
 }
 
@@ -146,6 +157,8 @@ function packXXS(rows: Uint8Array, rowBytes: number, out: Uint8Array): void {
 
 const XXS: Spec = {
   name: 'iq2_xxs', QB: XXS_QB, entriesAt: 24, posBytes: 8, groupPos: 4, scalesAt: 8,
+  pre: () => [],
+  entry: () => [],
   grid: (ep, r) => v128.load8x8U(i32.shl(i32.load8U(get(ep), r), i32.const(3)), GRID_XXS),
   signs: (ep, r) => v128.load(i32.shl(i32.load8U(get(ep), 4 + r), i32.const(4)), SIGNS8),
 };
@@ -178,8 +191,10 @@ function packXS(rows: Uint8Array, rowBytes: number, out: Uint8Array): void {
 
 const XS: Spec = {
   name: 'iq2_xs', QB: XS_QB, entriesAt: 40, posBytes: 8, groupPos: 2, scalesAt: 8,
-  grid: (ep, r) => v128.load8x8U(i32.and(i32.shl(i32.load16U(get(ep), 2 * r), i32.const(3)), i32.const(0xff8)), GRID_XS),
-  signs: (ep, r) => v128.load(i32.and(i32.shrU(i32.load16U(get(ep), 2 * r), i32.const(5)), i32.const(0x7f0)), SIGNS7),
+  pre: () => [],
+  entry: (ep, r, [c]) => [set(c!, i32.load16U(get(ep), 2 * r))],
+  grid: (ep, r, [c]) => v128.load8x8U(i32.and(i32.shl(get(c!), i32.const(3)), i32.const(0xff8)), GRID_XS),
+  signs: (ep, r, [c]) => v128.load(i32.and(i32.shrU(get(c!), i32.const(5)), i32.const(0x7f0)), SIGNS7),
 };
 
 // ---------------------------------------------------------------------------------------------
@@ -213,9 +228,11 @@ function packS(rows: Uint8Array, rowBytes: number, out: Uint8Array): void {
 
 const S_: Spec = {
   name: 'iq2_s', QB: S_QB, entriesAt: 40, posBytes: 9, groupPos: 2, scalesAt: 8,
-  grid: (ep, r) => v128.load8x8U(i32.or(
+  pre: (ep, [, h]) => [set(h!, i32.load8U(get(ep), 8))],
+  entry: () => [],
+  grid: (ep, r, [, h]) => v128.load8x8U(i32.or(
     i32.shl(i32.load8U(get(ep), r), i32.const(3)),
-    i32.and(i32.shl(i32.load8U(get(ep), 8), i32.const(11 - 2 * r)), i32.const(0x1800))), GRID_S),
+    i32.and(i32.shl(get(h!), i32.const(11 - 2 * r)), i32.const(0x1800))), GRID_S),
   signs: (ep, r) => v128.load(i32.shl(i32.load8U(get(ep), 4 + r), i32.const(4)), SIGNS8),
 };
 
