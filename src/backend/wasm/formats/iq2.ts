@@ -1,9 +1,9 @@
 /** IQ2_XXS, IQ2_XS, IQ2_S: packed layouts and SIMD128 kernels (see ../block-format.ts). */
 import {
-  Func, ValType, type Local, type Op, seq, get, set, forPtr, block, loop, br, brIf, i32, f32, v128, i16x8, i32x4, f32x4,
+  Func, ValType, type Local, type Op, seq, get, set, forPtr, forLoop, block, loop, br, brIf, if_, i32, f32, v128, i8x16, i16x8, i32x4, f32x4,
 } from '../asm.js';
 import type { BlockFormat } from '../block-format.js';
-import { I32, zero, inc, hsum4, f16x4, initAcc, blockPointers, pairedQuadLoop, mulC, type Panel } from '../kernel-parts.js';
+import { I32, zero, inc, hsum4, f16x4, initAcc, panelLoop, mulC, type Panel } from '../kernel-parts.js';
 import { iqGrid, KSIGNS_IQ2XS } from '../../../tensor/iq-tables.js';
 
 // ---------------------------------------------------------------------------------------------
@@ -26,6 +26,7 @@ const signTable = (n: number, bits: (i: number) => number): Uint8Array => {
 /** SIMD opcodes asm.ts lacks (0xfd prefix, LEB128 opcode). */
 const simd = (code: number) => (a: Op, b: Op): Op => [...a, ...b, 0xfd, (code & 0x7f) | 0x80, code >> 7];
 const i16x8mul = simd(0x95);
+const i8x16shuf = (a: Op, b: Op, l: number[]): Op => i8x16.shuffle(a, b, l.flatMap((k) => [4 * k, 4 * k + 1, 4 * k + 2, 4 * k + 3]));
 
 // ---------------------------------------------------------------------------------------------
 // the kernel, shared by the three types
@@ -54,49 +55,68 @@ interface Spec {
 function emitKernel(S: Spec): Func {
   const f = new Func(`mm_${S.name}`, new Array<ValType>(13).fill(I32));
   const [w, x, xs, , out, T, nb, outP, tile, pb, start, end] = f.params as Local[] as [Local, Local, Local, Local, Local, Local, Local, Local, Local, Local, Local, Local];
-  const [wp, xp, xsp, we, ep, ee, sp, ge, q, t, xq2, xs2] = f.locals32(12);
-  const racc = [f.vlocals(4), f.vlocals(4)];
-  const acc = f.vlocals(2);
-  const fsum = f.vlocals(2);
-  const xv = f.vlocals(2);
-  const [g, sv, sb] = f.vlocals(3);
+  const [wp, we, ep, ee, sp, ge, q, t, t0, t1, e0] = f.locals32(11);
+  const xk = f.locals32(4); // token k's activations (current position)
+  const xk0 = f.locals32(4); // ... at the group's first position
+  const xsk = f.locals32(4); // token k's activation scales (current block)
+  const acc = f.vlocals(4); // token k's outputs (f32, lanes = the quad's rows)
+  const fsum = f.vlocals(4); // token k's sum over the block's groups (f32, before d · xs / 8)
+  const xv = f.vlocals(4);
+  const part = f.vlocals(4); // n = 4: rows 0, 1 half-reduced (hsum4's first level) while rows 2, 3 run
+  const [g, sv, sb, one, k31] = f.vlocals(5);
   const tmp = f.locals32(2);
-  const [e0, x0, x20] = f.locals32(3);
-  const [one, k31] = f.vlocals(2);
   const QB = S.QB;
-  const outAddr = (tt: Op) => i32.add(get(out), mulC(i32.add(i32.mul(tt, get(outP)), mulC(get(q), 4)), 4));
-  const body = (pair: boolean, pn: Panel | undefined): Op[] => {
-    const ks = pair ? [0, 1] : [0];
+  const outAddr = (k: number) => i32.add(get(out), mulC(i32.add(i32.mul(i32.add(get(t), i32.const(k)), get(outP)), mulC(get(q), 4)), 4));
+  const pairSum = (a: Op, b: Op) => i32x4.add(i8x16shuf(a, b, [0, 4, 1, 5]), i8x16shuf(a, b, [2, 6, 3, 7]));
+
+  /** Tokens t..t+n-1 (n = 1, 2, 4) against quad q in panel pn. */
+  const body = (n: 1 | 2 | 4, pn: Panel): Op[] => {
+    const ks = Array.from({ length: n }, (_, k) => k);
+    // rows per pass over a group's positions: one token takes the 4 rows at once; with more,
+    // 4 rows' accumulators for every token plus their table loads did not fit the 15 registers
+    const passes = n === 1 ? [[0, 1, 2, 3]] : [[0, 1], [2, 3]];
+    const racc = ks.map(() => f.vlocals(n === 1 ? 4 : 2));
+    const slot = (r: number) => (n === 1 ? r : r & 1);
     const step = (rows: number[]): Op[] => [
-      ...ks.map((k) => set(xv[k]!, v128.load(get(k ? xq2 : xp)))),
+      ...ks.map((k) => set(xv[k]!, v128.load(get(xk[k]!)))),
       ...S.pre(ep, tmp),
       ...rows.flatMap((r) => [
         ...S.entry(ep, r, tmp),
         set(g, i16x8mul(S.grid(ep, r, tmp), S.signs(ep, r, tmp))),
-        ...ks.map((k) => set(racc[k]![r]!, i32x4.add(get(racc[k]![r]!), i32x4.dotI16x8S(get(g), get(xv[k]!))))),
+        ...ks.map((k) => set(racc[k]![slot(r)]!, i32x4.add(get(racc[k]![slot(r)]!), i32x4.dotI16x8S(get(g), get(xv[k]!))))),
       ]),
-      ...ks.map((k) => inc(k ? xq2 : xp, 16)),
+      ...ks.map((k) => inc(xk[k]!, 16)),
     ];
     const group = (hi: boolean): Op[] => [
-      ...ks.flatMap((k) => racc[k]!.map((l) => set(l, zero()))),
       set(ge, i32.add(get(ep), i32.const(S.groupPos * S.posBytes))),
-      ...(pair ? [
-        // token pairs go in two passes of 2 rows: 4 rows × 2 tokens kept 8 accumulators, 2
-        // activation vectors and the loop body's table loads live at once and spilled
-        set(e0, get(ep)), set(x0, get(xp)), set(x20, get(xq2)),
-        forPtr(ep, ge, S.posBytes, ...step([0, 1])),
-        set(ep, get(e0)), set(xp, get(x0)), set(xq2, get(x20)),
-        forPtr(ep, ge, S.posBytes, ...step([2, 3])),
-      ] : [forPtr(ep, ge, S.posBytes, ...step([0, 1, 2, 3]))]),
+      ...(n > 1 ? [set(e0, get(ep)), ...ks.map((k) => set(xk0[k]!, get(xk[k]!)))] : []),
+      ...passes.flatMap((rows, pass) => [
+        ...(pass ? [set(ep, get(e0)), ...ks.map((k) => set(xk[k]!, get(xk0[k]!)))] : []),
+        ...ks.flatMap((k) => racc[k]!.map((l) => set(l, zero()))),
+        forPtr(ep, ge, S.posBytes, ...step(rows)),
+        // after rows 0, 1: their half-reduced sums [a0+a2, b0+b2, a1+a3, b1+b3] wait in part[k]
+        ...(pass === 0 && n > 1 ? ks.map((k) => set(part[k]!, pairSum(get(racc[k]![0]!), get(racc[k]![1]!)))) : []),
+      ]),
       // 2s + 1 of the 4 rows: (b >> 3) | 1 for the high nibble, ((b << 1) | 1) & 31 for the low one
       set(sv, hi ? v128.or(i32x4.shrU(get(sb), 3), get(one)) : v128.and(v128.or(i32x4.shl(get(sb), 1), get(one)), get(k31))),
-      ...ks.map((k) => set(fsum[k]!, f32x4.add(get(fsum[k]!), f32x4.convertI32x4S(
-        i32x4.mul(hsum4(f, i32x4.add, racc[k]![0]!, racc[k]![1]!, racc[k]![2]!, racc[k]![3]!), get(sv)))))),
+      ...ks.map((k) => {
+        const rowSums = n === 1
+          ? hsum4(f, i32x4.add, racc[k]![0]!, racc[k]![1]!, racc[k]![2]!, racc[k]![3]!)
+          : (() => {
+            const cd = pairSum(get(racc[k]![0]!), get(racc[k]![1]!));
+            return i32x4.add(i8x16shuf(get(part[k]!), cd, [0, 1, 4, 5]), i8x16shuf(get(part[k]!), cd, [2, 3, 6, 7]));
+          })();
+        return set(fsum[k]!, f32x4.add(get(fsum[k]!), f32x4.convertI32x4S(i32x4.mul(rowSums, get(sv)))));
+      }),
     ];
     return [
-      ...blockPointers({ w: wp, we, x: xp, xs: xsp }, { x, xs, nb }, q, t, pn!, { weights: QB, x: 512, bsum: 0 }),
-      ...(pair ? [set(xq2, i32.add(get(xp), mulC(get(nb), 512))), set(xs2, i32.add(get(xsp), mulC(get(nb), 4)))] : []),
-      ...ks.map((k) => initAcc(pn, acc[k]!, outAddr(i32.add(get(t), i32.const(k))))),
+      set(wp, i32.add(get(pn.pw), i32.mul(get(q), mulC(get(pn.pnb), QB)))),
+      set(we, i32.add(get(wp), mulC(get(pn.pnb), QB))),
+      ...ks.flatMap((k) => {
+        const block0 = i32.add(i32.mul(i32.add(get(t), i32.const(k)), get(nb)), get(pn.b0));
+        return [set(xk[k]!, i32.add(get(x), mulC(block0, 512))), set(xsk[k]!, i32.add(get(xs), mulC(block0, 4)))];
+      }),
+      ...ks.map((k) => initAcc(pn, acc[k]!, outAddr(k))),
       forPtr(wp, we, QB,
         set(ep, i32.add(get(wp), i32.const(S.entriesAt))),
         set(sp, i32.add(get(wp), i32.const(S.scalesAt))),
@@ -110,14 +130,37 @@ function emitKernel(S: Spec): Func {
           inc(sp, 4),
           br(0))),
         set(sv, f16x4(f, v128.load16x4U(get(wp)))),
-        ...ks.map((k) => set(acc[k]!, f32x4.add(get(acc[k]!), f32x4.mul(get(fsum[k]!),
-          f32x4.mul(get(sv), f32x4.splat(f32.mul(f32.load(get(k ? xs2 : xsp)), f32.const(0.125)))))))),
-        ...ks.map((k) => inc(k ? xs2 : xsp, 4))),
-      ...ks.map((k) => v128.store(outAddr(i32.add(get(t), i32.const(k))), get(acc[k]!))),
+        ...ks.flatMap((k) => [
+          set(acc[k]!, f32x4.add(get(acc[k]!), f32x4.mul(get(fsum[k]!),
+            f32x4.mul(get(sv), f32x4.splat(f32.mul(f32.load(get(xsk[k]!)), f32.const(0.125))))))),
+          inc(xsk[k]!, 4),
+        ])),
+      ...ks.map((k) => v128.store(outAddr(k), get(acc[k]!))),
     ];
   };
-  f.body = seq(set(one, i32x4.const(1)), set(k31, i32x4.const(31)),
-    pairedQuadLoop(f, T, tile, start, end, q, t, body, { w, nb, pb, quadBlockBytes: QB, outP }));
+  const tiles = (pn: Panel): Op => seq(
+    set(t0, i32.const(0)),
+    block(loop(
+      brIf(1, i32.geU(get(t0), get(T))),
+      set(t1, i32.add(get(t0), get(tile))),
+      if_(i32.gtU(get(t1), get(T)), [set(t1, get(T))]),
+      forLoop(q, get(start), get(end), 1,
+        set(t, get(t0)),
+        block(loop(
+          brIf(1, i32.geU(i32.add(get(t), i32.const(3)), get(t1))),
+          ...body(4, pn),
+          inc(t, 4),
+          br(0))),
+        block(loop(
+          brIf(1, i32.geU(i32.add(get(t), i32.const(1)), get(t1))),
+          ...body(2, pn),
+          inc(t, 2),
+          br(0))),
+        if_(i32.ltU(get(t), get(t1)), body(1, pn))),
+      set(t0, get(t1)),
+      br(0))),
+  );
+  f.body = seq(set(one, i32x4.const(1)), set(k31, i32x4.const(31)), panelLoop(f, { w, nb, pb, quadBlockBytes: QB, outP }, tiles));
   return f;
 }
 
