@@ -1,4 +1,56 @@
-/** IQ2_XXS, IQ2_XS, IQ2_S: packed layouts and SIMD128 kernels (see ../block-format.ts). */
+/**
+ * IQ2_XXS, IQ2_XS, IQ2_S: packed layouts and SIMD128 kernels (see ../block-format.ts).
+ *
+ * Every 8 weights of these types are one entry of a codebook ("grid": 8 magnitudes from {8, 25,
+ * 43}) plus 8 sign bits (IQ2_XXS / IQ2_XS: a 7-bit code, the 8th sign making the count of minus
+ * signs even; IQ2_S: 8 stored bits), and every 32 (IQ2_XXS) or 16 values share a 4-bit scale s:
+ * w = d · (2s + 1) / 8 · grid[idx][j] · ±1.
+ *
+ * Kernel, per entry and row (9–13 x64 instructions, TurboFan's output checked):
+ *   grid: the index → `v128.load8x8_u(GRID + 8·idx)`, the 8 magnitudes as int16 lanes;
+ *   signs: the sign byte → `v128.load(SIGNS + 16·byte)`, 8 int16 ±1, then `i16x8.mul`;
+ *   `i32x4.dot_i16x8_s` with 8 int16 activations, added to the row's accumulator.
+ * Rows go in quads (one activation load serves 4 rows); at the end of a scale group the 4 rows'
+ * accumulators are reduced (hsum4), multiplied by the 4 rows' integer scales 2s + 1 (i32x4.mul)
+ * and converted to f32; d, the block's activation scale and 1/8 multiply once per 256 values.
+ * Activations are int16 with one scale per 256 (quant_x), as for the K-quants.
+ *
+ * i32 bounds (|x| ≤ 32767, grid values ≤ 43, 2s + 1 ≤ 31), per row and scale group before the
+ * conversion: IQ2_XXS 32 values · 43 · 32767 · 31 = 1.40e9 (its largest grid entry sums to 203,
+ * so really ≤ 8.3e8); IQ2_XS / IQ2_S 16 values · 43 · 32767 · 31 = 6.99e8. Both < 2^31 (tested with every
+ * value at its maximum: test/wasm-iq2.test.ts).
+ *
+ * Several tokens at once (prefill, batched decode): 4 or 2 tokens share each decoded entry (grid
+ * and signs looked up and multiplied once, then one dot product per token). They run in two
+ * passes of 2 rows over each scale group: 4 rows × 2 or 4 tokens of accumulators, the activations
+ * and the loads TurboFan issues first did not fit x64's 15 usable vector registers and spilled.
+ *
+ * | type    | quad-block (4 rows × 256 values)                                    | vs 4 stored blocks |
+ * |---------|----------------------------------------------------------------------|--------------------|
+ * | IQ2_XXS | 4 d; 4-bit scales [sub-block pair][row]; per 8 values 4 index + 4 sign bytes | 280 vs 264 (+6.1 %) |
+ * | IQ2_XS  | 4 d; scale bytes [pair][row]; per 8 values the 4 rows' u16 codes as stored | 296 = 296 |
+ * | IQ2_S   | 4 d; scale bytes [pair][row]; per 8 values 4 low index bytes, 4 sign bytes, 1 byte of high bits | 328 = 328 |
+ *
+ * Tables (20 KB of the region's 22.5): the three grids as bytes (2 + 4 + 8 KB), 8 int16 ±1 per
+ * sign byte (4 KB) and per 7-bit sign code (2 KB, IQ2_XS: its u16 has no room for the 8th sign).
+ *
+ * Speed (2 vCPU Zen 4, 2048 → 10240, best of 15–60 calls, Q4_K alternating in the same process;
+ * G weight·tokens/s): one thread T = 1: IQ2_XXS 13.8 (0.70× Q4_K), IQ2_XS 11.7 (0.59×), IQ2_S
+ * 10.0 (0.50×); T = 16: 22.2 (1.18×), 16.3 (0.87×), 15.7 (0.83×). Two threads T = 1: 28.6 (0.71×),
+ * 24.4 (0.61×), 19.8 (0.49×). At T = 1 the decoding is the cost: without the sign lookup and
+ * multiply the kernel ran 1.57× faster, so the ±1 table and its i16x8.mul are a third of the time.
+ *
+ * Measured and dropped (A/B in one process, 2048 → 1024..10240, one thread):
+ * - activations xor-ed with a 0/−1 mask instead of weights times ±1, with a stored per-row
+ *   correction Σ (2s+1)·grid over negative lanes (+16 bytes per quad-block): +5 % at T = 1;
+ * - more than one entry position per loop step (unrolled): 25–50 % slower, TurboFan issues all of
+ *   the step's table loads first and spills;
+ * - a 4 KB int16 copy of the IQ2_XXS grid (plain load instead of load8x8_u), an IQ2_S table
+ *   giving the high index bits' address part per qh byte, u32 loads of 4 rows' codes: no change;
+ * - one signed-grid table per (index, sign code) (IQ2_XXS: 256 KB): T = 1 at 0.95× Q4_K while
+ *   weights and table fit L2, but no gain on a 2048 × 10240 matrix (the streamed weights evict
+ *   the table), and it does not fit this family's table region.
+ */
 import {
   Func, ValType, type Local, type Op, seq, get, set, forPtr, forLoop, block, loop, br, brIf, if_, i32, f32, v128, i8x16, i16x8, i32x4, f32x4,
 } from '../asm.js';
@@ -164,7 +216,6 @@ function emitKernel(S: Spec): Func {
   return f;
 }
 
-const u16 = (a: Uint8Array, p: number): number => a[p]! | (a[p + 1]! << 8);
 const u32 = (a: Uint8Array, p: number): number => (a[p]! | (a[p + 1]! << 8) | (a[p + 2]! << 16) | (a[p + 3]! << 24)) >>> 0;
 
 // ---------------------------------------------------------------------------------------------
