@@ -1,4 +1,438 @@
-/** Q2_K, Q3_K, Q5_K: packed layouts and SIMD128 kernels (see ../block-format.ts). */
+/**
+ * Q2_K, Q3_K, Q5_K: packed layouts and SIMD128 kernels (see ../block-format.ts).
+ *
+ * All three use a **row-pair layout**: a quad's 4 rows sit in the 4 i32 lanes of every dot
+ * product. Each 16-bit lane L = 2r + e of a weight vector holds row r's value for input 2p + e of
+ * an input pair p, and `i32x4.dot_i16x8_s` with the pair's two int16 activations broadcast
+ * (`v128.load32_splat`, one load) leaves row r's Σ over the pair in lane r. Consequences:
+ * - every lane of a vector belongs to the same sub-block of its row, so a sub-block's scale is one
+ *   i32x4 multiply per 64 (Q2_K, Q3_K) or 128 (Q5_K) weights, against an i32 sum whose lanes are
+ *   already the 4 rows: no per-sub-block splat of a scale and no horizontal sums at all;
+ * - the codes are packed in fields of 16-bit lanes so that each pair vector comes out with one
+ *   and, or a shift and an and (Q2_K: 8 crumbs per lane; Q3_K: 5 + 2 + 1 split 3-bit fields per
+ *   24 bits; Q5_K: 3 5-bit fields per lane, a 16th pair from the lanes' spare top bits);
+ * - a pair vector, decoded once, serves two tokens (prefill, batched decode).
+ *
+ * Activations are int16 with one f32 scale per 256 (quant_x), clamped to ±32767; the min/offset
+ * terms use bsum_x (Σ of 16 or 32 int16 activations). i32 bounds are stated per kernel.
+ */
+import {
+  Func, ValType, type Local, type Op, seq, get, set, forPtr, if_,
+  i32, v128, i16x8, i32x4, f32x4,
+} from '../asm.js';
 import type { BlockFormat } from '../block-format.js';
+import { I32, V, zero, inc, mulC, f16x4, initAcc, blockPointers, pairedQuadLoop, type Panel } from '../kernel-parts.js';
+import { scaleMinK4 } from '../layout.js';
 
-export const KQUANT_FORMATS: readonly BlockFormat[] = [];
+// ---------------------------------------------------------------------------------------------
+// shared kernel frame
+
+/** One token's pointers and accumulator inside the kernel. */
+interface Tok {
+  /** int16 activations of the current sub-block / step (advanced by the superblock body). */
+  readonly xp: Local;
+  /** f32 activation scale of the current superblock (xBlock 256) or sub-block (advanced by the superblock body). */
+  readonly xsp: Local;
+  /** i32 block sums of the current sub-block (advanced by the superblock body). */
+  readonly bp: Local;
+  /** f32x4 sums of the quad's 4 rows. */
+  readonly acc: Local;
+}
+
+interface Frame {
+  readonly f: Func;
+  /** The quad-superblock being read. */
+  readonly wp: Local;
+}
+
+/**
+ * mm_TYPE(w, x, xs, bsum, out, T, nb, outP, tile, pb, start, end, tid) over 256-input superblocks
+ * of `QB` packed bytes per quad: token tiles × quads × token pairs (a last odd token alone), per
+ * column panel. `superblock(frame, toks)` emits one superblock for 1 or 2 tokens: it must advance
+ * each token's xp by 512 and bp by bsumBytes and add the superblock's sums to acc; this frame
+ * advances wp, and xsp when xBlock is 256 (the body does for smaller activation blocks).
+ */
+function frame(type: string, QB: number, bsumLen: 16 | 32, xBlock: 16 | 32 | 256, consts: (f: Func) => Op[], superblock: (fr: Frame, toks: readonly Tok[]) => Op[]): Func {
+  const f = new Func(`mm_${type}`, new Array<ValType>(13).fill(I32));
+  const [w, x, xs, bsum, out, T, nb, outP, tile, pb, start, end] = f.params as Local[] as [Local, Local, Local, Local, Local, Local, Local, Local, Local, Local, Local, Local];
+  const [q, t, wp, we] = f.locals32(4);
+  const toks: Tok[] = [0, 1].map(() => ({ xp: f.local(I32), xsp: f.local(I32), bp: f.local(I32), acc: f.local(V) }));
+  const bsumBytes = (256 / bsumLen) * 4;
+  const xsBytes = (256 / xBlock) * 4;
+  const outAddr = (k: number) => i32.add(get(out), mulC(i32.add(i32.mul(i32.add(get(t), i32.const(k)), get(outP)), mulC(get(q), 4)), 4));
+  const body = (pair: boolean, pn?: Panel): Op[] => {
+    const tk = pair ? toks : toks.slice(0, 1);
+    const t0 = toks[0]!;
+    const t1 = toks[1]!;
+    return [
+      ...blockPointers({ w: wp, we, x: t0.xp, xs: t0.xsp, bsum: t0.bp }, { x, xs, bsum, nb }, q, t, pn!, { weights: QB, x: 512, bsum: bsumBytes }),
+      ...(xBlock < 256 ? [set(t0.xsp, i32.add(get(xs), mulC(i32.add(i32.mul(get(t), get(nb)), get(pn!.b0)), xsBytes)))] : []),
+      ...(pair ? [
+        set(t1.xp, i32.add(get(t0.xp), mulC(get(nb), 512))),
+        set(t1.xsp, i32.add(get(t0.xsp), mulC(get(nb), xsBytes))),
+        set(t1.bp, i32.add(get(t0.bp), mulC(get(nb), bsumBytes))),
+      ] : []),
+      ...tk.map((k, i) => initAcc(pn, k.acc, outAddr(i))),
+      forPtr(wp, we, QB,
+        ...superblock({ f, wp }, tk),
+        ...(xBlock === 256 ? tk.map((k) => inc(k.xsp, 4)) : [])),
+      ...tk.map((k, i) => v128.store(outAddr(i), get(k.acc))),
+    ];
+  };
+  f.body = seq(...consts(f), pairedQuadLoop(f, T, tile, start, end, q, t, body, { w, nb, pb, quadBlockBytes: QB, outP }));
+  return f;
+}
+
+/** The f32 activation scale of a token's current superblock, in every lane. */
+const xScale = (k: Tok): Op => v128.load32Splat(get(k.xsp));
+
+/**
+ * s_k += Σ_j dot(vec_j, pair j's activations) for each token (s_k = when not `accumulate`), pair j
+ * at byte off + 4j of the token's xp; with `step`, off is 0 and the xps advance past the pairs.
+ */
+function pairDots(vecs: readonly Op[], toks: readonly Tok[], sums: readonly Local[], wv: Local, accumulate: boolean, off: number, step: boolean): Op[] {
+  const o = step ? 0 : off;
+  return [
+    ...vecs.flatMap((v, j) => [
+      set(wv, v),
+      ...toks.map((k, i) => {
+        const d = i32x4.dotI16x8S(get(wv), v128.load32Splat(get(k.xp), o + 4 * j));
+        return set(sums[i]!, accumulate || j ? i32x4.add(get(sums[i]!), d) : d);
+      }),
+    ]),
+    ...(step ? toks.map((k) => inc(k.xp, 4 * vecs.length)) : []),
+  ];
+}
+
+/**
+ * Kernel variants, for measurement: how many input pairs go in one basic block for one token and
+ * for two. TurboFan issues the loads of a basic block first, so a block with many pairs keeps all
+ * their broadcast activations waiting in registers; a branch on a never-zero local (`own`) ends
+ * a block without a loop's bookkeeping.
+ */
+export interface KOpts {
+  readonly single: number;
+  readonly pair: number;
+  /** Advance the activation pointers group by group (few distinct load offsets) instead of per sub-block. */
+  readonly xstep?: boolean;
+}
+
+/** `ops` in a basic block of their own: `nz` is never 0, so the branch is always taken. */
+const own = (nz: Local, ops: Op[]): Op => if_(get(nz), ops);
+
+/** Groups of ops, each in its own basic block after the first when `split`. */
+const groups = (nz: Local, split: boolean, gs: Op[][]): Op[] => (split ? gs.map((g, i) => (i ? own(nz, g) : seq(g))) : gs.flat());
+
+// ---------------------------------------------------------------------------------------------
+// Q2_K
+
+/**
+ * Quad-block (336 bytes = 4 × 84, ggml's size): d[4] f16, dmin[4] f16, then ggml's scale bytes
+ * (low nibble scale, high nibble min) as [sub-block][row] (64), then per sub-block s of 16 inputs
+ * 16 bytes of crumb lanes: byte L of the first 8 holds in bits 2k, 2k + 1 row r's code of input
+ * 16s + 2k + e (L = 2r + e, pairs k = 0..3), the second 8 bytes pairs 4..7 alike.
+ */
+export const Q2K_QUAD_BYTES = 336;
+
+function packQ2K(tmp: Uint8Array, rowBytes: number, out: Uint8Array): void {
+  const nsb = rowBytes / 84;
+  for (let b = 0; b < nsb; b++) {
+    const o = b * Q2K_QUAD_BYTES;
+    for (let r = 0; r < 4; r++) {
+      const s = r * rowBytes + b * 84;
+      out[o + 2 * r] = tmp[s + 80]!;
+      out[o + 2 * r + 1] = tmp[s + 81]!;
+      out[o + 8 + 2 * r] = tmp[s + 82]!;
+      out[o + 8 + 2 * r + 1] = tmp[s + 83]!;
+      for (let g = 0; g < 16; g++) out[o + 16 + 4 * g + r] = tmp[s + g]!;
+      const code = (i: number) => (tmp[s + 16 + 32 * (i >> 7) + (i & 31)]! >> (2 * ((i >> 5) & 3))) & 3;
+      for (let g = 0; g < 16; g++) {
+        for (let e = 0; e < 2; e++) {
+          for (let h = 0; h < 2; h++) {
+            let byte = 0;
+            for (let k = 0; k < 4; k++) byte |= code(16 * g + 2 * (4 * h + k) + e) << (2 * k);
+            out[o + 80 + 16 * g + 8 * h + 2 * r + e] = byte;
+          }
+        }
+      }
+    }
+  }
+}
+
+/**
+ * Row value = d·sc·q − dmin·m per 16-input sub-block, so per superblock
+ * Σ w·x = xs·(d·Σ_s sc_s·Σ q·xq − dmin·Σ_s m_s·bsum_s), both sums exact in i32 lanes (one lane
+ * per row): |Σ_s sc_s·Σ q·xq| ≤ 16·15·16·3·32767 = 3.8e8 and Σ_s m_s·|bsum_s| ≤ 16·15·16·32767 =
+ * 1.3e8. Per sub-block: two 8-byte zero-extending loads give the 8 pair vectors (and / shift+and
+ * / shift, 12 ops), 8 dot products per token, then sum·sc and m·bsum as i32x4 multiplies (sc, m
+ * from 4 bytes).
+ */
+export function mmQ2K(opts: KOpts = { single: 8, pair: 4 }): Func {
+  let m3!: Local;
+  let m15!: Local;
+  return frame('q2_k', Q2K_QUAD_BYTES, 16, 256, (f) => {
+    m3 = f.local(V);
+    m15 = f.local(V);
+    return [set(m3, i16x8.const(3)), set(m15, i32x4.const(15))];
+  }, ({ f, wp }, toks) => {
+    const [qp, qe, smp] = f.locals32(3);
+    const [bv, sm, wv] = f.vlocals(3);
+    const sums = f.vlocals(toks.length);
+    const tot = f.vlocals(toks.length);
+    const msum = f.vlocals(toks.length);
+    const half = (h: number): Op[] => [
+      set(bv, v128.load8x8U(get(qp), 8 * h)),
+      ...pairDots([v128.and(get(bv), get(m3)), v128.and(i16x8.shrU(get(bv), 2), get(m3)), v128.and(i16x8.shrU(get(bv), 4), get(m3)), i16x8.shrU(get(bv), 6)],
+        toks, sums, wv, h > 0, 16 * h, !!opts.xstep),
+    ];
+    const dm = f.local(V);
+    return [
+      ...toks.flatMap((_, i) => [set(tot[i]!, zero()), set(msum[i]!, zero())]),
+      set(qp, i32.add(get(wp), i32.const(80))),
+      set(qe, i32.add(get(wp), i32.const(Q2K_QUAD_BYTES))),
+      set(smp, i32.add(get(wp), i32.const(16))),
+      forPtr(qp, qe, 16,
+        ...groups(qe, (toks.length > 1 ? opts.pair : opts.single) < 8, [half(0), half(1)]),
+        // [sc | m << 4] of the 4 rows as i32 lanes (8 bytes read, the first 4 used)
+        set(sm, i32x4.extendLowI16x8U(v128.load8x8U(get(smp)))),
+        ...toks.flatMap((k, i) => [
+          set(tot[i]!, i32x4.add(get(tot[i]!), i32x4.mul(get(sums[i]!), v128.and(get(sm), get(m15))))),
+          set(msum[i]!, i32x4.add(get(msum[i]!), i32x4.mul(i32x4.shrU(get(sm), 4), v128.load32Splat(get(k.bp))))),
+          ...(opts.xstep ? [] : [inc(k.xp, 32)]),
+          inc(k.bp, 4),
+        ]),
+        inc(smp, 4)),
+      set(bv, f16x4(f, v128.load16x4U(get(wp)))),
+      set(dm, f16x4(f, v128.load16x4U(get(wp), 8))),
+      ...toks.map((k, i) => set(k.acc, f32x4.add(get(k.acc), f32x4.mul(xScale(k), f32x4.sub(
+        f32x4.mul(f32x4.convertI32x4S(get(tot[i]!)), get(bv)),
+        f32x4.mul(f32x4.convertI32x4S(get(msum[i]!)), get(dm))))))),
+    ];
+  });
+}
+
+// ---------------------------------------------------------------------------------------------
+// Q3_K
+
+/**
+ * Quad-block (456 bytes, +3.6 % on 4 × 110): d[4] f16, the 6-bit scales minus 32 as i8
+ * [sub-block][row] (64), then per sub-block s of 16 inputs 24 bytes: A (16 bytes, 16-bit lanes)
+ * and B (8 bytes, one per lane), lane L = 2r + e holding row r's 3-bit codes q3 = q + 4·h (0..7)
+ * of inputs 16s + 2p + e: pairs 0..4 in A's bits 3p..3p+2, pair 5 in B's bits 0-2, pair 6 in B's
+ * bits 5-7, pair 7's bit 0 in A's bit 15 and its bits 1-2 in B's bits 3-4.
+ */
+export const Q3K_QUAD_BYTES = 456;
+/** Inputs per activation scale for Q3_K (see mmQ3K). */
+export const Q3K_X_BLOCK: 16 | 32 | 256 = 32;
+
+function packQ3K(tmp: Uint8Array, rowBytes: number, out: Uint8Array): void {
+  const nsb = rowBytes / 110;
+  for (let b = 0; b < nsb; b++) {
+    const o = b * Q3K_QUAD_BYTES;
+    for (let r = 0; r < 4; r++) {
+      const s = r * rowBytes + b * 110;
+      out[o + 2 * r] = tmp[s + 108]!;
+      out[o + 2 * r + 1] = tmp[s + 109]!;
+      const sc = s + 96;
+      for (let g = 0; g < 16; g++) {
+        const low = g < 8 ? tmp[sc + g]! & 15 : tmp[sc + g - 8]! >> 4;
+        const high = (tmp[sc + 8 + (g & 3)]! >> (2 * (g >> 2))) & 3;
+        out[o + 8 + 4 * g + r] = ((low | (high << 4)) - 32) & 255;
+      }
+      const q3 = (i: number) => {
+        const l = i & 31;
+        const q2 = (tmp[s + 32 + 32 * (i >> 7) + l]! >> (2 * ((i >> 5) & 3))) & 3;
+        return q2 | (((tmp[s + l]! >> (i >> 5)) & 1) << 2);
+      };
+      for (let g = 0; g < 16; g++) {
+        for (let e = 0; e < 2; e++) {
+          const p = (k: number) => q3(16 * g + 2 * k + e);
+          const L = 2 * r + e;
+          const a = p(0) | (p(1) << 3) | (p(2) << 6) | (p(3) << 9) | (p(4) << 12) | ((p(7) & 1) << 15);
+          const at = o + 72 + 24 * g;
+          out[at + 2 * L] = a & 255;
+          out[at + 2 * L + 1] = a >> 8;
+          out[at + 16 + L] = p(5) | ((p(7) >> 1) << 3) | (p(6) << 5);
+        }
+      }
+    }
+  }
+}
+
+/**
+ * Row value = d·(sc − 32)·(q3 − 4) with q3 = q + 4h, so per superblock
+ * Σ w·x = xs·d·Σ_s (sc_s − 32)·(Σ q3·xq − 4·bsum_s). Per row (one i32 lane) and sub-block
+ * |Σ q3·xq − 4·bsum| = |Σ (q3 − 4)·xq| ≤ 16·4·32767 = 2.1e6 (and Σ q3·xq ≤ 16·7·32767), times
+ * |sc − 32| ≤ 32, over 16 sub-blocks: ≤ 1.07e9 < 2^31. Per sub-block: a 16-byte and an 8-byte
+ * (zero-extending) load give the 8 pair vectors with 15 and/shift/or.
+ */
+export function mmQ3K(opts: KOpts = { single: 8, pair: 4 }, xBlock: 16 | 32 | 256 = Q3K_X_BLOCK): Func {
+  let m7!: Local;
+  let m6!: Local;
+  return frame('q3_k', Q3K_QUAD_BYTES, 16, xBlock, (f) => {
+    m7 = f.local(V);
+    m6 = f.local(V);
+    return [set(m7, i16x8.const(7)), set(m6, i16x8.const(6))];
+  }, ({ f, wp }, toks) => {
+    const [qp, qe, scp] = f.locals32(3);
+    const [a, bb, wv, d] = f.vlocals(4);
+    const sums = f.vlocals(toks.length);
+    const isum = f.vlocals(toks.length);
+    const fsum = f.vlocals(toks.length);
+    const split = (toks.length > 1 ? opts.pair : opts.single) < 8;
+    const step = !!opts.xstep;
+    const spb = xBlock === 32 ? 2 : 1; // sub-blocks per loop step: one activation scale
+    /** Sub-block h of the step: its 8 pair vectors against each token's activations, then (s − 4·bsum)·sc into isum. */
+    const sub = (h: number): Op[][] => [
+      [
+        set(a, v128.load(get(qp), 24 * h)),
+        ...pairDots([
+          v128.and(get(a), get(m7)),
+          v128.and(i16x8.shrU(get(a), 3), get(m7)),
+          v128.and(i16x8.shrU(get(a), 6), get(m7)),
+          v128.and(i16x8.shrU(get(a), 9), get(m7)),
+        ], toks, sums, wv, false, 32 * h, step),
+      ],
+      [
+        ...(split ? [set(a, v128.load(get(qp), 24 * h))] : []), // a group of its own reloads A (V8 does not reuse loads anyway)
+        set(bb, v128.load8x8U(get(qp), 24 * h + 16)),
+        ...pairDots([
+          v128.and(i16x8.shrU(get(a), 12), get(m7)),
+          v128.and(get(bb), get(m7)),
+          i16x8.shrU(get(bb), 5),
+          v128.or(i16x8.shrU(get(a), 15), v128.and(i16x8.shrU(get(bb), 2), get(m6))),
+        ], toks, sums, wv, true, 32 * h + 16, step),
+        ...toks.map((k, i) => {
+          const t = i32x4.mul(i32x4.sub(get(sums[i]!), i32x4.shl(v128.load32Splat(get(k.bp), 4 * h), 2)), i32x4.extendLowI16x8S(v128.load8x8S(get(scp), 4 * h)));
+          return set(isum[i]!, h ? i32x4.add(get(isum[i]!), t) : xBlock === 256 ? i32x4.add(get(isum[i]!), t) : t);
+        }),
+      ],
+    ];
+    const subs = Array.from({ length: spb }, (_, h) => (split ? sub(h) : [sub(h).flat()])).flat();
+    return [
+      ...toks.map((_, i) => set(xBlock === 256 ? isum[i]! : fsum[i]!, zero())),
+      set(qp, i32.add(get(wp), i32.const(72))),
+      set(qe, i32.add(get(wp), i32.const(Q3K_QUAD_BYTES))),
+      set(scp, i32.add(get(wp), i32.const(8))),
+      forPtr(qp, qe, 24 * spb,
+        ...groups(qe, subs.length > 1, subs),
+        ...toks.flatMap((k, i) => [
+          ...(xBlock === 256 ? [] : [set(fsum[i]!, f32x4.add(get(fsum[i]!), f32x4.mul(f32x4.convertI32x4S(get(isum[i]!)), xScale(k)))), inc(k.xsp, 4)]),
+          ...(step ? [] : [inc(k.xp, 32 * spb)]),
+          inc(k.bp, 4 * spb),
+        ]),
+        inc(scp, 4 * spb)),
+      set(d, f16x4(f, v128.load16x4U(get(wp)))),
+      ...toks.map((k, i) => set(k.acc, f32x4.add(get(k.acc), xBlock === 256
+        ? f32x4.mul(f32x4.mul(xScale(k), get(d)), f32x4.convertI32x4S(get(isum[i]!)))
+        : f32x4.mul(get(d), get(fsum[i]!))))),
+    ];
+  });
+}
+
+// ---------------------------------------------------------------------------------------------
+// Q5_K
+
+/**
+ * Quad-block (720 bytes, +2.3 % on 4 × 176): d[4] f16, dmin[4] f16, per sub-block j the 6-bit
+ * scales then mins of the 4 rows as bytes (8 × 8), then per sub-block j of 32 inputs 5 words of 16
+ * bytes: in word w, 16-bit lane 2r + e holds row r's 5-bit codes of input pairs 3w, 3w + 1, 3w + 2
+ * (inputs 32j + 2p + e) in bits 0-4, 6-10, 11-15, and in bit 5 bit 4 − w of pair 15's code (the
+ * spare bit in the middle: the first field needs only an and, the last only a shift).
+ */
+export const Q5K_QUAD_BYTES = 720;
+
+function packQ5K(tmp: Uint8Array, rowBytes: number, out: Uint8Array): void {
+  const nsb = rowBytes / 176;
+  for (let b = 0; b < nsb; b++) {
+    const o = b * Q5K_QUAD_BYTES;
+    for (let r = 0; r < 4; r++) {
+      const s = r * rowBytes + b * 176;
+      out[o + 2 * r] = tmp[s]!;
+      out[o + 2 * r + 1] = tmp[s + 1]!;
+      out[o + 8 + 2 * r] = tmp[s + 2]!;
+      out[o + 8 + 2 * r + 1] = tmp[s + 3]!;
+      for (let j = 0; j < 8; j++) {
+        const [sc, m] = scaleMinK4(j, tmp, s + 4);
+        out[o + 16 + 8 * j + r] = sc;
+        out[o + 16 + 8 * j + 4 + r] = m;
+      }
+      for (let j = 0; j < 8; j++) {
+        const code = (l: number) => ((tmp[s + 48 + 32 * (j >> 1) + l]! >> (4 * (j & 1))) & 15) | (((tmp[s + 16 + l]! >> j) & 1) << 4);
+        for (let e = 0; e < 2; e++) {
+          const p = (k: number) => code(2 * k + e);
+          const L = 2 * r + e;
+          for (let w = 0; w < 5; w++) {
+            const lane = p(3 * w) | (((p(15) >> (4 - w)) & 1) << 5) | (p(3 * w + 1) << 6) | (p(3 * w + 2) << 11);
+            const at = o + 80 + 80 * j + 16 * w + 2 * L;
+            out[at] = lane & 255;
+            out[at + 1] = lane >> 8;
+          }
+        }
+      }
+    }
+  }
+}
+
+/**
+ * Row value = d·sc·q − dmin·m per 32-input sub-block (q 0..31). Per row (one i32 lane) and
+ * sub-block Σ q·xq ≤ 32·31·32767 = 3.25e7, times sc ≤ 63: 2.05e9 < 2^31, so each sub-block's
+ * sc·Σ q·xq is converted to f32 (exact to 2^-24 relative) and summed there; Σ_j m_j·bsum_j ≤
+ * 8·63·32·32767 = 5.3e8 stays in i32. Per sub-block: 5 words, each one 16-byte load giving 3 pair
+ * vectors (and / shift+and / shift) and its spare bit for the 16th (and, shift, or).
+ * opts counts words (3 pairs each) per basic block.
+ */
+export function mmQ5K(opts: KOpts = { single: 1, pair: 1 }): Func {
+  let m31!: Local;
+  let m32!: Local;
+  return frame('q5_k', Q5K_QUAD_BYTES, 32, 256, (f) => {
+    m31 = f.local(V);
+    m32 = f.local(V);
+    return [set(m31, i16x8.const(31)), set(m32, i16x8.const(32))];
+  }, ({ f, wp }, toks) => {
+    const [qp, qe, smp] = f.locals32(3);
+    const [a, sp, wv, sm, d] = f.vlocals(5);
+    const sums = f.vlocals(toks.length);
+    const totf = f.vlocals(toks.length);
+    const msum = f.vlocals(toks.length);
+    const per = toks.length > 1 ? opts.pair : opts.single;
+    const word = (w: number): Op[] => [
+      set(a, v128.load(get(qp), 16 * w)),
+      ...pairDots([v128.and(get(a), get(m31)), v128.and(i16x8.shrU(get(a), 6), get(m31)), i16x8.shrU(get(a), 11)], toks, sums, wv, w > 0, 12 * w, !!opts.xstep),
+      // pair 15's bits, gathered at bits 5..9 (word 0's highest)
+      set(sp, w ? v128.or(i16x8.shl(get(sp), 1), v128.and(get(a), get(m32))) : v128.and(get(a), get(m32))),
+    ];
+    const gs: Op[][] = [];
+    for (let w = 0; w < 5; w += per) gs.push([0, 1, 2, 3, 4].filter((v) => v >= w && v < w + per).flatMap(word));
+    return [
+      ...toks.flatMap((_, i) => [set(totf[i]!, zero()), set(msum[i]!, zero())]),
+      set(qp, i32.add(get(wp), i32.const(80))),
+      set(qe, i32.add(get(wp), i32.const(Q5K_QUAD_BYTES))),
+      set(smp, i32.add(get(wp), i32.const(16))),
+      forPtr(qp, qe, 80,
+        ...groups(qe, per < 5, gs),
+        ...pairDots([i16x8.shrU(get(sp), 5)], toks, sums, wv, true, 60, !!opts.xstep),
+        set(sm, v128.load8x8U(get(smp))),
+        ...toks.flatMap((k, i) => [
+          set(totf[i]!, f32x4.add(get(totf[i]!), f32x4.convertI32x4S(i32x4.mul(get(sums[i]!), i32x4.extendLowI16x8U(get(sm)))))),
+          set(msum[i]!, i32x4.add(get(msum[i]!), i32x4.mul(i32x4.extendHighI16x8U(get(sm)), v128.load32Splat(get(k.bp))))),
+          ...(opts.xstep ? [] : [inc(k.xp, 64)]),
+          inc(k.bp, 4),
+        ]),
+        inc(smp, 8)),
+      set(d, f16x4(f, v128.load16x4U(get(wp)))),
+      set(sm, f16x4(f, v128.load16x4U(get(wp), 8))),
+      ...toks.map((k, i) => set(k.acc, f32x4.add(get(k.acc), f32x4.mul(xScale(k), f32x4.sub(
+        f32x4.mul(get(totf[i]!), get(d)),
+        f32x4.mul(f32x4.convertI32x4S(get(msum[i]!)), get(sm))))))),
+    ];
+  });
+}
+
+// ---------------------------------------------------------------------------------------------
+
+export const KQUANT_FORMATS: readonly BlockFormat[] = [
+  { type: 'q2_k', blockInputs: 256, quadBlockBytes: Q2K_QUAD_BYTES, xBlock: 256, bsumLen: 16, pack: packQ2K, emit: () => mmQ2K() },
+  { type: 'q3_k', blockInputs: 256, quadBlockBytes: Q3K_QUAD_BYTES, xBlock: Q3K_X_BLOCK, bsumLen: 16, pack: packQ3K, emit: () => mmQ3K() },
+  { type: 'q5_k', blockInputs: 256, quadBlockBytes: Q5K_QUAD_BYTES, xBlock: 256, bsumLen: 32, pack: packQ5K, emit: () => mmQ5K() },
+];
