@@ -17,11 +17,11 @@
  * terms use bsum_x (Σ of 16 or 32 int16 activations). i32 bounds are stated per kernel.
  */
 import {
-  Func, ValType, type Local, type Op, seq, get, set, forPtr, if_,
+  Func, ValType, type Local, type Op, seq, get, set, forPtr, forLoop, block, loop, br, brIf, if_,
   i32, v128, i16x8, i32x4, f32x4,
 } from '../asm.js';
 import type { BlockFormat } from '../block-format.js';
-import { I32, V, zero, inc, mulC, f16x4, initAcc, blockPointers, pairedQuadLoop, type Panel } from '../kernel-parts.js';
+import { I32, V, zero, inc, mulC, f16x4, initAcc, blockPointers, panelLoop, type Panel, type PanelSpec } from '../kernel-parts.js';
 import { scaleMinK4 } from '../layout.js';
 
 // ---------------------------------------------------------------------------------------------
@@ -29,9 +29,9 @@ import { scaleMinK4 } from '../layout.js';
 
 /** One token's pointers and accumulator inside the kernel. */
 interface Tok {
-  /** int16 activations of the current sub-block / step (advanced by the superblock body). */
+  /** int16 activations of the current sub-block (advanced by the superblock body). */
   readonly xp: Local;
-  /** f32 activation scale of the current superblock (xBlock 256) or sub-block (advanced by the superblock body). */
+  /** f32 activation scale of the current superblock (xBlock 256) or activation block (advanced by the superblock body). */
   readonly xsp: Local;
   /** i32 block sums of the current sub-block (advanced by the superblock body). */
   readonly bp: Local;
@@ -46,32 +46,73 @@ interface Frame {
 }
 
 /**
- * mm_TYPE(w, x, xs, bsum, out, T, nb, outP, tile, pb, start, end, tid) over 256-input superblocks
- * of `QB` packed bytes per quad: token tiles × quads × token pairs (a last odd token alone), per
- * column panel. `superblock(frame, toks)` emits one superblock for 1 or 2 tokens: it must advance
- * each token's xp by 512 and bp by bsumBytes and add the superblock's sums to acc; this frame
- * advances wp, and xsp when xBlock is 256 (the body does for smaller activation blocks).
+ * Kernel variants (for measurement): input pairs per basic block for 1, 2 and 4 tokens, and the
+ * most tokens that share one decoded weight vector. TurboFan issues the loads of a basic block
+ * first, so a block with many pairs keeps all their broadcast activations waiting in registers
+ * (and spills them); a branch on a never-zero local (`own`) ends a block without a loop's
+ * bookkeeping.
  */
-function frame(type: string, QB: number, bsumLen: 16 | 32, xBlock: 16 | 32 | 256, consts: (f: Func) => Op[], superblock: (fr: Frame, toks: readonly Tok[]) => Op[]): Func {
+export interface KOpts {
+  readonly p1: number;
+  readonly p2: number;
+  readonly p4: number;
+  readonly maxTokens: 1 | 2 | 4;
+}
+
+/**
+ * for each column panel, token tile and quad q: tokens in fours, then a pair, then one (each
+ * decoded weight vector serves all the tokens of its group).
+ */
+function tokenGroupLoop(f: Func, T: Local, tile: Local, start: Local, end: Local, q: Local, t: Local, maxTokens: number, body: (n: 1 | 2 | 4, pn: Panel) => Op[], panel: PanelSpec): Op {
+  const t0 = f.local(I32);
+  const t1 = f.local(I32);
+  // the largest group loops; a smaller one runs at most once after it
+  const group = (n: 1 | 2 | 4, pn: Panel): Op => (n < maxTokens
+    ? if_(i32.geU(get(t1), i32.add(get(t), i32.const(n))), [...body(n, pn), inc(t, n)])
+    : block(loop(
+      brIf(1, i32.gtU(i32.add(get(t), i32.const(n)), get(t1))),
+      ...body(n, pn),
+      inc(t, n),
+      br(0))));
+  const sizes = ([4, 2, 1] as const).filter((n) => n <= maxTokens);
+  return panelLoop(f, panel, (pn) => seq(
+    set(t0, i32.const(0)),
+    block(loop(
+      brIf(1, i32.geU(get(t0), get(T))),
+      set(t1, i32.add(get(t0), get(tile))),
+      if_(i32.gtU(get(t1), get(T)), [set(t1, get(T))]),
+      forLoop(q, get(start), get(end), 1, set(t, get(t0)), ...sizes.map((n) => group(n, pn))),
+      set(t0, get(t1)),
+      br(0))),
+  ));
+}
+
+/**
+ * mm_TYPE(w, x, xs, bsum, out, T, nb, outP, tile, pb, start, end, tid) over 256-input superblocks
+ * of `QB` packed bytes per quad: column panels × token tiles × quads × groups of 4, 2, 1 tokens.
+ * `superblock(frame, toks)` emits one superblock for a group: it must advance each token's xp by
+ * 512 and bp by one superblock's sums and add the superblock's sums to acc; this frame advances
+ * wp, and xsp when xBlock is 256 (the body does for smaller activation blocks).
+ */
+function frame(type: string, QB: number, bsumLen: 16 | 32, xBlock: 32 | 256, maxTokens: number, consts: (f: Func) => Op[], superblock: (fr: Frame, toks: readonly Tok[]) => Op[]): Func {
   const f = new Func(`mm_${type}`, new Array<ValType>(13).fill(I32));
   const [w, x, xs, bsum, out, T, nb, outP, tile, pb, start, end] = f.params as Local[] as [Local, Local, Local, Local, Local, Local, Local, Local, Local, Local, Local, Local];
   const [q, t, wp, we] = f.locals32(4);
-  const toks: Tok[] = [0, 1].map(() => ({ xp: f.local(I32), xsp: f.local(I32), bp: f.local(I32), acc: f.local(V) }));
+  const toks: Tok[] = [0, 1, 2, 3].map(() => ({ xp: f.local(I32), xsp: f.local(I32), bp: f.local(I32), acc: f.local(V) }));
   const bsumBytes = (256 / bsumLen) * 4;
   const xsBytes = (256 / xBlock) * 4;
   const outAddr = (k: number) => i32.add(get(out), mulC(i32.add(i32.mul(i32.add(get(t), i32.const(k)), get(outP)), mulC(get(q), 4)), 4));
-  const body = (pair: boolean, pn?: Panel): Op[] => {
-    const tk = pair ? toks : toks.slice(0, 1);
+  const body = (n: number, pn: Panel): Op[] => {
+    const tk = toks.slice(0, n);
     const t0 = toks[0]!;
-    const t1 = toks[1]!;
     return [
-      ...blockPointers({ w: wp, we, x: t0.xp, xs: t0.xsp, bsum: t0.bp }, { x, xs, bsum, nb }, q, t, pn!, { weights: QB, x: 512, bsum: bsumBytes }),
-      ...(xBlock < 256 ? [set(t0.xsp, i32.add(get(xs), mulC(i32.add(i32.mul(get(t), get(nb)), get(pn!.b0)), xsBytes)))] : []),
-      ...(pair ? [
-        set(t1.xp, i32.add(get(t0.xp), mulC(get(nb), 512))),
-        set(t1.xsp, i32.add(get(t0.xsp), mulC(get(nb), xsBytes))),
-        set(t1.bp, i32.add(get(t0.bp), mulC(get(nb), bsumBytes))),
-      ] : []),
+      ...blockPointers({ w: wp, we, x: t0.xp, xs: t0.xsp, bsum: t0.bp }, { x, xs, bsum, nb }, q, t, pn, { weights: QB, x: 512, bsum: bsumBytes }),
+      ...(xBlock < 256 ? [set(t0.xsp, i32.add(get(xs), mulC(i32.add(i32.mul(get(t), get(nb)), get(pn.b0)), xsBytes)))] : []),
+      ...tk.slice(1).flatMap((k, i) => [
+        set(k.xp, i32.add(get(t0.xp), mulC(get(nb), 512 * (i + 1)))),
+        set(k.xsp, i32.add(get(t0.xsp), mulC(get(nb), xsBytes * (i + 1)))),
+        set(k.bp, i32.add(get(t0.bp), mulC(get(nb), bsumBytes * (i + 1)))),
+      ]),
       ...tk.map((k, i) => initAcc(pn, k.acc, outAddr(i))),
       forPtr(wp, we, QB,
         ...superblock({ f, wp }, tk),
@@ -79,49 +120,52 @@ function frame(type: string, QB: number, bsumLen: 16 | 32, xBlock: 16 | 32 | 256
       ...tk.map((k, i) => v128.store(outAddr(i), get(k.acc))),
     ];
   };
-  f.body = seq(...consts(f), pairedQuadLoop(f, T, tile, start, end, q, t, body, { w, nb, pb, quadBlockBytes: QB, outP }));
+  f.body = seq(...consts(f), tokenGroupLoop(f, T, tile, start, end, q, t, maxTokens, body, { w, nb, pb, quadBlockBytes: QB, outP }));
   return f;
 }
 
-/** The f32 activation scale of a token's current superblock, in every lane. */
+/** The f32 activation scale of a token's current superblock (or activation block), in every lane. */
 const xScale = (k: Tok): Op => v128.load32Splat(get(k.xsp));
 
 /**
- * s_k += Σ_j dot(vec_j, pair j's activations) for each token (s_k = when not `accumulate`), pair j
- * at byte off + 4j of the token's xp; with `step`, off is 0 and the xps advance past the pairs.
+ * One input pair of a sub-block: its code vector `vec`, computed from vector locals that are
+ * loaded by `srcs` (each loaded once per basic block), its activation pair at byte `off` of each
+ * token's xp, and ops to run after it (`post`, e.g. gathering spare bits).
  */
-function pairDots(vecs: readonly Op[], toks: readonly Tok[], sums: readonly Local[], wv: Local, accumulate: boolean, off: number, step: boolean): Op[] {
-  const o = step ? 0 : off;
-  return [
-    ...vecs.flatMap((v, j) => [
-      set(wv, v),
-      ...toks.map((k, i) => {
-        const d = i32x4.dotI16x8S(get(wv), v128.load32Splat(get(k.xp), o + 4 * j));
-        return set(sums[i]!, accumulate || j ? i32x4.add(get(sums[i]!), d) : d);
-      }),
-    ]),
-    ...(step ? toks.map((k) => inc(k.xp, 4 * vecs.length)) : []),
-  ];
+interface PairItem {
+  readonly srcs: readonly (readonly [Local, Op])[];
+  readonly vec: Op;
+  readonly off: number;
+  readonly post?: readonly Op[];
 }
 
 /**
- * Kernel variants, for measurement: how many input pairs go in one basic block for one token and
- * for two. TurboFan issues the loads of a basic block first, so a block with many pairs keeps all
- * their broadcast activations waiting in registers; a branch on a never-zero local (`own`) ends
- * a block without a loop's bookkeeping.
+ * A sub-block's pairs in basic blocks of `per` pairs (`own` after the first): each block loads its
+ * sources, then per pair decodes the vector once and adds its dot product with each token's
+ * broadcast activation pair to that token's sum (the first pair sets the sums).
  */
-export interface KOpts {
-  readonly single: number;
-  readonly pair: number;
-  /** Advance the activation pointers group by group (few distinct load offsets) instead of per sub-block. */
-  readonly xstep?: boolean;
+function pairBlocks(nz: Local, items: readonly PairItem[], per: number, toks: readonly Tok[], sums: readonly Local[], wv: Local): Op[] {
+  const blocks: Op[][] = [];
+  for (let i0 = 0; i0 < items.length; i0 += per) {
+    const chunk = items.slice(i0, i0 + per);
+    const loads = new Map<Local, Op>();
+    for (const it of chunk) for (const [l, op] of it.srcs) if (!loads.has(l)) loads.set(l, op);
+    blocks.push([
+      ...[...loads].map(([l, op]) => set(l, op)),
+      ...chunk.flatMap((it, j) => [
+        set(wv, it.vec),
+        ...toks.map((k, i) => {
+          const d = i32x4.dotI16x8S(get(wv), v128.load32Splat(get(k.xp), it.off));
+          return set(sums[i]!, i0 + j ? i32x4.add(get(sums[i]!), d) : d);
+        }),
+        ...(it.post ?? []),
+      ]),
+    ]);
+  }
+  return blocks.map((b, i) => (i ? if_(get(nz), b) : seq(b)));
 }
 
-/** `ops` in a basic block of their own: `nz` is never 0, so the branch is always taken. */
-const own = (nz: Local, ops: Op[]): Op => if_(get(nz), ops);
-
-/** Groups of ops, each in its own basic block after the first when `split`. */
-const groups = (nz: Local, split: boolean, gs: Op[][]): Op[] => (split ? gs.map((g, i) => (i ? own(nz, g) : seq(g))) : gs.flat());
+const perBlock = (o: KOpts, n: number): number => (n === 1 ? o.p1 : n === 2 ? o.p2 : o.p4);
 
 // ---------------------------------------------------------------------------------------------
 // Q2_K
@@ -167,45 +211,45 @@ function packQ2K(tmp: Uint8Array, rowBytes: number, out: Uint8Array): void {
  * / shift, 12 ops), 8 dot products per token, then sum·sc and m·bsum as i32x4 multiplies (sc, m
  * from 4 bytes).
  */
-export function mmQ2K(opts: KOpts = { single: 8, pair: 4 }): Func {
+export function mmQ2K(opts: KOpts = Q2K_OPTS): Func {
   let m3!: Local;
   let m15!: Local;
-  return frame('q2_k', Q2K_QUAD_BYTES, 16, 256, (f) => {
+  return frame('q2_k', Q2K_QUAD_BYTES, 16, 256, opts.maxTokens, (f) => {
     m3 = f.local(V);
     m15 = f.local(V);
     return [set(m3, i16x8.const(3)), set(m15, i32x4.const(15))];
   }, ({ f, wp }, toks) => {
     const [qp, qe, smp] = f.locals32(3);
-    const [bv, sm, wv] = f.vlocals(3);
+    const [b0, b1, sm, wv, dm] = f.vlocals(5);
     const sums = f.vlocals(toks.length);
     const tot = f.vlocals(toks.length);
     const msum = f.vlocals(toks.length);
-    const half = (h: number): Op[] => [
-      set(bv, v128.load8x8U(get(qp), 8 * h)),
-      ...pairDots([v128.and(get(bv), get(m3)), v128.and(i16x8.shrU(get(bv), 2), get(m3)), v128.and(i16x8.shrU(get(bv), 4), get(m3)), i16x8.shrU(get(bv), 6)],
-        toks, sums, wv, h > 0, 16 * h, !!opts.xstep),
-    ];
-    const dm = f.local(V);
+    // pair 4h + k: crumb k of byte plane h (8 bytes, zero-extended to 16-bit lanes)
+    const items: PairItem[] = [b0, b1].flatMap((bv, h) => {
+      const src = [[bv, v128.load8x8U(get(qp), 8 * h)]] as const;
+      const crumbs = [v128.and(get(bv), get(m3)), v128.and(i16x8.shrU(get(bv), 2), get(m3)), v128.and(i16x8.shrU(get(bv), 4), get(m3)), i16x8.shrU(get(bv), 6)];
+      return crumbs.map((vec, k) => ({ srcs: src, vec, off: 4 * (4 * h + k) }));
+    });
     return [
       ...toks.flatMap((_, i) => [set(tot[i]!, zero()), set(msum[i]!, zero())]),
       set(qp, i32.add(get(wp), i32.const(80))),
       set(qe, i32.add(get(wp), i32.const(Q2K_QUAD_BYTES))),
       set(smp, i32.add(get(wp), i32.const(16))),
       forPtr(qp, qe, 16,
-        ...groups(qe, (toks.length > 1 ? opts.pair : opts.single) < 8, [half(0), half(1)]),
+        ...pairBlocks(qe, items, perBlock(opts, toks.length), toks, sums, wv),
         // [sc | m << 4] of the 4 rows as i32 lanes (8 bytes read, the first 4 used)
         set(sm, i32x4.extendLowI16x8U(v128.load8x8U(get(smp)))),
         ...toks.flatMap((k, i) => [
           set(tot[i]!, i32x4.add(get(tot[i]!), i32x4.mul(get(sums[i]!), v128.and(get(sm), get(m15))))),
           set(msum[i]!, i32x4.add(get(msum[i]!), i32x4.mul(i32x4.shrU(get(sm), 4), v128.load32Splat(get(k.bp))))),
-          ...(opts.xstep ? [] : [inc(k.xp, 32)]),
+          inc(k.xp, 32),
           inc(k.bp, 4),
         ]),
         inc(smp, 4)),
-      set(bv, f16x4(f, v128.load16x4U(get(wp)))),
+      set(sm, f16x4(f, v128.load16x4U(get(wp)))),
       set(dm, f16x4(f, v128.load16x4U(get(wp), 8))),
       ...toks.map((k, i) => set(k.acc, f32x4.add(get(k.acc), f32x4.mul(xScale(k), f32x4.sub(
-        f32x4.mul(f32x4.convertI32x4S(get(tot[i]!)), get(bv)),
+        f32x4.mul(f32x4.convertI32x4S(get(tot[i]!)), get(sm)),
         f32x4.mul(f32x4.convertI32x4S(get(msum[i]!)), get(dm))))))),
     ];
   });
@@ -223,7 +267,7 @@ export function mmQ2K(opts: KOpts = { single: 8, pair: 4 }): Func {
  */
 export const Q3K_QUAD_BYTES = 456;
 /** Inputs per activation scale for Q3_K (see mmQ3K). */
-export const Q3K_X_BLOCK: 16 | 32 | 256 = 32;
+export const Q3K_X_BLOCK: 32 | 256 = 32;
 
 function packQ3K(tmp: Uint8Array, rowBytes: number, out: Uint8Array): void {
   const nsb = rowBytes / 110;
@@ -266,10 +310,10 @@ function packQ3K(tmp: Uint8Array, rowBytes: number, out: Uint8Array): void {
  * |sc − 32| ≤ 32, over 16 sub-blocks: ≤ 1.07e9 < 2^31. Per sub-block: a 16-byte and an 8-byte
  * (zero-extending) load give the 8 pair vectors with 15 and/shift/or.
  */
-export function mmQ3K(opts: KOpts = { single: 8, pair: 4 }, xBlock: 16 | 32 | 256 = Q3K_X_BLOCK): Func {
+export function mmQ3K(opts: KOpts = Q3K_OPTS, xBlock: 32 | 256 = Q3K_X_BLOCK): Func {
   let m7!: Local;
   let m6!: Local;
-  return frame('q3_k', Q3K_QUAD_BYTES, 16, xBlock, (f) => {
+  return frame('q3_k', Q3K_QUAD_BYTES, 16, xBlock, opts.maxTokens, (f) => {
     m7 = f.local(V);
     m6 = f.local(V);
     return [set(m7, i16x8.const(7)), set(m6, i16x8.const(6))];
@@ -279,46 +323,36 @@ export function mmQ3K(opts: KOpts = { single: 8, pair: 4 }, xBlock: 16 | 32 | 25
     const sums = f.vlocals(toks.length);
     const isum = f.vlocals(toks.length);
     const fsum = f.vlocals(toks.length);
-    const split = (toks.length > 1 ? opts.pair : opts.single) < 8;
-    const step = !!opts.xstep;
-    const spb = xBlock === 32 ? 2 : 1; // sub-blocks per loop step: one activation scale
-    /** Sub-block h of the step: its 8 pair vectors against each token's activations, then (s − 4·bsum)·sc into isum. */
-    const sub = (h: number): Op[][] => [
-      [
-        set(a, v128.load(get(qp), 24 * h)),
-        ...pairDots([
-          v128.and(get(a), get(m7)),
-          v128.and(i16x8.shrU(get(a), 3), get(m7)),
-          v128.and(i16x8.shrU(get(a), 6), get(m7)),
-          v128.and(i16x8.shrU(get(a), 9), get(m7)),
-        ], toks, sums, wv, false, 32 * h, step),
-      ],
-      [
-        ...(split ? [set(a, v128.load(get(qp), 24 * h))] : []), // a group of its own reloads A (V8 does not reuse loads anyway)
-        set(bb, v128.load8x8U(get(qp), 24 * h + 16)),
-        ...pairDots([
-          v128.and(i16x8.shrU(get(a), 12), get(m7)),
-          v128.and(get(bb), get(m7)),
-          i16x8.shrU(get(bb), 5),
-          v128.or(i16x8.shrU(get(a), 15), v128.and(i16x8.shrU(get(bb), 2), get(m6))),
-        ], toks, sums, wv, true, 32 * h + 16, step),
+    const spb = xBlock === 32 ? 2 : 1; // sub-blocks per loop step (one activation scale)
+    /** Sub-block h of the step: its 8 pairs, then (Σ q3·xq − 4·bsum)·(sc − 32) into isum. */
+    const sub = (h: number): Op[] => {
+      const A = [a, v128.load(get(qp), 24 * h)] as const;
+      const B = [bb, v128.load8x8U(get(qp), 24 * h + 16)] as const;
+      const field = (k: number): Op => v128.and(k ? i16x8.shrU(get(a), 3 * k) : get(a), get(m7));
+      const items: PairItem[] = [
+        ...[0, 1, 2, 3, 4].map((k) => ({ srcs: [A], vec: field(k), off: 32 * h + 4 * k })),
+        { srcs: [B], vec: v128.and(get(bb), get(m7)), off: 32 * h + 20 },
+        { srcs: [B], vec: i16x8.shrU(get(bb), 5), off: 32 * h + 24 },
+        { srcs: [A, B], vec: v128.or(i16x8.shrU(get(a), 15), v128.and(i16x8.shrU(get(bb), 2), get(m6))), off: 32 * h + 28 },
+      ];
+      return [
+        ...pairBlocks(qe, items, perBlock(opts, toks.length), toks, sums, wv),
         ...toks.map((k, i) => {
           const t = i32x4.mul(i32x4.sub(get(sums[i]!), i32x4.shl(v128.load32Splat(get(k.bp), 4 * h), 2)), i32x4.extendLowI16x8S(v128.load8x8S(get(scp), 4 * h)));
-          return set(isum[i]!, h ? i32x4.add(get(isum[i]!), t) : xBlock === 256 ? i32x4.add(get(isum[i]!), t) : t);
+          return set(isum[i]!, h || xBlock === 256 ? i32x4.add(get(isum[i]!), t) : t);
         }),
-      ],
-    ];
-    const subs = Array.from({ length: spb }, (_, h) => (split ? sub(h) : [sub(h).flat()])).flat();
+      ];
+    };
     return [
       ...toks.map((_, i) => set(xBlock === 256 ? isum[i]! : fsum[i]!, zero())),
       set(qp, i32.add(get(wp), i32.const(72))),
       set(qe, i32.add(get(wp), i32.const(Q3K_QUAD_BYTES))),
       set(scp, i32.add(get(wp), i32.const(8))),
       forPtr(qp, qe, 24 * spb,
-        ...groups(qe, subs.length > 1, subs),
+        ...Array.from({ length: spb }, (_, h) => (h ? if_(get(qe), sub(h)) : seq(sub(h)))),
         ...toks.flatMap((k, i) => [
           ...(xBlock === 256 ? [] : [set(fsum[i]!, f32x4.add(get(fsum[i]!), f32x4.mul(f32x4.convertI32x4S(get(isum[i]!)), xScale(k)))), inc(k.xsp, 4)]),
-          ...(step ? [] : [inc(k.xp, 32 * spb)]),
+          inc(k.xp, 32 * spb),
           inc(k.bp, 4 * spb),
         ]),
         inc(scp, 4 * spb)),
@@ -382,41 +416,42 @@ function packQ5K(tmp: Uint8Array, rowBytes: number, out: Uint8Array): void {
  * vectors (and / shift+and / shift) and its spare bit for the 16th (and, shift, or).
  * opts counts words (3 pairs each) per basic block.
  */
-export function mmQ5K(opts: KOpts = { single: 1, pair: 1 }): Func {
+export function mmQ5K(opts: KOpts = Q5K_OPTS): Func {
   let m31!: Local;
   let m32!: Local;
-  return frame('q5_k', Q5K_QUAD_BYTES, 32, 256, (f) => {
+  return frame('q5_k', Q5K_QUAD_BYTES, 32, 256, opts.maxTokens, (f) => {
     m31 = f.local(V);
     m32 = f.local(V);
     return [set(m31, i16x8.const(31)), set(m32, i16x8.const(32))];
   }, ({ f, wp }, toks) => {
     const [qp, qe, smp] = f.locals32(3);
-    const [a, sp, wv, sm, d] = f.vlocals(5);
+    const [sp, wv, sm, d] = f.vlocals(4);
+    const words = f.vlocals(5); // one local per word: a basic block may hold pairs of two words
     const sums = f.vlocals(toks.length);
     const totf = f.vlocals(toks.length);
     const msum = f.vlocals(toks.length);
-    const per = toks.length > 1 ? opts.pair : opts.single;
-    const word = (w: number): Op[] => [
-      set(a, v128.load(get(qp), 16 * w)),
-      ...pairDots([v128.and(get(a), get(m31)), v128.and(i16x8.shrU(get(a), 6), get(m31)), i16x8.shrU(get(a), 11)], toks, sums, wv, w > 0, 12 * w, !!opts.xstep),
-      // pair 15's bits, gathered at bits 5..9 (word 0's highest)
-      set(sp, w ? v128.or(i16x8.shl(get(sp), 1), v128.and(get(a), get(m32))) : v128.and(get(a), get(m32))),
-    ];
-    const gs: Op[][] = [];
-    for (let w = 0; w < 5; w += per) gs.push([0, 1, 2, 3, 4].filter((v) => v >= w && v < w + per).flatMap(word));
+    // word w: pairs 3w..3w+2 from bits 0-4, 6-10, 11-15; its bit 5 is gathered into sp (pair 15's code at bits 5..9)
+    const items: PairItem[] = words.flatMap((a, w) => {
+      const src = [[a, v128.load(get(qp), 16 * w)]] as const;
+      const vecs = [v128.and(get(a), get(m31)), v128.and(i16x8.shrU(get(a), 6), get(m31)), i16x8.shrU(get(a), 11)];
+      return vecs.map((vec, fi) => ({
+        srcs: src, vec, off: 4 * (3 * w + fi),
+        ...(fi === 0 ? { post: [set(sp, w ? v128.or(i16x8.shl(get(sp), 1), v128.and(get(a), get(m32))) : v128.and(get(a), get(m32)))] } : {}),
+      }));
+    });
+    items.push({ srcs: [], vec: i16x8.shrU(get(sp), 5), off: 60 });
     return [
       ...toks.flatMap((_, i) => [set(totf[i]!, zero()), set(msum[i]!, zero())]),
       set(qp, i32.add(get(wp), i32.const(80))),
       set(qe, i32.add(get(wp), i32.const(Q5K_QUAD_BYTES))),
       set(smp, i32.add(get(wp), i32.const(16))),
       forPtr(qp, qe, 80,
-        ...groups(qe, per < 5, gs),
-        ...pairDots([i16x8.shrU(get(sp), 5)], toks, sums, wv, true, 60, !!opts.xstep),
+        ...pairBlocks(qe, items, perBlock(opts, toks.length), toks, sums, wv),
         set(sm, v128.load8x8U(get(smp))),
         ...toks.flatMap((k, i) => [
           set(totf[i]!, f32x4.add(get(totf[i]!), f32x4.convertI32x4S(i32x4.mul(get(sums[i]!), i32x4.extendLowI16x8U(get(sm)))))),
           set(msum[i]!, i32x4.add(get(msum[i]!), i32x4.mul(i32x4.extendHighI16x8U(get(sm)), v128.load32Splat(get(k.bp))))),
-          ...(opts.xstep ? [] : [inc(k.xp, 64)]),
+          inc(k.xp, 64),
           inc(k.bp, 4),
         ]),
         inc(smp, 8)),
@@ -430,6 +465,11 @@ export function mmQ5K(opts: KOpts = { single: 1, pair: 1 }): Func {
 }
 
 // ---------------------------------------------------------------------------------------------
+
+/** The variants in use (measured, see the file header). */
+export const Q2K_OPTS: KOpts = { p1: 8, p2: 4, p4: 2, maxTokens: 4 };
+export const Q3K_OPTS: KOpts = { p1: 8, p2: 4, p4: 2, maxTokens: 4 };
+export const Q5K_OPTS: KOpts = { p1: 3, p2: 3, p4: 2, maxTokens: 4 };
 
 export const KQUANT_FORMATS: readonly BlockFormat[] = [
   { type: 'q2_k', blockInputs: 256, quadBlockBytes: Q2K_QUAD_BYTES, xBlock: 256, bsumLen: 16, pack: packQ2K, emit: () => mmQ2K() },
