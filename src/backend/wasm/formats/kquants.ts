@@ -57,6 +57,8 @@ export interface KOpts {
   readonly p2: number;
   readonly p4: number;
   readonly maxTokens: 1 | 2 | 4;
+  /** Most tokens for which pairs take their masked form (see pairBlocks). */
+  readonly masked: number;
 }
 
 /**
@@ -130,21 +132,29 @@ const xScale = (k: Tok): Op => v128.load32Splat(get(k.xsp));
 /**
  * One input pair of a sub-block: its code vector `vec`, computed from vector locals that are
  * loaded by `srcs` (each loaded once per basic block), its activation pair at byte `off` of each
- * token's xp, and ops to run after it (`post`, e.g. gathering spare bits).
+ * token's xp, and ops to run after it (`post`, e.g. gathering spare bits). `masked`, where given,
+ * is the code vector times 2^shift from fewer ops (a mask without the shift).
  */
 interface PairItem {
   readonly srcs: readonly (readonly [Local, Op])[];
   readonly vec: Op;
   readonly off: number;
   readonly post?: readonly Op[];
+  readonly masked?: { readonly vec: Op; readonly shift: number };
 }
 
 /**
  * A sub-block's pairs in basic blocks of `per` pairs (`own` after the first): each block loads its
  * sources, then per pair decodes the vector once and adds its dot product with each token's
- * broadcast activation pair to that token's sum (the first pair sets the sums).
+ * broadcast activation pair to that token's sum (the first pair sets the sums). With `useMasked`,
+ * pairs that have a masked form go into sums of their own per shift, shifted back (exactly: they
+ * are multiples of 2^shift) and added at the end: one op less per such pair, two more per shift
+ * and token, so a gain for one token.
  */
-function pairBlocks(nz: Local, items: readonly PairItem[], per: number, toks: readonly Tok[], sums: readonly Local[], wv: Local): Op[] {
+function pairBlocks(f: Func, nz: Local, items: readonly PairItem[], per: number, toks: readonly Tok[], sums: readonly Local[], wv: Local, useMasked = false): Op[] {
+  const shifts = useMasked ? [...new Set(items.flatMap((it) => (it.masked ? [it.masked.shift] : [])))] : [];
+  const extra = new Map(shifts.map((sh) => [sh, f.vlocals(toks.length)] as const));
+  const started = new Set<Local[] | readonly Local[]>();
   const blocks: Op[][] = [];
   for (let i0 = 0; i0 < items.length; i0 += per) {
     const chunk = items.slice(i0, i0 + per);
@@ -152,17 +162,26 @@ function pairBlocks(nz: Local, items: readonly PairItem[], per: number, toks: re
     for (const it of chunk) for (const [l, op] of it.srcs) if (!loads.has(l)) loads.set(l, op);
     blocks.push([
       ...[...loads].map(([l, op]) => set(l, op)),
-      ...chunk.flatMap((it, j) => [
-        set(wv, it.vec),
-        ...toks.map((k, i) => {
-          const d = i32x4.dotI16x8S(get(wv), v128.load32Splat(get(k.xp), it.off));
-          return set(sums[i]!, i0 + j ? i32x4.add(get(sums[i]!), d) : d);
-        }),
-        ...(it.post ?? []),
-      ]),
+      ...chunk.flatMap((it) => {
+        const m = useMasked && it.masked;
+        const dst = m ? extra.get(m.shift)! : sums;
+        const first = !started.has(dst);
+        started.add(dst);
+        return [
+          set(wv, m ? m.vec : it.vec),
+          ...toks.map((k, i) => {
+            const d = i32x4.dotI16x8S(get(wv), v128.load32Splat(get(k.xp), it.off));
+            return set(dst[i]!, first ? d : i32x4.add(get(dst[i]!), d));
+          }),
+          ...(it.post ?? []),
+        ];
+      }),
     ]);
   }
-  return blocks.map((b, i) => (i ? if_(get(nz), b) : seq(b)));
+  return [
+    ...blocks.map((b, i) => (i ? if_(get(nz), b) : seq(b))),
+    ...[...extra].flatMap(([sh, ls]) => toks.map((_, i) => set(sums[i]!, i32x4.add(get(sums[i]!), i32x4.shrS(get(ls[i]!), sh))))),
+  ];
 }
 
 const perBlock = (o: KOpts, n: number): number => (n === 1 ? o.p1 : n === 2 ? o.p2 : o.p4);
@@ -214,10 +233,11 @@ function packQ2K(tmp: Uint8Array, rowBytes: number, out: Uint8Array): void {
 export function mmQ2K(opts: KOpts = Q2K_OPTS): Func {
   let m3!: Local;
   let m15!: Local;
+  let m12!: Local;
+  let m48!: Local;
   return frame('q2_k', Q2K_QUAD_BYTES, 16, 256, opts.maxTokens, (f) => {
-    m3 = f.local(V);
-    m15 = f.local(V);
-    return [set(m3, i16x8.const(3)), set(m15, i32x4.const(15))];
+    [m3, m15, m12, m48] = f.vlocals(4) as [Local, Local, Local, Local];
+    return [set(m3, i16x8.const(3)), set(m15, i32x4.const(15)), ...(opts.masked ? [set(m12, i16x8.const(12)), set(m48, i16x8.const(48))] : [])];
   }, ({ f, wp }, toks) => {
     const [qp, qe, smp] = f.locals32(3);
     const [b0, b1, sm, wv, dm] = f.vlocals(5);
@@ -228,7 +248,10 @@ export function mmQ2K(opts: KOpts = Q2K_OPTS): Func {
     const items: PairItem[] = [b0, b1].flatMap((bv, h) => {
       const src = [[bv, v128.load8x8U(get(qp), 8 * h)]] as const;
       const crumbs = [v128.and(get(bv), get(m3)), v128.and(i16x8.shrU(get(bv), 2), get(m3)), v128.and(i16x8.shrU(get(bv), 4), get(m3)), i16x8.shrU(get(bv), 6)];
-      return crumbs.map((vec, k) => ({ srcs: src, vec, off: 4 * (4 * h + k) }));
+      return crumbs.map((vec, k) => ({
+        srcs: src, vec, off: 4 * (4 * h + k),
+        ...(k === 1 ? { masked: { vec: v128.and(get(bv), get(m12)), shift: 2 } } : k === 2 ? { masked: { vec: v128.and(get(bv), get(m48)), shift: 4 } } : {}),
+      }));
     });
     return [
       ...toks.flatMap((_, i) => [set(tot[i]!, zero()), set(msum[i]!, zero())]),
@@ -236,7 +259,7 @@ export function mmQ2K(opts: KOpts = Q2K_OPTS): Func {
       set(qe, i32.add(get(wp), i32.const(Q2K_QUAD_BYTES))),
       set(smp, i32.add(get(wp), i32.const(16))),
       forPtr(qp, qe, 16,
-        ...pairBlocks(qe, items, perBlock(opts, toks.length), toks, sums, wv),
+        ...pairBlocks(f, qe, items, perBlock(opts, toks.length), toks, sums, wv, toks.length <= opts.masked),
         // [sc | m << 4] of the 4 rows as i32 lanes (8 bytes read, the first 4 used)
         set(sm, i32x4.extendLowI16x8U(v128.load8x8U(get(smp)))),
         ...toks.flatMap((k, i) => [
@@ -336,7 +359,7 @@ export function mmQ3K(opts: KOpts = Q3K_OPTS, xBlock: 32 | 256 = Q3K_X_BLOCK): F
         { srcs: [A, B], vec: v128.or(i16x8.shrU(get(a), 15), v128.and(i16x8.shrU(get(bb), 2), get(m6))), off: 32 * h + 28 },
       ];
       return [
-        ...pairBlocks(qe, items, perBlock(opts, toks.length), toks, sums, wv),
+        ...pairBlocks(f, qe, items, perBlock(opts, toks.length), toks, sums, wv, toks.length <= opts.masked),
         ...toks.map((k, i) => {
           const t = i32x4.mul(i32x4.sub(get(sums[i]!), i32x4.shl(v128.load32Splat(get(k.bp), 4 * h), 2)), i32x4.extendLowI16x8S(v128.load8x8S(get(scp), 4 * h)));
           return set(isum[i]!, h || xBlock === 256 ? i32x4.add(get(isum[i]!), t) : t);
@@ -419,10 +442,10 @@ function packQ5K(tmp: Uint8Array, rowBytes: number, out: Uint8Array): void {
 export function mmQ5K(opts: KOpts = Q5K_OPTS): Func {
   let m31!: Local;
   let m32!: Local;
+  let m31x64!: Local;
   return frame('q5_k', Q5K_QUAD_BYTES, 32, 256, opts.maxTokens, (f) => {
-    m31 = f.local(V);
-    m32 = f.local(V);
-    return [set(m31, i16x8.const(31)), set(m32, i16x8.const(32))];
+    [m31, m32, m31x64] = f.vlocals(3) as [Local, Local, Local];
+    return [set(m31, i16x8.const(31)), set(m32, i16x8.const(32)), ...(opts.masked ? [set(m31x64, i16x8.const(31 << 6))] : [])];
   }, ({ f, wp }, toks) => {
     const [qp, qe, smp] = f.locals32(3);
     const [sp, wv, sm, d] = f.vlocals(4);
@@ -436,6 +459,7 @@ export function mmQ5K(opts: KOpts = Q5K_OPTS): Func {
       const vecs = [v128.and(get(a), get(m31)), v128.and(i16x8.shrU(get(a), 6), get(m31)), i16x8.shrU(get(a), 11)];
       return vecs.map((vec, fi) => ({
         srcs: src, vec, off: 4 * (3 * w + fi),
+        ...(fi === 1 ? { masked: { vec: v128.and(get(a), get(m31x64)), shift: 6 } } : {}),
         ...(fi === 0 ? { post: [set(sp, w ? v128.or(i16x8.shl(get(sp), 1), v128.and(get(a), get(m32))) : v128.and(get(a), get(m32)))] } : {}),
       }));
     });
@@ -446,7 +470,7 @@ export function mmQ5K(opts: KOpts = Q5K_OPTS): Func {
       set(qe, i32.add(get(wp), i32.const(Q5K_QUAD_BYTES))),
       set(smp, i32.add(get(wp), i32.const(16))),
       forPtr(qp, qe, 80,
-        ...pairBlocks(qe, items, perBlock(opts, toks.length), toks, sums, wv),
+        ...pairBlocks(f, qe, items, perBlock(opts, toks.length), toks, sums, wv, toks.length <= opts.masked),
         set(sm, v128.load8x8U(get(smp))),
         ...toks.flatMap((k, i) => [
           set(totf[i]!, f32x4.add(get(totf[i]!), f32x4.convertI32x4S(i32x4.mul(get(sums[i]!), i32x4.extendLowI16x8U(get(sm)))))),
@@ -467,9 +491,9 @@ export function mmQ5K(opts: KOpts = Q5K_OPTS): Func {
 // ---------------------------------------------------------------------------------------------
 
 /** The variants in use (measured, see the file header). */
-export const Q2K_OPTS: KOpts = { p1: 8, p2: 4, p4: 2, maxTokens: 4 };
-export const Q3K_OPTS: KOpts = { p1: 8, p2: 4, p4: 2, maxTokens: 4 };
-export const Q5K_OPTS: KOpts = { p1: 3, p2: 3, p4: 2, maxTokens: 4 };
+export const Q2K_OPTS: KOpts = { p1: 8, p2: 4, p4: 2, maxTokens: 4, masked: 0 };
+export const Q3K_OPTS: KOpts = { p1: 8, p2: 4, p4: 2, maxTokens: 4, masked: 0 };
+export const Q5K_OPTS: KOpts = { p1: 3, p2: 3, p4: 2, maxTokens: 4, masked: 1 };
 
 export const KQUANT_FORMATS: readonly BlockFormat[] = [
   { type: 'q2_k', blockInputs: 256, quadBlockBytes: Q2K_QUAD_BYTES, xBlock: 256, bsumLen: 16, pack: packQ2K, emit: () => mmQ2K() },
