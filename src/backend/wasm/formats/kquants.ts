@@ -2,19 +2,38 @@
  * Q2_K, Q3_K, Q5_K: packed layouts and SIMD128 kernels (see ../block-format.ts).
  *
  * All three use a **row-pair layout**: a quad's 4 rows sit in the 4 i32 lanes of every dot
- * product. Each 16-bit lane L = 2r + e of a weight vector holds row r's value for input 2p + e of
+ * product. Each 16-bit lane L = 2r + e of a weight vector holds row r's code for input 2p + e of
  * an input pair p, and `i32x4.dot_i16x8_s` with the pair's two int16 activations broadcast
  * (`v128.load32_splat`, one load) leaves row r's Σ over the pair in lane r. Consequences:
- * - every lane of a vector belongs to the same sub-block of its row, so a sub-block's scale is one
- *   i32x4 multiply per 64 (Q2_K, Q3_K) or 128 (Q5_K) weights, against an i32 sum whose lanes are
- *   already the 4 rows: no per-sub-block splat of a scale and no horizontal sums at all;
- * - the codes are packed in fields of 16-bit lanes so that each pair vector comes out with one
- *   and, or a shift and an and (Q2_K: 8 crumbs per lane; Q3_K: 5 + 2 + 1 split 3-bit fields per
- *   24 bits; Q5_K: 3 5-bit fields per lane, a 16th pair from the lanes' spare top bits);
- * - a pair vector, decoded once, serves two tokens (prefill, batched decode).
+ * - every lane of a vector belongs to the same sub-block of its row, so a sub-block's scale (and
+ *   min) is one i32x4 multiply per 64 (Q2_K, Q3_K) or 128 (Q5_K) weights, against a sum whose
+ *   lanes are already the 4 rows: no splat of a scale per sub-block and row (Q4_K's layout would
+ *   need one per 16 weights here) and no horizontal sums at all;
+ * - the codes are packed in fields of 16-bit lanes so that each pair vector comes out with one or
+ *   two ops (Q2_K: 4 crumbs per byte lane, 1.5 ops per vector; Q3_K: 5 + 2 + 1 split 3-bit fields
+ *   per 24 bits, 1.9; Q5_K: 3 5-bit fields per 16-bit lane and a 16th pair from the lanes' spare
+ *   bits, 2.3);
+ * - a decoded pair vector serves 4 tokens (or 2, or 1) of a batched decode or prefill.
+ * The floor is one dot and one add per 8 weights and token; decoding, the sub-block tails and the
+ * broadcasts come on top. TurboFan issues a basic block's loads first, so a sub-block's pairs are
+ * cut into blocks of a few pairs (KOpts) or the broadcasts wait in registers and spill.
  *
- * Activations are int16 with one f32 scale per 256 (quant_x), clamped to ±32767; the min/offset
- * terms use bsum_x (Σ of 16 or 32 int16 activations). i32 bounds are stated per kernel.
+ * Activations are int16 (quant_x) with one f32 scale per 256 inputs (Q3_K: per 32, see mmQ3K),
+ * clamped to ±32767; the min / offset terms use bsum_x (Σ of 16 or 32 int16 activations). The i32
+ * bounds are stated per kernel and tested at their worst cases (test/wasm-kquants.test.ts).
+ *
+ * Measured (2 vCPU Zen 4 shared with other jobs, Node 20; 2048 → 10240 matmul in one process,
+ * formats alternating call by call, median of 21 rounds of the ratio to mm_q4_k in G weights/s;
+ * CPU time, as wall time swung 2× with the machine's load):
+ *
+ * | T, threads | Q2_K  | Q3_K  | Q5_K  |
+ * |------------|-------|-------|-------|
+ * | 1, 1       | 0.91  | 0.91  | 0.97  |
+ * | 1, 2       | 0.98  | 0.93  | 1.02  |
+ * | 16, 1      | 1.23  | 1.08  | 1.15  |
+ * | 16, 2      | 1.24  | 1.09  | 1.14  |
+ *
+ * (Q4_K there: 17.6 G weights/s = 9.9 GB/s per thread at T = 1.)
  */
 import {
   Func, ValType, type Local, type Op, seq, get, set, forPtr, forLoop, block, loop, br, brIf, if_,
@@ -228,7 +247,8 @@ function packQ2K(tmp: Uint8Array, rowBytes: number, out: Uint8Array): void {
  * per row): |Σ_s sc_s·Σ q·xq| ≤ 16·15·16·3·32767 = 3.8e8 and Σ_s m_s·|bsum_s| ≤ 16·15·16·32767 =
  * 1.3e8. Per sub-block: two 8-byte zero-extending loads give the 8 pair vectors (and / shift+and
  * / shift, 12 ops), 8 dot products per token, then sum·sc and m·bsum as i32x4 multiplies (sc, m
- * from 4 bytes).
+ * from 4 bytes). The masked forms of crumbs 1 and 2 (KOpts.masked) save 4 ops per sub-block but
+ * need 2 more sums and 2 more constants, and spilled: 0.85× for one token, so they are off.
  */
 export function mmQ2K(opts: KOpts = Q2K_OPTS): Func {
   let m3!: Local;
@@ -327,11 +347,18 @@ function packQ3K(tmp: Uint8Array, rowBytes: number, out: Uint8Array): void {
 }
 
 /**
- * Row value = d·(sc − 32)·(q3 − 4) with q3 = q + 4h, so per superblock
- * Σ w·x = xs·d·Σ_s (sc_s − 32)·(Σ q3·xq − 4·bsum_s). Per row (one i32 lane) and sub-block
- * |Σ q3·xq − 4·bsum| = |Σ (q3 − 4)·xq| ≤ 16·4·32767 = 2.1e6 (and Σ q3·xq ≤ 16·7·32767), times
- * |sc − 32| ≤ 32, over 16 sub-blocks: ≤ 1.07e9 < 2^31. Per sub-block: a 16-byte and an 8-byte
- * (zero-extending) load give the 8 pair vectors with 15 and/shift/or.
+ * Row value = d·(sc − 32)·(q3 − 4) with q3 = q + 4h, so per activation block of 32 inputs (two
+ * sub-blocks) Σ w·x = xs·d·Σ_s (sc_s − 32)·(Σ q3·xq − 4·bsum_s). Per row (one i32 lane) and
+ * sub-block |Σ q3·xq − 4·bsum| = |Σ (q3 − 4)·xq| ≤ 16·4·32767 = 2.1e6 (and Σ q3·xq ≤ 16·7·32767),
+ * times |sc − 32| ≤ 32: 6.7e7, two of them summed in i32 then converted to f32 (with xBlock 256,
+ * all 16: ≤ 1.07e9, also < 2^31). Per sub-block: a 16-byte and an 8-byte (zero-extending) load
+ * give the 8 pair vectors with 15 and / shift / or.
+ *
+ * Activation blocks of 32, not 256: Q3_K's codes are symmetric, so a row's sum often cancels,
+ * and the int16 rounding of activations with 20× outliers (one scale per 256) left the
+ * conformance test's single-row case at 1.37e-3 relative (bound 1e-3); with one scale per 32 it
+ * is 7.5e-4, and typical errors fall from ~1e-4 to ~4e-5. Cost: a convert, a multiply and an
+ * f32 add per 32 inputs and token, ≈ 5 % at T = 1 (0.95× in an A/B run).
  */
 export function mmQ3K(opts: KOpts = Q3K_OPTS, xBlock: 32 | 256 = Q3K_X_BLOCK): Func {
   let m7!: Local;
@@ -436,8 +463,9 @@ function packQ5K(tmp: Uint8Array, rowBytes: number, out: Uint8Array): void {
  * sub-block Σ q·xq ≤ 32·31·32767 = 3.25e7, times sc ≤ 63: 2.05e9 < 2^31, so each sub-block's
  * sc·Σ q·xq is converted to f32 (exact to 2^-24 relative) and summed there; Σ_j m_j·bsum_j ≤
  * 8·63·32·32767 = 5.3e8 stays in i32. Per sub-block: 5 words, each one 16-byte load giving 3 pair
- * vectors (and / shift+and / shift) and its spare bit for the 16th (and, shift, or).
- * opts counts words (3 pairs each) per basic block.
+ * vectors (and / shift+and / shift) and its spare bit for the 16th (and, shift, or). For one
+ * token the middle field is taken as (word & 31 << 6) = 64·q into a sum of its own, shifted back
+ * once per sub-block (|Σ| ≤ 5·2·1984·32767 = 6.5e8): 4 ops fewer per 128 weights, 1.06×.
  */
 export function mmQ5K(opts: KOpts = Q5K_OPTS): Func {
   let m31!: Local;
@@ -490,7 +518,12 @@ export function mmQ5K(opts: KOpts = Q5K_OPTS): Func {
 
 // ---------------------------------------------------------------------------------------------
 
-/** The variants in use (measured, see the file header). */
+/**
+ * The variants in use, each chosen by A/B runs (1 thread, T = 1 and 16, CPU time): pairs per
+ * basic block mattered only where a block's broadcasts spilled (8 pairs for 2 tokens: 0.73×
+ * against 4; Q5_K's 5 words for one token: 0.9× against 1); groups of 4 tokens against pairs:
+ * 1.09× (Q2_K), 1.06× (Q3_K), 1.01× (Q5_K) at T = 16.
+ */
 export const Q2K_OPTS: KOpts = { p1: 8, p2: 4, p4: 2, maxTokens: 4, masked: 0 };
 export const Q3K_OPTS: KOpts = { p1: 8, p2: 4, p4: 2, maxTokens: 4, masked: 0 };
 export const Q5K_OPTS: KOpts = { p1: 3, p2: 3, p4: 2, maxTokens: 4, masked: 1 };
