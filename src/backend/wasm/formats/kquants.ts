@@ -23,22 +23,22 @@
  * bounds are stated per kernel and tested at their worst cases (test/wasm-kquants.test.ts).
  *
  * Measured (2 vCPU Zen 4 shared with other jobs, Node 20; 2048 → 10240 matmul in one process,
- * formats alternating call by call, median over 21–31 rounds of the ratio to mm_q4_k in G weights/s;
- * CPU time, as wall time swung 2× with the machine's load). Runs fell into two regimes:
+ * formats alternating call by call, median over 21–25 rounds of the ratio to mm_q4_k in G weights/s;
+ * CPU time, as wall time swung 2× with the machine's load):
  *
  * | T, threads | Q2_K        | Q3_K        | Q5_K        |
  * |------------|-------------|-------------|-------------|
- * | 1, 1       | 0.91–0.96   | 0.88–0.93   | 0.97–1.03   |
- * | 1, 1 (*)   | 0.85–0.87   | 0.69–0.75   | 0.81–0.84   |
- * | 1, 2       | 0.88–0.98   | 0.79–0.93   | 0.83–1.02   |
- * | 16, 1      | 1.11–1.23   | 0.98–1.08   | 1.09–1.15   |
- * | 16, 2      | 1.09–1.24   | 1.04–1.09   | 1.10–1.14   |
+ * | 1, 1       | 0.89–0.94   | 0.94        | 0.95–1.02   |
+ * | 1, 2       | 0.93        | 0.93        | 0.95        |
+ * | 16, 1      | 1.24        | 1.13        | 1.12        |
+ * | 16, 2      | 1.13        | 1.09        | 1.16        |
  *
- * (Q4_K there: 18 G weights/s = 10 GB/s per thread at T = 1; (*) runs in which Q4_K itself was
- * 20 % slower, presumably with the core's other hyperthread busy.) Per 64 weights, one token, the
- * Q2_K loop is 62 x64 instructions of which 34 vector ALU ops, Q4_K's ≈ 42 with the same 34: the
- * ALU work is equal, the broadcasts (one per 8 weights), the per-16 scale tails and V8's reloads
- * of address registers are not, and they cost where issue slots are shared.
+ * (Q4_K there: 17.8 G weights/s = 10 GB/s per thread at T = 1.) In runs where Q4_K itself was
+ * 20 % slower, presumably with the core's other hyperthread busy, the T = 1 ratios fell to
+ * 0.75–0.89. Per 64 weights, one token, the Q2_K loop is ~60 x64 instructions of which 34 vector
+ * ALU ops, Q4_K's ≈ 42 with the same 34: the ALU work is equal, the broadcasts (one per 8
+ * weights), the per-16 scale tails and V8's reloads of address registers are not, and they cost
+ * where issue slots are shared.
  */
 import {
   Func, ValType, type Local, type Op, seq, get, set, forPtr, forLoop, block, loop, br, brIf, if_,
