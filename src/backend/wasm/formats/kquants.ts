@@ -1,4 +1,552 @@
-/** Q2_K, Q3_K, Q5_K: packed layouts and SIMD128 kernels (see ../block-format.ts). */
+/**
+ * Q2_K, Q3_K, Q5_K: packed layouts and SIMD128 kernels (see ../block-format.ts).
+ *
+ * All three use a **row-pair layout**: a quad's 4 rows sit in the 4 i32 lanes of every dot
+ * product. Each 16-bit lane L = 2r + e of a weight vector holds row r's code for input 2p + e of
+ * an input pair p, and `i32x4.dot_i16x8_s` with the pair's two int16 activations broadcast
+ * (`v128.load32_splat`, one load) leaves row r's Σ over the pair in lane r. Consequences:
+ * - every lane of a vector belongs to the same sub-block of its row, so a sub-block's scale (and
+ *   min) is one i32x4 multiply per 64 (Q2_K, Q3_K) or 128 (Q5_K) weights, against a sum whose
+ *   lanes are already the 4 rows: no splat of a scale per sub-block and row (Q4_K's layout would
+ *   need one per 16 weights here) and no horizontal sums at all;
+ * - the codes are packed in fields of 16-bit lanes so that each pair vector comes out with one or
+ *   two ops (Q2_K: 4 crumbs per byte lane, 1.5 ops per vector; Q3_K: 5 + 2 + 1 split 3-bit fields
+ *   per 24 bits, 1.9; Q5_K: 3 5-bit fields per 16-bit lane and a 16th pair from the lanes' spare
+ *   bits, 2.3);
+ * - a decoded pair vector serves 4 tokens (or 2, or 1) of a batched decode or prefill.
+ * The floor is one dot and one add per 8 weights and token; decoding, the sub-block tails and the
+ * broadcasts come on top. TurboFan issues a basic block's loads first, so a sub-block's pairs are
+ * cut into blocks of a few pairs (KOpts) or the broadcasts wait in registers and spill.
+ *
+ * Activations are int16 (quant_x) with one f32 scale per 256 inputs (Q3_K: per 32, see mmQ3K),
+ * clamped to ±32767; the min / offset terms use bsum_x (Σ of 16 or 32 int16 activations). The i32
+ * bounds are stated per kernel and tested at their worst cases (test/wasm-kquants.test.ts).
+ *
+ * Measured (2 vCPU Zen 4 shared with other jobs, Node 20; 2048 → 10240 matmul in one process,
+ * formats alternating call by call, median over 21–25 rounds of the ratio to mm_q4_k in G weights/s;
+ * CPU time, as wall time swung 2× with the machine's load):
+ *
+ * | T, threads | Q2_K        | Q3_K        | Q5_K        |
+ * |------------|-------------|-------------|-------------|
+ * | 1, 1       | 0.89–0.94   | 0.94        | 0.95–1.02   |
+ * | 1, 2       | 0.93        | 0.93        | 0.95        |
+ * | 16, 1      | 1.24        | 1.13        | 1.12        |
+ * | 16, 2      | 1.13        | 1.09        | 1.16        |
+ *
+ * (Q4_K there: 17.8 G weights/s = 10 GB/s per thread at T = 1.) In runs where Q4_K itself was
+ * 20 % slower, presumably with the core's other hyperthread busy, the T = 1 ratios fell to
+ * 0.75–0.89. Per 64 weights, one token, the Q2_K loop is ~60 x64 instructions of which 34 vector
+ * ALU ops, Q4_K's ≈ 42 with the same 34: the ALU work is equal, the broadcasts (one per 8
+ * weights), the per-16 scale tails and V8's reloads of address registers are not, and they cost
+ * where issue slots are shared.
+ */
+import {
+  Func, ValType, type Local, type Op, seq, get, set, forPtr, forLoop, block, loop, br, brIf, if_,
+  i32, v128, i16x8, i32x4, f32x4,
+} from '../asm.js';
 import type { BlockFormat } from '../block-format.js';
+import { I32, V, zero, inc, mulC, f16x4, initAcc, blockPointers, panelLoop, type Panel, type PanelSpec } from '../kernel-parts.js';
+import { scaleMinK4 } from '../layout.js';
 
-export const KQUANT_FORMATS: readonly BlockFormat[] = [];
+// ---------------------------------------------------------------------------------------------
+// shared kernel frame
+
+/** One token's pointers and accumulator inside the kernel. */
+interface Tok {
+  /** int16 activations of the current sub-block (advanced by the superblock body). */
+  readonly xp: Local;
+  /** f32 activation scale of the current superblock (xBlock 256) or activation block (advanced by the superblock body). */
+  readonly xsp: Local;
+  /** i32 block sums of the current sub-block (advanced by the superblock body). */
+  readonly bp: Local;
+  /** f32x4 sums of the quad's 4 rows. */
+  readonly acc: Local;
+}
+
+interface Frame {
+  readonly f: Func;
+  /** The quad-superblock being read. */
+  readonly wp: Local;
+}
+
+/**
+ * Kernel variants (for measurement): input pairs per basic block for 1, 2 and 4 tokens, and the
+ * most tokens that share one decoded weight vector. TurboFan issues the loads of a basic block
+ * first, so a block with many pairs keeps all their broadcast activations waiting in registers
+ * (and spills them); a branch on a never-zero local (`own`) ends a block without a loop's
+ * bookkeeping.
+ */
+export interface KOpts {
+  readonly p1: number;
+  readonly p2: number;
+  readonly p4: number;
+  readonly maxTokens: 1 | 2 | 4;
+  /** Most tokens for which pairs take their masked form (see pairBlocks). */
+  readonly masked: number;
+  /** Advance the activation pointers block by block (see pairBlocks). */
+  readonly stepX?: boolean;
+}
+
+/**
+ * for each column panel, token tile and quad q: tokens in fours, then a pair, then one (each
+ * decoded weight vector serves all the tokens of its group).
+ */
+function tokenGroupLoop(f: Func, T: Local, tile: Local, start: Local, end: Local, q: Local, t: Local, maxTokens: number, body: (n: 1 | 2 | 4, pn: Panel) => Op[], panel: PanelSpec): Op {
+  const t0 = f.local(I32);
+  const t1 = f.local(I32);
+  // the largest group loops; a smaller one runs at most once after it
+  const group = (n: 1 | 2 | 4, pn: Panel): Op => (n < maxTokens
+    ? if_(i32.geU(get(t1), i32.add(get(t), i32.const(n))), [...body(n, pn), inc(t, n)])
+    : block(loop(
+      brIf(1, i32.gtU(i32.add(get(t), i32.const(n)), get(t1))),
+      ...body(n, pn),
+      inc(t, n),
+      br(0))));
+  const sizes = ([4, 2, 1] as const).filter((n) => n <= maxTokens);
+  return panelLoop(f, panel, (pn) => seq(
+    set(t0, i32.const(0)),
+    block(loop(
+      brIf(1, i32.geU(get(t0), get(T))),
+      set(t1, i32.add(get(t0), get(tile))),
+      if_(i32.gtU(get(t1), get(T)), [set(t1, get(T))]),
+      forLoop(q, get(start), get(end), 1, set(t, get(t0)), ...sizes.map((n) => group(n, pn))),
+      set(t0, get(t1)),
+      br(0))),
+  ));
+}
+
+/**
+ * mm_TYPE(w, x, xs, bsum, out, T, nb, outP, tile, pb, start, end, tid) over 256-input superblocks
+ * of `QB` packed bytes per quad: column panels × token tiles × quads × groups of 4, 2, 1 tokens.
+ * `superblock(frame, toks)` emits one superblock for a group: it must advance each token's xp by
+ * 512 and bp by one superblock's sums and add the superblock's sums to acc; this frame advances
+ * wp, and xsp when xBlock is 256 (the body does for smaller activation blocks).
+ */
+function frame(type: string, QB: number, bsumLen: 16 | 32, xBlock: 32 | 256, maxTokens: number, consts: (f: Func) => Op[], superblock: (fr: Frame, toks: readonly Tok[]) => Op[]): Func {
+  const f = new Func(`mm_${type}`, new Array<ValType>(13).fill(I32));
+  const [w, x, xs, bsum, out, T, nb, outP, tile, pb, start, end] = f.params as Local[] as [Local, Local, Local, Local, Local, Local, Local, Local, Local, Local, Local, Local];
+  const [q, t, wp, we] = f.locals32(4);
+  const toks: Tok[] = [0, 1, 2, 3].map(() => ({ xp: f.local(I32), xsp: f.local(I32), bp: f.local(I32), acc: f.local(V) }));
+  const bsumBytes = (256 / bsumLen) * 4;
+  const xsBytes = (256 / xBlock) * 4;
+  const outAddr = (k: number) => i32.add(get(out), mulC(i32.add(i32.mul(i32.add(get(t), i32.const(k)), get(outP)), mulC(get(q), 4)), 4));
+  const body = (n: number, pn: Panel): Op[] => {
+    const tk = toks.slice(0, n);
+    const t0 = toks[0]!;
+    return [
+      ...blockPointers({ w: wp, we, x: t0.xp, xs: t0.xsp, bsum: t0.bp }, { x, xs, bsum, nb }, q, t, pn, { weights: QB, x: 512, bsum: bsumBytes }),
+      ...(xBlock < 256 ? [set(t0.xsp, i32.add(get(xs), mulC(i32.add(i32.mul(get(t), get(nb)), get(pn.b0)), xsBytes)))] : []),
+      ...tk.slice(1).flatMap((k, i) => [
+        set(k.xp, i32.add(get(t0.xp), mulC(get(nb), 512 * (i + 1)))),
+        set(k.xsp, i32.add(get(t0.xsp), mulC(get(nb), xsBytes * (i + 1)))),
+        set(k.bp, i32.add(get(t0.bp), mulC(get(nb), bsumBytes * (i + 1)))),
+      ]),
+      ...tk.map((k, i) => initAcc(pn, k.acc, outAddr(i))),
+      forPtr(wp, we, QB,
+        ...superblock({ f, wp }, tk),
+        ...(xBlock === 256 ? tk.map((k) => inc(k.xsp, 4)) : [])),
+      ...tk.map((k, i) => v128.store(outAddr(i), get(k.acc))),
+    ];
+  };
+  f.body = seq(...consts(f), tokenGroupLoop(f, T, tile, start, end, q, t, maxTokens, body, { w, nb, pb, quadBlockBytes: QB, outP }));
+  return f;
+}
+
+/** The f32 activation scale of a token's current superblock (or activation block), in every lane. */
+const xScale = (k: Tok): Op => v128.load32Splat(get(k.xsp));
+
+/**
+ * One input pair of a sub-block: its code vector `vec`, computed from vector locals that are
+ * loaded by `srcs` (each loaded once per basic block), its activation pair at byte `off` of each
+ * token's xp, and ops to run after it (`post`, e.g. gathering spare bits). `masked`, where given,
+ * is the code vector times 2^shift from fewer ops (a mask without the shift).
+ */
+interface PairItem {
+  readonly srcs: readonly (readonly [Local, Op])[];
+  readonly vec: Op;
+  readonly off: number;
+  readonly post?: readonly Op[];
+  readonly masked?: { readonly vec: Op; readonly shift: number };
+}
+
+/**
+ * A sub-block's pairs in basic blocks of `per` pairs (`own` after the first): each block loads its
+ * sources, then per pair decodes the vector once and adds its dot product with each token's
+ * broadcast activation pair to that token's sum (the first pair sets the sums). With `useMasked`,
+ * pairs that have a masked form go into sums of their own per shift, shifted back (exactly: they
+ * are multiples of 2^shift) and added at the end: one op less per such pair, two more per shift
+ * and token, so a gain for one token.
+ */
+function pairBlocks(f: Func, nz: Local, items: readonly PairItem[], per: number, toks: readonly Tok[], sums: readonly Local[], wv: Local, useMasked = false, stepX = false): Op[] {
+  const shifts = useMasked ? [...new Set(items.flatMap((it) => (it.masked ? [it.masked.shift] : [])))] : [];
+  const extra = new Map(shifts.map((sh) => [sh, f.vlocals(toks.length)] as const));
+  const started = new Set<Local[] | readonly Local[]>();
+  const blocks: Op[][] = [];
+  // with stepX, each block's activation offsets are relative to its first pair's, and the xps
+  // move from block to block (fewer distinct offsets: V8 keeps one address register per offset)
+  let at = 0;
+  for (let i0 = 0; i0 < items.length; i0 += per) {
+    const chunk = items.slice(i0, i0 + per);
+    const base = stepX ? Math.min(...chunk.map((it) => it.off)) : 0;
+    const move = base - at;
+    at = base;
+    const loads = new Map<Local, Op>();
+    for (const it of chunk) for (const [l, op] of it.srcs) if (!loads.has(l)) loads.set(l, op);
+    blocks.push([
+      ...(move ? toks.map((k) => inc(k.xp, move)) : []),
+      ...[...loads].map(([l, op]) => set(l, op)),
+      ...chunk.flatMap((it) => {
+        const m = useMasked && it.masked;
+        const dst = m ? extra.get(m.shift)! : sums;
+        const first = !started.has(dst);
+        started.add(dst);
+        return [
+          set(wv, m ? m.vec : it.vec),
+          ...toks.map((k, i) => {
+            const d = i32x4.dotI16x8S(get(wv), v128.load32Splat(get(k.xp), it.off - base));
+            return set(dst[i]!, first ? d : i32x4.add(get(dst[i]!), d));
+          }),
+          ...(it.post ?? []),
+        ];
+      }),
+    ]);
+  }
+  return [
+    ...blocks.map((b, i) => (i ? if_(get(nz), b) : seq(b))),
+    ...(at ? toks.map((k) => inc(k.xp, -at)) : []),
+    ...[...extra].flatMap(([sh, ls]) => toks.map((_, i) => set(sums[i]!, i32x4.add(get(sums[i]!), i32x4.shrS(get(ls[i]!), sh))))),
+  ];
+}
+
+const perBlock = (o: KOpts, n: number): number => (n === 1 ? o.p1 : n === 2 ? o.p2 : o.p4);
+
+// ---------------------------------------------------------------------------------------------
+// Q2_K
+
+/**
+ * Quad-block (336 bytes = 4 × 84, ggml's size): d[4] f16, dmin[4] f16, then ggml's scale bytes
+ * (low nibble scale, high nibble min) as [sub-block][row] (64), then per sub-block s of 16 inputs
+ * 16 bytes of crumb lanes: byte L of the first 8 holds in bits 2k, 2k + 1 row r's code of input
+ * 16s + 2k + e (L = 2r + e, pairs k = 0..3), the second 8 bytes pairs 4..7 alike.
+ */
+export const Q2K_QUAD_BYTES = 336;
+
+function packQ2K(tmp: Uint8Array, rowBytes: number, out: Uint8Array): void {
+  const nsb = rowBytes / 84;
+  for (let b = 0; b < nsb; b++) {
+    const o = b * Q2K_QUAD_BYTES;
+    for (let r = 0; r < 4; r++) {
+      const s = r * rowBytes + b * 84;
+      out[o + 2 * r] = tmp[s + 80]!;
+      out[o + 2 * r + 1] = tmp[s + 81]!;
+      out[o + 8 + 2 * r] = tmp[s + 82]!;
+      out[o + 8 + 2 * r + 1] = tmp[s + 83]!;
+      for (let g = 0; g < 16; g++) out[o + 16 + 4 * g + r] = tmp[s + g]!;
+      const code = (i: number) => (tmp[s + 16 + 32 * (i >> 7) + (i & 31)]! >> (2 * ((i >> 5) & 3))) & 3;
+      for (let g = 0; g < 16; g++) {
+        for (let e = 0; e < 2; e++) {
+          for (let h = 0; h < 2; h++) {
+            let byte = 0;
+            for (let k = 0; k < 4; k++) byte |= code(16 * g + 2 * (4 * h + k) + e) << (2 * k);
+            out[o + 80 + 16 * g + 8 * h + 2 * r + e] = byte;
+          }
+        }
+      }
+    }
+  }
+}
+
+/**
+ * Row value = d·sc·q − dmin·m per 16-input sub-block, so per superblock
+ * Σ w·x = xs·(d·Σ_s sc_s·Σ q·xq − dmin·Σ_s m_s·bsum_s), both sums exact in i32 lanes (one lane
+ * per row): |Σ_s sc_s·Σ q·xq| ≤ 16·15·16·3·32767 = 3.8e8 and Σ_s m_s·|bsum_s| ≤ 16·15·16·32767 =
+ * 1.3e8. Per sub-block: two 8-byte zero-extending loads give the 8 pair vectors (and / shift+and
+ * / shift, 12 ops), 8 dot products per token, then sum·sc and m·bsum as i32x4 multiplies (sc, m
+ * from 4 bytes). The masked forms of crumbs 1 and 2 (KOpts.masked) save 4 ops per sub-block but
+ * need 2 more sums and 2 more constants, and spilled: 0.85× for one token, so they are off.
+ */
+export function mmQ2K(opts: KOpts = Q2K_OPTS): Func {
+  let m3!: Local;
+  let m15!: Local;
+  let m12!: Local;
+  let m48!: Local;
+  return frame('q2_k', Q2K_QUAD_BYTES, 16, 256, opts.maxTokens, (f) => {
+    [m3, m15, m12, m48] = f.vlocals(4) as [Local, Local, Local, Local];
+    return [set(m3, i16x8.const(3)), set(m15, i32x4.const(15)), ...(opts.masked ? [set(m12, i16x8.const(12)), set(m48, i16x8.const(48))] : [])];
+  }, ({ f, wp }, toks) => {
+    const [qp, qe, smp] = f.locals32(3);
+    const [b0, b1, sm, wv, dm] = f.vlocals(5);
+    const sums = f.vlocals(toks.length);
+    const tot = f.vlocals(toks.length);
+    const msum = f.vlocals(toks.length);
+    // pair 4h + k: crumb k of byte plane h (8 bytes, zero-extended to 16-bit lanes)
+    const items: PairItem[] = [b0, b1].flatMap((bv, h) => {
+      const src = [[bv, v128.load8x8U(get(qp), 8 * h)]] as const;
+      const crumbs = [v128.and(get(bv), get(m3)), v128.and(i16x8.shrU(get(bv), 2), get(m3)), v128.and(i16x8.shrU(get(bv), 4), get(m3)), i16x8.shrU(get(bv), 6)];
+      return crumbs.map((vec, k) => ({
+        srcs: src, vec, off: 4 * (4 * h + k),
+        ...(k === 1 ? { masked: { vec: v128.and(get(bv), get(m12)), shift: 2 } } : k === 2 ? { masked: { vec: v128.and(get(bv), get(m48)), shift: 4 } } : {}),
+      }));
+    });
+    return [
+      ...toks.flatMap((_, i) => [set(tot[i]!, zero()), set(msum[i]!, zero())]),
+      set(qp, i32.add(get(wp), i32.const(80))),
+      set(qe, i32.add(get(wp), i32.const(Q2K_QUAD_BYTES))),
+      set(smp, i32.add(get(wp), i32.const(16))),
+      forPtr(qp, qe, 16,
+        ...pairBlocks(f, qe, items, perBlock(opts, toks.length), toks, sums, wv, toks.length <= opts.masked, opts.stepX),
+        // [sc | m << 4] of the 4 rows as i32 lanes (8 bytes read, the first 4 used)
+        set(sm, i32x4.extendLowI16x8U(v128.load8x8U(get(smp)))),
+        ...toks.flatMap((k, i) => [
+          set(tot[i]!, i32x4.add(get(tot[i]!), i32x4.mul(get(sums[i]!), v128.and(get(sm), get(m15))))),
+          set(msum[i]!, i32x4.add(get(msum[i]!), i32x4.mul(i32x4.shrU(get(sm), 4), v128.load32Splat(get(k.bp))))),
+          inc(k.xp, 32),
+          inc(k.bp, 4),
+        ]),
+        inc(smp, 4)),
+      set(sm, f16x4(f, v128.load16x4U(get(wp)))),
+      set(dm, f16x4(f, v128.load16x4U(get(wp), 8))),
+      ...toks.map((k, i) => set(k.acc, f32x4.add(get(k.acc), f32x4.mul(xScale(k), f32x4.sub(
+        f32x4.mul(f32x4.convertI32x4S(get(tot[i]!)), get(sm)),
+        f32x4.mul(f32x4.convertI32x4S(get(msum[i]!)), get(dm))))))),
+    ];
+  });
+}
+
+// ---------------------------------------------------------------------------------------------
+// Q3_K
+
+/**
+ * Quad-block (456 bytes, +3.6 % on 4 × 110): d[4] f16, the 6-bit scales minus 32 as i8
+ * [sub-block][row] (64), then per sub-block s of 16 inputs 24 bytes: A (16 bytes, 16-bit lanes)
+ * and B (8 bytes, one per lane), lane L = 2r + e holding row r's 3-bit codes q3 = q + 4·h (0..7)
+ * of inputs 16s + 2p + e: pairs 0..4 in A's bits 3p..3p+2, pair 5 in B's bits 0-2, pair 6 in B's
+ * bits 5-7, pair 7's bit 0 in A's bit 15 and its bits 1-2 in B's bits 3-4.
+ */
+export const Q3K_QUAD_BYTES = 456;
+/** Inputs per activation scale for Q3_K (see mmQ3K). */
+export const Q3K_X_BLOCK: 32 | 256 = 32;
+
+function packQ3K(tmp: Uint8Array, rowBytes: number, out: Uint8Array): void {
+  const nsb = rowBytes / 110;
+  for (let b = 0; b < nsb; b++) {
+    const o = b * Q3K_QUAD_BYTES;
+    for (let r = 0; r < 4; r++) {
+      const s = r * rowBytes + b * 110;
+      out[o + 2 * r] = tmp[s + 108]!;
+      out[o + 2 * r + 1] = tmp[s + 109]!;
+      const sc = s + 96;
+      for (let g = 0; g < 16; g++) {
+        const low = g < 8 ? tmp[sc + g]! & 15 : tmp[sc + g - 8]! >> 4;
+        const high = (tmp[sc + 8 + (g & 3)]! >> (2 * (g >> 2))) & 3;
+        out[o + 8 + 4 * g + r] = ((low | (high << 4)) - 32) & 255;
+      }
+      const q3 = (i: number) => {
+        const l = i & 31;
+        const q2 = (tmp[s + 32 + 32 * (i >> 7) + l]! >> (2 * ((i >> 5) & 3))) & 3;
+        return q2 | (((tmp[s + l]! >> (i >> 5)) & 1) << 2);
+      };
+      for (let g = 0; g < 16; g++) {
+        for (let e = 0; e < 2; e++) {
+          const p = (k: number) => q3(16 * g + 2 * k + e);
+          const L = 2 * r + e;
+          const a = p(0) | (p(1) << 3) | (p(2) << 6) | (p(3) << 9) | (p(4) << 12) | ((p(7) & 1) << 15);
+          const at = o + 72 + 24 * g;
+          out[at + 2 * L] = a & 255;
+          out[at + 2 * L + 1] = a >> 8;
+          out[at + 16 + L] = p(5) | ((p(7) >> 1) << 3) | (p(6) << 5);
+        }
+      }
+    }
+  }
+}
+
+/**
+ * Row value = d·(sc − 32)·(q3 − 4) with q3 = q + 4h, so per activation block of 32 inputs (two
+ * sub-blocks) Σ w·x = xs·d·Σ_s (sc_s − 32)·(Σ q3·xq − 4·bsum_s). Per row (one i32 lane) and
+ * sub-block |Σ q3·xq − 4·bsum| = |Σ (q3 − 4)·xq| ≤ 16·4·32767 = 2.1e6 (and Σ q3·xq ≤ 16·7·32767),
+ * times |sc − 32| ≤ 32: 6.7e7, two of them summed in i32 then converted to f32 (with xBlock 256,
+ * all 16: ≤ 1.07e9, also < 2^31). Per sub-block: a 16-byte and an 8-byte (zero-extending) load
+ * give the 8 pair vectors with 15 and / shift / or.
+ *
+ * Activation blocks of 32, not 256: Q3_K's codes are symmetric, so a row's sum often cancels,
+ * and the int16 rounding of activations with 20× outliers (one scale per 256) left the
+ * conformance test's single-row case at 1.37e-3 relative (bound 1e-3); with one scale per 32 it
+ * is 7.5e-4, and typical errors fall from ~1e-4 to ~4e-5. Cost: a convert, a multiply and an
+ * f32 add per 32 inputs and token, ≈ 5 % at T = 1 (0.95× in an A/B run).
+ */
+export function mmQ3K(opts: KOpts = Q3K_OPTS, xBlock: 32 | 256 = Q3K_X_BLOCK): Func {
+  let m7!: Local;
+  let m6!: Local;
+  return frame('q3_k', Q3K_QUAD_BYTES, 16, xBlock, opts.maxTokens, (f) => {
+    m7 = f.local(V);
+    m6 = f.local(V);
+    return [set(m7, i16x8.const(7)), set(m6, i16x8.const(6))];
+  }, ({ f, wp }, toks) => {
+    const [qp, qe, scp] = f.locals32(3);
+    const [a, bb, wv, d] = f.vlocals(4);
+    const sums = f.vlocals(toks.length);
+    const isum = f.vlocals(toks.length);
+    const fsum = f.vlocals(toks.length);
+    const spb = xBlock === 32 ? 2 : 1; // sub-blocks per loop step (one activation scale)
+    /** Sub-block h of the step: its 8 pairs, then (Σ q3·xq − 4·bsum)·(sc − 32) into isum. */
+    const sub = (h: number): Op[] => {
+      const A = [a, v128.load(get(qp), 24 * h)] as const;
+      const B = [bb, v128.load8x8U(get(qp), 24 * h + 16)] as const;
+      const field = (k: number): Op => v128.and(k ? i16x8.shrU(get(a), 3 * k) : get(a), get(m7));
+      const items: PairItem[] = [
+        ...[0, 1, 2, 3, 4].map((k) => ({ srcs: [A], vec: field(k), off: 32 * h + 4 * k })),
+        { srcs: [B], vec: v128.and(get(bb), get(m7)), off: 32 * h + 20 },
+        { srcs: [B], vec: i16x8.shrU(get(bb), 5), off: 32 * h + 24 },
+        { srcs: [A, B], vec: v128.or(i16x8.shrU(get(a), 15), v128.and(i16x8.shrU(get(bb), 2), get(m6))), off: 32 * h + 28 },
+      ];
+      return [
+        ...pairBlocks(f, qe, items, perBlock(opts, toks.length), toks, sums, wv, toks.length <= opts.masked, opts.stepX),
+        ...toks.map((k, i) => {
+          const t = i32x4.mul(i32x4.sub(get(sums[i]!), i32x4.shl(v128.load32Splat(get(k.bp), 4 * h), 2)), i32x4.extendLowI16x8S(v128.load8x8S(get(scp), 4 * h)));
+          return set(isum[i]!, h || xBlock === 256 ? i32x4.add(get(isum[i]!), t) : t);
+        }),
+      ];
+    };
+    return [
+      ...toks.map((_, i) => set(xBlock === 256 ? isum[i]! : fsum[i]!, zero())),
+      set(qp, i32.add(get(wp), i32.const(72))),
+      set(qe, i32.add(get(wp), i32.const(Q3K_QUAD_BYTES))),
+      set(scp, i32.add(get(wp), i32.const(8))),
+      forPtr(qp, qe, 24 * spb,
+        ...Array.from({ length: spb }, (_, h) => (h ? if_(get(qe), sub(h)) : seq(sub(h)))),
+        ...toks.flatMap((k, i) => [
+          ...(xBlock === 256 ? [] : [set(fsum[i]!, f32x4.add(get(fsum[i]!), f32x4.mul(f32x4.convertI32x4S(get(isum[i]!)), xScale(k)))), inc(k.xsp, 4)]),
+          inc(k.xp, 32 * spb),
+          inc(k.bp, 4 * spb),
+        ]),
+        inc(scp, 4 * spb)),
+      set(d, f16x4(f, v128.load16x4U(get(wp)))),
+      ...toks.map((k, i) => set(k.acc, f32x4.add(get(k.acc), xBlock === 256
+        ? f32x4.mul(f32x4.mul(xScale(k), get(d)), f32x4.convertI32x4S(get(isum[i]!)))
+        : f32x4.mul(get(d), get(fsum[i]!))))),
+    ];
+  });
+}
+
+// ---------------------------------------------------------------------------------------------
+// Q5_K
+
+/**
+ * Quad-block (720 bytes, +2.3 % on 4 × 176): d[4] f16, dmin[4] f16, per sub-block j the 6-bit
+ * scales then mins of the 4 rows as bytes (8 × 8), then per sub-block j of 32 inputs 5 words of 16
+ * bytes: in word w, 16-bit lane 2r + e holds row r's 5-bit codes of input pairs 3w, 3w + 1, 3w + 2
+ * (inputs 32j + 2p + e) in bits 0-4, 6-10, 11-15, and in bit 5 bit 4 − w of pair 15's code (the
+ * spare bit in the middle: the first field needs only an and, the last only a shift).
+ */
+export const Q5K_QUAD_BYTES = 720;
+
+function packQ5K(tmp: Uint8Array, rowBytes: number, out: Uint8Array): void {
+  const nsb = rowBytes / 176;
+  for (let b = 0; b < nsb; b++) {
+    const o = b * Q5K_QUAD_BYTES;
+    for (let r = 0; r < 4; r++) {
+      const s = r * rowBytes + b * 176;
+      out[o + 2 * r] = tmp[s]!;
+      out[o + 2 * r + 1] = tmp[s + 1]!;
+      out[o + 8 + 2 * r] = tmp[s + 2]!;
+      out[o + 8 + 2 * r + 1] = tmp[s + 3]!;
+      for (let j = 0; j < 8; j++) {
+        const [sc, m] = scaleMinK4(j, tmp, s + 4);
+        out[o + 16 + 8 * j + r] = sc;
+        out[o + 16 + 8 * j + 4 + r] = m;
+      }
+      for (let j = 0; j < 8; j++) {
+        const code = (l: number) => ((tmp[s + 48 + 32 * (j >> 1) + l]! >> (4 * (j & 1))) & 15) | (((tmp[s + 16 + l]! >> j) & 1) << 4);
+        for (let e = 0; e < 2; e++) {
+          const p = (k: number) => code(2 * k + e);
+          const L = 2 * r + e;
+          for (let w = 0; w < 5; w++) {
+            const lane = p(3 * w) | (((p(15) >> (4 - w)) & 1) << 5) | (p(3 * w + 1) << 6) | (p(3 * w + 2) << 11);
+            const at = o + 80 + 80 * j + 16 * w + 2 * L;
+            out[at] = lane & 255;
+            out[at + 1] = lane >> 8;
+          }
+        }
+      }
+    }
+  }
+}
+
+/**
+ * Row value = d·sc·q − dmin·m per 32-input sub-block (q 0..31). Per row (one i32 lane) and
+ * sub-block Σ q·xq ≤ 32·31·32767 = 3.25e7, times sc ≤ 63: 2.05e9 < 2^31, so each sub-block's
+ * sc·Σ q·xq is converted to f32 (exact to 2^-24 relative) and summed there; Σ_j m_j·bsum_j ≤
+ * 8·63·32·32767 = 5.3e8 stays in i32. Per sub-block: 5 words, each one 16-byte load giving 3 pair
+ * vectors (and / shift+and / shift) and its spare bit for the 16th (and, shift, or). For one
+ * token the middle field is taken as (word & 31 << 6) = 64·q into a sum of its own, shifted back
+ * once per sub-block (|Σ| ≤ 5·2·1984·32767 = 6.5e8): 4 ops fewer per 128 weights, 1.06×.
+ */
+export function mmQ5K(opts: KOpts = Q5K_OPTS): Func {
+  let m31!: Local;
+  let m32!: Local;
+  let m31x64!: Local;
+  return frame('q5_k', Q5K_QUAD_BYTES, 32, 256, opts.maxTokens, (f) => {
+    [m31, m32, m31x64] = f.vlocals(3) as [Local, Local, Local];
+    return [set(m31, i16x8.const(31)), set(m32, i16x8.const(32)), ...(opts.masked ? [set(m31x64, i16x8.const(31 << 6))] : [])];
+  }, ({ f, wp }, toks) => {
+    const [qp, qe, smp] = f.locals32(3);
+    const [sp, wv, sm, d] = f.vlocals(4);
+    const words = f.vlocals(5); // one local per word: a basic block may hold pairs of two words
+    const sums = f.vlocals(toks.length);
+    const totf = f.vlocals(toks.length);
+    const msum = f.vlocals(toks.length);
+    // word w: pairs 3w..3w+2 from bits 0-4, 6-10, 11-15; its bit 5 is gathered into sp (pair 15's code at bits 5..9)
+    const items: PairItem[] = words.flatMap((a, w) => {
+      const src = [[a, v128.load(get(qp), 16 * w)]] as const;
+      const vecs = [v128.and(get(a), get(m31)), v128.and(i16x8.shrU(get(a), 6), get(m31)), i16x8.shrU(get(a), 11)];
+      return vecs.map((vec, fi) => ({
+        srcs: src, vec, off: 4 * (3 * w + fi),
+        ...(fi === 1 ? { masked: { vec: v128.and(get(a), get(m31x64)), shift: 6 } } : {}),
+        ...(fi === 0 ? { post: [set(sp, w ? v128.or(i16x8.shl(get(sp), 1), v128.and(get(a), get(m32))) : v128.and(get(a), get(m32)))] } : {}),
+      }));
+    });
+    items.push({ srcs: [], vec: i16x8.shrU(get(sp), 5), off: 60 });
+    return [
+      ...toks.flatMap((_, i) => [set(totf[i]!, zero()), set(msum[i]!, zero())]),
+      set(qp, i32.add(get(wp), i32.const(80))),
+      set(qe, i32.add(get(wp), i32.const(Q5K_QUAD_BYTES))),
+      set(smp, i32.add(get(wp), i32.const(16))),
+      forPtr(qp, qe, 80,
+        ...pairBlocks(f, qe, items, perBlock(opts, toks.length), toks, sums, wv, toks.length <= opts.masked, opts.stepX),
+        set(sm, v128.load8x8U(get(smp))),
+        ...toks.flatMap((k, i) => [
+          set(totf[i]!, f32x4.add(get(totf[i]!), f32x4.convertI32x4S(i32x4.mul(get(sums[i]!), i32x4.extendLowI16x8U(get(sm)))))),
+          set(msum[i]!, i32x4.add(get(msum[i]!), i32x4.mul(i32x4.extendHighI16x8U(get(sm)), v128.load32Splat(get(k.bp))))),
+          inc(k.xp, 64),
+          inc(k.bp, 4),
+        ]),
+        inc(smp, 8)),
+      set(d, f16x4(f, v128.load16x4U(get(wp)))),
+      set(sm, f16x4(f, v128.load16x4U(get(wp), 8))),
+      ...toks.map((k, i) => set(k.acc, f32x4.add(get(k.acc), f32x4.mul(xScale(k), f32x4.sub(
+        f32x4.mul(get(totf[i]!), get(d)),
+        f32x4.mul(f32x4.convertI32x4S(get(msum[i]!)), get(sm))))))),
+    ];
+  });
+}
+
+// ---------------------------------------------------------------------------------------------
+
+/**
+ * The variants in use, each chosen by A/B runs (1 thread, T = 1 and 16, CPU time): pairs per
+ * basic block mattered only where a block's broadcasts spilled (8 pairs for 2 tokens: 0.73×
+ * against 4; Q5_K's 5 words for one token: 0.9× against 1); groups of 4 tokens against pairs:
+ * 1.09× (Q2_K), 1.06× (Q3_K), 1.01× (Q5_K) at T = 16; activation pointers moved block by block
+ * (stepX): Q5_K 1.05× at T = 1, Q3_K 1.01×, Q2_K 1.00×; one token in blocks of 4 pairs rather
+ * than 8 (Q2_K, Q3_K): equal when the core was to ourselves, 1.05–1.06× when it was shared.
+ */
+export const Q2K_OPTS: KOpts = { p1: 4, p2: 4, p4: 2, maxTokens: 4, masked: 0, stepX: true };
+export const Q3K_OPTS: KOpts = { p1: 4, p2: 4, p4: 2, maxTokens: 4, masked: 0, stepX: true };
+export const Q5K_OPTS: KOpts = { p1: 3, p2: 3, p4: 2, maxTokens: 4, masked: 1, stepX: true };
+
+export const KQUANT_FORMATS: readonly BlockFormat[] = [
+  { type: 'q2_k', blockInputs: 256, quadBlockBytes: Q2K_QUAD_BYTES, xBlock: 256, bsumLen: 16, pack: packQ2K, emit: () => mmQ2K() },
+  { type: 'q3_k', blockInputs: 256, quadBlockBytes: Q3K_QUAD_BYTES, xBlock: Q3K_X_BLOCK, bsumLen: 16, pack: packQ3K, emit: () => mmQ3K() },
+  { type: 'q5_k', blockInputs: 256, quadBlockBytes: Q5K_QUAD_BYTES, xBlock: 256, bsumLen: 32, pack: packQ5K, emit: () => mmQ5K() },
+];
