@@ -1,28 +1,49 @@
 /**
  * IQ3_XXS, IQ3_S, IQ1_S, IQ1_M: packed layouts and SIMD128 kernels (see ../block-format.ts).
+ *
+ * These types store, per group of 8 values, indices into codebooks ("grids") of 4-value (IQ3) or
+ * 8-value (IQ1) entries. SIMD128 has no gather, so every entry is one scalar index extraction and
+ * one table load per row: the kernels are bound by instructions per weight, not by memory. What
+ * keeps that count low:
+ * - the grids live in lookup tables in every shard's first page (TABLE_REGIONS['iq3-iq1']), stored
+ *   so that one load yields int16 lanes ready for i32x4.dot_i16x8_s: IQ3 entries as 4 × int16 (two
+ *   entries per vector: load64_zero + load64_lane), IQ1 entries as 8 × int8 (load8x8_s); IQ3's signs
+ *   as a ±1 int16 vector per sign byte (one i16x8.mul);
+ * - packed groups of 4 rows keep the rows' bit fields of a group side by side, so a sub-block of 4
+ *   rows is a loop step with a fixed stride, and fields are read through shared i32 windows with a
+ *   shift and an and each (`FieldReader`);
+ * - per 32 values the 4 rows' integer sums are summed horizontally, then scaled as one vector over
+ *   the rows (scales from small pair tables);
+ * - with several tokens (prefill, batched decode) each row's decoded 8 weights serve up to 4 tokens
+ *   (`tokenGroupLoop`): the decoding is most of the work.
  */
 import { TABLE_REGIONS, type BlockFormat } from '../block-format.js';
-import { Func, ValType, type Local, type Op, seq, get, set, forPtr, i32, f32, v128, i8x16, i16x8, i32x4, f32x4 } from '../asm.js';
-import { I32, V, zero, inc, hsum4, f16x4, initAcc, blockPointers, quadLoop } from '../kernel-parts.js';
+import {
+  Func, ValType, type Local, type Op, seq, get, set, forPtr, forLoop, block, loop, br, brIf, if_,
+  i32, f32, v128, i8x16, i32x4, f32x4,
+} from '../asm.js';
+import { I32, zero, inc, mulC, hsum4, f16x4, initAcc, blockPointers, panelLoop, type Panel, type PanelSpec } from '../kernel-parts.js';
 import { iqGrid, KSIGNS_IQ2XS } from '../../../tensor/iq-tables.js';
 
-/**
- * SIMD opcodes asm.ts does not have (kept here rather than in the shared encoder): 0xfd, then the
- * opcode as unsigned LEB128.
- */
+/** SIMD opcodes asm.ts does not have, kept here rather than in the shared encoder: 0xfd, then the opcode as unsigned LEB128. */
 const simd = (code: number): number[] => (code < 0x80 ? [0xfd, code] : [0xfd, (code & 0x7f) | 0x80, code >> 7]);
-/** v128.load64_lane: lane `l` of v from memory. */
-const load64Lane = (addr: Op, v: Op, l: number, offset = 0): Op => {
-  const off: number[] = [];
-  let o = offset;
-  do { off.push((o & 0x7f) | (o > 0x7f ? 0x80 : 0)); o >>>= 7; } while (o);
-  return [...addr, ...v, ...simd(0x57), 3, ...off, l];
+const uleb = (n: number): number[] => {
+  const out: number[] = [];
+  do {
+    out.push((n & 0x7f) | (n > 0x7f ? 0x80 : 0));
+    n >>>= 7;
+  } while (n);
+  return out;
 };
+/** v128.load64_lane: v with lane l (of 2) loaded from memory (one vpinsrq on x64). */
+const load64Lane = (addr: Op, v: Op, l: number, offset = 0): Op => [...addr, ...v, ...simd(0x57), 3, ...uleb(offset), l];
 /** i16x8.mul (wrapping). */
 const i16x8mul = (a: Op, b: Op): Op => [...a, ...b, ...simd(0x95)];
+/** i32x4.extadd_pairwise_i16x8_s. */
+const extaddPairs = (a: Op): Op => [...a, ...simd(0x7e)];
 
 // ---------------------------------------------------------------------------------------------
-// lookup tables
+// lookup tables (written into every shard at these addresses; one format of the family lists them)
 
 const [REGION_START, REGION_END] = TABLE_REGIONS['iq3-iq1'];
 const TABLES: { at: number; bytes: Uint8Array }[] = [];
@@ -36,15 +57,18 @@ function table(bytes: Uint8Array): number {
 }
 const i16Bytes = (v: ArrayLike<number>): Uint8Array => new Uint8Array(Int16Array.from(v).buffer);
 const i32Bytes = (v: ArrayLike<number>): Uint8Array => new Uint8Array(Int32Array.from(v).buffer);
+const bit = (v: number, j: number): number => (v >> j) & 1;
 
-/** iq3s_grid as int16 (512 entries × 4 values, 8 bytes each). */
-const GRID_IQ3S = table(i16Bytes(iqGrid('iq3s')));
-/** iq3xxs_grid / 2 as int16 (every level is even: 4 … 62 → 2 … 31). */
-const GRID_IQ3XXS = table(i16Bytes(Array.from(iqGrid('iq3xxs'), (v) => v / 2)));
-/** Per sign byte s: 8 int8 ±1 (bit j set → lane j negative), read with load8x8_s. */
-const SIGNS8 = table(new Uint8Array(Int8Array.from({ length: 256 * 8 }, (_, i) => ((i >> 3) >> (i & 7)) & 1 ? -1 : 1).buffer));
-/** iq1s_grid as int8 (2048 entries × 8 values in {−1, 0, 1}), read with load8x8_s. */
+/** iq1s_grid as int8 (2048 entries × 8 values in {−1, 0, 1}): 16 KB. */
 const GRID_IQ1 = table(new Uint8Array(Int8Array.from(iqGrid('iq1s')).buffer));
+/** iq3s_grid as int16 (512 entries × 4 values, 8 bytes each): 4 KB. */
+const GRID_IQ3S = table(i16Bytes(iqGrid('iq3s')));
+/** iq3xxs_grid / 2 as int16 (every level is even: 4 … 62 → 2 … 31; 256 × 8 bytes): 2 KB. */
+const GRID_IQ3XXS = table(i16Bytes(Array.from(iqGrid('iq3xxs'), (g) => g / 2)));
+/** Per sign byte s: 8 × int16 ±1 (bit j set → lane j negative): 4 KB. (An int8 table read with load8x8_s measured 2–5 % slower.) */
+const SIGNS16 = table(i16Bytes(Array.from({ length: 256 * 8 }, (_, i) => (bit(i >> 3, i & 7) ? -1 : 1))));
+/** Per byte lo | hi << 4 of two 4-bit scales: i32 [2·lo + 1, 2·hi + 1] (IQ3: two rows' scales). */
+const ODD4_PAIRS = table(i32Bytes(Array.from({ length: 512 }, (_, i) => 2 * (((i >> 1) >> (4 * (i & 1))) & 15) + 1)));
 /** IQ1_S, per nibble n = scale s | delta-sign bit << 3: i32 [8·(2s+1), ±(2s+1)] (minus when the bit is set). */
 const IQ1S_SCALES = table(i32Bytes(Array.from({ length: 32 }, (_, i) => {
   const n = i >> 1;
@@ -52,16 +76,14 @@ const IQ1S_SCALES = table(i32Bytes(Array.from({ length: 32 }, (_, i) => {
   return i & 1 ? (n & 8 ? -S : S) : 8 * S;
 })));
 /** IQ1_M, per nibble of 4 rows' delta-sign bits: i32x4 of ±1 (minus where the row's bit is set). */
-const IQ1M_SIGNS = table(i32Bytes(Array.from({ length: 64 }, (_, i) => ((i >> 2) >> (i & 3)) & 1 ? -1 : 1)));
+const IQ1M_SIGNS = table(i32Bytes(Array.from({ length: 64 }, (_, i) => (bit(i >> 2, i & 3) ? -1 : 1))));
 /** IQ1_M, per 6 bits a | b << 3 (two rows' 3-bit scales): i32 [2a+1, 2b+1]. */
 const IQ1M_SCALES = table(i32Bytes(Array.from({ length: 128 }, (_, i) => 2 * (((i >> 1) >> (3 * (i & 1))) & 7) + 1)));
-/** 2n + 1 for a 4-bit scale n, as i32 (read with load32_splat). */
-const ODD4 = table(i32Bytes(Array.from({ length: 16 }, (_, n) => 2 * n + 1)));
 
 // ---------------------------------------------------------------------------------------------
 // bit fields shared by the packers and the kernels
 
-/** ORs the n-bit value v into `out` at bit `pos` (LSB first; n ≤ 24). */
+/** ORs the n-bit value v into `out` at bit `pos` (LSB first; n ≤ 24; `out` starts zeroed). */
 function putBits(out: Uint8Array, pos: number, v: number, n: number): void {
   const b = pos >> 3;
   const w = v << (pos & 7);
@@ -78,22 +100,15 @@ interface Field {
 }
 
 /**
- * Reads bit fields of the bytes at ptr + base … ptr + base + bytes − 1 through i32 windows: each
- * field is read as (field << k) (a byte offset into a table of 2^k-byte entries) with a shift and
- * an and. Fields that fit one 32-bit window share its load. Windows never reach outside the step's bytes.
+ * Reads bit fields of the `bytes` bytes at ptr through i32 windows: each field as (field << k) (a
+ * byte offset into a table of 2^k-byte entries) with a shift and an and. Fields that fit one
+ * 32-bit window share its load; windows never reach outside the step's bytes. (One load per field,
+ * byte-aligned fields, or fields extracted with SIMD lane moves all measured slower.)
  */
 class FieldReader {
   private readonly windows = new Map<number, Local>();
   private readonly order: number[] = [];
-  constructor(
-    private readonly f: Func,
-    private readonly ptr: Local,
-    private readonly base: number,
-    private readonly bytes: number,
-    fields: readonly Field[],
-    private readonly dedicated = false,
-  ) {
-    if (dedicated) return;
+  constructor(f: Func, private readonly ptr: Local, bytes: number, fields: readonly Field[]) {
     let cur = -1;
     for (const fd of [...fields].sort((a, b) => a.pos - b.pos)) {
       if (cur >= 0 && fd.pos >= 8 * cur && fd.pos + fd.bits <= 8 * cur + 32) continue;
@@ -107,38 +122,92 @@ class FieldReader {
   }
   /** The window loads (at the start of a step). */
   loads(): Op[] {
-    return this.order.map((b) => set(this.windows.get(b)!, i32.load(get(this.ptr), this.base + b)));
+    return this.order.map((b) => set(this.windows.get(b)!, i32.load(get(this.ptr), b)));
   }
   /** field << k. */
   get(fd: Field, k: number): Op {
-    if (this.dedicated) {
-      const b = Math.max(0, Math.min((fd.pos - k) >> 3, this.bytes - 4));
-      const sh = fd.pos - 8 * b - k;
-      const L = i32.load(get(this.ptr), this.base + b);
-      const shifted = sh > 0 ? i32.shrU(L, i32.const(sh)) : sh < 0 ? i32.shl(L, i32.const(-sh)) : L;
-      return i32.and(shifted, i32.const(((1 << fd.bits) - 1) << k));
-    }
-    let w = -1;
-    for (const b of this.order) if (fd.pos >= 8 * b && fd.pos + fd.bits <= 8 * b + 32) w = b;
+    const w = this.order.find((b) => fd.pos >= 8 * b && fd.pos + fd.bits <= 8 * b + 32);
+    if (w === undefined) throw new Error('field outside the planned windows');
     const W = get(this.windows.get(w)!);
     const sh = fd.pos - 8 * w - k;
-    const mask = ((1 << fd.bits) - 1) << k;
     const shifted = sh > 0 ? i32.shrU(W, i32.const(sh)) : sh < 0 ? i32.shl(W, i32.const(-sh)) : W;
-    return fd.pos + fd.bits - 8 * w === 32 && sh >= 0 && k === 0 ? shifted : i32.and(shifted, i32.const(mask));
+    return i32.and(shifted, i32.const(((1 << fd.bits) - 1) << k));
   }
 }
 
 // ---------------------------------------------------------------------------------------------
-// IQ3: 4-value grid entries, two per group of 8 values, signs per group, a 4-bit scale per 32
+// loops
 
 /**
- * Packed IQ3 quad-block: 4 × f16 d, then 8 sub-blocks (32 values) of `sbBytes` each: a header of
- * `sbHeader` bytes, then 4 groups (8 values) of `gBytes` each holding the 4 rows' fields.
+ * The token-tile × quad loops of kernel-parts.ts (quadLoop) for bodies that take n tokens at once:
+ * within each tile, each quad's tokens go through `body(n)` for the largest n of `sizes`
+ * (descending, ending with 1) that still fits.
+ */
+function tokenGroupLoop(f: Func, T: Local, tile: Local, start: Local, end: Local, q: Local, t: Local, sizes: readonly number[], body: (n: number, pn: Panel) => Op[], panel: PanelSpec): Op {
+  const t0 = f.local(I32);
+  const t1 = f.local(I32);
+  const tiles = (pn: Panel) => seq(
+    set(t0, i32.const(0)),
+    block(loop(
+      brIf(1, i32.geU(get(t0), get(T))),
+      set(t1, i32.add(get(t0), get(tile))),
+      if_(i32.gtU(get(t1), get(T)), [set(t1, get(T))]),
+      forLoop(q, get(start), get(end), 1,
+        set(t, get(t0)),
+        ...sizes.map((n) => block(loop(
+          brIf(1, i32.gtU(i32.add(get(t), i32.const(n)), get(t1))),
+          ...body(n, pn),
+          set(t, i32.add(get(t), i32.const(n))),
+          br(0))))),
+      set(t0, get(t1)),
+      br(0))),
+  );
+  return panelLoop(f, panel, tiles);
+}
+
+/**
+ * How a kernel splits the 4 rows of a quad into group loops, per token-group size n: a loop over a
+ * sub-block's groups per entry (the activations are re-read per loop). TurboFan issues a loop
+ * body's loads first, so n tokens × 4 rows of accumulators plus the loaded vectors would spill;
+ * with 4 tokens one row per loop measured best, with 2 tokens two rows.
+ */
+export type RowSplit = Readonly<Record<number, readonly (readonly number[])[]>>;
+
+/** The common prologue of the kernels: the per-call locals and the n-token body's pointers. */
+interface Common {
+  readonly f: Func;
+  readonly x: Local;
+  readonly xs: Local;
+  readonly bsum: Local;
+  readonly out: Local;
+  readonly nb: Local;
+  readonly outP: Local;
+  readonly q: Local;
+  readonly t: Local;
+  /** Bytes per token of the activations: nb · 512. */
+  readonly xrow: Local;
+}
+function common(name: string): Common & { T: Local; tile: Local; pb: Local; start: Local; end: Local; w: Local } {
+  const f = new Func(name, new Array<ValType>(13).fill(I32));
+  const [w, x, xs, bsum, out, T, nb, outP, tile, pb, start, end] = f.params as Local[] as [Local, Local, Local, Local, Local, Local, Local, Local, Local, Local, Local, Local];
+  const [q, t, xrow] = f.locals32(3);
+  return { f, w, x, xs, bsum, out, T, nb, outP, tile, pb, start, end, q, t, xrow };
+}
+/** Address of out[(t + k)·outP + 4q]. */
+const outAddr = (c: Common, k: number): Op => i32.add(get(c.out), mulC(i32.add(i32.mul(i32.add(get(c.t), i32.const(k)), get(c.outP)), mulC(get(c.q), 4)), 4));
+/** p + k · bytes-per-token of an array with `perBlock` bytes per block (activations: 512, scales per 32: 32). */
+const tokenOff = (c: Common, p: Local, k: number, perBlock: number): Op => (k ? i32.add(get(p), mulC(get(c.nb), perBlock * k)) : get(p));
+
+// ---------------------------------------------------------------------------------------------
+// IQ3: 4-value grid entries, two per group of 8 values, a sign byte per group, a 4-bit scale per 32
+
+/**
+ * Packed IQ3 quad-block: 4 × f16 d, then 8 sub-blocks (32 values): 2 bytes of the 4 rows' scale
+ * nibbles (row r at bits 4r), then 4 groups (8 values) of `gBytes` each holding the 4 rows' fields.
  */
 interface Iq3Spec {
   readonly type: 'iq3_s' | 'iq3_xxs';
   readonly storedBytes: number;
-  readonly sbHeader: number;
   readonly gBytes: number;
   readonly idxBits: 8 | 9;
   readonly grid: number;
@@ -146,21 +215,19 @@ interface Iq3Spec {
   readonly a: (r: number) => Field;
   readonly b: (r: number) => Field;
   readonly s: (r: number) => Field;
-  /** Row r's 4-bit scale field, from the sub-block's first byte. */
-  readonly scale: (r: number) => Field;
-  /** Float factor on d·Σ (2n+1)·Σ grid·sign·x. */
+  /** Float factor on d · Σ (2n+1) · Σ grid · sign · x. */
   readonly dFactor: number;
-  /** Row `r` of stored block at `src[p…]`, sub-block ib: [grid index A, B, sign byte] per group l, and the 4-bit scale. */
+  /** Of the stored block at src[p…], sub-block ib: [grid index A, B, sign byte] per group, and the 4-bit scale. */
   readonly read: (src: Uint8Array, p: number, ib: number) => { groups: [number, number, number][]; scale: number };
 }
 
-function iq3QuadBytes(s: Iq3Spec): number {
-  return 8 + 8 * (s.sbHeader + 4 * s.gBytes);
-}
+const IQ3_SB_HEADER = 2;
+const iq3SubBytes = (s: Iq3Spec): number => IQ3_SB_HEADER + 4 * s.gBytes;
+const iq3QuadBytes = (s: Iq3Spec): number => 8 + 8 * iq3SubBytes(s);
 
 function packIq3(s: Iq3Spec, rows: Uint8Array, rowBytes: number, out: Uint8Array): void {
   const QB = iq3QuadBytes(s);
-  const SB = s.sbHeader + 4 * s.gBytes;
+  const SB = iq3SubBytes(s);
   const nb = rowBytes / s.storedBytes;
   for (let b = 0; b < nb; b++) {
     const o = b * QB;
@@ -171,10 +238,9 @@ function packIq3(s: Iq3Spec, rows: Uint8Array, rowBytes: number, out: Uint8Array
       for (let ib = 0; ib < 8; ib++) {
         const sb = o + 8 + ib * SB;
         const { groups, scale } = s.read(rows, p, ib);
-        const sf = s.scale(r);
-        putBits(out, 8 * sb + sf.pos, scale, sf.bits);
+        putBits(out, 8 * sb + 4 * r, scale, 4);
         groups.forEach(([A, B, S], l) => {
-          const g = 8 * (sb + s.sbHeader + l * s.gBytes);
+          const g = 8 * (sb + IQ3_SB_HEADER + l * s.gBytes);
           putBits(out, g + s.a(r).pos, A, s.idxBits);
           putBits(out, g + s.b(r).pos, B, s.idxBits);
           putBits(out, g + s.s(r).pos, S, s.s(r).bits);
@@ -185,67 +251,69 @@ function packIq3(s: Iq3Spec, rows: Uint8Array, rowBytes: number, out: Uint8Array
 }
 
 /**
- * mm_iq3_*(w, x, xs, bsum, out, T, nb, outP, tile, pb, start, end, tid). Per group of 8 values
- * and row: the two grid entries (int16, 8 bytes each) into one vector, times the ±1 signs
- * (int8 table, sign-extended by load8x8_s), dot with 8 int16 activations. Per sub-block and row
- * the i32 sums are multiplied by 2n+1; i32 bounds: see the formats.
+ * mm_iq3_*(w, x, xs, bsum, out, T, nb, outP, tile, pb, start, end, tid). Per group of 8 values and
+ * row: the two grid entries into one vector (load64_zero + load64_lane: 2.2× faster than two loads
+ * and a shuffle), times the ±1 signs (i16x8.mul), then a dot product with each token's 8 int16
+ * activations. Per sub-block the 4 rows' i32 sums go through one horizontal sum and are multiplied
+ * by the rows' 2n+1; per super-block converted and scaled by d·xs.
  */
-interface Iq3Opts { rowSets: number[][]; dedicated?: boolean; unroll?: number; lane?: boolean }
-function emitIq3(s: Iq3Spec, opts: Iq3Opts): Func {
-  const f = new Func(`mm_${s.type}`, new Array<ValType>(13).fill(I32));
-  const [w, x, xs, , out, T, nb, outP, tile, pb, start, end] = f.params as Local[] as Local[];
-  const [wp, we, xp, xsp, sp, se, gp, ge, x0] = f.locals32(9);
-  const cr = f.vlocals(4);
-  const v = f.vlocals(4);
-  const [acc, xv, wv, bv] = f.vlocals(4);
+function emitIq3(s: Iq3Spec, split: RowSplit, sizes: readonly number[], name = `mm_${s.type}`): Func {
+  const c = common(name);
+  const { f } = c;
+  const [wp, we, sp, se, gp, ge, xb, xsb] = f.locals32(8);
   const QB = iq3QuadBytes(s);
-  const SB = s.sbHeader + 4 * s.gBytes;
-  const scaleReader = new FieldReader(f, sp, 0, s.sbHeader || SB, [0, 1, 2, 3].map(s.scale));
-  const groupLoop = (rows: number[]): Op => {
-    const U = opts.unroll ?? 1;
-    const fr = new FieldReader(f, gp, 0, U * s.gBytes, Array.from({ length: U }, (_, u) => rows.flatMap((r) => [s.a(r), s.b(r), s.s(r)].map((fd) => ({ pos: fd.pos + 8 * s.gBytes * u, bits: fd.bits })))).flat(), opts.dedicated);
-    const sh = (fd: Field, u: number): Field => ({ pos: fd.pos + 8 * s.gBytes * u, bits: fd.bits });
-    return seq(
-      set(gp, i32.add(get(sp), i32.const(s.sbHeader))),
-      set(xp, get(x0)),
-      forPtr(gp, ge, U * s.gBytes,
-        ...fr.loads(),
-        ...Array.from({ length: U }, (_, u) => [
-          set(xv, v128.load(get(xp), 16 * u)),
+  const SB = iq3SubBytes(s);
+  const N = Math.max(...sizes);
+  const xpk = f.locals32(N);
+  const v = Array.from({ length: 4 }, () => f.vlocals(N)); // [row][token]
+  const cr = f.vlocals(N);
+  const acc = f.vlocals(N);
+  const xv = f.vlocals(N);
+  const [wv, s4] = f.vlocals(2);
+  const pair = (h: number): Field => ({ pos: 8 * h, bits: 8 }); // two rows' scale nibbles
+  const scales = new FieldReader(f, sp, SB, [pair(0), pair(1)]);
+  const body = (n: number, pn: Panel): Op[] => {
+    const ks = Array.from({ length: n }, (_, k) => k);
+    const groupLoop = (rows: readonly number[]): Op => {
+      const fr = new FieldReader(f, gp, s.gBytes, rows.flatMap((r) => [s.a(r), s.b(r), s.s(r)]));
+      return seq(
+        set(gp, i32.add(get(sp), i32.const(IQ3_SB_HEADER))),
+        ...ks.map((k) => set(xpk[k]!, k ? i32.add(get(xb), i32.mul(get(c.xrow), i32.const(k))) : get(xb))),
+        forPtr(gp, ge, s.gBytes,
+          ...fr.loads(),
+          ...ks.map((k) => set(xv[k]!, v128.load(get(xpk[k]!)))),
           ...rows.flatMap((r) => [
-            opts.lane
-              ? set(wv, load64Lane(fr.get(sh(s.b(r), u), 3), v128.load64Zero(fr.get(sh(s.a(r), u), 3), s.grid), 1, s.grid))
-              : seq(
-                set(wv, v128.load64Zero(fr.get(sh(s.a(r), u), 3), s.grid)),
-                set(bv, v128.load64Zero(fr.get(sh(s.b(r), u), 3), s.grid)),
-                set(wv, i8x16.shuffle(get(wv), get(bv), [0, 1, 2, 3, 4, 5, 6, 7, 16, 17, 18, 19, 20, 21, 22, 23]))),
-            set(v[r]!, i32x4.add(get(v[r]!), i32x4.dotI16x8S(i16x8mul(get(wv), v128.load8x8S(fr.get(sh(s.s(r), u), 3), SIGNS8)), get(xv)))),
+            set(wv, i16x8mul(load64Lane(fr.get(s.b(r), 3), v128.load64Zero(fr.get(s.a(r), 3), s.grid), 1, s.grid), v128.load(fr.get(s.s(r), 4), SIGNS16))),
+            ...ks.map((k) => set(v[r]![k]!, i32x4.add(get(v[r]![k]!), i32x4.dotI16x8S(get(wv), get(xv[k]!))))),
           ]),
-        ]).flat(),
-        inc(xp, 16 * U)),
-    );
+          ...ks.map((k) => inc(xpk[k]!, 16))),
+      );
+    };
+    return [
+      ...blockPointers({ w: wp, we, x: xb, xs: xsb }, { x: c.x, xs: c.xs, nb: c.nb }, c.q, c.t, pn, { weights: QB, x: 512, bsum: 0 }),
+      ...ks.map((k) => initAcc(pn, acc[k]!, outAddr(c, k))),
+      forPtr(wp, we, QB,
+        ...ks.map((k) => set(cr[k]!, zero())),
+        set(sp, i32.add(get(wp), i32.const(8))),
+        set(se, i32.add(get(wp), i32.const(QB))),
+        forPtr(sp, se, SB,
+          ...ks.flatMap((k) => v.map((vr) => set(vr[k]!, zero()))),
+          set(ge, i32.add(get(sp), i32.const(SB))),
+          ...(split[n] ?? [[0, 1, 2, 3]]).map(groupLoop),
+          inc(xb, 64),
+          ...scales.loads(),
+          set(s4, load64Lane(scales.get(pair(1), 3), v128.load64Zero(scales.get(pair(0), 3), ODD4_PAIRS), 1, ODD4_PAIRS)),
+          ...ks.map((k) => set(cr[k]!, i32x4.add(get(cr[k]!), i32x4.mul(hsum4(f, i32x4.add, v[0]![k]!, v[1]![k]!, v[2]![k]!, v[3]![k]!), get(s4)))))),
+        set(wv, f32x4.mul(f16x4(f, v128.load16x4U(get(wp))), f32x4.const(s.dFactor))),
+        ...ks.map((k) => set(acc[k]!, f32x4.add(get(acc[k]!), f32x4.mul(f32x4.convertI32x4S(get(cr[k]!)),
+          f32x4.mul(get(wv), v128.load32Splat(tokenOff(c, xsb, k, 4))))))),
+        inc(xsb, 4)),
+      ...ks.map((k) => v128.store(outAddr(c, k), get(acc[k]!))),
+    ];
   };
-  f.body = quadLoop(f, T, tile, outP, out, start, end, ({ q, t, outAddr }, pn) => [
-    ...blockPointers({ w: wp, we, x: xp, xs: xsp }, { x, xs, nb }, q, t, pn!, { weights: QB, x: 512, bsum: 0 }),
-    initAcc(pn, acc, outAddr),
-    forPtr(wp, we, QB,
-      ...cr.map((l) => set(l, zero())),
-      set(sp, i32.add(get(wp), i32.const(8))),
-      set(se, i32.add(get(wp), i32.const(QB))),
-      forPtr(sp, se, SB,
-        ...v.map((l) => set(l, zero())),
-        set(x0, get(xp)),
-        set(ge, i32.add(get(sp), i32.const(SB))),
-        ...opts.rowSets.map(groupLoop),
-        ...scaleReader.loads(),
-        ...cr.map((l, r) => set(l, i32x4.add(get(l), i32x4.mul(get(v[r]!), v128.load32Splat(scaleReader.get(s.scale(r), 2), ODD4))))),
-      ),
-      set(acc, f32x4.add(get(acc), f32x4.mul(
-        f32x4.convertI32x4S(hsum4(f, i32x4.add, cr[0]!, cr[1]!, cr[2]!, cr[3]!)),
-        f32x4.mul(f16x4(f, v128.load16x4U(get(wp))), f32x4.splat(f32.mul(f32.load(get(xsp)), f32.const(s.dFactor))))))),
-      inc(xsp, 4)),
-    v128.store(outAddr, get(acc)),
-  ], { w, nb, pb, quadBlockBytes: QB, outP });
+  f.body = seq(
+    set(c.xrow, mulC(get(c.nb), 512)),
+    tokenGroupLoop(f, c.T, c.tile, c.start, c.end, c.q, c.t, sizes, body, { w: c.w, nb: c.nb, pb: c.pb, quadBlockBytes: QB, outP: c.outP }));
   return f;
 }
 
@@ -253,26 +321,24 @@ const u32At = (src: Uint8Array, p: number): number => (src[p]! | (src[p + 1]! <<
 
 /**
  * IQ3_S (110 bytes: d, qs[64] low index bits, qh[8] ninth bits, signs[32], scales[4] nibbles).
- * Quad-block 440 bytes (= 4 × 110): 4 × d; per sub-block 2 bytes of the 4 rows' scale nibbles,
- * then per group 13 bytes: the 4 rows' two 9-bit grid indices (72 bits), then their 4 sign bytes.
- * i32 bound per lane: 8 sub-blocks · 8 products · 15 · 31 · 32767 = 9.8e8.
+ * Quad-block 440 bytes (= 4 × 110): per group 13 bytes, the 4 rows' two 9-bit grid indices (72
+ * bits), then their 4 sign bytes. i32 bound per lane: 8 sub-blocks · 8 products · 15 · 31 · 32767
+ * = 9.8e8.
  */
 const IQ3S: Iq3Spec = {
   type: 'iq3_s',
   storedBytes: 110,
-  sbHeader: 2,
   gBytes: 13,
   idxBits: 9,
   grid: GRID_IQ3S,
   a: (r) => ({ pos: 18 * r, bits: 9 }),
   b: (r) => ({ pos: 18 * r + 9, bits: 9 }),
   s: (r) => ({ pos: 72 + 8 * r, bits: 8 }),
-  scale: (r) => ({ pos: 4 * r, bits: 4 }),
   dFactor: 1,
   read: (src, p, ib) => ({
     scale: (src[p + 106 + (ib >> 1)]! >> (4 * (ib & 1))) & 15,
     groups: [0, 1, 2, 3].map((l) => {
-      const idx = (k: number) => src[p + 2 + k]! | (((src[p + 66 + (k >> 3)]! >> (k & 7)) & 1) << 8);
+      const idx = (k: number) => src[p + 2 + k]! | (bit(src[p + 66 + (k >> 3)]!, k & 7) << 8);
       return [idx(8 * ib + 2 * l), idx(8 * ib + 2 * l + 1), src[p + 74 + 4 * ib + l]!];
     }),
   }),
@@ -280,22 +346,20 @@ const IQ3S: Iq3Spec = {
 
 /**
  * IQ3_XXS (98 bytes: d, qs[64] grid indices, u32[8] of 4 seven-bit sign codes and a 4-bit scale).
- * Quad-block 408 bytes (4 × 98 + 16, +4.1 %): 4 × d; per sub-block 2 bytes of scale nibbles, then
- * per group 12 bytes: the 4 rows' two 8-bit indices and their sign bytes (the 7-bit codes
- * expanded by KSIGNS, so IQ3_S's sign table serves). The grid table holds grid/2 (levels are
- * even), so the i32 bound per lane is 8 · 8 · 31 · 31 · 32767 = 2.015e9 < 2^31.
+ * Quad-block 408 bytes (4 × 98 + 16, +4.1 %): per group 12 bytes, the 4 rows' two 8-bit indices,
+ * then their sign bytes (the 7-bit codes expanded by KSIGNS, so IQ3_S's sign table serves and the
+ * group stride is whole bytes). The grid table holds grid/2 (every level is even), so the i32
+ * bound per lane is 8 sub-blocks · 8 products · 31 · 31 · 32767 = 2.015e9 < 2^31.
  */
 const IQ3XXS: Iq3Spec = {
   type: 'iq3_xxs',
   storedBytes: 98,
-  sbHeader: 2,
   gBytes: 12,
   idxBits: 8,
   grid: GRID_IQ3XXS,
   a: (r) => ({ pos: 16 * r, bits: 8 }),
   b: (r) => ({ pos: 16 * r + 8, bits: 8 }),
   s: (r) => ({ pos: 64 + 8 * r, bits: 8 }),
-  scale: (r) => ({ pos: 4 * r, bits: 4 }),
   dFactor: 0.5,
   read: (src, p, ib) => {
     const aux = u32At(src, p + 66 + 4 * ib);
@@ -306,92 +370,183 @@ const IQ3XXS: Iq3Spec = {
   },
 };
 
-const IQ3_OPTS: Iq3Opts = { rowSets: [[0, 1, 2, 3]], lane: true };
-function iq3Format(s: Iq3Spec, withTables: boolean): BlockFormat {
-  return {
-    type: s.type,
-    blockInputs: 256,
-    quadBlockBytes: iq3QuadBytes(s),
-    xBlock: 256,
-    bsumLen: 0,
-    pack: (rows, rowBytes, out) => packIq3(s, rows, rowBytes, out),
-    emit: () => emitIq3(s, IQ3_OPTS),
-    // the family's tables are shared: one format lists them (the table test rejects overlaps)
-    ...(withTables ? { tables: TABLES } : {}),
-  };
-}
-
-const IQ1S_FORMAT: BlockFormat = {
-  type: 'iq1_s', blockInputs: 256, quadBlockBytes: 200, xBlock: 32, bsumLen: 32, pack: packIq1S, emit: emitIq1S,
-};
-const IQ1M_FORMAT: BlockFormat = {
-  type: 'iq1_m', blockInputs: 256, quadBlockBytes: 224, xBlock: 32, bsumLen: 0, pack: packIq1M, emit: emitIq1M,
-};
-
-export const IQ3_IQ1_FORMATS: readonly BlockFormat[] = [iq3Format(IQ3XXS, true), iq3Format(IQ3S, false), IQ1S_FORMAT, IQ1M_FORMAT];
-
 // ---------------------------------------------------------------------------------------------
 // IQ1: 8-value grid entries in {−1, 0, 1} plus a ±1/8 delta, 3-bit scales
 
 /**
  * Packed IQ1 group (8 values of 4 rows): 6 bytes, the rows' 11-bit grid indices at bits 11r and 4
  * more bits at 44…47 (IQ1_S: row g's scale nibble in group g of a sub-block; IQ1_M: the 4 rows'
- * delta signs).
+ * delta signs). Activations have one scale per 32 values (xBlock 32): the kernels finish every
+ * sub-block with a vector step anyway, and with 256-wide blocks one case of the conformance test
+ * (a near-cancelling dot product) was at 1.3e-3 from the int16 rounding alone; 32 gives ≈ 4e-5.
  */
 const iq1Idx = (r: number): Field => ({ pos: 11 * r, bits: 11 });
 const IQ1_NIB: Field = { pos: 44, bits: 4 };
+const IQ1_GROUP = 6;
+/** The even and odd i32 lanes of two vectors. */
 const EVEN32 = [0, 1, 2, 3, 8, 9, 10, 11, 16, 17, 18, 19, 24, 25, 26, 27];
 const ODD32 = EVEN32.map((b) => b + 4);
 
-/** v_r += grid(row r's index) · x for the group at gp, x at xp (one int16 vector). */
-function iq1GroupDot(fr: FieldReader, v: readonly Local[], xv: Local): Op[] {
-  return v.map((l, r) => set(l, i32x4.add(get(l), i32x4.dotI16x8S(v128.load8x8S(fr.get(iq1Idx(r), 3), GRID_IQ1), get(xv)))));
+/** The parts of an IQ1 kernel's n-token body shared by IQ1_S and IQ1_M. */
+interface Iq1Body {
+  readonly c: Common;
+  readonly n: number;
+  readonly ks: readonly number[];
+  readonly v: readonly (readonly Local[])[];
+  readonly xv: readonly Local[];
+  readonly xpk: readonly Local[];
 }
 
 /**
- * IQ1_S (50 bytes: d, qs[32] low index bits, qh u16[8]: 3 high bits per group, 3-bit scale, delta
- * sign). Quad-block 200 bytes (= 4 × 50): 4 × d, then per sub-block 4 groups of 6 bytes (group g
- * also carries row g's nibble scale | sign << 3). Per sub-block the 4 rows' sums Σ grid·x are
- * summed horizontally and then, as one vector over the rows, Σ += (2s+1)·(8·Σ grid·x ± Σx) with Σx
- * from the 32-value block sums; the result is scaled by d/8. i32 bound per row:
- * 8 sub-blocks · 15 · (8 · 32 · 32767 + 32 · 32767) = 1.1e9.
+ * A loop over the groups from gp to ge for `rows` (−1: IQ1_M's delta step instead of a row):
+ * per group the rows' grid entries (load8x8_s), each times every token's 8 activations.
  */
-function emitIq1S(): Func {
-  const f = new Func('mm_iq1_s', new Array<ValType>(13).fill(I32));
-  const [w, x, xs, bsum, out, T, nb, outP, tile, pb, start, end] = f.params as Local[] as Local[];
-  const [wp, we, xp, xsp, bp, sp, se, gp, ge, unused] = f.locals32(10);
-  const v = f.vlocals(4);
-  const [acc, fs, xv, p01, p23] = f.vlocals(5);
+function iq1GroupLoop(b: Iq1Body, gp: Local, ge: Local, xb: Local, rows: readonly number[], delta?: (fr: FieldReader) => Op[]): Op {
+  const { c, ks, v, xv, xpk } = b;
+  const grid = rows.filter((r) => r >= 0);
+  const fr = new FieldReader(c.f, gp, IQ1_GROUP, [...grid.map(iq1Idx), ...(rows.includes(-1) ? [IQ1_NIB] : [])]);
+  const wv = c.f.local(ValType.v128);
+  return seq(
+    ...ks.map((k) => set(xpk[k]!, k ? i32.add(get(xb), i32.mul(get(c.xrow), i32.const(k))) : get(xb))),
+    forPtr(gp, ge, IQ1_GROUP,
+      ...fr.loads(),
+      ...ks.map((k) => set(xv[k]!, v128.load(get(xpk[k]!)))),
+      ...grid.flatMap((r) => [
+        set(wv, v128.load8x8S(fr.get(iq1Idx(r), 3), GRID_IQ1)),
+        ...ks.map((k) => set(v[r]![k]!, i32x4.add(get(v[r]![k]!), i32x4.dotI16x8S(get(wv), get(xv[k]!))))),
+      ]),
+      ...(rows.includes(-1) ? delta!(fr) : []),
+      ...ks.map((k) => inc(xpk[k]!, 16))),
+  );
+}
+
+/**
+ * IQ1_S (50 bytes: d, qs[32] low index bits, qh u16[8]: 3 high index bits per group, a 3-bit scale
+ * and a delta sign per 32). Quad-block 200 bytes (= 4 × 50): 4 × d, then per sub-block 4 groups of
+ * 6 bytes (group g also holds row g's nibble scale | sign << 3). Per sub-block the 4 rows' sums
+ * Σ grid·x are summed horizontally, then as one vector over the rows: (2s+1)·(8·Σ grid·x ± Σx),
+ * Σx from the 32-value block sums, times the sub-block's activation scale; d/8 per super-block.
+ * i32 bound per row and sub-block: 15 · (8 · 32 + 32) · 32767 = 1.4e8.
+ */
+function emitIq1S(split: RowSplit, sizes: readonly number[], name = 'mm_iq1_s'): Func {
+  const c = common(name);
+  const { f } = c;
+  const [wp, we, sp, se, gp, ge, xb, xsb, bpb, unused] = f.locals32(10);
   const QB = 200;
-  const fr = new FieldReader(f, gp, 0, 6, [0, 1, 2, 3].map(iq1Idx));
+  const N = Math.max(...sizes);
+  const b0: Omit<Iq1Body, 'n' | 'ks'> = { c, v: Array.from({ length: 4 }, () => f.vlocals(N)), xv: f.vlocals(N), xpk: f.locals32(N) };
+  const fs = f.vlocals(N);
+  const acc = f.vlocals(N);
+  const [p01, p23, s4, m4, dv] = f.vlocals(5);
   const nib = (r: number): Field => ({ pos: 48 * r + IQ1_NIB.pos, bits: 4 });
-  const tail = new FieldReader(f, sp, 0, 24, [0, 1, 2, 3].map(nib));
-  f.body = quadLoop(f, T, tile, outP, out, start, end, ({ q, t, outAddr }, pn) => [
-    ...blockPointers({ w: wp, we, x: xp, xs: unused!, bsum: bp }, { x, xs, bsum, nb }, q, t, pn!, { weights: QB, x: 512, bsum: 32 }),
-    set(xsp, i32.add(get(xs), i32.shl(i32.add(i32.mul(get(t), get(nb)), get(pn!.b0)), i32.const(5)))), // 8 scales per block
-    initAcc(pn, acc, outAddr),
-    forPtr(wp, we, QB,
-      set(fs, zero()),
-      set(sp, i32.add(get(wp), i32.const(8))),
-      set(se, i32.add(get(wp), i32.const(QB))),
-      forPtr(sp, se, 24,
-        ...v.map((l) => set(l, zero())),
-        set(gp, get(sp)),
-        set(ge, i32.add(get(sp), i32.const(24))),
-        forPtr(gp, ge, 6, ...fr.loads(), set(xv, v128.load(get(xp))), ...iq1GroupDot(fr, v, xv), inc(xp, 16)),
-        ...tail.loads(),
-        set(p01, load64Lane(tail.get(nib(1), 3), v128.load64Zero(tail.get(nib(0), 3), IQ1S_SCALES), 1, IQ1S_SCALES)),
-        set(p23, load64Lane(tail.get(nib(3), 3), v128.load64Zero(tail.get(nib(2), 3), IQ1S_SCALES), 1, IQ1S_SCALES)),
-        // [8S_r] and [±S_r] over the rows are the even and odd i32 lanes of p01, p23
-        set(fs, f32x4.add(get(fs), f32x4.mul(f32x4.convertI32x4S(i32x4.add(
-          i32x4.mul(hsum4(f, i32x4.add, v[0]!, v[1]!, v[2]!, v[3]!), i8x16.shuffle(get(p01), get(p23), EVEN32)),
-          i32x4.mul(i8x16.shuffle(get(p01), get(p23), ODD32), v128.load32Splat(get(bp))))),
-        v128.load32Splat(get(xsp))))),
-        inc(bp, 4),
-        inc(xsp, 4)),
-      set(acc, f32x4.add(get(acc), f32x4.mul(get(fs), f32x4.mul(f16x4(f, v128.load16x4U(get(wp))), f32x4.const(1 / 8)))))),
-    v128.store(outAddr, get(acc)),
-  ], { w, nb, pb, quadBlockBytes: QB, outP });
+  const scales = new FieldReader(f, sp, 4 * IQ1_GROUP, [0, 1, 2, 3].map(nib));
+  const body = (n: number, pn: Panel): Op[] => {
+    const ks = Array.from({ length: n }, (_, k) => k);
+    const b: Iq1Body = { ...b0, n, ks };
+    return [
+      ...blockPointers({ w: wp, we, x: xb, xs: unused!, bsum: bpb }, { x: c.x, xs: c.xs, bsum: c.bsum, nb: c.nb }, c.q, c.t, pn, { weights: QB, x: 512, bsum: 32 }),
+      set(xsb, i32.add(get(c.xs), i32.shl(i32.add(i32.mul(get(c.t), get(c.nb)), get(pn.b0)), i32.const(5)))), // 8 scales per block
+      ...ks.map((k) => initAcc(pn, acc[k]!, outAddr(c, k))),
+      forPtr(wp, we, QB,
+        ...ks.map((k) => set(fs[k]!, zero())),
+        set(sp, i32.add(get(wp), i32.const(8))),
+        set(se, i32.add(get(wp), i32.const(QB))),
+        forPtr(sp, se, 4 * IQ1_GROUP,
+          ...ks.flatMap((k) => b.v.map((vr) => set(vr[k]!, zero()))),
+          set(ge, i32.add(get(sp), i32.const(4 * IQ1_GROUP))),
+          ...(split[n] ?? [[0, 1, 2, 3]]).map((rows) => seq(set(gp, get(sp)), iq1GroupLoop(b, gp, ge, xb, rows))),
+          inc(xb, 64),
+          ...scales.loads(),
+          set(p01, load64Lane(scales.get(nib(1), 3), v128.load64Zero(scales.get(nib(0), 3), IQ1S_SCALES), 1, IQ1S_SCALES)),
+          set(p23, load64Lane(scales.get(nib(3), 3), v128.load64Zero(scales.get(nib(2), 3), IQ1S_SCALES), 1, IQ1S_SCALES)),
+          set(s4, i8x16.shuffle(get(p01), get(p23), EVEN32)), // [8·(2s+1)] over the rows
+          set(m4, i8x16.shuffle(get(p01), get(p23), ODD32)), // [±(2s+1)]
+          ...ks.map((k) => seq(
+            set(dv, i32x4.add(i32x4.mul(hsum4(f, i32x4.add, b.v[0]![k]!, b.v[1]![k]!, b.v[2]![k]!, b.v[3]![k]!), get(s4)),
+              i32x4.mul(get(m4), v128.load32Splat(tokenOff(c, bpb, k, 32))))),
+            set(fs[k]!, f32x4.add(get(fs[k]!), f32x4.mul(f32x4.convertI32x4S(get(dv)), v128.load32Splat(tokenOff(c, xsb, k, 32))))))),
+          inc(bpb, 4),
+          inc(xsb, 4)),
+        set(dv, f32x4.mul(f16x4(f, v128.load16x4U(get(wp))), f32x4.const(1 / 8))),
+        ...ks.map((k) => set(acc[k]!, f32x4.add(get(acc[k]!), f32x4.mul(get(fs[k]!), get(dv)))))),
+      ...ks.map((k) => v128.store(outAddr(c, k), get(acc[k]!))),
+    ];
+  };
+  f.body = seq(
+    set(c.xrow, mulC(get(c.nb), 512)),
+    tokenGroupLoop(f, c.T, c.tile, c.start, c.end, c.q, c.t, sizes, body, { w: c.w, nb: c.nb, pb: c.pb, quadBlockBytes: QB, outP: c.outP }));
+  return f;
+}
+
+/**
+ * IQ1_M (56 bytes: qs[32] low index bits, qh[16] nibbles of 3 high bits and a delta sign per
+ * group of 8, scales u16[4]: 3-bit scales per 16 values, the f16 d in their top nibbles). Quad-block
+ * 224 bytes (= 4 × 56): 4 × d, then per sub-block 3 bytes of scales (per half: rows 0–1, then 2–3,
+ * 3 bits each) and 4 groups of 6 bytes (the 4 rows' delta signs in bits 44…47). Per 16 values and
+ * row: (2s+1)·(8·Σ grid·x + Σ_groups ±Σx_group); each group's Σx comes from the activations in the
+ * kernel (one horizontal sum per group and token, shared by the 4 rows) times the rows' ±1 from a
+ * 16-entry table. i32 bound per row and sub-block: 2 · 15 · (8 · 16 + 16) · 32767 = 1.4e8.
+ */
+function emitIq1M(split: RowSplit, sizes: readonly number[], name = 'mm_iq1_m'): Func {
+  const c = common(name);
+  const { f } = c;
+  const [wp, we, sp, se, gp, ge, xb, xsb, unused] = f.locals32(9);
+  const QB = 224;
+  const SB = 3 + 4 * IQ1_GROUP;
+  const N = Math.max(...sizes);
+  const b0: Omit<Iq1Body, 'n' | 'ks'> = { c, v: Array.from({ length: 4 }, () => f.vlocals(N)), xv: f.vlocals(N), xpk: f.locals32(N) };
+  const cr = f.vlocals(N);
+  const fs = f.vlocals(N);
+  const acc = f.vlocals(N);
+  const dl = f.vlocals(N);
+  const [sx, sg, s4, dv] = f.vlocals(4);
+  const sc = (h: number, pair: number): Field => ({ pos: 12 * h + 6 * pair, bits: 6 });
+  const scales = new FieldReader(f, sp, SB, [sc(0, 0), sc(0, 1), sc(1, 0), sc(1, 1)]);
+  const body = (n: number, pn: Panel): Op[] => {
+    const ks = Array.from({ length: n }, (_, k) => k);
+    const b: Iq1Body = { ...b0, n, ks };
+    // the delta step of a group: Σx of the group in every lane, times the rows' ±1
+    const delta = (fr: FieldReader): Op[] => [
+      set(sg, v128.load(fr.get(IQ1_NIB, 4), IQ1M_SIGNS)),
+      ...ks.flatMap((k) => [
+        set(sx, extaddPairs(get(b.xv[k]!))),
+        set(sx, i32x4.add(get(sx), i8x16.shuffle(get(sx), get(sx), [4, 5, 6, 7, 0, 1, 2, 3, 12, 13, 14, 15, 8, 9, 10, 11]))),
+        set(sx, i32x4.add(get(sx), i8x16.shuffle(get(sx), get(sx), [8, 9, 10, 11, 12, 13, 14, 15, 0, 1, 2, 3, 4, 5, 6, 7]))),
+        set(dl[k]!, i32x4.add(get(dl[k]!), i32x4.mul(get(sx), get(sg)))),
+      ]),
+    ];
+    const half = (h: number): Op[] => [
+      ...ks.flatMap((k) => [...b.v.map((vr) => set(vr[k]!, zero())), set(dl[k]!, zero())]),
+      set(ge, i32.add(get(sp), i32.const(3 + 2 * IQ1_GROUP * (h + 1)))),
+      ...(split[n] ?? [[0, 1, 2, 3, -1]]).map((rows) => seq(set(gp, i32.add(get(sp), i32.const(3 + 2 * IQ1_GROUP * h))), iq1GroupLoop(b, gp, ge, xb, rows, delta))),
+      inc(xb, 32),
+      set(s4, load64Lane(scales.get(sc(h, 1), 3), v128.load64Zero(scales.get(sc(h, 0), 3), IQ1M_SCALES), 1, IQ1M_SCALES)),
+      ...ks.map((k) => set(cr[k]!, i32x4.add(get(cr[k]!), i32x4.mul(get(s4),
+        i32x4.add(i32x4.shl(hsum4(f, i32x4.add, b.v[0]![k]!, b.v[1]![k]!, b.v[2]![k]!, b.v[3]![k]!), 3), get(dl[k]!)))))),
+    ];
+    return [
+      ...blockPointers({ w: wp, we, x: xb, xs: unused! }, { x: c.x, xs: c.xs, nb: c.nb }, c.q, c.t, pn, { weights: QB, x: 512, bsum: 0 }),
+      set(xsb, i32.add(get(c.xs), i32.shl(i32.add(i32.mul(get(c.t), get(c.nb)), get(pn.b0)), i32.const(5)))), // 8 scales per block
+      ...ks.map((k) => initAcc(pn, acc[k]!, outAddr(c, k))),
+      forPtr(wp, we, QB,
+        ...ks.map((k) => set(fs[k]!, zero())),
+        set(sp, i32.add(get(wp), i32.const(8))),
+        set(se, i32.add(get(wp), i32.const(QB))),
+        forPtr(sp, se, SB,
+          ...ks.map((k) => set(cr[k]!, zero())),
+          ...scales.loads(),
+          ...half(0),
+          ...half(1),
+          ...ks.map((k) => set(fs[k]!, f32x4.add(get(fs[k]!), f32x4.mul(f32x4.convertI32x4S(get(cr[k]!)), v128.load32Splat(tokenOff(c, xsb, k, 32)))))),
+          inc(xsb, 4)),
+        set(dv, f32x4.mul(f16x4(f, v128.load16x4U(get(wp))), f32x4.const(1 / 8))),
+        ...ks.map((k) => set(acc[k]!, f32x4.add(get(acc[k]!), f32x4.mul(get(fs[k]!), get(dv)))))),
+      ...ks.map((k) => v128.store(outAddr(c, k), get(acc[k]!))),
+    ];
+  };
+  f.body = seq(
+    set(c.xrow, mulC(get(c.nb), 512)),
+    tokenGroupLoop(f, c.T, c.tile, c.start, c.end, c.q, c.t, sizes, body, { w: c.w, nb: c.nb, pb: c.pb, quadBlockBytes: QB, outP: c.outP }));
   return f;
 }
 
@@ -411,64 +566,6 @@ function packIq1S(rows: Uint8Array, rowBytes: number, out: Uint8Array): void {
       }
     }
   }
-}
-
-/**
- * IQ1_M (56 bytes: qs[32] low index bits, qh[16] nibbles of 3 high bits and a delta sign per
- * group, scales u16[4]: 3-bit scales per 16 values, the f16 d in their top nibbles). Quad-block 224
- * bytes (= 4 × 56): 4 × d, then per sub-block 3 bytes of scales (per half, rows 0–1 then 2–3, 3 bits
- * each) and 4 groups of 6 bytes (delta signs of the 4 rows in bits 44…47). Per 16 values and row:
- * (2s+1)·(8·Σ grid·x + Σ_groups ±Σx_group); the groups' Σx come from the activations in the kernel
- * (shared by the 4 rows), times ±1 per row from a 16-entry table. i32 bound per row:
- * 16 halves · 15 · (8 · 16 · 32767 + 16 · 32767) = 1.1e9.
- */
-function emitIq1M(): Func {
-  const f = new Func('mm_iq1_m', new Array<ValType>(13).fill(I32));
-  const [w, x, xs, , out, T, nb, outP, tile, pb, start, end] = f.params as Local[] as Local[];
-  const [wp, we, xp, xsp, sp, se, gp, ge, unused] = f.locals32(9);
-  const v = f.vlocals(4);
-  const [acc, cr, fs, xv, sx, dl] = f.vlocals(6);
-  const QB = 224;
-  const SB = 27;
-  const fr = new FieldReader(f, gp, 0, 6, [...[0, 1, 2, 3].map(iq1Idx), IQ1_NIB]);
-  const sc = (h: number, pair: number): Field => ({ pos: 12 * h + 6 * pair, bits: 6 });
-  const scales = new FieldReader(f, sp, 0, 3 + 24, [sc(0, 0), sc(0, 1), sc(1, 0), sc(1, 1)]);
-  const half = (h: number): Op[] => [
-    ...v.map((l) => set(l, zero())),
-    set(dl, zero()),
-    set(gp, i32.add(get(sp), i32.const(3 + 12 * h))),
-    set(ge, i32.add(get(gp), i32.const(12))),
-    forPtr(gp, ge, 6,
-      ...fr.loads(),
-      set(xv, v128.load(get(xp))),
-      ...iq1GroupDot(fr, v, xv),
-      // Σx of the group in every lane, times the rows' ±1
-      set(sx, i32x4.extaddPairwiseI16x8S(get(xv))),
-      set(sx, i32x4.add(get(sx), i8x16.shuffle(get(sx), get(sx), [4, 5, 6, 7, 0, 1, 2, 3, 12, 13, 14, 15, 8, 9, 10, 11]))),
-      set(sx, i32x4.add(get(sx), i8x16.shuffle(get(sx), get(sx), [8, 9, 10, 11, 12, 13, 14, 15, 0, 1, 2, 3, 4, 5, 6, 7]))),
-      set(dl, i32x4.add(get(dl), i32x4.mul(get(sx), v128.load(fr.get(IQ1_NIB, 4), IQ1M_SIGNS)))),
-      inc(xp, 16)),
-    set(cr, i32x4.add(get(cr), i32x4.mul(
-      i32x4.add(i32x4.shl(hsum4(f, i32x4.add, v[0]!, v[1]!, v[2]!, v[3]!), 3), get(dl)),
-      load64Lane(scales.get(sc(h, 1), 3), v128.load64Zero(scales.get(sc(h, 0), 3), IQ1M_SCALES), 1, IQ1M_SCALES)))),
-  ];
-  f.body = quadLoop(f, T, tile, outP, out, start, end, ({ q, t, outAddr }, pn) => [
-    ...blockPointers({ w: wp, we, x: xp, xs: unused! }, { x, xs, nb }, q, t, pn!, { weights: QB, x: 512, bsum: 0 }),
-    set(xsp, i32.add(get(xs), i32.shl(i32.add(i32.mul(get(t), get(nb)), get(pn!.b0)), i32.const(5)))), // 8 scales per block
-    initAcc(pn, acc, outAddr),
-    forPtr(wp, we, QB,
-      set(fs, zero()),
-      set(sp, i32.add(get(wp), i32.const(8))),
-      set(se, i32.add(get(wp), i32.const(QB))),
-      forPtr(sp, se, SB,
-        set(cr, zero()),
-        ...scales.loads(), ...half(0), ...half(1),
-        set(fs, f32x4.add(get(fs), f32x4.mul(f32x4.convertI32x4S(get(cr)), v128.load32Splat(get(xsp))))),
-        inc(xsp, 4)),
-      set(acc, f32x4.add(get(acc), f32x4.mul(get(fs), f32x4.mul(f16x4(f, v128.load16x4U(get(wp))), f32x4.const(1 / 8)))))),
-    v128.store(outAddr, get(acc)),
-  ], { w, nb, pb, quadBlockBytes: QB, outP });
-  return f;
 }
 
 function packIq1M(rows: Uint8Array, rowBytes: number, out: Uint8Array): void {
@@ -495,11 +592,38 @@ function packIq1M(rows: Uint8Array, rowBytes: number, out: Uint8Array): void {
   }
 }
 
+// ---------------------------------------------------------------------------------------------
+// the formats
+
+const TOKEN_GROUPS = [4, 2, 1];
+const IQ3_SPLIT: RowSplit = { 4: [[0], [1], [2], [3]], 2: [[0, 1], [2, 3]], 1: [[0, 1, 2, 3]] };
+const IQ1S_SPLIT: RowSplit = { 4: [[0, 1], [2, 3]], 2: [[0, 1, 2, 3]], 1: [[0, 1, 2, 3]] };
+const IQ1M_SPLIT: RowSplit = { 4: [[0, 1], [2, 3], [-1]], 2: [[0, 1, 2, 3], [-1]], 1: [[0, 1, 2, 3, -1]] };
+
+function iq3Format(s: Iq3Spec): BlockFormat {
+  return {
+    type: s.type,
+    blockInputs: 256,
+    quadBlockBytes: iq3QuadBytes(s),
+    xBlock: 256,
+    bsumLen: 0,
+    pack: (rows, rowBytes, out) => packIq3(s, rows, rowBytes, out),
+    emit: () => emitIq3(s, IQ3_SPLIT, TOKEN_GROUPS),
+  };
+}
+
+export const IQ3_IQ1_FORMATS: readonly BlockFormat[] = [
+  // the family's tables are shared; one format lists them (the table test rejects overlaps)
+  { ...iq3Format(IQ3XXS), tables: TABLES },
+  iq3Format(IQ3S),
+  { type: 'iq1_s', blockInputs: 256, quadBlockBytes: 200, xBlock: 32, bsumLen: 32, pack: packIq1S, emit: () => emitIq1S(IQ1S_SPLIT, TOKEN_GROUPS) },
+  { type: 'iq1_m', blockInputs: 256, quadBlockBytes: 224, xBlock: 32, bsumLen: 0, pack: packIq1M, emit: () => emitIq1M(IQ1M_SPLIT, TOKEN_GROUPS) },
+];
+
 /** Experiment hook (temporary): a kernel variant under another name. */
-export function __variant(type: string, opts: unknown, name: string): Func {
-  const spec = type === 'iq3_s' ? IQ3S : IQ3XXS;
-  const fn = emitIq3(spec, opts as Iq3Opts);
-  (fn as { name: string }).name = name;
-  return fn;
+export function __variant(type: string, split: RowSplit, sizes: number[], name: string): Func {
+  if (type === 'iq1_s') return emitIq1S(split, sizes, name);
+  if (type === 'iq1_m') return emitIq1M(split, sizes, name);
+  return emitIq3(type === 'iq3_s' ? IQ3S : IQ3XXS, split, sizes, name);
 }
 export const __TABLES = TABLES;
