@@ -13,7 +13,7 @@
  *   rows is a loop step with a fixed stride, and fields are read through shared i32 windows with a
  *   shift and an and each (`FieldReader`);
  * - per 32 values the 4 rows' integer sums are summed horizontally, then scaled as one vector over
- *   the rows (scales from small pair tables);
+ *   the rows (scales from small pair tables) and converted to f32;
  * - with several tokens (prefill, batched decode) each row's decoded 8 weights serve up to 4 tokens
  *   (`tokenGroupLoop`): the decoding is most of the work.
  */
@@ -217,8 +217,8 @@ interface Iq3Spec {
   readonly s: (r: number) => Field;
   /** Float factor on d · Σ (2n+1) · Σ grid · sign · x. */
   readonly dFactor: number;
-  /** Of the stored block at src[p…], sub-block ib: [grid index A, B, sign byte] per group, and the 4-bit scale. */
-  readonly read: (src: Uint8Array, p: number, ib: number) => { groups: [number, number, number][]; scale: number };
+  /** Of the stored block at src[p…], sub-block ib: into o the 4-bit scale, then grid index A, B and sign byte per group. */
+  readonly read: (src: Uint8Array, p: number, ib: number, o: Int32Array) => void;
 }
 
 const IQ3_SB_HEADER = 2;
@@ -229,22 +229,25 @@ function packIq3(s: Iq3Spec, rows: Uint8Array, rowBytes: number, out: Uint8Array
   const QB = iq3QuadBytes(s);
   const SB = iq3SubBytes(s);
   const nb = rowBytes / s.storedBytes;
+  const f = new Int32Array(13);
+  const pos = [0, 1, 2, 3].map((r) => [s.a(r).pos, s.b(r).pos, s.s(r).pos] as const);
   for (let b = 0; b < nb; b++) {
     const o = b * QB;
     for (let r = 0; r < 4; r++) {
       const p = r * rowBytes + b * s.storedBytes;
+      const [pa, pb, ps] = pos[r]!;
       out[o + 2 * r] = rows[p]!;
       out[o + 2 * r + 1] = rows[p + 1]!;
       for (let ib = 0; ib < 8; ib++) {
         const sb = o + 8 + ib * SB;
-        const { groups, scale } = s.read(rows, p, ib);
-        putBits(out, 8 * sb + 4 * r, scale, 4);
-        groups.forEach(([A, B, S], l) => {
+        s.read(rows, p, ib, f);
+        putBits(out, 8 * sb + 4 * r, f[0]!, 4);
+        for (let l = 0; l < 4; l++) {
           const g = 8 * (sb + IQ3_SB_HEADER + l * s.gBytes);
-          putBits(out, g + s.a(r).pos, A, s.idxBits);
-          putBits(out, g + s.b(r).pos, B, s.idxBits);
-          putBits(out, g + s.s(r).pos, S, s.s(r).bits);
-        });
+          putBits(out, g + pa, f[1 + 3 * l]!, s.idxBits);
+          putBits(out, g + pb, f[2 + 3 * l]!, s.idxBits);
+          putBits(out, g + ps, f[3 + 3 * l]!, 8);
+        }
       }
     }
   }
@@ -252,21 +255,22 @@ function packIq3(s: Iq3Spec, rows: Uint8Array, rowBytes: number, out: Uint8Array
 
 /**
  * mm_iq3_*(w, x, xs, bsum, out, T, nb, outP, tile, pb, start, end, tid). Per group of 8 values and
- * row: the two grid entries into one vector (load64_zero + load64_lane: 2.2× faster than two loads
+ * row: the two grid entries into one vector (load64_zero + load64_lane: 1.3× faster than two loads
  * and a shuffle), times the ±1 signs (i16x8.mul), then a dot product with each token's 8 int16
- * activations. Per sub-block the 4 rows' i32 sums go through one horizontal sum and are multiplied
- * by the rows' 2n+1; per super-block converted and scaled by d·xs.
+ * activations. Per sub-block the 4 rows' i32 sums go through one horizontal sum, are multiplied by
+ * the rows' 2n+1, converted to f32 and scaled by the sub-block's activation scale (a row's integer
+ * sum over a whole super-block could reach 8e9); d per super-block.
  */
 function emitIq3(s: Iq3Spec, split: RowSplit, sizes: readonly number[], name = `mm_${s.type}`): Func {
   const c = common(name);
   const { f } = c;
-  const [wp, we, sp, se, gp, ge, xb, xsb] = f.locals32(8);
+  const [wp, we, sp, se, gp, ge, xb, xsb, unused] = f.locals32(9);
   const QB = iq3QuadBytes(s);
   const SB = iq3SubBytes(s);
   const N = Math.max(...sizes);
   const xpk = f.locals32(N);
   const v = Array.from({ length: 4 }, () => f.vlocals(N)); // [row][token]
-  const cr = f.vlocals(N);
+  const fs = f.vlocals(N);
   const acc = f.vlocals(N);
   const xv = f.vlocals(N);
   const [wv, s4] = f.vlocals(2);
@@ -290,10 +294,11 @@ function emitIq3(s: Iq3Spec, split: RowSplit, sizes: readonly number[], name = `
       );
     };
     return [
-      ...blockPointers({ w: wp, we, x: xb, xs: xsb }, { x: c.x, xs: c.xs, nb: c.nb }, c.q, c.t, pn, { weights: QB, x: 512, bsum: 0 }),
+      ...blockPointers({ w: wp, we, x: xb, xs: unused }, { x: c.x, xs: c.xs, nb: c.nb }, c.q, c.t, pn, { weights: QB, x: 512, bsum: 0 }),
+      set(xsb, i32.add(get(c.xs), i32.shl(i32.add(i32.mul(get(c.t), get(c.nb)), get(pn.b0)), i32.const(5)))), // 8 scales per block
       ...ks.map((k) => initAcc(pn, acc[k]!, outAddr(c, k))),
       forPtr(wp, we, QB,
-        ...ks.map((k) => set(cr[k]!, zero())),
+        ...ks.map((k) => set(fs[k]!, zero())),
         set(sp, i32.add(get(wp), i32.const(8))),
         set(se, i32.add(get(wp), i32.const(QB))),
         forPtr(sp, se, SB,
@@ -303,11 +308,13 @@ function emitIq3(s: Iq3Spec, split: RowSplit, sizes: readonly number[], name = `
           inc(xb, 64),
           ...scales.loads(),
           set(s4, load64Lane(scales.get(pair(1), 3), v128.load64Zero(scales.get(pair(0), 3), ODD4_PAIRS), 1, ODD4_PAIRS)),
-          ...ks.map((k) => set(cr[k]!, i32x4.add(get(cr[k]!), i32x4.mul(hsum4(f, i32x4.add, v[0]![k]!, v[1]![k]!, v[2]![k]!, v[3]![k]!), get(s4)))))),
+          // a row's sum over a super-block could exceed 2^31 (256 · 31 · 31 · 32767): f32 per sub-block
+          ...ks.map((k) => set(fs[k]!, f32x4.add(get(fs[k]!), f32x4.mul(
+            f32x4.convertI32x4S(i32x4.mul(hsum4(f, i32x4.add, v[0]![k]!, v[1]![k]!, v[2]![k]!, v[3]![k]!), get(s4))),
+            v128.load32Splat(tokenOff(c, xsb, k, 32)))))),
+          inc(xsb, 4)),
         set(wv, f32x4.mul(f16x4(f, v128.load16x4U(get(wp))), f32x4.const(s.dFactor))),
-        ...ks.map((k) => set(acc[k]!, f32x4.add(get(acc[k]!), f32x4.mul(f32x4.convertI32x4S(get(cr[k]!)),
-          f32x4.mul(get(wv), v128.load32Splat(tokenOff(c, xsb, k, 4))))))),
-        inc(xsb, 4)),
+        ...ks.map((k) => set(acc[k]!, f32x4.add(get(acc[k]!), f32x4.mul(get(fs[k]!), get(wv)))))),
       ...ks.map((k) => v128.store(outAddr(c, k), get(acc[k]!))),
     ];
   };
@@ -322,8 +329,8 @@ const u32At = (src: Uint8Array, p: number): number => (src[p]! | (src[p + 1]! <<
 /**
  * IQ3_S (110 bytes: d, qs[64] low index bits, qh[8] ninth bits, signs[32], scales[4] nibbles).
  * Quad-block 440 bytes (= 4 × 110): per group 13 bytes, the 4 rows' two 9-bit grid indices (72
- * bits), then their 4 sign bytes. i32 bound per lane: 8 sub-blocks · 8 products · 15 · 31 · 32767
- * = 9.8e8.
+ * bits), then their 4 sign bytes. i32 bound of a row's sum over a sub-block, times its scale:
+ * 32 · 15 · 31 · 32767 = 4.9e8.
  */
 const IQ3S: Iq3Spec = {
   type: 'iq3_s',
@@ -335,21 +342,20 @@ const IQ3S: Iq3Spec = {
   b: (r) => ({ pos: 18 * r + 9, bits: 9 }),
   s: (r) => ({ pos: 72 + 8 * r, bits: 8 }),
   dFactor: 1,
-  read: (src, p, ib) => ({
-    scale: (src[p + 106 + (ib >> 1)]! >> (4 * (ib & 1))) & 15,
-    groups: [0, 1, 2, 3].map((l) => {
-      const idx = (k: number) => src[p + 2 + k]! | (bit(src[p + 66 + (k >> 3)]!, k & 7) << 8);
-      return [idx(8 * ib + 2 * l), idx(8 * ib + 2 * l + 1), src[p + 74 + 4 * ib + l]!];
-    }),
-  }),
+  read: (src, p, ib, o) => {
+    o[0] = (src[p + 106 + (ib >> 1)]! >> (4 * (ib & 1))) & 15;
+    const qh = src[p + 66 + ib]!;
+    for (let j = 0; j < 8; j++) o[1 + 3 * (j >> 1) + (j & 1)] = src[p + 2 + 8 * ib + j]! | (bit(qh, j) << 8);
+    for (let l = 0; l < 4; l++) o[3 + 3 * l] = src[p + 74 + 4 * ib + l]!;
+  },
 };
 
 /**
  * IQ3_XXS (98 bytes: d, qs[64] grid indices, u32[8] of 4 seven-bit sign codes and a 4-bit scale).
  * Quad-block 408 bytes (4 × 98 + 16, +4.1 %): per group 12 bytes, the 4 rows' two 8-bit indices,
  * then their sign bytes (the 7-bit codes expanded by KSIGNS, so IQ3_S's sign table serves and the
- * group stride is whole bytes). The grid table holds grid/2 (every level is even), so the i32
- * bound per lane is 8 sub-blocks · 8 products · 31 · 31 · 32767 = 2.015e9 < 2^31.
+ * group stride is whole bytes). The grid table holds grid/2 (every level is even): i32 bound of a
+ * row's sum over a sub-block, times its scale: 32 · 31 · 31 · 32767 = 1.0e9.
  */
 const IQ3XXS: Iq3Spec = {
   type: 'iq3_xxs',
@@ -361,12 +367,14 @@ const IQ3XXS: Iq3Spec = {
   b: (r) => ({ pos: 16 * r + 8, bits: 8 }),
   s: (r) => ({ pos: 64 + 8 * r, bits: 8 }),
   dFactor: 0.5,
-  read: (src, p, ib) => {
+  read: (src, p, ib, o) => {
     const aux = u32At(src, p + 66 + 4 * ib);
-    return {
-      scale: aux >>> 28,
-      groups: [0, 1, 2, 3].map((l) => [src[p + 2 + 8 * ib + 2 * l]!, src[p + 2 + 8 * ib + 2 * l + 1]!, KSIGNS_IQ2XS[(aux >>> (7 * l)) & 127]!]),
-    };
+    o[0] = aux >>> 28;
+    for (let l = 0; l < 4; l++) {
+      o[1 + 3 * l] = src[p + 2 + 8 * ib + 2 * l]!;
+      o[2 + 3 * l] = src[p + 3 + 8 * ib + 2 * l]!;
+      o[3 + 3 * l] = KSIGNS_IQ2XS[(aux >>> (7 * l)) & 127]!;
+    }
   },
 };
 
@@ -376,9 +384,7 @@ const IQ3XXS: Iq3Spec = {
 /**
  * Packed IQ1 group (8 values of 4 rows): 6 bytes, the rows' 11-bit grid indices at bits 11r and 4
  * more bits at 44…47 (IQ1_S: row g's scale nibble in group g of a sub-block; IQ1_M: the 4 rows'
- * delta signs). Activations have one scale per 32 values (xBlock 32): the kernels finish every
- * sub-block with a vector step anyway, and with 256-wide blocks one case of the conformance test
- * (a near-cancelling dot product) was at 1.3e-3 from the int16 rounding alone; 32 gives ≈ 4e-5.
+ * delta signs).
  */
 const iq1Idx = (r: number): Field => ({ pos: 11 * r, bits: 11 });
 const IQ1_NIB: Field = { pos: 44, bits: 4 };
@@ -595,6 +601,13 @@ function packIq1M(rows: Uint8Array, rowBytes: number, out: Uint8Array): void {
 // ---------------------------------------------------------------------------------------------
 // the formats
 
+/*
+ * All four take one activation scale per 32 values (xBlock 32): every kernel ends a sub-block with
+ * a vector step that converts to f32 anyway (IQ3 must: see emitIq3), so the finer scale costs a
+ * broadcast load and a multiply per sub-block and token; with 256-wide blocks one case of the
+ * conformance test (IQ1_S, a near-cancelling dot product) was at 1.3e-3 from the int16 rounding
+ * alone, ≈ 4e-5 with 32.
+ */
 const TOKEN_GROUPS = [4, 2, 1];
 const IQ3_SPLIT: RowSplit = { 4: [[0], [1], [2], [3]], 2: [[0, 1], [2, 3]], 1: [[0, 1, 2, 3]] };
 const IQ1S_SPLIT: RowSplit = { 4: [[0, 1], [2, 3]], 2: [[0, 1, 2, 3]], 1: [[0, 1, 2, 3]] };
@@ -605,7 +618,7 @@ function iq3Format(s: Iq3Spec): BlockFormat {
     type: s.type,
     blockInputs: 256,
     quadBlockBytes: iq3QuadBytes(s),
-    xBlock: 256,
+    xBlock: 32,
     bsumLen: 0,
     pack: (rows, rowBytes, out) => packIq3(s, rows, rowBytes, out),
     emit: () => emitIq3(s, IQ3_SPLIT, TOKEN_GROUPS),
@@ -619,11 +632,3 @@ export const IQ3_IQ1_FORMATS: readonly BlockFormat[] = [
   { type: 'iq1_s', blockInputs: 256, quadBlockBytes: 200, xBlock: 32, bsumLen: 32, pack: packIq1S, emit: () => emitIq1S(IQ1S_SPLIT, TOKEN_GROUPS) },
   { type: 'iq1_m', blockInputs: 256, quadBlockBytes: 224, xBlock: 32, bsumLen: 0, pack: packIq1M, emit: () => emitIq1M(IQ1M_SPLIT, TOKEN_GROUPS) },
 ];
-
-/** Experiment hook (temporary): a kernel variant under another name. */
-export function __variant(type: string, split: RowSplit, sizes: number[], name: string): Func {
-  if (type === 'iq1_s') return emitIq1S(split, sizes, name);
-  if (type === 'iq1_m') return emitIq1M(split, sizes, name);
-  return emitIq3(type === 'iq3_s' ? IQ3S : IQ3XXS, split, sizes, name);
-}
-export const __TABLES = TABLES;
