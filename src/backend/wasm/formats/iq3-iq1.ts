@@ -1,4 +1,634 @@
-/** IQ3_XXS, IQ3_S, IQ1_S, IQ1_M: packed layouts and SIMD128 kernels (see ../block-format.ts). */
-import type { BlockFormat } from '../block-format.js';
+/**
+ * IQ3_XXS, IQ3_S, IQ1_S, IQ1_M: packed layouts and SIMD128 kernels (see ../block-format.ts).
+ *
+ * These types store, per group of 8 values, indices into codebooks ("grids") of 4-value (IQ3) or
+ * 8-value (IQ1) entries. SIMD128 has no gather, so every entry is one scalar index extraction and
+ * one table load per row: the kernels are bound by instructions per weight, not by memory. What
+ * keeps that count low:
+ * - the grids live in lookup tables in every shard's first page (TABLE_REGIONS['iq3-iq1']), stored
+ *   so that one load yields int16 lanes ready for i32x4.dot_i16x8_s: IQ3 entries as 4 × int16 (two
+ *   entries per vector: load64_zero + load64_lane), IQ1 entries as 8 × int8 (load8x8_s); IQ3's signs
+ *   as a ±1 int16 vector per sign byte (one i16x8.mul);
+ * - packed groups of 4 rows keep the rows' bit fields of a group side by side, so a sub-block of 4
+ *   rows is a loop step with a fixed stride, and fields are read through shared i32 windows with a
+ *   shift and an and each (`FieldReader`);
+ * - per 32 values the 4 rows' integer sums are summed horizontally, then scaled as one vector over
+ *   the rows (scales from small pair tables) and converted to f32;
+ * - with several tokens (prefill, batched decode) each row's decoded 8 weights serve up to 4 tokens
+ *   (`tokenGroupLoop`): the decoding is most of the work.
+ */
+import { TABLE_REGIONS, type BlockFormat } from '../block-format.js';
+import {
+  Func, ValType, type Local, type Op, seq, get, set, forPtr, forLoop, block, loop, br, brIf, if_,
+  i32, f32, v128, i8x16, i32x4, f32x4,
+} from '../asm.js';
+import { I32, zero, inc, mulC, hsum4, f16x4, initAcc, blockPointers, panelLoop, type Panel, type PanelSpec } from '../kernel-parts.js';
+import { iqGrid, KSIGNS_IQ2XS } from '../../../tensor/iq-tables.js';
 
-export const IQ3_IQ1_FORMATS: readonly BlockFormat[] = [];
+/** SIMD opcodes asm.ts does not have, kept here rather than in the shared encoder: 0xfd, then the opcode as unsigned LEB128. */
+const simd = (code: number): number[] => (code < 0x80 ? [0xfd, code] : [0xfd, (code & 0x7f) | 0x80, code >> 7]);
+const uleb = (n: number): number[] => {
+  const out: number[] = [];
+  do {
+    out.push((n & 0x7f) | (n > 0x7f ? 0x80 : 0));
+    n >>>= 7;
+  } while (n);
+  return out;
+};
+/** v128.load64_lane: v with lane l (of 2) loaded from memory (one vpinsrq on x64). */
+const load64Lane = (addr: Op, v: Op, l: number, offset = 0): Op => [...addr, ...v, ...simd(0x57), 3, ...uleb(offset), l];
+/** i16x8.mul (wrapping). */
+const i16x8mul = (a: Op, b: Op): Op => [...a, ...b, ...simd(0x95)];
+/** i32x4.extadd_pairwise_i16x8_s. */
+const extaddPairs = (a: Op): Op => [...a, ...simd(0x7e)];
+
+// ---------------------------------------------------------------------------------------------
+// lookup tables (written into every shard at these addresses; one format of the family lists them)
+
+const [REGION_START, REGION_END] = TABLE_REGIONS['iq3-iq1'];
+const TABLES: { at: number; bytes: Uint8Array }[] = [];
+let tableTop: number = REGION_START;
+function table(bytes: Uint8Array): number {
+  const at = tableTop;
+  tableTop = Math.ceil((at + bytes.length) / 16) * 16;
+  if (tableTop > REGION_END) throw new Error('iq3-iq1 tables exceed their region');
+  TABLES.push({ at, bytes });
+  return at;
+}
+const i16Bytes = (v: ArrayLike<number>): Uint8Array => new Uint8Array(Int16Array.from(v).buffer);
+const i32Bytes = (v: ArrayLike<number>): Uint8Array => new Uint8Array(Int32Array.from(v).buffer);
+const bit = (v: number, j: number): number => (v >> j) & 1;
+
+/** iq1s_grid as int8 (2048 entries × 8 values in {−1, 0, 1}): 16 KB. */
+const GRID_IQ1 = table(new Uint8Array(Int8Array.from(iqGrid('iq1s')).buffer));
+/** iq3s_grid as int16 (512 entries × 4 values, 8 bytes each): 4 KB. */
+const GRID_IQ3S = table(i16Bytes(iqGrid('iq3s')));
+/** iq3xxs_grid / 2 as int16 (every level is even: 4 … 62 → 2 … 31; 256 × 8 bytes): 2 KB. */
+const GRID_IQ3XXS = table(i16Bytes(Array.from(iqGrid('iq3xxs'), (g) => g / 2)));
+/** Per sign byte s: 8 × int16 ±1 (bit j set → lane j negative): 4 KB. (An int8 table read with load8x8_s measured 2–5 % slower.) */
+const SIGNS16 = table(i16Bytes(Array.from({ length: 256 * 8 }, (_, i) => (bit(i >> 3, i & 7) ? -1 : 1))));
+/** Per byte lo | hi << 4 of two 4-bit scales: i32 [2·lo + 1, 2·hi + 1] (IQ3: two rows' scales). */
+const ODD4_PAIRS = table(i32Bytes(Array.from({ length: 512 }, (_, i) => 2 * (((i >> 1) >> (4 * (i & 1))) & 15) + 1)));
+/** IQ1_S, per nibble n = scale s | delta-sign bit << 3: i32 [8·(2s+1), ±(2s+1)] (minus when the bit is set). */
+const IQ1S_SCALES = table(i32Bytes(Array.from({ length: 32 }, (_, i) => {
+  const n = i >> 1;
+  const S = 2 * (n & 7) + 1;
+  return i & 1 ? (n & 8 ? -S : S) : 8 * S;
+})));
+/** IQ1_M, per nibble of 4 rows' delta-sign bits: i32x4 of ±1 (minus where the row's bit is set). */
+const IQ1M_SIGNS = table(i32Bytes(Array.from({ length: 64 }, (_, i) => (bit(i >> 2, i & 3) ? -1 : 1))));
+/** IQ1_M, per 6 bits a | b << 3 (two rows' 3-bit scales): i32 [2a+1, 2b+1]. */
+const IQ1M_SCALES = table(i32Bytes(Array.from({ length: 128 }, (_, i) => 2 * (((i >> 1) >> (3 * (i & 1))) & 7) + 1)));
+
+// ---------------------------------------------------------------------------------------------
+// bit fields shared by the packers and the kernels
+
+/** ORs the n-bit value v into `out` at bit `pos` (LSB first; n ≤ 24; `out` starts zeroed). */
+function putBits(out: Uint8Array, pos: number, v: number, n: number): void {
+  const b = pos >> 3;
+  const w = v << (pos & 7);
+  out[b] |= w & 255;
+  if ((pos & 7) + n > 8) out[b + 1] |= (w >>> 8) & 255;
+  if ((pos & 7) + n > 16) out[b + 2] |= (w >>> 16) & 255;
+  if ((pos & 7) + n > 24) out[b + 3] |= (w >>> 24) & 255;
+}
+
+/** A bit field of a packed step: `bits` bits at bit `pos` from the step's first byte. */
+interface Field {
+  readonly pos: number;
+  readonly bits: number;
+}
+
+/**
+ * Reads bit fields of the `bytes` bytes at ptr through i32 windows: each field as (field << k) (a
+ * byte offset into a table of 2^k-byte entries) with a shift and an and. Fields that fit one
+ * 32-bit window share its load; windows never reach outside the step's bytes. (One load per field,
+ * byte-aligned fields, or fields extracted with SIMD lane moves all measured slower.)
+ */
+class FieldReader {
+  private readonly windows = new Map<number, Local>();
+  private readonly order: number[] = [];
+  constructor(f: Func, private readonly ptr: Local, bytes: number, fields: readonly Field[]) {
+    let cur = -1;
+    for (const fd of [...fields].sort((a, b) => a.pos - b.pos)) {
+      if (cur >= 0 && fd.pos >= 8 * cur && fd.pos + fd.bits <= 8 * cur + 32) continue;
+      cur = Math.max(0, Math.min(fd.pos >> 3, bytes - 4));
+      if (fd.pos + fd.bits > 8 * cur + 32) throw new Error('field does not fit a window');
+      if (!this.windows.has(cur)) {
+        this.windows.set(cur, f.local(I32));
+        this.order.push(cur);
+      }
+    }
+  }
+  /** The window loads (at the start of a step). */
+  loads(): Op[] {
+    return this.order.map((b) => set(this.windows.get(b)!, i32.load(get(this.ptr), b)));
+  }
+  /** field << k. */
+  get(fd: Field, k: number): Op {
+    const w = this.order.find((b) => fd.pos >= 8 * b && fd.pos + fd.bits <= 8 * b + 32);
+    if (w === undefined) throw new Error('field outside the planned windows');
+    const W = get(this.windows.get(w)!);
+    const sh = fd.pos - 8 * w - k;
+    const shifted = sh > 0 ? i32.shrU(W, i32.const(sh)) : sh < 0 ? i32.shl(W, i32.const(-sh)) : W;
+    return i32.and(shifted, i32.const(((1 << fd.bits) - 1) << k));
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// loops
+
+/**
+ * The token-tile × quad loops of kernel-parts.ts (quadLoop) for bodies that take n tokens at once:
+ * within each tile, each quad's tokens go through `body(n)` for the largest n of `sizes`
+ * (descending, ending with 1) that still fits.
+ */
+function tokenGroupLoop(f: Func, T: Local, tile: Local, start: Local, end: Local, q: Local, t: Local, sizes: readonly number[], body: (n: number, pn: Panel) => Op[], panel: PanelSpec): Op {
+  const t0 = f.local(I32);
+  const t1 = f.local(I32);
+  const tiles = (pn: Panel) => seq(
+    set(t0, i32.const(0)),
+    block(loop(
+      brIf(1, i32.geU(get(t0), get(T))),
+      set(t1, i32.add(get(t0), get(tile))),
+      if_(i32.gtU(get(t1), get(T)), [set(t1, get(T))]),
+      forLoop(q, get(start), get(end), 1,
+        set(t, get(t0)),
+        ...sizes.map((n) => block(loop(
+          brIf(1, i32.gtU(i32.add(get(t), i32.const(n)), get(t1))),
+          ...body(n, pn),
+          set(t, i32.add(get(t), i32.const(n))),
+          br(0))))),
+      set(t0, get(t1)),
+      br(0))),
+  );
+  return panelLoop(f, panel, tiles);
+}
+
+/**
+ * How a kernel splits the 4 rows of a quad into group loops, per token-group size n: a loop over a
+ * sub-block's groups per entry (the activations are re-read per loop). TurboFan issues a loop
+ * body's loads first, so n tokens × 4 rows of accumulators plus the loaded vectors would spill;
+ * with 4 tokens one row per loop measured best, with 2 tokens two rows.
+ */
+export type RowSplit = Readonly<Record<number, readonly (readonly number[])[]>>;
+
+/** The common prologue of the kernels: the per-call locals and the n-token body's pointers. */
+interface Common {
+  readonly f: Func;
+  readonly x: Local;
+  readonly xs: Local;
+  readonly bsum: Local;
+  readonly out: Local;
+  readonly nb: Local;
+  readonly outP: Local;
+  readonly q: Local;
+  readonly t: Local;
+  /** Bytes per token of the activations: nb · 512. */
+  readonly xrow: Local;
+}
+function common(name: string): Common & { T: Local; tile: Local; pb: Local; start: Local; end: Local; w: Local } {
+  const f = new Func(name, new Array<ValType>(13).fill(I32));
+  const [w, x, xs, bsum, out, T, nb, outP, tile, pb, start, end] = f.params as Local[] as [Local, Local, Local, Local, Local, Local, Local, Local, Local, Local, Local, Local];
+  const [q, t, xrow] = f.locals32(3);
+  return { f, w, x, xs, bsum, out, T, nb, outP, tile, pb, start, end, q, t, xrow };
+}
+/** Address of out[(t + k)·outP + 4q]. */
+const outAddr = (c: Common, k: number): Op => i32.add(get(c.out), mulC(i32.add(i32.mul(i32.add(get(c.t), i32.const(k)), get(c.outP)), mulC(get(c.q), 4)), 4));
+/** p + k · bytes-per-token of an array with `perBlock` bytes per block (activations: 512, scales per 32: 32). */
+const tokenOff = (c: Common, p: Local, k: number, perBlock: number): Op => (k ? i32.add(get(p), mulC(get(c.nb), perBlock * k)) : get(p));
+
+// ---------------------------------------------------------------------------------------------
+// IQ3: 4-value grid entries, two per group of 8 values, a sign byte per group, a 4-bit scale per 32
+
+/**
+ * Packed IQ3 quad-block: 4 × f16 d, then 8 sub-blocks (32 values): 2 bytes of the 4 rows' scale
+ * nibbles (row r at bits 4r), then 4 groups (8 values) of `gBytes` each holding the 4 rows' fields.
+ */
+interface Iq3Spec {
+  readonly type: 'iq3_s' | 'iq3_xxs';
+  readonly storedBytes: number;
+  readonly gBytes: number;
+  readonly idxBits: 8 | 9;
+  readonly grid: number;
+  /** Field positions of row r in a group: grid entries A, B (values 0–3, 4–7) and the sign byte. */
+  readonly a: (r: number) => Field;
+  readonly b: (r: number) => Field;
+  readonly s: (r: number) => Field;
+  /** Float factor on d · Σ (2n+1) · Σ grid · sign · x. */
+  readonly dFactor: number;
+  /** Of the stored block at src[p…], sub-block ib: into o the 4-bit scale, then grid index A, B and sign byte per group. */
+  readonly read: (src: Uint8Array, p: number, ib: number, o: Int32Array) => void;
+}
+
+const IQ3_SB_HEADER = 2;
+const iq3SubBytes = (s: Iq3Spec): number => IQ3_SB_HEADER + 4 * s.gBytes;
+const iq3QuadBytes = (s: Iq3Spec): number => 8 + 8 * iq3SubBytes(s);
+
+function packIq3(s: Iq3Spec, rows: Uint8Array, rowBytes: number, out: Uint8Array): void {
+  const QB = iq3QuadBytes(s);
+  const SB = iq3SubBytes(s);
+  const nb = rowBytes / s.storedBytes;
+  const f = new Int32Array(13);
+  const pos = [0, 1, 2, 3].map((r) => [s.a(r).pos, s.b(r).pos, s.s(r).pos] as const);
+  for (let b = 0; b < nb; b++) {
+    const o = b * QB;
+    for (let r = 0; r < 4; r++) {
+      const p = r * rowBytes + b * s.storedBytes;
+      const [pa, pb, ps] = pos[r]!;
+      out[o + 2 * r] = rows[p]!;
+      out[o + 2 * r + 1] = rows[p + 1]!;
+      for (let ib = 0; ib < 8; ib++) {
+        const sb = o + 8 + ib * SB;
+        s.read(rows, p, ib, f);
+        putBits(out, 8 * sb + 4 * r, f[0]!, 4);
+        for (let l = 0; l < 4; l++) {
+          const g = 8 * (sb + IQ3_SB_HEADER + l * s.gBytes);
+          putBits(out, g + pa, f[1 + 3 * l]!, s.idxBits);
+          putBits(out, g + pb, f[2 + 3 * l]!, s.idxBits);
+          putBits(out, g + ps, f[3 + 3 * l]!, 8);
+        }
+      }
+    }
+  }
+}
+
+/**
+ * mm_iq3_*(w, x, xs, bsum, out, T, nb, outP, tile, pb, start, end, tid). Per group of 8 values and
+ * row: the two grid entries into one vector (load64_zero + load64_lane: 1.3× faster than two loads
+ * and a shuffle), times the ±1 signs (i16x8.mul), then a dot product with each token's 8 int16
+ * activations. Per sub-block the 4 rows' i32 sums go through one horizontal sum, are multiplied by
+ * the rows' 2n+1, converted to f32 and scaled by the sub-block's activation scale (a row's integer
+ * sum over a whole super-block could reach 8e9); d per super-block.
+ */
+function emitIq3(s: Iq3Spec, split: RowSplit, sizes: readonly number[], name = `mm_${s.type}`): Func {
+  const c = common(name);
+  const { f } = c;
+  const [wp, we, sp, se, gp, ge, xb, xsb, unused] = f.locals32(9);
+  const QB = iq3QuadBytes(s);
+  const SB = iq3SubBytes(s);
+  const N = Math.max(...sizes);
+  const xpk = f.locals32(N);
+  const v = Array.from({ length: 4 }, () => f.vlocals(N)); // [row][token]
+  const fs = f.vlocals(N);
+  const acc = f.vlocals(N);
+  const xv = f.vlocals(N);
+  const [wv, s4] = f.vlocals(2);
+  const pair = (h: number): Field => ({ pos: 8 * h, bits: 8 }); // two rows' scale nibbles
+  const scales = new FieldReader(f, sp, SB, [pair(0), pair(1)]);
+  const body = (n: number, pn: Panel): Op[] => {
+    const ks = Array.from({ length: n }, (_, k) => k);
+    const groupLoop = (rows: readonly number[]): Op => {
+      const fr = new FieldReader(f, gp, s.gBytes, rows.flatMap((r) => [s.a(r), s.b(r), s.s(r)]));
+      return seq(
+        set(gp, i32.add(get(sp), i32.const(IQ3_SB_HEADER))),
+        ...ks.map((k) => set(xpk[k]!, k ? i32.add(get(xb), i32.mul(get(c.xrow), i32.const(k))) : get(xb))),
+        forPtr(gp, ge, s.gBytes,
+          ...fr.loads(),
+          ...ks.map((k) => set(xv[k]!, v128.load(get(xpk[k]!)))),
+          ...rows.flatMap((r) => [
+            set(wv, i16x8mul(load64Lane(fr.get(s.b(r), 3), v128.load64Zero(fr.get(s.a(r), 3), s.grid), 1, s.grid), v128.load(fr.get(s.s(r), 4), SIGNS16))),
+            ...ks.map((k) => set(v[r]![k]!, i32x4.add(get(v[r]![k]!), i32x4.dotI16x8S(get(wv), get(xv[k]!))))),
+          ]),
+          ...ks.map((k) => inc(xpk[k]!, 16))),
+      );
+    };
+    return [
+      ...blockPointers({ w: wp, we, x: xb, xs: unused }, { x: c.x, xs: c.xs, nb: c.nb }, c.q, c.t, pn, { weights: QB, x: 512, bsum: 0 }),
+      set(xsb, i32.add(get(c.xs), i32.shl(i32.add(i32.mul(get(c.t), get(c.nb)), get(pn.b0)), i32.const(5)))), // 8 scales per block
+      ...ks.map((k) => initAcc(pn, acc[k]!, outAddr(c, k))),
+      forPtr(wp, we, QB,
+        ...ks.map((k) => set(fs[k]!, zero())),
+        set(sp, i32.add(get(wp), i32.const(8))),
+        set(se, i32.add(get(wp), i32.const(QB))),
+        forPtr(sp, se, SB,
+          ...ks.flatMap((k) => v.map((vr) => set(vr[k]!, zero()))),
+          set(ge, i32.add(get(sp), i32.const(SB))),
+          ...(split[n] ?? [[0, 1, 2, 3]]).map(groupLoop),
+          inc(xb, 64),
+          ...scales.loads(),
+          set(s4, load64Lane(scales.get(pair(1), 3), v128.load64Zero(scales.get(pair(0), 3), ODD4_PAIRS), 1, ODD4_PAIRS)),
+          // a row's sum over a super-block could exceed 2^31 (256 · 31 · 31 · 32767): f32 per sub-block
+          ...ks.map((k) => set(fs[k]!, f32x4.add(get(fs[k]!), f32x4.mul(
+            f32x4.convertI32x4S(i32x4.mul(hsum4(f, i32x4.add, v[0]![k]!, v[1]![k]!, v[2]![k]!, v[3]![k]!), get(s4))),
+            v128.load32Splat(tokenOff(c, xsb, k, 32)))))),
+          inc(xsb, 4)),
+        set(wv, f32x4.mul(f16x4(f, v128.load16x4U(get(wp))), f32x4.const(s.dFactor))),
+        ...ks.map((k) => set(acc[k]!, f32x4.add(get(acc[k]!), f32x4.mul(get(fs[k]!), get(wv)))))),
+      ...ks.map((k) => v128.store(outAddr(c, k), get(acc[k]!))),
+    ];
+  };
+  f.body = seq(
+    set(c.xrow, mulC(get(c.nb), 512)),
+    tokenGroupLoop(f, c.T, c.tile, c.start, c.end, c.q, c.t, sizes, body, { w: c.w, nb: c.nb, pb: c.pb, quadBlockBytes: QB, outP: c.outP }));
+  return f;
+}
+
+const u32At = (src: Uint8Array, p: number): number => (src[p]! | (src[p + 1]! << 8) | (src[p + 2]! << 16) | (src[p + 3]! << 24)) >>> 0;
+
+/**
+ * IQ3_S (110 bytes: d, qs[64] low index bits, qh[8] ninth bits, signs[32], scales[4] nibbles).
+ * Quad-block 440 bytes (= 4 × 110): per group 13 bytes, the 4 rows' two 9-bit grid indices (72
+ * bits), then their 4 sign bytes. i32 bound of a row's sum over a sub-block, times its scale:
+ * 32 · 15 · 31 · 32767 = 4.9e8.
+ */
+const IQ3S: Iq3Spec = {
+  type: 'iq3_s',
+  storedBytes: 110,
+  gBytes: 13,
+  idxBits: 9,
+  grid: GRID_IQ3S,
+  a: (r) => ({ pos: 18 * r, bits: 9 }),
+  b: (r) => ({ pos: 18 * r + 9, bits: 9 }),
+  s: (r) => ({ pos: 72 + 8 * r, bits: 8 }),
+  dFactor: 1,
+  read: (src, p, ib, o) => {
+    o[0] = (src[p + 106 + (ib >> 1)]! >> (4 * (ib & 1))) & 15;
+    const qh = src[p + 66 + ib]!;
+    for (let j = 0; j < 8; j++) o[1 + 3 * (j >> 1) + (j & 1)] = src[p + 2 + 8 * ib + j]! | (bit(qh, j) << 8);
+    for (let l = 0; l < 4; l++) o[3 + 3 * l] = src[p + 74 + 4 * ib + l]!;
+  },
+};
+
+/**
+ * IQ3_XXS (98 bytes: d, qs[64] grid indices, u32[8] of 4 seven-bit sign codes and a 4-bit scale).
+ * Quad-block 408 bytes (4 × 98 + 16, +4.1 %): per group 12 bytes, the 4 rows' two 8-bit indices,
+ * then their sign bytes (the 7-bit codes expanded by KSIGNS, so IQ3_S's sign table serves and the
+ * group stride is whole bytes). The grid table holds grid/2 (every level is even): i32 bound of a
+ * row's sum over a sub-block, times its scale: 32 · 31 · 31 · 32767 = 1.0e9.
+ */
+const IQ3XXS: Iq3Spec = {
+  type: 'iq3_xxs',
+  storedBytes: 98,
+  gBytes: 12,
+  idxBits: 8,
+  grid: GRID_IQ3XXS,
+  a: (r) => ({ pos: 16 * r, bits: 8 }),
+  b: (r) => ({ pos: 16 * r + 8, bits: 8 }),
+  s: (r) => ({ pos: 64 + 8 * r, bits: 8 }),
+  dFactor: 0.5,
+  read: (src, p, ib, o) => {
+    const aux = u32At(src, p + 66 + 4 * ib);
+    o[0] = aux >>> 28;
+    for (let l = 0; l < 4; l++) {
+      o[1 + 3 * l] = src[p + 2 + 8 * ib + 2 * l]!;
+      o[2 + 3 * l] = src[p + 3 + 8 * ib + 2 * l]!;
+      o[3 + 3 * l] = KSIGNS_IQ2XS[(aux >>> (7 * l)) & 127]!;
+    }
+  },
+};
+
+// ---------------------------------------------------------------------------------------------
+// IQ1: 8-value grid entries in {−1, 0, 1} plus a ±1/8 delta, 3-bit scales
+
+/**
+ * Packed IQ1 group (8 values of 4 rows): 6 bytes, the rows' 11-bit grid indices at bits 11r and 4
+ * more bits at 44…47 (IQ1_S: row g's scale nibble in group g of a sub-block; IQ1_M: the 4 rows'
+ * delta signs).
+ */
+const iq1Idx = (r: number): Field => ({ pos: 11 * r, bits: 11 });
+const IQ1_NIB: Field = { pos: 44, bits: 4 };
+const IQ1_GROUP = 6;
+/** The even and odd i32 lanes of two vectors. */
+const EVEN32 = [0, 1, 2, 3, 8, 9, 10, 11, 16, 17, 18, 19, 24, 25, 26, 27];
+const ODD32 = EVEN32.map((b) => b + 4);
+
+/** The parts of an IQ1 kernel's n-token body shared by IQ1_S and IQ1_M. */
+interface Iq1Body {
+  readonly c: Common;
+  readonly n: number;
+  readonly ks: readonly number[];
+  readonly v: readonly (readonly Local[])[];
+  readonly xv: readonly Local[];
+  readonly xpk: readonly Local[];
+}
+
+/**
+ * A loop over the groups from gp to ge for `rows` (−1: IQ1_M's delta step instead of a row):
+ * per group the rows' grid entries (load8x8_s), each times every token's 8 activations.
+ */
+function iq1GroupLoop(b: Iq1Body, gp: Local, ge: Local, xb: Local, rows: readonly number[], delta?: (fr: FieldReader) => Op[]): Op {
+  const { c, ks, v, xv, xpk } = b;
+  const grid = rows.filter((r) => r >= 0);
+  const fr = new FieldReader(c.f, gp, IQ1_GROUP, [...grid.map(iq1Idx), ...(rows.includes(-1) ? [IQ1_NIB] : [])]);
+  const wv = c.f.local(ValType.v128);
+  return seq(
+    ...ks.map((k) => set(xpk[k]!, k ? i32.add(get(xb), i32.mul(get(c.xrow), i32.const(k))) : get(xb))),
+    forPtr(gp, ge, IQ1_GROUP,
+      ...fr.loads(),
+      ...ks.map((k) => set(xv[k]!, v128.load(get(xpk[k]!)))),
+      ...grid.flatMap((r) => [
+        set(wv, v128.load8x8S(fr.get(iq1Idx(r), 3), GRID_IQ1)),
+        ...ks.map((k) => set(v[r]![k]!, i32x4.add(get(v[r]![k]!), i32x4.dotI16x8S(get(wv), get(xv[k]!))))),
+      ]),
+      ...(rows.includes(-1) ? delta!(fr) : []),
+      ...ks.map((k) => inc(xpk[k]!, 16))),
+  );
+}
+
+/**
+ * IQ1_S (50 bytes: d, qs[32] low index bits, qh u16[8]: 3 high index bits per group, a 3-bit scale
+ * and a delta sign per 32). Quad-block 200 bytes (= 4 × 50): 4 × d, then per sub-block 4 groups of
+ * 6 bytes (group g also holds row g's nibble scale | sign << 3). Per sub-block the 4 rows' sums
+ * Σ grid·x are summed horizontally, then as one vector over the rows: (2s+1)·(8·Σ grid·x ± Σx),
+ * Σx from the 32-value block sums, times the sub-block's activation scale; d/8 per super-block.
+ * i32 bound per row and sub-block: 15 · (8 · 32 + 32) · 32767 = 1.4e8.
+ */
+function emitIq1S(split: RowSplit, sizes: readonly number[], name = 'mm_iq1_s'): Func {
+  const c = common(name);
+  const { f } = c;
+  const [wp, we, sp, se, gp, ge, xb, xsb, bpb, unused] = f.locals32(10);
+  const QB = 200;
+  const N = Math.max(...sizes);
+  const b0: Omit<Iq1Body, 'n' | 'ks'> = { c, v: Array.from({ length: 4 }, () => f.vlocals(N)), xv: f.vlocals(N), xpk: f.locals32(N) };
+  const fs = f.vlocals(N);
+  const acc = f.vlocals(N);
+  const [p01, p23, s4, m4, dv] = f.vlocals(5);
+  const nib = (r: number): Field => ({ pos: 48 * r + IQ1_NIB.pos, bits: 4 });
+  const scales = new FieldReader(f, sp, 4 * IQ1_GROUP, [0, 1, 2, 3].map(nib));
+  const body = (n: number, pn: Panel): Op[] => {
+    const ks = Array.from({ length: n }, (_, k) => k);
+    const b: Iq1Body = { ...b0, n, ks };
+    return [
+      ...blockPointers({ w: wp, we, x: xb, xs: unused!, bsum: bpb }, { x: c.x, xs: c.xs, bsum: c.bsum, nb: c.nb }, c.q, c.t, pn, { weights: QB, x: 512, bsum: 32 }),
+      set(xsb, i32.add(get(c.xs), i32.shl(i32.add(i32.mul(get(c.t), get(c.nb)), get(pn.b0)), i32.const(5)))), // 8 scales per block
+      ...ks.map((k) => initAcc(pn, acc[k]!, outAddr(c, k))),
+      forPtr(wp, we, QB,
+        ...ks.map((k) => set(fs[k]!, zero())),
+        set(sp, i32.add(get(wp), i32.const(8))),
+        set(se, i32.add(get(wp), i32.const(QB))),
+        forPtr(sp, se, 4 * IQ1_GROUP,
+          ...ks.flatMap((k) => b.v.map((vr) => set(vr[k]!, zero()))),
+          set(ge, i32.add(get(sp), i32.const(4 * IQ1_GROUP))),
+          ...(split[n] ?? [[0, 1, 2, 3]]).map((rows) => seq(set(gp, get(sp)), iq1GroupLoop(b, gp, ge, xb, rows))),
+          inc(xb, 64),
+          ...scales.loads(),
+          set(p01, load64Lane(scales.get(nib(1), 3), v128.load64Zero(scales.get(nib(0), 3), IQ1S_SCALES), 1, IQ1S_SCALES)),
+          set(p23, load64Lane(scales.get(nib(3), 3), v128.load64Zero(scales.get(nib(2), 3), IQ1S_SCALES), 1, IQ1S_SCALES)),
+          set(s4, i8x16.shuffle(get(p01), get(p23), EVEN32)), // [8·(2s+1)] over the rows
+          set(m4, i8x16.shuffle(get(p01), get(p23), ODD32)), // [±(2s+1)]
+          ...ks.map((k) => seq(
+            set(dv, i32x4.add(i32x4.mul(hsum4(f, i32x4.add, b.v[0]![k]!, b.v[1]![k]!, b.v[2]![k]!, b.v[3]![k]!), get(s4)),
+              i32x4.mul(get(m4), v128.load32Splat(tokenOff(c, bpb, k, 32))))),
+            set(fs[k]!, f32x4.add(get(fs[k]!), f32x4.mul(f32x4.convertI32x4S(get(dv)), v128.load32Splat(tokenOff(c, xsb, k, 32))))))),
+          inc(bpb, 4),
+          inc(xsb, 4)),
+        set(dv, f32x4.mul(f16x4(f, v128.load16x4U(get(wp))), f32x4.const(1 / 8))),
+        ...ks.map((k) => set(acc[k]!, f32x4.add(get(acc[k]!), f32x4.mul(get(fs[k]!), get(dv)))))),
+      ...ks.map((k) => v128.store(outAddr(c, k), get(acc[k]!))),
+    ];
+  };
+  f.body = seq(
+    set(c.xrow, mulC(get(c.nb), 512)),
+    tokenGroupLoop(f, c.T, c.tile, c.start, c.end, c.q, c.t, sizes, body, { w: c.w, nb: c.nb, pb: c.pb, quadBlockBytes: QB, outP: c.outP }));
+  return f;
+}
+
+/**
+ * IQ1_M (56 bytes: qs[32] low index bits, qh[16] nibbles of 3 high bits and a delta sign per
+ * group of 8, scales u16[4]: 3-bit scales per 16 values, the f16 d in their top nibbles). Quad-block
+ * 224 bytes (= 4 × 56): 4 × d, then per sub-block 3 bytes of scales (per half: rows 0–1, then 2–3,
+ * 3 bits each) and 4 groups of 6 bytes (the 4 rows' delta signs in bits 44…47). Per 16 values and
+ * row: (2s+1)·(8·Σ grid·x + Σ_groups ±Σx_group); each group's Σx comes from the activations in the
+ * kernel (one horizontal sum per group and token, shared by the 4 rows) times the rows' ±1 from a
+ * 16-entry table. i32 bound per row and sub-block: 2 · 15 · (8 · 16 + 16) · 32767 = 1.4e8.
+ */
+function emitIq1M(split: RowSplit, sizes: readonly number[], name = 'mm_iq1_m'): Func {
+  const c = common(name);
+  const { f } = c;
+  const [wp, we, sp, se, gp, ge, xb, xsb, unused] = f.locals32(9);
+  const QB = 224;
+  const SB = 3 + 4 * IQ1_GROUP;
+  const N = Math.max(...sizes);
+  const b0: Omit<Iq1Body, 'n' | 'ks'> = { c, v: Array.from({ length: 4 }, () => f.vlocals(N)), xv: f.vlocals(N), xpk: f.locals32(N) };
+  const cr = f.vlocals(N);
+  const fs = f.vlocals(N);
+  const acc = f.vlocals(N);
+  const dl = f.vlocals(N);
+  const [sx, sg, s4, dv] = f.vlocals(4);
+  const sc = (h: number, pair: number): Field => ({ pos: 12 * h + 6 * pair, bits: 6 });
+  const scales = new FieldReader(f, sp, SB, [sc(0, 0), sc(0, 1), sc(1, 0), sc(1, 1)]);
+  const body = (n: number, pn: Panel): Op[] => {
+    const ks = Array.from({ length: n }, (_, k) => k);
+    const b: Iq1Body = { ...b0, n, ks };
+    // the delta step of a group: Σx of the group in every lane, times the rows' ±1
+    const delta = (fr: FieldReader): Op[] => [
+      set(sg, v128.load(fr.get(IQ1_NIB, 4), IQ1M_SIGNS)),
+      ...ks.flatMap((k) => [
+        set(sx, extaddPairs(get(b.xv[k]!))),
+        set(sx, i32x4.add(get(sx), i8x16.shuffle(get(sx), get(sx), [4, 5, 6, 7, 0, 1, 2, 3, 12, 13, 14, 15, 8, 9, 10, 11]))),
+        set(sx, i32x4.add(get(sx), i8x16.shuffle(get(sx), get(sx), [8, 9, 10, 11, 12, 13, 14, 15, 0, 1, 2, 3, 4, 5, 6, 7]))),
+        set(dl[k]!, i32x4.add(get(dl[k]!), i32x4.mul(get(sx), get(sg)))),
+      ]),
+    ];
+    const half = (h: number): Op[] => [
+      ...ks.flatMap((k) => [...b.v.map((vr) => set(vr[k]!, zero())), set(dl[k]!, zero())]),
+      set(ge, i32.add(get(sp), i32.const(3 + 2 * IQ1_GROUP * (h + 1)))),
+      ...(split[n] ?? [[0, 1, 2, 3, -1]]).map((rows) => seq(set(gp, i32.add(get(sp), i32.const(3 + 2 * IQ1_GROUP * h))), iq1GroupLoop(b, gp, ge, xb, rows, delta))),
+      inc(xb, 32),
+      set(s4, load64Lane(scales.get(sc(h, 1), 3), v128.load64Zero(scales.get(sc(h, 0), 3), IQ1M_SCALES), 1, IQ1M_SCALES)),
+      ...ks.map((k) => set(cr[k]!, i32x4.add(get(cr[k]!), i32x4.mul(get(s4),
+        i32x4.add(i32x4.shl(hsum4(f, i32x4.add, b.v[0]![k]!, b.v[1]![k]!, b.v[2]![k]!, b.v[3]![k]!), 3), get(dl[k]!)))))),
+    ];
+    return [
+      ...blockPointers({ w: wp, we, x: xb, xs: unused! }, { x: c.x, xs: c.xs, nb: c.nb }, c.q, c.t, pn, { weights: QB, x: 512, bsum: 0 }),
+      set(xsb, i32.add(get(c.xs), i32.shl(i32.add(i32.mul(get(c.t), get(c.nb)), get(pn.b0)), i32.const(5)))), // 8 scales per block
+      ...ks.map((k) => initAcc(pn, acc[k]!, outAddr(c, k))),
+      forPtr(wp, we, QB,
+        ...ks.map((k) => set(fs[k]!, zero())),
+        set(sp, i32.add(get(wp), i32.const(8))),
+        set(se, i32.add(get(wp), i32.const(QB))),
+        forPtr(sp, se, SB,
+          ...ks.map((k) => set(cr[k]!, zero())),
+          ...scales.loads(),
+          ...half(0),
+          ...half(1),
+          ...ks.map((k) => set(fs[k]!, f32x4.add(get(fs[k]!), f32x4.mul(f32x4.convertI32x4S(get(cr[k]!)), v128.load32Splat(tokenOff(c, xsb, k, 32)))))),
+          inc(xsb, 4)),
+        set(dv, f32x4.mul(f16x4(f, v128.load16x4U(get(wp))), f32x4.const(1 / 8))),
+        ...ks.map((k) => set(acc[k]!, f32x4.add(get(acc[k]!), f32x4.mul(get(fs[k]!), get(dv)))))),
+      ...ks.map((k) => v128.store(outAddr(c, k), get(acc[k]!))),
+    ];
+  };
+  f.body = seq(
+    set(c.xrow, mulC(get(c.nb), 512)),
+    tokenGroupLoop(f, c.T, c.tile, c.start, c.end, c.q, c.t, sizes, body, { w: c.w, nb: c.nb, pb: c.pb, quadBlockBytes: QB, outP: c.outP }));
+  return f;
+}
+
+function packIq1S(rows: Uint8Array, rowBytes: number, out: Uint8Array): void {
+  const nb = rowBytes / 50;
+  for (let b = 0; b < nb; b++) {
+    const o = b * 200;
+    for (let r = 0; r < 4; r++) {
+      const p = r * rowBytes + b * 50;
+      out[o + 2 * r] = rows[p]!;
+      out[o + 2 * r + 1] = rows[p + 1]!;
+      for (let ib = 0; ib < 8; ib++) {
+        const qh = rows[p + 34 + 2 * ib]! | (rows[p + 35 + 2 * ib]! << 8);
+        const sb = 8 * (o + 8 + 24 * ib);
+        putBits(out, sb + 48 * r + IQ1_NIB.pos, qh >> 12, 4);
+        for (let l = 0; l < 4; l++) putBits(out, sb + 48 * l + iq1Idx(r).pos, rows[p + 2 + 4 * ib + l]! | (((qh >> (3 * l)) & 7) << 8), 11);
+      }
+    }
+  }
+}
+
+function packIq1M(rows: Uint8Array, rowBytes: number, out: Uint8Array): void {
+  const nb = rowBytes / 56;
+  const u16 = (p: number) => rows[p]! | (rows[p + 1]! << 8);
+  for (let b = 0; b < nb; b++) {
+    const o = b * 224;
+    for (let r = 0; r < 4; r++) {
+      const p = r * rowBytes + b * 56;
+      const s = [0, 1, 2, 3].map((k) => u16(p + 48 + 2 * k));
+      const d = (s[0]! >> 12) | ((s[1]! >> 8) & 0x00f0) | ((s[2]! >> 4) & 0x0f00) | (s[3]! & 0xf000);
+      out[o + 2 * r] = d & 255;
+      out[o + 2 * r + 1] = d >> 8;
+      for (let k = 0; k < 32; k++) {
+        const sb = 8 * (o + 8 + 27 * (k >> 2));
+        const h = (k >> 1) & 1;
+        if ((k & 1) === 0) putBits(out, sb + 12 * h + 3 * r, (s[k >> 3]! >> (3 * ((k >> 1) & 3))) & 7, 3);
+        const nib = (rows[p + 32 + (k >> 1)]! >> (4 * (k & 1))) & 15;
+        const g = sb + 24 + 48 * (k & 3);
+        putBits(out, g + iq1Idx(r).pos, rows[p + k]! | ((nib & 7) << 8), 11);
+        putBits(out, g + IQ1_NIB.pos + r, nib >> 3, 1);
+      }
+    }
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// the formats
+
+/*
+ * All four take one activation scale per 32 values (xBlock 32): every kernel ends a sub-block with
+ * a vector step that converts to f32 anyway (IQ3 must: see emitIq3), so the finer scale costs a
+ * broadcast load and a multiply per sub-block and token; with 256-wide blocks one case of the
+ * conformance test (IQ1_S, a near-cancelling dot product) was at 1.3e-3 from the int16 rounding
+ * alone, ≈ 4e-5 with 32.
+ */
+const TOKEN_GROUPS = [4, 2, 1];
+const IQ3_SPLIT: RowSplit = { 4: [[0], [1], [2], [3]], 2: [[0, 1], [2, 3]], 1: [[0, 1, 2, 3]] };
+const IQ1S_SPLIT: RowSplit = { 4: [[0, 1], [2, 3]], 2: [[0, 1, 2, 3]], 1: [[0, 1, 2, 3]] };
+const IQ1M_SPLIT: RowSplit = { 4: [[0, 1], [2, 3], [-1]], 2: [[0, 1, 2, 3], [-1]], 1: [[0, 1, 2, 3, -1]] };
+
+function iq3Format(s: Iq3Spec): BlockFormat {
+  return {
+    type: s.type,
+    blockInputs: 256,
+    quadBlockBytes: iq3QuadBytes(s),
+    xBlock: 32,
+    bsumLen: 0,
+    pack: (rows, rowBytes, out) => packIq3(s, rows, rowBytes, out),
+    emit: () => emitIq3(s, IQ3_SPLIT, TOKEN_GROUPS),
+  };
+}
+
+export const IQ3_IQ1_FORMATS: readonly BlockFormat[] = [
+  // the family's tables are shared; one format lists them (the table test rejects overlaps)
+  { ...iq3Format(IQ3XXS), tables: TABLES },
+  iq3Format(IQ3S),
+  { type: 'iq1_s', blockInputs: 256, quadBlockBytes: 200, xBlock: 32, bsumLen: 32, pack: packIq1S, emit: () => emitIq1S(IQ1S_SPLIT, TOKEN_GROUPS) },
+  { type: 'iq1_m', blockInputs: 256, quadBlockBytes: 224, xBlock: 32, bsumLen: 0, pack: packIq1M, emit: () => emitIq1M(IQ1M_SPLIT, TOKEN_GROUPS) },
+];
