@@ -18,7 +18,7 @@
  * broadcasts come on top. TurboFan issues a basic block's loads first, so a sub-block's pairs are
  * cut into blocks of a few pairs (KOpts) or the broadcasts wait in registers and spill.
  *
- * Activations are int16 (quant_x) with one f32 scale per 256 inputs (Q3_K: per 32, see mmQ3K),
+ * Activations are int16 (quant_x) with one f32 scale per 256 inputs,
  * clamped to ±32767; the min / offset terms use bsum_x (Σ of 16 or 32 int16 activations). The i32
  * bounds are stated per kernel and tested at their worst cases (test/wasm-kquants.test.ts).
  *
@@ -325,7 +325,7 @@ export function mmQ2K(opts: KOpts = Q2K_OPTS): Func {
  */
 export const Q3K_QUAD_BYTES = 456;
 /** Inputs per activation scale for Q3_K (see mmQ3K). */
-export const Q3K_X_BLOCK: 32 | 256 = 32;
+export const Q3K_X_BLOCK: 32 | 256 = 256;
 
 function packQ3K(tmp: Uint8Array, rowBytes: number, out: Uint8Array): void {
   const nsb = rowBytes / 110;
@@ -369,11 +369,10 @@ function packQ3K(tmp: Uint8Array, rowBytes: number, out: Uint8Array): void {
  * all 16: ≤ 1.07e9, also < 2^31). Per sub-block: a 16-byte and an 8-byte (zero-extending) load
  * give the 8 pair vectors with 15 and / shift / or.
  *
- * Activation blocks of 32, not 256: Q3_K's codes are symmetric, so a row's sum often cancels,
- * and the int16 rounding of activations with 20× outliers (one scale per 256) left the
- * conformance test's single-row case at 1.37e-3 relative (bound 1e-3); with one scale per 32 it
- * is 7.5e-4, and typical errors fall from ~1e-4 to ~4e-5. Cost: a convert, a multiply and an
- * f32 add per 32 inputs and token, ≈ 5 % at T = 1 (0.95× in an A/B run).
+ * Activation blocks of 256 (one scale, like the other K-quants). Blocks of 32 are supported and
+ * halve the typical error (~1e-4 → ~4e-5 of ‖y‖), but cost a convert, a multiply and an f32 add
+ * per 32 inputs and token, ≈ 5 % at T = 1; against ‖|W|·|x|‖, the bound int16 rounding obeys
+ * (Q3_K's symmetric codes make single rows cancel), 256 stays ≤ 1.8e-5 on the conformance test.
  */
 export function mmQ3K(opts: KOpts = Q3K_OPTS, xBlock: 32 | 256 = Q3K_X_BLOCK): Func {
   let m7!: Local;
