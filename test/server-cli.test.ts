@@ -2,6 +2,7 @@
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import * as http from 'node:http';
+import * as net from 'node:net';
 import * as path from 'node:path';
 import { test } from 'node:test';
 import { parseDuration } from '../src/cli/commands/serve.js';
@@ -63,6 +64,42 @@ test('serve --help, and bad flags or files are refused before the model loads', 
   assert.equal((await run(['serve', '--port', '70000'])).code, 2);
   assert.equal((await run(['serve', '--shutdown-grace', 'soon'])).code, 2);
   assert.equal((await run(['serve', '--chat-template', '/nonexistent/template.json'])).code, 66);
+  for (const flag of ['--max-connections', '--max-connections-per-address', '--header-timeout', '--stall-timeout', '--max-paused', '--max-batch-per-request', '--max-chars-per-token']) {
+    assert.match(help.out, new RegExp(flag.replace(/-/g, '\\-')), `--help documents ${flag}`);
+    assert.equal((await run(['serve', flag, '0'])).code, 2, `${flag} 0 is refused`);
+  }
+});
+
+test('a port in use or a bad --host fails at once, before the model loads, with one line and its exit code', async () => {
+  const taken = net.createServer();
+  await new Promise<void>((resolve) => taken.listen(0, '127.0.0.1', resolve));
+  const port = (taken.address() as net.AddressInfo).port;
+  try {
+    // A model path that does not exist: loading it would fail with 66, so a bind error proves the bind came first.
+    const missing = '/nonexistent/grok-ts-model';
+    const inUse = await runCli(['serve', '--model', missing, '--port', String(port)]);
+    assert.equal(inUse.code, 1, inUse.err);
+    assert.equal(inUse.err, `grok-ts serve: cannot listen on 127.0.0.1:${port}: the address is already in use (is another server running on that port?)\n`);
+    // 192.0.2.1 (TEST-NET-1) is never an address of this machine: binding it fails without sending anything.
+    const badHost = await runCli(['serve', '--model', missing, '--host', '192.0.2.1', '--port', '0']);
+    assert.equal(badHost.code, 2, badHost.err);
+    assert.match(badHost.err, /^grok-ts serve: --host: cannot listen on 192\.0\.2\.1:0: 192\.0\.2\.1 is not an address of this machine\n$/);
+    // Bound, then the load fails: its own error and exit code, and the port is free again.
+    const freePort = await new Promise<number>((resolve) => {
+      const probe = net.createServer().listen(0, '127.0.0.1', () => {
+        const p = (probe.address() as net.AddressInfo).port;
+        probe.close(() => resolve(p));
+      });
+    });
+    const loadFails = await runCli(['serve', '--model', missing, '--port', String(freePort)]);
+    assert.equal(loadFails.code, 66, loadFails.err);
+    assert.doesNotMatch(loadFails.err, /internal error/);
+    await new Promise<void>((resolve, reject) => {
+      const again = net.createServer().once('error', reject).listen(freePort, '127.0.0.1', () => again.close(() => resolve()));
+    });
+  } finally {
+    taken.close();
+  }
 });
 
 test('durations: seconds by default, ms, s and m suffixes', () => {

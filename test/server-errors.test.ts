@@ -59,6 +59,15 @@ function request(method: string, path: string, body?: unknown, headers: Record<s
   });
 }
 
+/** Resolves once `probe()` holds, checked every millisecond or so; fails after `limitMs`. */
+async function waitFor(probe: () => boolean, what: string, limitMs = 30_000): Promise<void> {
+  const t0 = performance.now();
+  while (!probe()) {
+    if (performance.now() - t0 > limitMs) throw new Error(`gave up waiting for ${what} after ${limitMs} ms`);
+    await new Promise((r) => setTimeout(r, 1));
+  }
+}
+
 function assertError(r: Reply, status: number, want: { type?: string; param?: string | null; code?: string | null } = {}): void {
   assert.equal(r.status, status, r.text);
   assert.match(String(r.headers['content-type']), /application\/json/);
@@ -144,6 +153,15 @@ test('missing and out-of-range values: 400 naming the field', async () => {
   for (const [path, body, param] of cases) assertError(await request('POST', path, body), 400, { param, type: 'invalid_request_error' });
 });
 
+test('logit_bias keys: only the decimal digits of a token id', async () => {
+  for (const key of [' 5', '5 ', '0x10', '1e1', '05', '5.0', '-0', '+5', '', 'Infinity', '٥']) {
+    const r = await request('POST', '/v1/completions', completion({ logit_bias: { [key]: 1 } }));
+    assertError(r, 400, { param: 'logit_bias', code: 'invalid_value' });
+    assert.match(r.json.error!.message, /is not a token id/, JSON.stringify(key));
+  }
+  for (const key of ['0', '5', '1023']) assert.equal((await request('POST', '/v1/completions', completion({ logit_bias: { [key]: -100 } }))).status, 200, key);
+});
+
 test('prompts over the context: 400 context_length_exceeded, without tokenising a huge text', async () => {
   const ctx = lm.config.sequenceLen;
   assertError(await request('POST', '/v1/completions', completion({ prompt: Array.from({ length: ctx }, () => 5) })), 400, { param: 'prompt', code: 'context_length_exceeded' });
@@ -185,8 +203,15 @@ test('an unknown model id: 404 model_not_found; requests cannot name files', asy
   assertError(await request('GET', '/v1/models/..%2F..%2Fetc%2Fpasswd'), 404, { code: 'model_not_found' });
 });
 
-test('API key: 401 without it or with a wrong one; /health stays open', async () => {
+test('API key: 401 without it or with a wrong one, unknown routes and wrong methods too; /health stays open', async () => {
   assertError(await request('GET', '/v1/models', undefined, {}), 401, { type: 'authentication_error', code: 'invalid_api_key' });
+  // Without the key, a client learns nothing about which routes exist.
+  assertError(await request('GET', '/v1/engines', undefined, {}), 401, { code: 'invalid_api_key' });
+  assertError(await request('GET', '/', undefined, {}), 401);
+  assertError(await request('DELETE', '/v1/models', undefined, {}), 401);
+  assertError(await request('GET', '/v1/completions', undefined, {}), 401);
+  assertError(await request('GET', '/v1/engines', undefined, { Authorization: 'Bearer wrong' }), 401);
+  assertError(await request('POST', '/health', undefined, {}), 405, { code: 'method_not_allowed' });
   assertError(await request('GET', '/v1/models', undefined, { Authorization: 'Bearer sk-local-tesT' }), 401);
   assertError(await request('GET', '/v1/models', undefined, { Authorization: `Bearer ${KEY}x` }), 401);
   assertError(await request('POST', '/v1/completions', completion(), { Authorization: KEY }), 401);
@@ -230,7 +255,7 @@ test('a request still queued after the queue timeout: 503 with Retry-After', asy
   const at = new URL((await s.listen(0)).url);
   try {
     const long = request('POST', '/v1/completions', completion({ max_tokens: 120, ignore_eos: true }), {}, at);
-    await new Promise((r) => setTimeout(r, 20));
+    await waitFor(() => s.scheduler.stats().active === 1, 'the long request to run');
     const r = await request('POST', '/v1/completions', completion(), {}, at);
     assertError(r, 503, { type: 'server_error' });
     assert.ok(Number(r.headers['retry-after']) >= 1);
@@ -255,12 +280,13 @@ test('a request still running after the request timeout: 504, its sequence abort
 test('shutdown: requests that finish within the grace period are answered; new connections are refused', async () => {
   const s = createServer(lm, { modelId: 'tiny' });
   const at = new URL((await s.listen(0)).url);
-  const pending = request('POST', '/v1/completions', completion({ max_tokens: 4 }), {}, at);
-  await new Promise((r) => setTimeout(r, 10));
+  const pending = request('POST', '/v1/completions', completion({ max_tokens: 40, ignore_eos: true }), {}, at);
+  // Closing before the request has reached the server would reset its connection: wait until it runs.
+  await waitFor(() => s.scheduler.stats().active + s.scheduler.stats().finished > 0, 'the request to reach the scheduler');
   await s.close(30_000);
   const r = await pending;
   assert.equal(r.status, 200, r.text);
-  assert.equal((r.json.usage as { completion_tokens: number }).completion_tokens, 4);
+  assert.equal((r.json.usage as { completion_tokens: number }).completion_tokens, 40);
   await assert.rejects(request('GET', '/health', undefined, {}, at), /ECONNREFUSED/);
 });
 

@@ -5,7 +5,7 @@ import { AbortError } from '../src/errors.js';
 import type { GenerateOptions, GenerationResult, SequenceState } from '../src/generate/sequence.js';
 import { loadModel, type LanguageModel } from '../src/language-model.js';
 import { RequestError } from '../src/server/errors.js';
-import { Scheduler, type SchedulerLimits, type SequenceSink } from '../src/server/scheduler.js';
+import { Scheduler, type SchedulerLimits, type SchedulerStats, type SequenceSink, type Submission } from '../src/server/scheduler.js';
 import { shared } from './shared.js';
 
 let lm: LanguageModel;
@@ -18,7 +18,7 @@ after(async () => {
 
 const PROMPTS = [[5, 6, 7], [9, 10, 11, 12, 13], [100], [200, 201]];
 const options = (i: number, maxTokens = 12): GenerateOptions => ({ temperature: 0.9, seed: 10 + i, maxTokens, ignoreEos: true });
-const limits = (o: Partial<SchedulerLimits> = {}): SchedulerLimits => ({ maxBatch: 4, maxQueue: 8, maxPrefillTokens: 512, queueTimeoutMs: 10_000, ...o });
+const limits = (o: Partial<SchedulerLimits> = {}): Partial<SchedulerLimits> => ({ maxBatch: 4, maxQueue: 8, maxPrefillTokens: 512, queueTimeoutMs: 10_000, ...o });
 
 function seq(i: number, maxTokens?: number): SequenceState {
   return lm.newSequence(PROMPTS[i % PROMPTS.length]!, options(i, maxTokens), lm.model.newCache(0));
@@ -147,4 +147,93 @@ test('a sequence still queued after the queue timeout fails with 503', async () 
   await assert.rejects(waiting, (e: unknown) => e instanceof RequestError && e.status === 503 && e.headers['Retry-After'] !== undefined);
   ac.abort();
   await assert.rejects(running, AbortError);
+});
+
+/** A sink that refuses output after `accept` chunks (its client stopped reading). */
+function stallingSink(accept: number, onFail: (e: unknown) => void): SequenceSink & { chunks: number } {
+  const sink = {
+    chunks: 0,
+    chunk: () => ++sink.chunks <= accept,
+    done: () => onFail(new Error('finished, but it should have stalled')),
+    fail: onFail,
+  };
+  return sink;
+}
+
+test('a blocked request leaves the batch, keeping its cache; it is ended with stream_stalled after the stall limit unless its client reads again', async () => {
+  const s = new Scheduler(lm.model, limits({ stallTimeoutMs: 300 }));
+  let stalledErr: unknown;
+  const stalled = new Promise<void>((resolve) => s.submit([seq(0, 60)], [stallingSink(2, (e) => ((stalledErr = e), resolve()))]));
+  // Another request blocks once; its client reads again on the next turn of the event loop, well within the limit.
+  let sub!: Submission;
+  let whileBlocked: SchedulerStats | undefined;
+  const resumed = new Promise<GenerationResult>((resolve, reject) => {
+    let blocked = false;
+    const chunk = (): boolean => {
+      if (blocked) return true;
+      blocked = true;
+      setImmediate(() => {
+        whileBlocked = s.stats();
+        sub.resume();
+      });
+      return false;
+    };
+    sub = s.submit([seq(1, 20)], [{ chunk, done: resolve, fail: reject }]);
+  });
+  const other = run(s, seq(2, 30));
+  assert.equal((await resumed).ids.length, 20);
+  assert.ok(whileBlocked!.paused >= 1 && whileBlocked!.active <= 2, `held out of the batch while blocked: ${JSON.stringify(whileBlocked)}`);
+  assert.equal((await other).ids.length, 30);
+  await stalled;
+  assert.ok(stalledErr instanceof RequestError && stalledErr.apiCode === 'stream_stalled', String(stalledErr));
+  assert.deepEqual([s.stats().stalled, s.stats().paused, s.stats().active], [1, 0, 0]);
+  assert.equal(s.stats().finished, 2);
+});
+
+test('past maxPaused held sequences, the request blocked longest is ended', async () => {
+  const s = new Scheduler(lm.model, limits({ maxPaused: 2, stallTimeoutMs: 60_000 }));
+  const errs: unknown[] = [];
+  const first = new Promise<void>((resolve) => s.submit([seq(0, 60), seq(1, 60)], [stallingSink(1, (e) => (errs.push(e), resolve())), stallingSink(1, () => {})]));
+  for (let i = 0; s.stats().paused < 2; i++) {
+    assert.ok(i < 10_000, 'never blocked');
+    await new Promise((r) => setImmediate(r));
+  }
+  // A second request blocks: three held sequences, one too many; the first request is ended.
+  const ac = new AbortController();
+  const second = new Promise<unknown>((resolve) => s.submit([seq(2, 60)], [stallingSink(3, resolve)], ac.signal));
+  await first;
+  assert.ok(errs[0] instanceof RequestError && (errs[0] as RequestError).apiCode === 'stream_stalled');
+  assert.deepEqual([s.stats().stalled, s.stats().paused], [1, 1]);
+  ac.abort();
+  assert.ok((await second) instanceof AbortError);
+  assert.equal(s.stats().paused, 0);
+});
+
+test('fairness: the next slot goes to the client with the fewest running sequences, then the request with the fewest', async () => {
+  const s = new Scheduler(lm.model, limits({ maxBatch: 3, maxBatchPerRequest: 2 }));
+  const firstStep: string[] = [];
+  const sink = (label: string, done: () => void): SequenceSink => ({
+    chunk: () => {
+      if (s.stats().steps === 1) firstStep.push(label);
+      return true;
+    },
+    done,
+    fail: (e) => assert.fail(String(e)),
+  });
+  const ends: Promise<void>[] = [];
+  const submit = (client: string, req: string, n: number): void => {
+    const seqs = Array.from({ length: n }, (_, i) => seq(i, 4));
+    const dones = seqs.map(() => {
+      let d!: () => void;
+      ends.push(new Promise<void>((r) => (d = r)));
+      return d;
+    });
+    s.submit(seqs, seqs.map((_, i) => sink(`${client}/${req}#${i}`, dones[i]!)), undefined, client);
+  };
+  submit('x', 'a', 3); // three choices, but two slots per request
+  submit('x', 'b', 2);
+  submit('y', 'c', 2);
+  await Promise.all(ends);
+  // x/a#0 first (oldest); then y (no sequence running) before x's second; then x/b (its request has none running) before x/a#1.
+  assert.deepEqual(firstStep, ['x/a#0', 'y/c#0', 'x/b#0']);
 });

@@ -61,7 +61,8 @@ export function validateSamplingOptions(o: SamplingOptions, vocabSize: number): 
   if (o.logitBias !== undefined) {
     check(typeof o.logitBias === 'object' && o.logitBias !== null, 'logit_bias', 'must map token ids to numbers');
     for (const [k, v] of Object.entries(o.logitBias)) {
-      const id = Number(k);
+      // Only the decimal digits of a token id, as JSON object keys carry it: " 5", "0x10", "1e3", "05" or "5.0" are not ids.
+      const id = /^(?:0|[1-9][0-9]*)$/.test(k) ? Number(k) : NaN;
       check(Number.isSafeInteger(id) && id >= 0 && id < vocabSize, 'logit_bias', `key "${k}" is not a token id in [0, ${vocabSize})`);
       check(isNum(v) && Math.abs(v) <= 100, 'logit_bias', `value for ${k} must be a number in [-100, 100]`);
     }

@@ -5,7 +5,8 @@
  *
  * Lifecycle: a client that disconnects aborts every choice at once (the scheduler frees their
  * caches); a choice that fails aborts its siblings and the client gets one error; a stream whose
- * client reads slowly parks its choices (backpressure) until the socket drains.
+ * client reads slowly parks its choices (backpressure) until the socket drains, out of the batch;
+ * the scheduler ends it when its client reads nothing for the stall limit.
  */
 import type { ServerResponse } from 'node:http';
 import { AbortError } from '../errors.js';
@@ -66,12 +67,23 @@ export class TrimmedText {
   }
 }
 
+export interface JobOptions {
+  /** A job still running after this long is ended with a 504 (or an error event when streaming). */
+  readonly timeoutMs: number;
+  /**
+   * Once the response is complete, a client that takes none of its remaining bytes for this long
+   * has its connection closed (while generating, the scheduler's stall limit applies).
+   */
+  readonly stallMs: number;
+  /** Who asked, for the scheduler's fairness between clients (the remote address). */
+  readonly client?: string;
+}
+
 /**
  * Submits the job (a full queue or a closing server throws here, before anything is written) and
- * returns a promise that settles once the response is complete or the client has gone. A job still
- * running after `timeoutMs` is ended with a 504 (or an error event when streaming).
+ * returns a promise that settles once the response is complete or the client has gone.
  */
-export function runJob(scheduler: Scheduler, job: Job, res: ServerResponse, reporting: ErrorReporting, timeoutMs: number): Promise<void> {
+export function runJob(scheduler: Scheduler, job: Job, res: ServerResponse, reporting: ErrorReporting, opts: JobOptions): Promise<void> {
   const controller = new AbortController();
   const output = job.stream ? new StreamOutput(job, res) : new JsonOutput(job, res);
   let failed = false;
@@ -80,11 +92,20 @@ export function runJob(scheduler: Scheduler, job: Job, res: ServerResponse, repo
     failed = true;
     controller.abort(err instanceof AbortError ? err : new AbortError('another choice of this request failed'));
     if (!res.writableEnded && !res.destroyed) sendError(res, err, reporting);
+    // A client that stopped reading does not keep its connection: closed once the error event is out.
+    const socket = res.socket; // detached from the response once it finishes
+    if (err instanceof RequestError && err.apiCode === 'stream_stalled' && socket) {
+      if (res.writableFinished) socket.end();
+      else res.once('finish', () => socket.end());
+    }
+    closeWhenStuck(res, opts.stallMs);
   };
   const sinks: SequenceSink[] = job.choices.map((_, i) => ({
     chunk: (c) => (failed ? true : output.chunk(i, c)),
     done: (r) => {
-      if (!failed) output.done(i, r);
+      if (failed) return;
+      output.done(i, r);
+      closeWhenStuck(res, opts.stallMs);
     },
     fail,
   }));
@@ -93,9 +114,9 @@ export function runJob(scheduler: Scheduler, job: Job, res: ServerResponse, repo
     job.choices.map((c) => c.seq),
     sinks,
     controller.signal,
+    opts.client,
   );
-  // A stream whose client stopped reading would otherwise hold its batch slot and cache indefinitely.
-  const deadline = setTimeout(() => fail(new RequestError(504, `the request did not finish within ${timeoutMs} ms`, 'server_error', 'timeout')), timeoutMs);
+  const deadline = setTimeout(() => fail(new RequestError(504, `the request did not finish within ${opts.timeoutMs} ms`, 'server_error', 'timeout')), opts.timeoutMs);
   return new Promise<void>((resolve) => {
     res.on('drain', () => submission.resume());
     res.on('close', () => {
@@ -107,6 +128,32 @@ export function runJob(scheduler: Scheduler, job: Job, res: ServerResponse, repo
       resolve();
     });
   });
+}
+
+const watched = new WeakSet<ServerResponse>();
+
+/**
+ * A response that has ended but whose bytes are still waiting for the client: its connection is
+ * closed once the client takes none of them for `stallMs` (else a client that never reads would
+ * hold the socket for ever).
+ */
+function closeWhenStuck(res: ServerResponse, stallMs: number): void {
+  const socket = res.socket;
+  if (!res.writableEnded || res.writableFinished || !socket || socket.destroyed || watched.has(res)) return;
+  watched.add(res);
+  let last = Infinity;
+  const timer = setInterval(() => {
+    const pending = socket.writableLength;
+    if (pending >= last) {
+      clearInterval(timer);
+      socket.destroy();
+    } else last = pending;
+  }, stallMs);
+  timer.unref();
+  // Once every byte is with the kernel, the connection is idle and node's keep-alive timeout takes over.
+  const stop = (): void => clearInterval(timer);
+  res.once('finish', stop);
+  socket.once('close', stop);
 }
 
 interface Output {

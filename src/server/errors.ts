@@ -58,3 +58,32 @@ export function toErrorResponse(err: unknown, opts: { promptParam?: 'prompt' | '
   opts.onInternal?.(err);
   return make(500, 'the server hit an internal error while handling the request', 'server_error', null, 'internal_error');
 }
+
+/** The server could not bind its address: the port is taken, the host is not this machine's, ... */
+export class ListenError extends GrokError {
+  constructor(
+    readonly host: string,
+    readonly port: number,
+    /** The system's error code: EADDRINUSE, EACCES, EADDRNOTAVAIL, ENOTFOUND, ... */
+    readonly reason: string,
+    message: string,
+  ) {
+    super('listen_error', message);
+  }
+}
+
+/** Why a bind failed, in words, from the system's error code. */
+export function listenError(host: string, port: number, err: NodeJS.ErrnoException): ListenError {
+  const code = err.code ?? 'UNKNOWN';
+  const where = port === 0 && host.includes('/') ? host : `${host.includes(':') ? `[${host}]` : host}:${port}`;
+  const why: Record<string, string> = {
+    EADDRINUSE: 'the address is already in use (is another server running on that port?)',
+    EACCES: 'permission denied (ports below 1024 need privileges)',
+    EADDRNOTAVAIL: `${host} is not an address of this machine`,
+    ENOTFOUND: `no such host: ${host}`,
+    EAI_AGAIN: `the host name ${host} could not be resolved`,
+    EAFNOSUPPORT: `this machine does not support ${host}'s address family`,
+    EINVAL: `${host} is not a valid address to listen on`,
+  };
+  return new ListenError(host, port, code, `cannot listen on ${where}: ${why[code] ?? err.message}`);
+}

@@ -1,7 +1,11 @@
 /** `grok-ts serve`: the OpenAI-compatible HTTP server over one loaded model. */
 import { UsageError } from '../../errors.js';
-import { createServer } from '../../server/http.js';
+import type { LanguageModel } from '../../language-model.js';
+import { createServer, DEFAULT_HEADER_TIMEOUT_MS, DEFAULT_MAX_CONNECTIONS, DEFAULT_MAX_CONNECTIONS_PER_ADDRESS } from '../../server/http.js';
 import { loadChatTemplateFile } from '../../server/chat-template-file.js';
+import { ListenError } from '../../server/errors.js';
+import { DEFAULT_MAX_CHARS_PER_TOKEN } from '../../server/prompt.js';
+import { DEFAULT_LIMITS } from '../../server/scheduler.js';
 import { num, str, type Command, type CommandContext } from '../command.js';
 import { MODEL_HELP, MODEL_OPTIONS, openModel } from '../model-options.js';
 
@@ -20,6 +24,14 @@ function duration(ctx: CommandContext, flag: string, fallbackMs: number): number
   return raw === undefined ? fallbackMs : parseDuration(raw, flag);
 }
 
+/** Bind failures that say the --host value is wrong (not that the port is taken). */
+const BAD_HOST = new Set(['EADDRNOTAVAIL', 'ENOTFOUND', 'EAI_AGAIN', 'EAI_FAIL', 'EAI_NONAME', 'EAFNOSUPPORT', 'EINVAL']);
+
+/** The fields of `o` that are set. */
+function defined<T extends object>(o: T): { [K in keyof T]?: Exclude<T[K], undefined> } {
+  return Object.fromEntries(Object.entries(o).filter(([, v]) => v !== undefined)) as { [K in keyof T]?: Exclude<T[K], undefined> };
+}
+
 function isLoopback(host: string): boolean {
   return host === 'localhost' || host === '::1' || /^127\./.test(host);
 }
@@ -31,27 +43,47 @@ export const serveCommand: Command = {
 
 Serves the model over HTTP with the OpenAI API: GET /v1/models, POST /v1/completions,
 POST /v1/chat/completions (streaming with server-sent events), and GET /health. Concurrent
-requests are batched into one forward pass per step. Prints "listening on URL" once ready; SIGTERM
-or Ctrl-C stops taking requests, lets running ones finish (--shutdown-grace), and exits.
+requests are batched into one forward pass per step. The port is bound before the model loads (a
+port in use fails at once, exit 1; a bad --host exits 2); while it loads, /health answers 503
+"loading" and so does every other route. Prints "listening on URL" once ready; SIGTERM or Ctrl-C
+stops taking requests, lets running ones finish (--shutdown-grace), and exits.
 
 Grok-1 is a base model: chat messages are written as a plain transcript ("User: …", "Assistant: …")
 that the model continues; --chat-template replaces that format.
 
       --host HOST            interface to bind (default 127.0.0.1: this machine only)
       --port N               port (default 8080; 0 picks a free one)
-      --api-key KEY          require "Authorization: Bearer KEY" on /v1 routes; prefer the
-                             ${API_KEY_ENV} environment variable (flags show up in process lists)
+      --api-key KEY          require "Authorization: Bearer KEY" on every route but /health; prefer
+                             the ${API_KEY_ENV} environment variable (flags show up in process lists)
       --model-id NAME        the id clients pass as "model" (default: fortune-demo for the demo,
                              else the checkpoint's directory or file name)
-      --max-batch N          most sequences in one forward pass (default 16)
-      --max-queue N          most sequences waiting; beyond it requests get 429 (default 64)
-      --max-body-bytes N     largest request body (default 1048576)
-      --queue-timeout T      a request still waiting after T gets 503 (default 60s)
-      --request-timeout T    a request still running after T is ended with 504 (default 10m)
-      --shutdown-grace T     on SIGTERM, how long running requests may finish (default 10s)
       --chat-template FILE   chat format as JSON: {"system": "{content}\\n\\n", "user": "User: {content}\\n\\n",
                              "assistant": "Assistant: {content}\\n\\n", "assistant_start": "Assistant:",
                              "stop": ["\\nUser:"]}
+      --shutdown-grace T     on SIGTERM, how long running requests may finish (default 10s)
+
+Limits (durations: 10s, 500ms, 2m):
+      --max-batch N          most sequences in one forward pass (default ${DEFAULT_LIMITS.maxBatch})
+      --max-batch-per-request N  most batch slots one request's choices (prompts × n) hold at
+                             once; the rest wait their turn (default: half of --max-batch, rounded up)
+      --max-queue N          most sequences waiting; beyond it requests get 429 (default ${DEFAULT_LIMITS.maxQueue})
+      --max-n N              largest n per request (default 16, at most --max-queue)
+      --queue-timeout T      a request still waiting after T gets 503 (default ${DEFAULT_LIMITS.queueTimeoutMs / 1000}s)
+      --request-timeout T    a request still running after T is ended with 504 (default 10m)
+      --stall-timeout T      a stream whose client reads nothing for T is ended with a
+                             "stream_stalled" error and its connection closed; meanwhile it is out
+                             of the batch (default ${DEFAULT_LIMITS.stallTimeoutMs / 1000}s)
+      --max-paused N         most sequences kept out of the batch with their KV caches while their
+                             clients are slow; past it the longest-stalled stream is ended
+                             (default: --max-batch)
+      --max-body-bytes N     largest request body (default 1048576)
+      --max-chars-per-token N  prompt text tokenised at most: N characters per token of the
+                             model's context; longer prompts get 400 before tokenising (default ${DEFAULT_MAX_CHARS_PER_TOKEN})
+      --max-connections N    connections served at once (default ${DEFAULT_MAX_CONNECTIONS}); a few more are let in
+                             to answer /health only, the rest are closed at once
+      --max-connections-per-address N  connections from one client address (default
+                             ${DEFAULT_MAX_CONNECTIONS_PER_ADDRESS}; behind a reverse proxy every client has the proxy's address)
+      --header-timeout T     a connection must send its request headers within T (default ${DEFAULT_HEADER_TIMEOUT_MS / 1000}s)
 
 ${MODEL_HELP}
 `,
@@ -62,10 +94,18 @@ ${MODEL_HELP}
     'api-key': { type: 'string' },
     'model-id': { type: 'string' },
     'max-batch': { type: 'string' },
+    'max-batch-per-request': { type: 'string' },
     'max-queue': { type: 'string' },
+    'max-n': { type: 'string' },
     'max-body-bytes': { type: 'string' },
+    'max-chars-per-token': { type: 'string' },
+    'max-paused': { type: 'string' },
+    'max-connections': { type: 'string' },
+    'max-connections-per-address': { type: 'string' },
     'queue-timeout': { type: 'string' },
     'request-timeout': { type: 'string' },
+    'stall-timeout': { type: 'string' },
+    'header-timeout': { type: 'string' },
     'shutdown-grace': { type: 'string' },
     'chat-template': { type: 'string' },
   },
@@ -73,37 +113,71 @@ ${MODEL_HELP}
     const host = str(ctx, 'host') ?? '127.0.0.1';
     const port = num(ctx, 'port', { integer: true, min: 0, max: 65535 }) ?? 8080;
     const apiKey = str(ctx, 'api-key') ?? process.env[API_KEY_ENV];
-    const maxBatch = num(ctx, 'max-batch', { integer: true, min: 1, max: 1024 });
-    const maxQueue = num(ctx, 'max-queue', { integer: true, min: 1, max: 100_000 });
-    const maxBodyBytes = num(ctx, 'max-body-bytes', { integer: true, min: 1024, max: 1 << 30 });
-    const queueTimeoutMs = duration(ctx, 'queue-timeout', 60_000);
-    const requestTimeoutMs = duration(ctx, 'request-timeout', 10 * 60_000);
+    const count = (flag: string, max: number): number | undefined => num(ctx, flag, { integer: true, min: 1, max });
+    const positiveDuration = (flag: string, fallbackMs: number): number => {
+      const ms = duration(ctx, flag, fallbackMs);
+      if (ms < 1) throw new UsageError(`--${flag} must be positive`, flag);
+      return ms;
+    };
+    const limits = {
+      maxBatch: count('max-batch', 1024),
+      maxBatchPerRequest: count('max-batch-per-request', 1024),
+      maxQueue: count('max-queue', 100_000),
+      maxN: count('max-n', 128),
+      maxBodyBytes: num(ctx, 'max-body-bytes', { integer: true, min: 1024, max: 1 << 30 }),
+      maxCharsPerToken: count('max-chars-per-token', 1024),
+      maxPaused: count('max-paused', 100_000),
+      maxConnections: count('max-connections', 1_000_000),
+      maxConnectionsPerAddress: count('max-connections-per-address', 1_000_000),
+      queueTimeoutMs: positiveDuration('queue-timeout', DEFAULT_LIMITS.queueTimeoutMs),
+      requestTimeoutMs: positiveDuration('request-timeout', 10 * 60_000),
+      stallTimeoutMs: positiveDuration('stall-timeout', DEFAULT_LIMITS.stallTimeoutMs),
+      headerTimeoutMs: positiveDuration('header-timeout', DEFAULT_HEADER_TIMEOUT_MS),
+    };
     const graceMs = duration(ctx, 'shutdown-grace', 10_000);
-    if (queueTimeoutMs < 1) throw new UsageError('--queue-timeout must be positive', 'queue-timeout');
-    if (requestTimeoutMs < 1) throw new UsageError('--request-timeout must be positive', 'request-timeout');
     const templateFile = str(ctx, 'chat-template');
     const chatTemplate = templateFile !== undefined ? loadChatTemplateFile(templateFile) : undefined; // before loading weights: fail fast
     const modelId = str(ctx, 'model-id');
 
-    const lm = await openModel(ctx);
+    // Bind first, then load: a port in use or a bad host is reported at once, not after minutes of
+    // loading; requests that arrive meanwhile are answered 503 "loading".
+    let provide!: (lm: LanguageModel) => void;
+    let failLoad!: (err: unknown) => void;
+    const model = new Promise<LanguageModel>((resolve, reject) => {
+      provide = resolve;
+      failLoad = reject;
+    });
+    const server = createServer(model, {
+      ...defined(limits),
+      ...(modelId !== undefined ? { modelId } : {}),
+      ...(apiKey ? { apiKey } : {}),
+      ...(chatTemplate ? { chatTemplate } : {}),
+      log: (line) => ctx.stderr.write(`grok-ts serve: ${line}\n`),
+    });
+    let url: string;
     try {
-      const server = createServer(lm, {
-        ...(modelId !== undefined ? { modelId } : {}),
-        ...(apiKey ? { apiKey } : {}),
-        ...(maxBatch !== undefined ? { maxBatch } : {}),
-        ...(maxQueue !== undefined ? { maxQueue } : {}),
-        ...(maxBodyBytes !== undefined ? { maxBodyBytes } : {}),
-        ...(chatTemplate ? { chatTemplate } : {}),
-        queueTimeoutMs,
-        requestTimeoutMs,
-        log: (line) => ctx.stderr.write(`grok-ts serve: ${line}\n`),
-      });
+      ({ url } = await server.listen(port, host));
+    } catch (err) {
+      if (err instanceof ListenError && BAD_HOST.has(err.reason)) throw new UsageError(`--host: ${err.message}`, 'host');
+      throw err;
+    }
+    let lm: LanguageModel;
+    try {
+      ctx.stderr.write(`grok-ts serve: bound to ${url}; loading the model (requests get 503 until it is ready)\n`);
+      lm = await openModel(ctx);
+    } catch (err) {
+      failLoad(err);
+      await server.close(0);
+      throw err;
+    }
+    try {
+      provide(lm);
+      await server.ready;
       const stopped = new Promise<void>((resolve) => {
         if (ctx.signal.aborted) resolve();
         else ctx.signal.addEventListener('abort', () => resolve(), { once: true });
       });
-      const { url } = await server.listen(port, host);
-      ctx.stdout.write(`listening on ${url}\n`);
+      if (!ctx.signal.aborted) ctx.stdout.write(`listening on ${url}\n`);
       if (!isLoopback(host) && !apiKey) {
         ctx.stderr.write(`grok-ts serve: warning: listening on ${host} without an API key; anyone who can reach this port can use the model (set ${API_KEY_ENV})\n`);
       }
