@@ -11,6 +11,7 @@
  * | q8_0  | quads in pairs (8 rows); per 32 inputs: 8 × f16 d, then per input pair the 8 rows' 2 int8 | 272 per 8 rows | same |
  * | q4_0  | per 32 inputs: 4 × f16 d, 4 rows × 16 bytes of nibble lanes (ggml's nibble bytes for the relaxed kernel) | 72 | same |
  * | q4_k  | per 256: 4 d, 4 dmin (f16), 6-bit scales/mins unpacked to bytes ([r][8] and [j][4]), per row per sub-block 16 bytes of nibble lanes (packNibbleLanes) | 592 | +2.8 % |
+ * | block | every other ggml type (Q6_K, Q4_1, Q5_*, Q2_K, Q3_K, Q5_K, i-quants): plan kind 'block', laid out by its file in formats/ (block-format.ts) | | ≤ +6 % |
  *
  * The official int8 checkpoint is input-major ([in, out]), so i8g is a transpose: rows become the
  * outputs. Groups (scale rows) are padded to a multiple of 16 inputs each.
