@@ -79,6 +79,29 @@ test('the same seed gives the same continuation, different seeds differ', async 
   assert.notDeepEqual(a.ids, c.ids);
 });
 
+test('chat past the context: the oldest turns are dropped, the system message stays, the session goes on', async () => {
+  const trims: number[] = [];
+  const chat = demo.chat({ system: 'Fortunes only.', onTrim: (t) => trims.push(t.droppedTurns) });
+  const system = demo.encodePrompt('Fortunes only.\n\n');
+  const ctx = demo.config.sequenceLen;
+  for (const [i, message] of ['Tell me a fortune.', 'Another one?', 'And a third?', 'One more, please.', 'The last one.'].entries()) {
+    const turn = chat.send(message, { temperature: 0.8, seed: i, maxTokens: 40, ignoreEos: true });
+    for await (const _ of turn);
+    const r = await turn.result;
+    assert.ok(r.usage.completionTokens > 0);
+    assert.ok(chat.length < ctx, `${chat.length} tokens in a ${ctx}-token context`);
+    assert.deepEqual(chat.ids.slice(0, system.length), system, 'the system message leads the transcript');
+  }
+  assert.ok(trims.length >= 1 && trims.every((n) => n >= 1), `trims ${trims}`);
+  // a message that cannot fit even alone is an error naming the message, not an option
+  await assert.rejects(
+    async () => {
+      for await (const _ of chat.send('word '.repeat(200), { maxTokens: 4 }));
+    },
+    (e: unknown) => e instanceof ContextLengthError && /the message and the system message leave no room/.test(e.message) && !/truncate/.test(e.message),
+  );
+});
+
 test('context limit: a prompt that fills the context is an error unless truncated; generation stops at the limit', async () => {
   const ctx = tiny.config.sequenceLen; // 128
   const ids = Array.from({ length: ctx }, (_, i) => 3 + (i % 900));
