@@ -79,6 +79,18 @@ test('the same seed gives the same continuation, different seeds differ', async 
   assert.notDeepEqual(a.ids, c.ids);
 });
 
+test('one seed over different prompts: each prompt gets its own noise (seed 2 no longer opens them alike)', async () => {
+  const prompts = ['The meaning of life is', 'A computer', 'Never', 'In the beginning', 'Why'];
+  const firsts: number[] = [];
+  for (const p of prompts) {
+    const r = await demo.generate(p, { temperature: 0.8, seed: 2, maxTokens: 1, ignoreEos: true });
+    firsts.push(r.ids[0]!);
+    assert.deepEqual((await demo.generate(p, { temperature: 0.8, seed: 2, maxTokens: 1, ignoreEos: true })).ids, r.ids, 'same seed and prompt: same text');
+  }
+  const most = Math.max(...firsts.map((id) => firsts.filter((x) => x === id).length));
+  assert.ok(most <= 1, `first tokens ${firsts.map((id) => JSON.stringify(demo.tokenizer.decode([id]))).join(', ')}`);
+});
+
 test('chat past the context: the oldest turns are dropped, the system message stays, the session goes on', async () => {
   const trims: number[] = [];
   const chat = demo.chat({ system: 'Fortunes only.', onTrim: (t) => trims.push(t.droppedTurns) });
