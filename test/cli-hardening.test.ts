@@ -207,3 +207,26 @@ describe('mistakes get one line', () => {
     assert.equal(r.stderr, 'grok-ts: internal error: RangeError: late (a bug in grok-ts; GROK_TS_DEBUG=1 prints the stack trace)\n');
   });
 });
+
+describe('a fresh clone without the fixtures', () => {
+  const runFile = (shared: string) => {
+    const env: NodeJS.ProcessEnv = { ...process.env, GROK_TS_SHARED: shared };
+    delete env.NODE_TEST_CONTEXT; // run as a test run of its own, not as a child of this one
+    return spawnSync(process.execPath, ['--test', path.join(PROJECT_ROOT, 'dist', 'test', 'sampler.test.js')], { encoding: 'utf8', env, timeout: 120_000 });
+  };
+
+  it('skips the tests that read them, saying how to point at them, and runs the rest', () => {
+    const r = runFile('');
+    assert.equal(r.status, 0, r.stdout);
+    assert.match(r.stdout, /# SKIP fixtures turned off/);
+    assert.match(r.stdout, /^# skipped 1$/m);
+    assert.match(r.stdout, /^# fail 0$/m);
+    assert.match(r.stdout, /^# pass [1-9]\d*$/m);
+  });
+
+  it('fails them when GROK_TS_SHARED names a directory that is not there', () => {
+    const r = runFile(path.join(tmp, 'not-the-fixtures'));
+    assert.equal(r.status, 1);
+    assert.match(r.stdout, /fixture missing: .*not-the-fixtures.*GROK_TS_SHARED/);
+  });
+});

@@ -4,7 +4,7 @@ import { test } from 'node:test';
 import { CounterRng, streamKey } from '../src/generate/rng.js';
 import { argmax, logprobs, nucleus, Sampler, validateSamplingOptions } from '../src/generate/sampler.js';
 import { UsageError } from '../src/errors.js';
-import { readJson } from './shared.js';
+import { FIXTURES, readJson } from './shared.js';
 
 const MASKED = -1e10;
 
@@ -172,7 +172,7 @@ function chiCritical(df: number): number {
   return df * (1 - 2 / (9 * df) + z * Math.sqrt(2 / (9 * df))) ** 3;
 }
 
-test('empirical distributions match the computed ones on fixture logits (temperature, top-k, top-p, min-p)', () => {
+test('empirical distributions match the computed ones on fixture logits (temperature, top-k, top-p, min-p)', FIXTURES, () => {
   const exp = readJson<{ logits: number[][] }>('fixtures', 'tiny', 'expected.json');
   // Real logits of the tiny fixture, sharpened so the filters bite (its raw spread is small).
   const logits = Float32Array.from(exp.logits[exp.logits.length - 1]!, (v) => v * 60);
