@@ -1,4 +1,5 @@
 #!/usr/bin/env node
-import { main } from '../dist/src/cli/main.js';
+import { installFatalHandler, main } from '../dist/src/cli/main.js';
 
+installFatalHandler();
 process.exitCode = await main(process.argv.slice(2));

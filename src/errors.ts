@@ -32,6 +32,12 @@ export class FormatError extends GrokError {
   }
 }
 
+/**
+ * A path that cannot be read as the file it should be: missing, unreadable, a directory, or not a
+ * regular file at all (a FIFO, a device such as /dev/zero, a socket). The CLI exits 66 on it.
+ */
+export class FileAccessError extends FormatError {}
+
 /** A model configuration that cannot describe a Grok network; lists every problem at once. */
 export class ConfigError extends GrokError {
   readonly problems: readonly string[];

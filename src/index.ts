@@ -6,7 +6,7 @@
  *   for await (const chunk of lm.stream('The answer is', { maxTokens: 32 })) process.stdout.write(chunk.text);
  *   await lm.close();
  */
-export { loadModel, LanguageModel, ChatSession, type LoadOptions, type LoadProgress, type BackendName, type GenerationStream } from './language-model.js';
+export { loadModel, LanguageModel, ChatSession, type ChatOptions, type LoadOptions, type LoadProgress, type BackendName, type GenerationStream } from './language-model.js';
 export type { GenerateOptions, GenerationChunk, GenerationResult, StopReason, TokenLogprob, Usage } from './generate/sequence.js';
 export { SequenceState } from './generate/sequence.js';
 export { Sampler, type SamplingOptions } from './generate/sampler.js';

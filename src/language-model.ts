@@ -8,9 +8,10 @@ import type { Kernels } from './backend/kernels.js';
 import { jsKernels } from './backend/js/kernels.js';
 import { createWasmKernels, wasmAvailable } from './backend/wasm/index.js';
 import type { GrokConfig } from './config.js';
-import { UnsupportedError, UsageError } from './errors.js';
+import { ContextLengthError, UnsupportedError, UsageError } from './errors.js';
 import { runSequence, throwIfAborted } from './generate/generator.js';
 import {
+  DEFAULT_MAX_TOKENS,
   fitPrompt,
   SequenceState,
   type GenerateOptions,
@@ -125,8 +126,8 @@ export class LanguageModel {
   }
 
   /** A multi-turn session whose history stays in the KV cache: each turn prefills only its new text. */
-  chat(): ChatSession {
-    return new ChatSession(this);
+  chat(options: ChatOptions = {}): ChatSession {
+    return new ChatSession(this, options);
   }
 
   async close(): Promise<void> {
@@ -171,18 +172,41 @@ export class LanguageModel {
   }
 }
 
+export interface ChatOptions {
+  /** A system message opening the transcript; it stays when older turns are dropped. */
+  readonly system?: string;
+  /**
+   * Called when the context is full and the oldest turns are dropped to make room for a new one
+   * (the CLI says so once).
+   */
+  readonly onTrim?: (info: { readonly droppedTurns: number; readonly keptTurns: number; readonly contextLength: number }) => void;
+}
+
 /**
  * A chat over a base model: turns are rendered with the plain-text template (chat-template.ts)
  * and appended to one growing sequence whose KV cache is kept between turns, so each turn
- * prefills only its own new text.
+ * prefills only its own new text. When a new turn (and room for its reply) no longer fits the
+ * context, the oldest turns are dropped (the system message stays) and the rest is prefilled
+ * again once.
  */
 export class ChatSession {
   private cache: KvCache;
-  /** A sampled token the model has not been fed yet (the reply ended on max tokens or an interrupt). */
-  private unfed: number[] = [];
+  /** Token ids of the conversation: the system message, then each turn (user text + reply). The cache holds a prefix of it. */
+  private transcript: number[] = [];
+  /** Where each turn starts in the transcript. */
+  private turnStarts: number[] = [];
+  private readonly systemIds: number[];
+  /** Turns dropped so far to fit the context. */
+  droppedTurns = 0;
 
-  constructor(private readonly lm: LanguageModel) {
+  constructor(
+    private readonly lm: LanguageModel,
+    private readonly options: ChatOptions = {},
+  ) {
     this.cache = lm.model.newCache();
+    const system = options.system?.trim();
+    this.systemIds = system ? lm.encodePrompt(`${system}\n\n`) : [];
+    this.transcript = [...this.systemIds];
   }
 
   /** Tokens held in the cache. */
@@ -190,14 +214,28 @@ export class ChatSession {
     return this.cache.length;
   }
 
+  /** The conversation as token ids: the system message, then each turn kept (user text and reply). */
+  get ids(): readonly number[] {
+    return this.transcript;
+  }
+
   /** Sends one user message and streams the reply; the reply stays in the history. */
   send(message: string, options: GenerateOptions = {}): GenerationStream {
     throwIfAborted(options.signal);
-    const first = this.cache.length === 0 && this.unfed.length === 0;
-    const ids = [...this.unfed, ...this.lm.encodePrompt(userTurnText(message, first))];
+    const ctx = this.lm.config.sequenceLen;
+    const turn = this.lm.encodePrompt(userTurnText(message, this.turnStarts.length === 0 && this.droppedTurns === 0));
+    const sys = this.systemIds.length;
+    if (sys + turn.length >= ctx) {
+      throw new ContextLengthError(sys + turn.length, ctx, sys ? 'the message and the system message leave no room for a reply: shorten them' : 'the message leaves no room for a reply: shorten it');
+    }
+    // Room for the reply: what was asked, up to half the context.
+    const reserve = Math.max(1, Math.min(options.maxTokens ?? DEFAULT_MAX_TOKENS, Math.floor(ctx / 2)));
+    if (this.transcript.length + turn.length + reserve > ctx && this.turnStarts.length > 0) this.dropOldestTurns(turn.length + reserve);
+    const ids = [...this.transcript.slice(this.cache.length), ...turn];
+    this.turnStarts.push(this.transcript.length);
+    this.transcript.push(...turn);
     const stop = [...CHAT_STOP, ...(options.stop ?? [])];
     const seq = this.lm.newSequence(ids, { ...options, stop }, this.cache);
-    this.unfed = [];
     const stream = this.lm.streamSequence(seq, options.signal, false);
     const session = this;
     return {
@@ -207,18 +245,42 @@ export class ChatSession {
           yield* stream;
         } finally {
           const r = await stream.result.catch(() => undefined);
-          const last = seq.generated[seq.generated.length - 1];
-          if (last !== undefined && (!r || r.stopReason === 'max_tokens')) session.unfed = [last];
+          // The reply's tokens the cache took, and a last sampled one it did not (max tokens, an
+          // interrupt) that the next turn feeds first. A token that completed a stop string is left out.
+          const fed = Math.max(0, session.cache.length - session.transcript.length);
+          const kept = seq.generated.slice(0, fed);
+          const last = seq.generated[fed];
+          if (last !== undefined && (!r || r.stopReason === 'max_tokens')) kept.push(last);
+          session.transcript.push(...kept);
         }
       },
     };
   }
 
-  /** Forgets the conversation. */
+  /** Drops the oldest turns until `room` more tokens fit after the rest; the cache starts over. */
+  private dropOldestTurns(room: number): void {
+    const ctx = this.lm.config.sequenceLen;
+    const sys = this.systemIds.length;
+    const n = this.turnStarts.length;
+    const rest = (k: number) => (k < n ? this.transcript.length - this.turnStarts[k]! : 0);
+    let k = 1;
+    while (k < n && sys + rest(k) + room > ctx) k++;
+    const from = k < n ? this.turnStarts[k]! : this.transcript.length;
+    this.transcript = [...this.systemIds, ...this.transcript.slice(from)];
+    this.turnStarts = this.turnStarts.slice(k).map((t) => t - from + sys);
+    this.cache.free();
+    this.cache = this.lm.model.newCache();
+    this.droppedTurns += k;
+    this.options.onTrim?.({ droppedTurns: k, keptTurns: n - k, contextLength: ctx });
+  }
+
+  /** Forgets the conversation (the system message stays). */
   reset(): void {
     this.cache.free();
     this.cache = this.lm.model.newCache();
-    this.unfed = [];
+    this.transcript = [...this.systemIds];
+    this.turnStarts = [];
+    this.droppedTurns = 0;
   }
 }
 

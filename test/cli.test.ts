@@ -5,13 +5,13 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { test } from 'node:test';
 import { runCli } from './cli-harness.js';
-import { maxAbsDiff, PROJECT_ROOT, readJson, shared } from './shared.js';
+import { FIXTURES, maxAbsDiff, PROJECT_ROOT, readJson, shared } from './shared.js';
 
 const run = runCli;
 
 const BIN = path.join(PROJECT_ROOT, 'bin', 'grok-ts.js');
 
-test('eval: logits of every position within 1e-4 of the oracle on the tiny checkpoint', async () => {
+test('eval: logits of every position within 1e-4 of the oracle on the tiny checkpoint', FIXTURES, async () => {
   const exp = readJson<{ prompt_ids: number[]; logits: number[][] }>('fixtures', 'tiny', 'expected.json');
   const r = await run(['eval', '--model', shared('fixtures', 'tiny'), '--ids', exp.prompt_ids.join(','), '--positions', 'all', '--backend', 'js']);
   assert.equal(r.code, 0, r.err);
@@ -22,7 +22,7 @@ test('eval: logits of every position within 1e-4 of the oracle on the tiny check
   assert.equal((JSON.parse(last.out) as { logits: number[][] }).logits.length, 1);
 });
 
-test('generate --ids --temperature 0 --json: the greedy ids of the oracle', async () => {
+test('generate --ids --temperature 0 --json: the greedy ids of the oracle', FIXTURES, async () => {
   const exp = readJson<{ prompt_ids: number[]; greedy_ids: number[] }>('fixtures', 'tiny', 'expected.json');
   const r = await run(['generate', '--model', shared('fixtures', 'tiny'), '--ids', exp.prompt_ids.join(','), '--max-tokens', String(exp.greedy_ids.length), '--temperature', '0', '--json', '--backend', 'js']);
   assert.equal(r.code, 0, r.err);
@@ -32,14 +32,14 @@ test('generate --ids --temperature 0 --json: the greedy ids of the oracle', asyn
   assert.equal(out.usage.completion_tokens, exp.greedy_ids.length);
 });
 
-test('generate with no --model runs the bundled demo and reproduces samples.json', async () => {
+test('generate with no --model runs the bundled demo and reproduces samples.json', FIXTURES, async () => {
   const s = readJson<{ samples: { prompt: string; greedy: { ids: number[] } }[] }>('demo', 'fortune', 'samples.json').samples[3]!;
   const r = await run(['generate', '--prompt', s.prompt, '--temperature', '0', '--max-tokens', '40', '--ignore-eos', '--json', '--backend', 'js']);
   assert.equal(r.code, 0, r.err);
   assert.deepEqual((JSON.parse(r.out) as { ids: number[] }).ids, s.greedy.ids);
 });
 
-test('inspect: config, parameter count, tensors with dtype, shape and bytes', async () => {
+test('inspect: config, parameter count, tensors with dtype, shape and bytes', FIXTURES, async () => {
   const r = await run(['inspect', shared('fixtures', 'tiny')]);
   assert.equal(r.code, 0, r.err);
   assert.match(r.out, /parameters: 3,668,784/);
@@ -49,7 +49,7 @@ test('inspect: config, parameter count, tensors with dtype, shape and bytes', as
   assert.ok(j.weightBytes > 4e6);
 });
 
-test('errors: usage → 2, missing file → 66, corrupt input → 65, each with a one-line message', async () => {
+test('errors: usage → 2, missing file → 66, corrupt input → 65, each with a one-line message', FIXTURES, async () => {
   assert.equal((await run([])).code, 2);
   assert.equal((await run(['frobnicate'])).code, 2);
   assert.equal((await run(['generate', '--bogus'])).code, 2);

@@ -12,7 +12,7 @@ import { readGgufHeader } from '../src/formats/gguf.js';
 import { openGguf } from '../src/formats/gguf-split.js';
 import { MemorySource } from '../src/formats/tensor-file.js';
 import { GgufBytes, sampleGguf, T } from './gguf-builder.js';
-import { shared } from './shared.js';
+import { FIXTURES, shared } from './shared.js';
 
 const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'gguf-bad-'));
 after(() => fs.rmSync(tmp, { recursive: true, force: true }));
@@ -62,7 +62,7 @@ describe('GGUF bad files', () => {
     }
   });
 
-  it('truncation at each section boundary of a real file names the field', () => {
+  it('truncation at each section boundary of a real file names the field', FIXTURES, () => {
     const bytes = new Uint8Array(fs.readFileSync(shared('fixtures', 'gguf', 'mini-q8_0.gguf')));
     const h = parse(bytes, 'mini.gguf');
     const boundaries = [4, 8, 16, 24, ...[...h.metadata.all()].map((e) => e.offset), ...h.tensors.map((t) => t.infoOffset), h.dataOffset, h.tensors[5]!.offset + 1, bytes.length - 1];
@@ -134,7 +134,7 @@ describe('GGUF bad files', () => {
     rejects(() => parse(a(T.u16, 64).bytes()), a(T.u16, 64).at.get('v'), /general\.alignment: a u32/);
   });
 
-  it('a missing shard or raw part names the missing file', () => {
+  it('a missing shard or raw part names the missing file', FIXTURES, () => {
     const dir = shared('fixtures', 'gguf');
     for (const f of ['mini-q4_k_m-shard-00001-of-00003.gguf', 'mini-q4_k_m-shard-00003-of-00003.gguf', 'mini-q8_0-raw.gguf.part1of3', 'mini-q8_0-raw.gguf.part3of3']) {
       fs.copyFileSync(path.join(dir, f), path.join(tmp, f));
@@ -145,7 +145,7 @@ describe('GGUF bad files', () => {
     rejects(() => openGguf(path.join(tmp, 'mini-q8_0-raw.gguf.part3of3')), undefined, /part 2 of 3/, missingPart);
   });
 
-  it('shards out of order, or a shard set that lost its names', () => {
+  it('shards out of order, or a shard set that lost its names', FIXTURES, () => {
     const dir = shared('fixtures', 'gguf');
     const sub = fs.mkdtempSync(path.join(tmp, 'swap-'));
     const name = (i: number) => path.join(sub, `m-0000${i}-of-00003.gguf`);
@@ -170,7 +170,7 @@ describe('GGUF bad files', () => {
     }
   });
 
-  it('every failure on a damaged fixture is a GrokError', () => {
+  it('every failure on a damaged fixture is a GrokError', FIXTURES, () => {
     const bytes = new Uint8Array(fs.readFileSync(shared('fixtures', 'gguf', 'mini-q4_0.gguf')));
     for (let at = 0; at < 4096; at += 7) {
       const copy = bytes.slice(0, 8192);

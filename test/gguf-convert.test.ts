@@ -26,7 +26,7 @@ import { MemoryLinear } from '../src/tensor/linear.js';
 import { parseModelProto, PieceType } from '../src/tokenizer/sentencepiece-model.js';
 import { BUNDLED_TOKENIZER_PATH, Tokenizer } from '../src/tokenizer/sentencepiece.js';
 import { tokenizerFromGguf } from '../src/tokenizer/from-gguf.js';
-import { maxAbsDiff, readJson, shared } from './shared.js';
+import { FIXTURES, maxAbsDiff, readJson, shared } from './shared.js';
 
 const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'gguf-convert-'));
 after(() => fs.rmSync(tmp, { recursive: true, force: true }));
@@ -68,7 +68,7 @@ function dequantised(w: GrokWeights): GrokWeights {
   };
 }
 
-describe('convert ckpt-0 → GGUF (tiny fixture)', () => {
+describe('convert ckpt-0 → GGUF (tiny fixture)', FIXTURES, () => {
   const expected = readJson<Expected>('fixtures', 'tiny', 'expected.json');
   let ckpt: ModelFiles;
   let ckptLogits: Float32Array;
@@ -192,7 +192,7 @@ describe('convert ckpt-0 → GGUF (tiny fixture)', () => {
   });
 });
 
-describe('convert: GGUF → GGUF', () => {
+describe('convert: GGUF → GGUF', FIXTURES, () => {
   it('re-quantising an i-quant file to f32 keeps its logits and its tokenizer', () => {
     const src = load(shared('fixtures', 'gguf', 'mini-iq3_xxs.gguf'));
     const out = path.join(tmp, 'requant.gguf');
@@ -214,7 +214,7 @@ describe('convert: GGUF → GGUF', () => {
   });
 });
 
-describe('convert: the demo model with the real tokenizer', () => {
+describe('convert: the demo model with the real tokenizer', FIXTURES, () => {
   it('embeds the tokenizer (same ids as tokenizer.model) and the model continues the demo samples', () => {
     const ckpt = openModelFiles(shared('demo', 'fortune', 'ckpt-0'));
     const out = path.join(tmp, 'fortune-f32.gguf');
@@ -253,7 +253,7 @@ describe('convert: the demo model with the real tokenizer', () => {
   });
 });
 
-describe('convert: the embedded tokenizer as llama.cpp reads it', () => {
+describe('convert: the embedded tokenizer as llama.cpp reads it', FIXTURES, () => {
   it('types the whitespace and digit user-defined pieces NORMAL, keeps the markers, and still encodes like tokenizer.model', () => {
     const tokenizer = parseModelProto(new Uint8Array(fs.readFileSync(BUNDLED_TOKENIZER_PATH)));
     const userDefined = [...tokenizer.types.keys()].filter((id) => tokenizer.types[id] === PieceType.USER_DEFINED);
@@ -286,7 +286,7 @@ describe('convert: the embedded tokenizer as llama.cpp reads it', () => {
   });
 });
 
-describe('grok-ts convert (CLI)', () => {
+describe('grok-ts convert (CLI)', FIXTURES, () => {
   const run = async (args: string[]) => {
     const stdout = new PassThrough();
     const stderr = new PassThrough();

@@ -18,7 +18,7 @@ import { dequantizeGgml, GGML_TYPES, ggmlRowBytes, ggmlType } from '../src/tenso
 import { quantizeGgml, QUANTIZE_TYPES } from '../src/tensor/ggml-quantize.js';
 import { iqGrid, KSIGNS_IQ2XS } from '../src/tensor/iq-tables.js';
 import { f32ToF16 } from '../src/tensor/dtype.js';
-import { rng, shared } from './shared.js';
+import { FIXTURES, rng, shared } from './shared.js';
 
 function sha256(bytes: ArrayBufferView): string {
   return createHash('sha256').update(new Uint8Array(bytes.buffer, bytes.byteOffset, bytes.byteLength)).digest('hex');
@@ -194,7 +194,7 @@ describe('ggml dequantisation: hand-built blocks', () => {
   });
 });
 
-describe('ggml dequantisation: every tensor of every fixture file', () => {
+describe('ggml dequantisation: every tensor of every fixture file', FIXTURES, () => {
   for (const [file, hash] of Object.entries(FIXTURE_HASHES)) {
     it(`${file} matches gguf-py`, () => {
       const model = openGguf(shared('fixtures', 'gguf', file));

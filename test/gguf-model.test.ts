@@ -11,7 +11,7 @@ import { UnsupportedError } from '../src/errors.js';
 import { openGguf } from '../src/formats/gguf-split.js';
 import { GrokModel } from '../src/model/grok.js';
 import { configFromGguf, grokWeightsFromGguf } from '../src/model/weights-gguf.js';
-import { maxAbsDiff, readJson, shared, SHARED } from './shared.js';
+import { FIXTURES, maxAbsDiff, readJson, shared, SHARED } from './shared.js';
 
 interface Expected {
   prompt_ids: number[];
@@ -52,7 +52,7 @@ function argmax(v: Float32Array): number {
   return best;
 }
 
-describe('GGUF fixtures: logits and greedy ids', () => {
+describe('GGUF fixtures: logits and greedy ids', FIXTURES, () => {
   const all = cases();
   it('finds the 17 fixture sets', () => assert.equal(all.length, 17));
 

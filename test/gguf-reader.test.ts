@@ -9,7 +9,7 @@ import { describeGguf, openGguf, rawPartPaths, shardPaths } from '../src/formats
 import { ConcatSource, FileSource, MemorySource } from '../src/formats/tensor-file.js';
 import { dequantizeGgml } from '../src/tensor/ggml.js';
 import { GgufBytes, sampleGguf, T } from './gguf-builder.js';
-import { shared } from './shared.js';
+import { FIXTURES, shared } from './shared.js';
 
 const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'gguf-reader-'));
 after(() => fs.rmSync(tmp, { recursive: true, force: true }));
@@ -87,7 +87,7 @@ describe('GGUF reader: a hand-built file', () => {
   });
 });
 
-describe('GGUF reader: the fixtures\' split sets hold exactly the single file\'s tensors', () => {
+describe('GGUF reader: the fixtures\' split sets hold exactly the single file\'s tensors', FIXTURES, () => {
   const compare = (setPath: string, singlePath: string) => {
     const set = openGguf(setPath);
     const single = openGguf(singlePath);

@@ -1,11 +1,11 @@
 /** The forward pass against the independent float64 oracle's outputs in ../shared. */
 import assert from 'node:assert/strict';
-import { test } from 'node:test';
+
 import { jsKernels } from '../src/backend/js/kernels.js';
 import { argmax } from '../src/generate/sampler.js';
 import { GrokModel } from '../src/model/grok.js';
 import { openModelFiles } from '../src/model/load.js';
-import { maxAbsDiff, readJson, shared } from './shared.js';
+import { fixtureTest as test, maxAbsDiff, readJson, shared } from './shared.js';
 
 interface Expected {
   prompt_ids: number[];

@@ -4,7 +4,7 @@ import { FormatError } from '../src/errors.js';
 import { NumpyArray, PICKLE_LIMITS, QuantizedWeight8bit, unpickle, type NdArrayInfo, type UnpickleResult } from '../src/formats/pickle.js';
 import { FileSource, MemorySource, type ByteSource } from '../src/formats/tensor-file.js';
 import { bf16BytesToF32, f32View } from '../src/tensor/dtype.js';
-import { rng, shared } from './shared.js';
+import { FIXTURES, rng, shared } from './shared.js';
 
 // ---------------------------------------------------------------------------------------------
 // a tiny pickle assembler, to build well-formed and hostile streams by hand
@@ -97,7 +97,7 @@ class CountingSource implements ByteSource {
 
 // ---------------------------------------------------------------------------------------------
 
-describe('unpickle: real checkpoint files', () => {
+describe('unpickle: real checkpoint files', FIXTURES, () => {
   it('reads the demo embedding header and leaves the 33 MB payload unread', () => {
     const src = new CountingSource(new FileSource(shared('demo', 'fortune', 'ckpt-0', 'tensor00000_000')));
     try {
@@ -151,7 +151,7 @@ describe('unpickle: numpy variants', () => {
     assert.deepEqual([...b.subarray(a.offset, a.offset + 24)], [...data]);
   });
 
-  it('accepts a numpy 2 pickle made by byte-editing a real file (module renamed, frame length fixed)', () => {
+  it('accepts a numpy 2 pickle made by byte-editing a real file (module renamed, frame length fixed)', FIXTURES, () => {
     const src = new FileSource(shared('demo', 'fortune', 'ckpt-0', 'tensor00001_000'));
     const orig = src.read(0, src.size);
     src.close();
@@ -234,7 +234,7 @@ describe('unpickle: hostile and malformed input', () => {
     rejects(() => unpickle(mem(Uint8Array.from([0x80, 1, NONE, 0x2e]))), 'hand.pkl', ['protocol 1'], 0);
   });
 
-  it('refuses a truncated real file at every cut, with the file and an offset', () => {
+  it('refuses a truncated real file at every cut, with the file and an offset', FIXTURES, () => {
     const src = new FileSource(shared('demo', 'fortune', 'ckpt-0', 'tensor00003_000'));
     const whole = src.read(0, src.size);
     src.close();
@@ -276,7 +276,7 @@ describe('unpickle: hostile and malformed input', () => {
     rejects(() => unpickle(mem(longLine)), 'hand.pkl', ['newline within'], 3);
   });
 
-  it('survives random corruption of real headers: every outcome is a value or a FormatError', () => {
+  it('survives random corruption of real headers: every outcome is a value or a FormatError', FIXTURES, () => {
     const originals = [
       shared('demo', 'fortune', 'ckpt-0', 'tensor00001_000'), // ndarray, frame-resident payload
       shared('demo', 'fortune', 'ckpt-0', 'tensor00005_000'), // QuantizedWeight8bit

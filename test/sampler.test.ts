@@ -1,10 +1,10 @@
 /** Sampling: reference nucleus semantics, filters, penalties, seeded reproducibility, and distributions. */
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { CounterRng } from '../src/generate/rng.js';
+import { CounterRng, streamKey } from '../src/generate/rng.js';
 import { argmax, logprobs, nucleus, Sampler, validateSamplingOptions } from '../src/generate/sampler.js';
 import { UsageError } from '../src/errors.js';
-import { readJson } from './shared.js';
+import { FIXTURES, readJson } from './shared.js';
 
 const MASKED = -1e10;
 
@@ -91,6 +91,23 @@ test('seeded sampling is reproducible and seeds differ', () => {
   assert.notDeepEqual(draw(1), draw(2));
 });
 
+test('one seed, different prompts: independent noise streams; the same prompt repeats its stream', () => {
+  const flat = new Float32Array(1000); // every token equally likely: the draw is the noise alone
+  const draw = (seed: number, stream?: number) => {
+    const s = new Sampler({ temperature: 1, seed }, 1000, stream);
+    return Array.from({ length: 20 }, () => s.sample(flat, []));
+  };
+  const a = streamKey([5, 6, 7]);
+  assert.equal(streamKey([5, 6, 7]), a);
+  for (const other of [streamKey([5, 6, 8]), streamKey([5, 6]), streamKey([5, 6, 7], 1), streamKey([7, 6, 5])]) assert.notEqual(other, a);
+  assert.deepEqual(draw(2, a), draw(2, a));
+  assert.notDeepEqual(draw(2, a), draw(2, streamKey([9, 10])));
+  assert.notDeepEqual(draw(2, a), draw(3, a));
+  // streams are unrelated: the first draws of 200 prompts under one seed are spread over the vocabulary
+  const firsts = new Set(Array.from({ length: 200 }, (_, i) => draw(2, streamKey([i]))[0]));
+  assert.ok(firsts.size > 150, `${firsts.size} distinct first tokens`);
+});
+
 /** The distribution a configuration should sample from, computed directly from its definition. */
 function expectedDistribution(logits: Float32Array, o: { temperature: number; topK?: number; topP?: number; minP?: number }): Float64Array {
   const V = logits.length;
@@ -155,7 +172,7 @@ function chiCritical(df: number): number {
   return df * (1 - 2 / (9 * df) + z * Math.sqrt(2 / (9 * df))) ** 3;
 }
 
-test('empirical distributions match the computed ones on fixture logits (temperature, top-k, top-p, min-p)', () => {
+test('empirical distributions match the computed ones on fixture logits (temperature, top-k, top-p, min-p)', FIXTURES, () => {
   const exp = readJson<{ logits: number[][] }>('fixtures', 'tiny', 'expected.json');
   // Real logits of the tiny fixture, sharpened so the filters bite (its raw spread is small).
   const logits = Float32Array.from(exp.logits[exp.logits.length - 1]!, (v) => v * 60);

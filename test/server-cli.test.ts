@@ -7,11 +7,11 @@ import * as path from 'node:path';
 import { test } from 'node:test';
 import { parseDuration } from '../src/cli/commands/serve.js';
 import { runCli } from './cli-harness.js';
-import { PROJECT_ROOT, shared } from './shared.js';
+import { FIXTURES, PROJECT_ROOT, shared } from './shared.js';
 
 const BIN = path.join(PROJECT_ROOT, 'bin', 'grok-ts.js');
 
-test('SIGTERM: stop taking requests, let the running stream finish, exit 0', { timeout: 30_000 }, async () => {
+test('SIGTERM: stop taking requests, let the running stream finish, exit 0', { ...FIXTURES, timeout: 30_000 }, async () => {
   const child = spawn(process.execPath, [BIN, 'serve', '--model', shared('fixtures', 'tiny'), '--backend', 'js', '--port', '0', '--model-id', 'tiny'], {
     stdio: ['ignore', 'pipe', 'pipe'],
     env: { ...process.env, GROK_TS_API_KEY: '' },

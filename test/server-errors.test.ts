@@ -4,11 +4,11 @@
  */
 import assert from 'node:assert/strict';
 import * as http from 'node:http';
-import { after, before, test } from 'node:test';
+import { after, before } from 'node:test';
 import { FormatError } from '../src/errors.js';
 import { loadModel, type LanguageModel } from '../src/language-model.js';
 import { createServer, loadChatTemplateFile, parseChatTemplate, type GrokServer } from '../src/server/index.js';
-import { shared } from './shared.js';
+import { fixtureTest as test, HAVE_FIXTURES, shared } from './shared.js';
 
 const KEY = 'sk-local-test';
 const AUTH = { Authorization: `Bearer ${KEY}` };
@@ -18,11 +18,13 @@ let base: URL;
 const agent = new http.Agent({ keepAlive: false });
 
 before(async () => {
+  if (!HAVE_FIXTURES) return;
   lm = await loadModel(shared('fixtures', 'tiny'), { backend: 'js' });
   server = createServer(lm, { modelId: 'tiny', apiKey: KEY, maxBodyBytes: 4096, maxBatch: 1, maxQueue: 2 });
   base = new URL((await server.listen(0)).url);
 });
 after(async () => {
+  if (!HAVE_FIXTURES) return;
   await server.close(1000);
   agent.destroy();
   await lm.close();

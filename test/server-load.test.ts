@@ -10,7 +10,7 @@ import { test } from 'node:test';
 import OpenAI from 'openai';
 import { loadModel } from '../src/language-model.js';
 import { createServer } from '../src/server/index.js';
-import { shared } from './shared.js';
+import { FIXTURES, shared } from './shared.js';
 
 const STREAMS = 32;
 const MAX_TOKENS = 12;
@@ -19,7 +19,7 @@ function tcpHandles(): string[] {
   return process.getActiveResourcesInfo().filter((r) => r.startsWith('TCP'));
 }
 
-test(`${STREAMS} concurrent streams, some aborted midway: all answered or cleanly aborted, server healthy after, no leaked handles`, { timeout: 60_000 }, async () => {
+test(`${STREAMS} concurrent streams, some aborted midway: all answered or cleanly aborted, server healthy after, no leaked handles`, { ...FIXTURES, timeout: 60_000 }, async () => {
   const lm = await loadModel(shared('fixtures', 'tiny'), { backend: 'js' });
   const server = createServer(lm, { modelId: 'tiny', maxBatch: 16, maxQueue: 64 });
   const { url } = await server.listen(0, '127.0.0.1');

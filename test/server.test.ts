@@ -4,13 +4,13 @@
  * token-id prompts where text quality does not matter.
  */
 import assert from 'node:assert/strict';
-import { after, before, test } from 'node:test';
+import { after, before } from 'node:test';
 import OpenAI from 'openai';
 import { CHAT_STOP, plainChatTemplate, type ChatMessage } from '../src/generate/chat-template.js';
 import { logprobs as logprobsOf } from '../src/generate/sampler.js';
 import { loadModel, type LanguageModel } from '../src/language-model.js';
 import { createServer, parseChatTemplate, type GrokServer } from '../src/server/index.js';
-import { shared } from './shared.js';
+import { fixtureTest as test, HAVE_FIXTURES, shared } from './shared.js';
 
 const API_KEY = 'test-key-0123456789';
 let demo: LanguageModel;
@@ -21,6 +21,7 @@ let demoClient: OpenAI;
 let tinyClient: OpenAI;
 
 before(async () => {
+  if (!HAVE_FIXTURES) return;
   demo = await loadModel(undefined, { backend: 'js' });
   tiny = await loadModel(shared('fixtures', 'tiny'), { backend: 'js' });
   demoServer = createServer(demo);
@@ -32,6 +33,7 @@ before(async () => {
 });
 
 after(async () => {
+  if (!HAVE_FIXTURES) return;
   await demoServer.close(1000);
   await tinyServer.close(1000);
   await demo.close();

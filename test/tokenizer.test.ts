@@ -22,7 +22,7 @@ import { runCli } from './cli-harness.js';
 import { FormatError, UnsupportedError, UsageError } from '../src/errors.js';
 import { parseModelProto, TokenizerModelError } from '../src/tokenizer/sentencepiece-model.js';
 import { BUNDLED_TOKENIZER_PATH, Tokenizer } from '../src/tokenizer/sentencepiece.js';
-import { PROJECT_ROOT, rng, shared } from './shared.js';
+import { FIXTURES, PROJECT_ROOT, rng, shared } from './shared.js';
 
 const tok = Tokenizer.fromFile();
 const BYTE = (b: number): number => 69 + b; // <0x00> is id 69 in Grok-1's vocabulary
@@ -37,7 +37,7 @@ function stream(t: Tokenizer, ids: readonly number[]): string[] {
   return [...ids.map((id) => d.push(id)), d.flush()];
 }
 
-test('the bundled tokenizer.model is the official file, with its notice', () => {
+test('the bundled tokenizer.model is the official file, with its notice', FIXTURES, () => {
   assert.deepEqual(fs.readFileSync(BUNDLED_TOKENIZER_PATH), fs.readFileSync(shared('grok1', 'tokenizer.model')));
   const notice = fs.readFileSync(path.join(PROJECT_ROOT, 'NOTICE'), 'utf8');
   assert.match(notice, /xai-org\/grok-1/);
@@ -57,7 +57,7 @@ test('vocabulary and special ids as the library reports them', () => {
   assert.deepEqual(tok.encode('Hello', { addBos: true, addEos: true }), [1, 11770, 2]);
 });
 
-test('cases.jsonl: ids, pieces and decoded text exactly as the library', () => {
+test('cases.jsonl: ids, pieces and decoded text exactly as the library', FIXTURES, () => {
   const cases = jsonl<{ text: string; ids: number[]; pieces: string[]; decoded: string }>(shared('fixtures', 'tokenizer', 'cases.jsonl'));
   assert.ok(cases.length >= 36);
   for (const c of cases) {
@@ -225,7 +225,7 @@ test('small vocabularies: UNUSED pieces, equal scores, unknown runs, whitespace 
   }
 });
 
-test('fromVocab with the model as plain arrays (the GGUF route) encodes exactly as tokenizer.model', () => {
+test('fromVocab with the model as plain arrays (the GGUF route) encodes exactly as tokenizer.model', FIXTURES, () => {
   const model = parseModelProto(fs.readFileSync(BUNDLED_TOKENIZER_PATH));
   const fromArrays = Tokenizer.fromVocab({ pieces: model.pieces, scores: model.scores, types: model.types, bosId: 1, eosId: 2, padId: 0, unkSurface: '[UNK]' });
   const cases = jsonl<{ text: string; ids: number[] }>(shared('fixtures', 'tokenizer', 'cases.jsonl'));
@@ -387,7 +387,7 @@ test('long inputs: 300 KB without a space, 1 MB of text, no recursion limits', (
 
 const cli = runCli;
 
-test('cli: tokenize and detokenize', async () => {
+test('cli: tokenize and detokenize', FIXTURES, async () => {
   const text = 'Hello world! The answer is 42.';
   const ids = [11770, 1135, 130166, 422, 3033, 391, 130089, 18, 16, 130109];
   assert.deepEqual(await cli(['tokenize', text]), { code: 0, out: `${ids.join(',')}\n`, err: '' });

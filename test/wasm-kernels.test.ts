@@ -31,7 +31,7 @@ import { MemoryLinear } from '../src/tensor/linear.js';
 import { GrokModel } from '../src/model/grok.js';
 import { KvCache } from '../src/model/kv-cache.js';
 import { makeConfig } from '../src/config.js';
-import { readJson, rng } from './shared.js';
+import { FIXTURES, readJson, rng } from './shared.js';
 import { activations, ckptCase, cosine, greedy, ggufCase, relErr, type E2eCase } from './wasm-check.js';
 import { UnsupportedError } from '../src/errors.js';
 
@@ -450,7 +450,7 @@ describe('wasm backend', { skip: !wasmAvailable() && 'no SIMD128 in this runtime
 
 
 
-describe('wasm backend end to end against the exact js path', { skip: !wasmAvailable() && 'no SIMD128 in this runtime' }, () => {
+describe('wasm backend end to end against the exact js path', { skip: (!wasmAvailable() && 'no SIMD128 in this runtime') || FIXTURES.skip }, () => {
   let k: WasmKernels;
   before(async () => {
     k = await createWasmKernels({ threads: 2 });

@@ -9,7 +9,7 @@ import { checkpointLayerOrder, openCheckpoint, tensorFileName, type CheckpointSt
 import { grokWeightsFromCheckpoint } from '../src/model/weights.js';
 import { bf16BytesToF32, f32View } from '../src/tensor/dtype.js';
 import type { TensorInfo } from '../src/tensor/tensor.js';
-import { readJson, shared } from './shared.js';
+import { FIXTURES, readJson, shared } from './shared.js';
 
 const TINY = () => shared('fixtures', 'tiny');
 const DEMO = () => shared('demo', 'fortune');
@@ -74,7 +74,7 @@ describe('openCheckpoint: fixtures', () => {
     assert.equal(tensorFileName(769), 'tensor00769_000');
   });
 
-  it('tiny: every file holds the leaf expected.json names, with the config shapes', () => {
+  it('tiny: every file holds the leaf expected.json names, with the config shapes', FIXTURES, () => {
     const store = openCheckpoint(TINY());
     try {
       assert.equal(store.format, 'ckpt-0');
@@ -89,7 +89,7 @@ describe('openCheckpoint: fixtures', () => {
     }
   });
 
-  it('tiny: payload bytes are the ones numpy reads', () => {
+  it('tiny: payload bytes are the ones numpy reads', FIXTURES, () => {
     const store = openCheckpoint(path.join(TINY(), 'ckpt-0')); // the ckpt-0 directory itself works too
     try {
       const emb = store.tensors.get('language_model/in_out_embed/embeddings')!;
@@ -112,7 +112,7 @@ describe('openCheckpoint: fixtures', () => {
     }
   });
 
-  it('tiny: model weights build from the store', () => {
+  it('tiny: model weights build from the store', FIXTURES, () => {
     const store = openCheckpoint(TINY());
     try {
       const config = configFromJson(readJson('fixtures', 'tiny', 'config.json'));
@@ -124,7 +124,7 @@ describe('openCheckpoint: fixtures', () => {
     }
   });
 
-  it('demo: shapes, values, and the 33 MB embedding left unread at open', () => {
+  it('demo: shapes, values, and the 33 MB embedding left unread at open', FIXTURES, () => {
     const t0 = performance.now();
     const store = openCheckpoint(DEMO());
     const openMs = performance.now() - t0;
@@ -155,7 +155,7 @@ describe('openCheckpoint: fixtures', () => {
     }
   });
 
-  it('keeps no file open after open, a bounded few while reading, none after close', () => {
+  it('keeps no file open after open, a bounded few while reading, none after close', FIXTURES, () => {
     const base = openFds();
     const store = openCheckpoint(TINY());
     assert.equal(openFds(), base);
@@ -175,7 +175,7 @@ describe('openCheckpoint: fixtures', () => {
 // ---------------------------------------------------------------------------------------------
 // broken directories, built from links to the tiny fixture plus a few edited files
 
-describe('openCheckpoint: broken checkpoints', () => {
+describe('openCheckpoint: broken checkpoints', FIXTURES, () => {
   let root: string;
   let count = 0;
   const tinyFile = (i: number) => path.join(TINY(), 'ckpt-0', tensorFileName(i));

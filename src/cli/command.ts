@@ -55,17 +55,18 @@ import { UsageError } from '../errors.js';
 export function num(
   ctx: CommandContext,
   name: string,
-  opts: { min?: number; max?: number; integer?: boolean } = {},
+  opts: { min?: number; max?: number; integer?: boolean; /** What the flag takes, for every message (`a number from 0 (greedy) to 100`). */ describe?: string } = {},
 ): number | undefined {
   const raw = str(ctx, name);
   if (raw === undefined) return undefined;
   const v = Number(raw);
   const kind = opts.integer ? 'an integer' : 'a number';
-  if (raw.trim() === '' || !Number.isFinite(v) || (opts.integer && !Number.isInteger(v))) {
-    throw new UsageError(`--${name} must be ${kind}, got "${raw}"`, name);
-  }
-  if (opts.min !== undefined && v < opts.min) throw new UsageError(`--${name} must be ≥ ${opts.min}, got ${v}`, name);
-  if (opts.max !== undefined && v > opts.max) throw new UsageError(`--${name} must be ≤ ${opts.max}, got ${v}`, name);
+  const fail = (fallback: string): never => {
+    throw new UsageError(`--${name} must be ${opts.describe ?? fallback}, got ${JSON.stringify(raw)}`, name);
+  };
+  if (raw.trim() === '' || !Number.isFinite(v) || (opts.integer && !Number.isInteger(v))) fail(kind);
+  if (opts.min !== undefined && v < opts.min) fail(`≥ ${opts.min}`);
+  if (opts.max !== undefined && v > opts.max) fail(`≤ ${opts.max}`);
   return v;
 }
 

@@ -88,7 +88,7 @@ export function generationOptions(
   const stop = ctx.values.stop;
   return {
     maxTokens: num(ctx, 'max-tokens', { integer: true, min: 0 }) ?? 128,
-    temperature: num(ctx, 'temperature', { min: 0, max: 100 }) ?? defaults.temperature,
+    temperature: num(ctx, 'temperature', { min: 0, max: 100, describe: 'a number from 0 (greedy) to 100' }) ?? defaults.temperature,
     ...opt(num(ctx, 'top-p', { min: 0, max: 1 }), 'topP'),
     ...opt(num(ctx, 'top-k', { integer: true, min: 0 }), 'topK'),
     ...opt(num(ctx, 'min-p', { min: 0, max: 1 }), 'minP'),

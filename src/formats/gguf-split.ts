@@ -13,7 +13,7 @@ import * as path from 'node:path';
 import { FormatError } from '../errors.js';
 import type { TensorInfo, TensorStore } from '../tensor/tensor.js';
 import { readGgufHeader, type GgufArray, type GgufHeader, type GgufMetadata, type GgufValue } from './gguf.js';
-import { ConcatSource, FileSource, type ByteSource } from './tensor-file.js';
+import { ConcatSource, FileSource, openRegularFile, type ByteSource } from './tensor-file.js';
 
 export interface GgufModel {
   /** The path the caller gave. */
@@ -32,11 +32,16 @@ const RAW_PART = /^(.*)\.part(\d+)of(\d+)$/;
 const MAX_PARTS = 65535;
 const SHARD = /^(.*)-(\d{5})-of-(\d{5})\.gguf$/;
 
-/** True when a path names a GGUF by its extension or raw-part suffix, or starts with the GGUF magic. */
+/** True when a path names a GGUF by its extension or raw-part suffix. */
+export function namedLikeGguf(p: string): boolean {
+  return /\.gguf$/i.test(p) || RAW_PART.test(p);
+}
+
+/** True when a path names a GGUF by its extension or raw-part suffix, or is a regular file starting with the GGUF magic. */
 export function looksLikeGguf(p: string): boolean {
-  if (/\.gguf$/i.test(p) || RAW_PART.test(p)) return true;
+  if (namedLikeGguf(p)) return true;
   try {
-    const fd = fs.openSync(p, 'r');
+    const { fd } = openRegularFile(p); // never blocks on a FIFO, never reads a device
     try {
       const magic = Buffer.alloc(4);
       return fs.readSync(fd, magic, 0, 4, 0) === 4 && magic.toString('latin1') === 'GGUF';
@@ -74,8 +79,7 @@ export function shardPaths(p: string, count?: number): string[] | undefined {
 }
 
 function openFile(p: string, role: string): FileSource {
-  if (!fs.existsSync(p)) throw new FormatError({ file: p, expected: `${role}`, found: 'no such file' });
-  return new FileSource(p);
+  return new FileSource(p, role);
 }
 
 function openRaw(parts: string[]): ByteSource {

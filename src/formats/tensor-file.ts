@@ -4,7 +4,7 @@
  * on disk.
  */
 import * as fs from 'node:fs';
-import { FormatError } from '../errors.js';
+import { FileAccessError, FormatError } from '../errors.js';
 import { copyBytes } from '../tensor/dtype.js';
 
 export interface ByteSource {
@@ -34,9 +34,90 @@ export function checkRange(src: ByteSource, offset: number, length: number, what
 export function readFully(fd: number, out: Uint8Array, offset: number, file: string): void {
   let done = 0;
   while (done < out.length) {
-    const n = fs.readSync(fd, out, done, Math.min(MAX_READ, out.length - done), offset + done);
+    let n: number;
+    try {
+      n = fs.readSync(fd, out, done, Math.min(MAX_READ, out.length - done), offset + done);
+    } catch (err) {
+      // EISDIR, EIO, …: whatever the file turned out to be, it cannot be read as one
+      throw new FileAccessError({ file, offset: offset + done, expected: 'a readable regular file', found: (err as Error).message, cause: err });
+    }
     if (n <= 0) throw new FormatError({ file, offset: offset + done, expected: `${out.length - done} more bytes`, found: 'end of file' });
     done += n;
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// opening files: regular files only. A FIFO blocks open() and read() for ever and a device such as
+// /dev/zero never ends, so either would hang or exhaust memory in a synchronous read that no
+// signal can interrupt; a directory fails with EISDIR only at the first read. Every path a model,
+// config or tokenizer comes from is opened here.
+
+/** What a non-regular file is, for messages. */
+export function fileKind(st: fs.Stats): string {
+  if (st.isDirectory()) return 'a directory';
+  if (st.isFIFO()) return 'a FIFO (named pipe)';
+  if (st.isCharacterDevice()) return 'a character device';
+  if (st.isBlockDevice()) return 'a block device';
+  if (st.isSocket()) return 'a socket';
+  return 'not a regular file';
+}
+
+/** O_NONBLOCK: a FIFO swapped in between the check and the open cannot block the open. */
+const OPEN_FLAGS = fs.constants.O_RDONLY | (fs.constants.O_NONBLOCK ?? 0);
+
+/**
+ * Opens `file` for reading after checking it is a regular file (before the open, and again on the
+ * open descriptor). `what` says what the file should be, for messages; `maxBytes` bounds its size.
+ * Errors are FileAccessErrors naming the file (a size over `maxBytes`: a FormatError).
+ */
+export function openRegularFile(file: string, what = 'a readable file', maxBytes?: number): { fd: number; size: number } {
+  const refuse = (found: string, cause?: unknown): never => {
+    throw new FileAccessError({ file, expected: what, found, cause });
+  };
+  let st: fs.Stats;
+  try {
+    st = fs.statSync(file);
+  } catch (err) {
+    return refuse((err as NodeJS.ErrnoException).code === 'ENOENT' ? 'no such file (ENOENT)' : (err as Error).message, err);
+  }
+  if (!st.isFile()) refuse(fileKind(st));
+  let fd: number;
+  try {
+    fd = fs.openSync(file, OPEN_FLAGS);
+  } catch (err) {
+    return refuse((err as Error).message, err);
+  }
+  try {
+    const now = fs.fstatSync(fd);
+    if (!now.isFile()) refuse(fileKind(now));
+    if (maxBytes !== undefined && now.size > maxBytes) {
+      throw new FormatError({ file, expected: `${what} of at most ${maxBytes} bytes`, found: `${now.size} bytes` });
+    }
+    return { fd, size: now.size };
+  } catch (err) {
+    fs.closeSync(fd);
+    throw err;
+  }
+}
+
+/** Reads a whole regular file of at most `maxBytes` bytes (config.json, tokenizer.model, a .gz leaf). */
+export function readRegularFile(file: string, maxBytes: number, what = 'a readable file'): Uint8Array {
+  const { fd, size } = openRegularFile(file, what, maxBytes);
+  try {
+    const out = new Uint8Array(size);
+    readFully(fd, out, 0, file);
+    return out;
+  } finally {
+    fs.closeSync(fd);
+  }
+}
+
+/** True when `p` is a regular file (following links); false for anything else or nothing. */
+export function isRegularFile(p: string): boolean {
+  try {
+    return fs.statSync(p).isFile();
+  } catch {
+    return false;
   }
 }
 
@@ -45,14 +126,12 @@ export class FileSource implements ByteSource {
   readonly size: number;
   private fd: number | undefined;
 
-  constructor(path: string) {
+  /** `what`: what the file should be, for messages (`shard 2 of 3`, `a GGUF file`). */
+  constructor(path: string, what = 'a readable file') {
     this.name = path;
-    try {
-      this.fd = fs.openSync(path, 'r');
-      this.size = fs.fstatSync(this.fd).size;
-    } catch (err) {
-      throw new FormatError({ file: path, expected: 'a readable file', found: (err as Error).message, cause: err });
-    }
+    const { fd, size } = openRegularFile(path, what);
+    this.fd = fd;
+    this.size = size;
   }
 
   read(offset: number, length: number): Uint8Array {

@@ -106,6 +106,16 @@ function writeArray(fd: number, a: ArraySpec, p: PickleOut): void {
   fs.writeSync(fd, ARRAY_TAIL);
 }
 
+/**
+ * The bytes of a single-array leaf pickle before and after its payload of `shape` × itemsize
+ * bytes: for tests that stream a payload of their own (a gzip bomb) instead of writing one.
+ */
+export function arrayLeafFraming(a: Pick<ArraySpec, 'dtype' | 'shape'>): { head: Uint8Array; tail: Uint8Array } {
+  const p = new PickleOut().byte(0x80, 4); // PROTO 4
+  arrayHead(p, { ...a, fill: () => {} }, payloadBytes({ ...a, fill: () => {} }));
+  return { head: p.bytes(), tail: Uint8Array.from([...ARRAY_TAIL, 0x2e]) }; // TUPLE BUILD STOP
+}
+
 /** Writes one leaf pickle file. */
 export function writeLeaf(file: string, leaf: LeafSpec): void {
   const fd = fs.openSync(file, 'w');

@@ -5,12 +5,14 @@
  * payload; a tensor's bytes are read when the model first asks for them.
  */
 import * as fs from 'node:fs';
+import * as os from 'node:os';
 import * as path from 'node:path';
 import { gunzipSync } from 'node:zlib';
-import { FormatError, WeightError } from '../errors.js';
+import type { GrokConfig } from '../config.js';
+import { FileAccessError, FormatError, WeightError } from '../errors.js';
 import { shapeString, type TensorInfo, type TensorStore } from '../tensor/tensor.js';
-import { NumpyArray, QuantizedWeight8bit, unpickle, type NdArrayInfo } from './pickle.js';
-import { checkRange, MemorySource, readFully, type ByteSource } from './tensor-file.js';
+import { NumpyArray, PICKLE_LIMITS, QuantizedWeight8bit, unpickle, type NdArrayInfo } from './pickle.js';
+import { checkRange, MemorySource, openRegularFile, readFully, type ByteSource } from './tensor-file.js';
 
 /** Files 0 and 1, before the layers. */
 export const CKPT_TOP_LEAVES = ['language_model/in_out_embed/embeddings', 'language_model/rms_norm/scale'] as const;
@@ -87,6 +89,43 @@ function leafSpec(index: number): LeafSpec {
   return LAYER_SPECS[CKPT_LAYER_LEAVES[(index - 2) % 12]!];
 }
 
+/** The shape a config gives the leaf in file `index` (the int8 weight's shape for a quantised matrix). */
+export function checkpointLeafShape(index: number, c: Readonly<GrokConfig>): number[] {
+  const { vocabSize: V, embSize: D, numExperts: E, ffnSize: F } = c;
+  const q = c.numQHeads * c.keySize;
+  const kv = c.numKvHeads * c.keySize;
+  if (index === 0) return [V, D];
+  if (index === 1) return [D];
+  const shapes: Record<(typeof CKPT_LAYER_LEAVES)[number], number[]> = {
+    'moe/linear/w': [E, D, F],
+    'moe/linear_1/w': [E, F, D],
+    'moe/linear_v/w': [E, D, F],
+    'multi_head_attention/key/w': [D, kv],
+    'multi_head_attention/linear/w': [q, D],
+    'multi_head_attention/query/w': [D, q],
+    'multi_head_attention/value/w': [D, kv],
+    'rms_norm/scale': [D],
+    'rms_norm_1/scale': [D],
+    'rms_norm_2/scale': [D],
+    'rms_norm_3/scale': [D],
+    'router/w': [D, E],
+  };
+  return shapes[CKPT_LAYER_LEAVES[(index - 2) % 12]!];
+}
+
+/** Pickle framing around a leaf's arrays: a real one is a few hundred bytes. */
+const PICKLE_SLACK = 64 << 10;
+
+/**
+ * The most bytes a pickle of a leaf of this shape can take: f32 is the widest dtype a leaf may hold
+ * (int8 with bf16 scales is at most 3 bytes per element); a protocol-2 pickle carries its (at most
+ * maxInlineTotal) array bytes as UTF-8 text of latin-1, up to twice their size.
+ */
+export function maxLeafPickleBytes(shape: readonly number[]): number {
+  const payload = 4 * shape.reduce((a, b) => a * b, 1);
+  return payload + Math.min(payload, PICKLE_LIMITS.maxInlineTotal) + PICKLE_SLACK;
+}
+
 function checkLeaf(t: TensorInfo, spec: LeafSpec, D: number | undefined, file: string): void {
   const bad = (expected: string, found: string): never => {
     throw new WeightError({ tensor: t.name, expected, found, file });
@@ -129,11 +168,7 @@ class FilePool {
       this.fds.delete(file);
     } else {
       if (this.fds.size >= MAX_OPEN_FILES) this.release(this.fds.keys().next().value!);
-      try {
-        fd = fs.openSync(file, 'r');
-      } catch (err) {
-        throw new FormatError({ file, expected: 'a readable file', found: (err as Error).message, cause: err });
-      }
+      fd = openRegularFile(file, 'a checkpoint tensor file').fd;
     }
     this.fds.set(file, fd);
     return fd;
@@ -212,10 +247,14 @@ export interface CheckpointStore extends TensorStore {
 
 const TENSOR_FILE = /^tensor(\d{5,})_000(\.gz)?$/;
 /**
- * A gzip-compressed tensor file is decompressed into memory (the bundled demo ships that way);
- * this caps what one may expand to, so a crafted file cannot exhaust memory.
+ * A gzip-compressed tensor file is decompressed into memory (the bundled demo ships that way) and
+ * stays there while the checkpoint is open. So a crafted file cannot exhaust memory, what one leaf
+ * may expand to is capped (by the config's shape for it when there is a config, else by this),
+ * and so is the total of all leaves (MAX_GUNZIP_TOTAL): gzip is for small models.
  */
 const MAX_GUNZIP_BYTES = 1 << 30;
+/** Expanded bytes of all gzip leaves together: at most 4 GiB, and at most half the machine's memory. */
+export const MAX_GUNZIP_TOTAL = Math.min(4 * 2 ** 30, Math.floor(os.totalmem() / 2));
 
 function isDirectory(p: string): boolean {
   try {
@@ -258,12 +297,66 @@ function resolveCheckpointDir(dir: string): { dir: string; indices: Set<number>;
   return { dir: ckptDir, indices, gzipped };
 }
 
-function gunzipFile(file: string): MemorySource {
+/**
+ * Decompresses a gzip leaf into memory, expanding at most `cap` bytes: the compressed size and the
+ * size the gzip trailer declares are checked first (no inflating), then inflation stops as soon as
+ * it passes the cap. `why` says where the cap comes from, for the message.
+ */
+/** The `ckpt-0` directory `dir` names: `dir/ckpt-0` when it exists, else `dir` (checked to hold tensor files). */
+export function checkpointDir(dir: string): string {
+  return resolveCheckpointDir(dir).dir;
+}
+
+function gunzipFile(file: string, cap: number, why: string): MemorySource {
+  const tooLarge = (found: string): never => {
+    throw new FormatError({ file, expected: `a gzip stream that expands to at most ${cap} bytes (${why})`, found });
+  };
+  const { fd, size } = openRegularFile(file, 'a gzip-compressed checkpoint tensor file');
+  let bytes: Uint8Array;
   try {
-    return new MemorySource(file, gunzipSync(fs.readFileSync(file), { maxOutputLength: MAX_GUNZIP_BYTES }));
-  } catch (err) {
-    throw new FormatError({ file, expected: `a gzip stream that expands to at most ${MAX_GUNZIP_BYTES} bytes`, found: (err as Error).message, cause: err });
+    // Deflate cannot grow data by more than a few bytes per 64 KiB block.
+    if (size > cap + Math.ceil(cap / 1024) + 65536) tooLarge(`${size} compressed bytes`);
+    bytes = new Uint8Array(size);
+    readFully(fd, bytes, 0, file);
+  } finally {
+    fs.closeSync(fd);
   }
+  if (bytes.length >= 18 && cap < 2 ** 32) {
+    // ISIZE: the last member's expanded size mod 2^32. Only a lower bound of the whole, which is all this needs.
+    const isize = (bytes[bytes.length - 4]! | (bytes[bytes.length - 3]! << 8) | (bytes[bytes.length - 2]! << 16) | (bytes[bytes.length - 1]! << 24)) >>> 0;
+    if (isize > cap) tooLarge(`a trailer declaring ${isize} bytes`);
+  }
+  try {
+    return new MemorySource(file, gunzipSync(bytes, { maxOutputLength: cap }));
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ERR_BUFFER_TOO_LARGE') return tooLarge('more (decompression stopped there)');
+    throw new FormatError({ file, expected: 'a gzip stream', found: (err as Error).message, cause: err });
+  }
+}
+
+/** The size of a tensor file that must be a regular file. */
+function regularFileSize(file: string): number {
+  let st: fs.Stats;
+  try {
+    st = fs.statSync(file);
+  } catch (err) {
+    throw new FileAccessError({ file, expected: 'a readable checkpoint tensor file', found: (err as Error).message, cause: err });
+  }
+  if (!st.isFile()) {
+    // opening it reports what it is (a directory, a FIFO, a device) without blocking on it
+    openRegularFile(file, 'a checkpoint tensor file');
+  }
+  return st.size;
+}
+
+export interface OpenCheckpointOptions {
+  /**
+   * The model's config. With it, each gzip-compressed leaf may expand only to what its shape in the
+   * config allows, and is checked against that shape before the next leaf is decompressed.
+   */
+  readonly config?: Readonly<GrokConfig>;
+  /** Expanded bytes allowed for all gzip leaves together (default MAX_GUNZIP_TOTAL). */
+  readonly maxExpandedBytes?: number;
 }
 
 /**
@@ -271,7 +364,7 @@ function gunzipFile(file: string): MemorySource {
  * file's header is parsed and checked against its leaf now, so a bad file fails here, naming it;
  * no payload is read. At most a few file descriptors stay open (reopened on demand).
  */
-export function openCheckpoint(dir: string): CheckpointStore {
+export function openCheckpoint(dir: string, options: OpenCheckpointOptions = {}): CheckpointStore {
   const { dir: ckptDir, indices, gzipped } = resolveCheckpointDir(dir);
   let count = 0;
   for (const i of indices) count = Math.max(count, i + 1);
@@ -291,20 +384,32 @@ export function openCheckpoint(dir: string): CheckpointStore {
   const names = checkpointLeafNames(numLayers);
   const pool = new FilePool();
   const tensors = new Map<string, TensorInfo>();
+  const budget = options.maxExpandedBytes ?? MAX_GUNZIP_TOTAL;
+  let expanded = 0;
   try {
     let D: number | undefined;
     for (let i = 0; i < count; i++) {
       const file = path.join(ckptDir, tensorFileName(i));
       if (gzipped.has(i)) {
-        tensors.set(names[i]!, readCheckpointLeaf(gunzipFile(`${file}.gz`), names[i]!));
+        const shape = options.config ? checkpointLeafShape(i, options.config) : undefined;
+        const leafCap = shape ? maxLeafPickleBytes(shape) : MAX_GUNZIP_BYTES;
+        const remaining = budget - expanded;
+        const cap = Math.min(leafCap, remaining);
+        const why = cap === remaining
+          ? `what is left of the ${budget} bytes all compressed tensor files may expand to`
+          : shape ? `the most a ${names[i]} of shape ${shapeString(shape)} can take` : 'the limit for one compressed tensor file';
+        const source = gunzipFile(`${file}.gz`, cap, why);
+        expanded += source.size;
+        const t = readCheckpointLeaf(source, names[i]!);
+        if (shape && (t.shape.length !== shape.length || t.shape.some((n, k) => n !== shape[k]))) {
+          throw new WeightError({ tensor: t.name, expected: `shape ${shapeString(shape)} (from the config)`, found: shapeString(t.shape), file: `${file}.gz` });
+        }
+        checkLeaf(t, leafSpec(i), D, `${file}.gz`);
+        if (i === 0) D = t.shape[1];
+        tensors.set(t.name, t);
         continue;
       }
-      let size: number;
-      try {
-        size = fs.statSync(file).size;
-      } catch (err) {
-        throw new FormatError({ file, expected: 'a readable file', found: (err as Error).message, cause: err });
-      }
+      const size = regularFileSize(file);
       const source = new PooledFile(file, size, pool);
       const t = readCheckpointLeaf(source, names[i]!);
       source.close();

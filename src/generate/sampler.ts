@@ -7,7 +7,7 @@
  *
  * Order per step: logit bias → penalties → (greedy) → temperature → top-k → top-p → min-p → sample.
  * Sampling is Gumbel-max, as the reference's jax.random.categorical: argmax over ids of
- * logit + Gumbel noise, the noise drawn per (seed, step, id) from a counter-based hash. Besides
+ * logit + Gumbel noise, the noise drawn per (seed, prompt, step, id) from a counter-based hash. Besides
  * matching the reference's method, it is robust to the last digits of the logits: a choice flips
  * only when the two best noisy scores are within the logits' error (≈ 1e-4 between backends),
  * where walking a CDF flips whenever the draw falls near any shifted boundary.
@@ -76,10 +76,11 @@ export class Sampler {
   /** Sampling steps taken so far: the counter of the noise. */
   private step = 0;
 
-  constructor(readonly options: SamplingOptions, readonly vocabSize: number) {
+  /** `stream`: the sequence's stream key (rng.ts streamKey of its prompt), so prompts under one seed get their own noise. */
+  constructor(readonly options: SamplingOptions, readonly vocabSize: number, stream?: number) {
     validateSamplingOptions(options, vocabSize);
     this.seed = options.seed ?? randomSeed();
-    this.rng = new CounterRng(this.seed);
+    this.rng = new CounterRng(this.seed, stream);
     this.work = new Float64Array(vocabSize);
   }
 

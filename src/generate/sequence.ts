@@ -6,6 +6,7 @@
  */
 import { ContextLengthError, UsageError } from '../errors.js';
 import type { KvCache } from '../model/kv-cache.js';
+import { streamKey } from './rng.js';
 import { logprobs as logprobsOf, Sampler, type SamplingOptions } from './sampler.js';
 import { StopMatcher } from './stop.js';
 
@@ -128,7 +129,8 @@ export class SequenceState {
   ) {
     validateGenerateOptions(options);
     if (promptIds.length === 0) throw new UsageError('the prompt is empty: give at least one token', 'prompt');
-    this.sampler = new Sampler(options, vocabSize);
+    // The noise depends on the prompt (and where it starts in the cache) as well as the seed.
+    this.sampler = new Sampler(options, vocabSize, streamKey(promptIds, cache.length));
     this.input = promptIds;
     this.history = [...promptIds];
     this.promptTokens = promptIds.length;

@@ -49,8 +49,12 @@ export interface ConvertResult {
 /** llama_ftype numbers for general.file_type. */
 const FILE_TYPE: Record<QuantizeType, number> = { f32: 0, f16: 1, q4_0: 2, q8_0: 7, q4_k: 15, q6_k: 18, bf16: 32 };
 
-/** Float32 values per chunk of rows (16 MiB): bounds the working set next to the source matrix. */
-const CHUNK_VALUES = 1 << 22;
+/**
+ * Float32 values per chunk of rows (256 KiB): bounds the working set next to the source matrix, and
+ * the time between two looks at the abort signal (the slowest quantiser, q4_k, does 1-4 M values
+ * a second), so Ctrl-C stops a conversion within a fraction of a second.
+ */
+const CHUNK_VALUES = 1 << 16;
 
 /**
  * The type a matrix with rows of n values gets: the requested one when n fits its blocks, else (as
@@ -177,8 +181,35 @@ export function asLlamaCppVocabulary(model: SentencePieceModel): SentencePieceMo
   return { ...model, types };
 }
 
-/** Converts loaded model weights into a GGUF at `out` (plus shards); see the module comment. */
+/**
+ * Converts loaded model weights into a GGUF at `out` (plus shards); see the module comment.
+ * Synchronous from start to end: an AbortSignal can only stop it from code that runs meanwhile
+ * (a worker). Use convertToGgufAsync where signals (Ctrl-C) must stop it.
+ */
 export function convertToGguf(weights: GrokWeights, store: TensorStore, out: string, opts: ConvertOptions): ConvertResult {
+  const steps = convertSteps(weights, store, out, opts);
+  for (;;) {
+    const r = steps.next();
+    if (r.done) return r.value;
+  }
+}
+
+/**
+ * The same conversion, giving the event loop a turn after every chunk written, so a signal
+ * handler can abort it through `opts.signal` within one chunk's work (a fraction of a second);
+ * the temporary files are then removed and an AbortError thrown.
+ */
+export async function convertToGgufAsync(weights: GrokWeights, store: TensorStore, out: string, opts: ConvertOptions): Promise<ConvertResult> {
+  const steps = convertSteps(weights, store, out, opts);
+  for (;;) {
+    const r = steps.next();
+    if (r.done) return r.value;
+    await new Promise<void>((resolve) => setImmediate(resolve));
+  }
+}
+
+/** The conversion as a sequence of steps: it yields after every chunk it writes. */
+function* convertSteps(weights: GrokWeights, store: TensorStore, out: string, opts: ConvertOptions): Generator<void, ConvertResult, void> {
   const c = weights.config;
   const list = jobs(weights, opts.type);
   const copied = [...(opts.sourceMetadata?.all() ?? [])].filter((e) => e.key.startsWith('tokenizer.ggml.'));
@@ -191,10 +222,11 @@ export function convertToGguf(weights: GrokWeights, store: TensorStore, out: str
   const plans = list.map((j) => j.plan);
   const writeOpts = opts.splitMaxBytes ? { splitMaxBytes: opts.splitMaxBytes } : {};
   opts.beforeWrite?.(shardNames(out, planShards(plans, opts.splitMaxBytes, GGUF_DEFAULT_ALIGNMENT).length));
+  throwIfAborted(opts.signal);
   const writer = new GgufWriter(out, kvs, plans, writeOpts);
   let done = 0;
   const emit = (bytes: Uint8Array) => {
-    if (opts.signal?.aborted) throw opts.signal.reason instanceof Error ? opts.signal.reason : new AbortError();
+    throwIfAborted(opts.signal);
     writer.append(bytes);
     done += bytes.length;
     opts.onProgress?.(done, writer.totalBytes);
@@ -203,10 +235,12 @@ export function convertToGguf(weights: GrokWeights, store: TensorStore, out: str
     for (const job of list) {
       if (job.parts instanceof Float32Array) {
         emit(new Uint8Array(job.parts.buffer.slice(job.parts.byteOffset, job.parts.byteOffset + job.parts.byteLength)));
+        yield;
         continue;
       }
-      for (const part of job.parts) writeMatrix(part, job.plan.type, store, emit);
+      for (const part of job.parts) yield* writeMatrix(part, job.plan.type, store, emit);
     }
+    throwIfAborted(opts.signal);
     writer.commit();
   } catch (err) {
     writer.abort();
@@ -221,7 +255,11 @@ export function convertToGguf(weights: GrokWeights, store: TensorStore, out: str
   };
 }
 
-function writeMatrix(w: LinearWeight, type: string, store: TensorStore, emit: (b: Uint8Array) => void): void {
+function throwIfAborted(signal: AbortSignal | undefined): void {
+  if (signal?.aborted) throw signal.reason instanceof Error ? signal.reason : new AbortError();
+}
+
+function* writeMatrix(w: LinearWeight, type: string, store: TensorStore, emit: (b: Uint8Array) => void): Generator<void, void, void> {
   const I = w.inDim;
   const O = w.outDim;
   const rowsPerChunk = Math.max(1, Math.min(O, Math.floor(CHUNK_VALUES / I)));
@@ -233,15 +271,16 @@ function writeMatrix(w: LinearWeight, type: string, store: TensorStore, emit: (b
   const whole = store.tensors.get(w.name);
   const streamed = (w.format.kind === 'ggml' || (w.format.kind === 'dense' && w.format.order === 'out-major')) && whole !== undefined && whole.byteLength === w.byteLength;
   const rowBytes = w.format.kind === 'dense' ? I * (w.format.dtype === 'f32' ? 4 : 2) : w.format.kind === 'ggml' ? ggmlRowBytes(w.format.type, I) : 0;
-  const bytes = streamed ? undefined : w.bytes();
-  const scales = w.format.kind === 'int8-grouped' ? w.scaleBytes() : undefined;
   try {
+    const bytes = streamed ? undefined : w.bytes();
+    const scales = w.format.kind === 'int8-grouped' ? w.scaleBytes() : undefined;
     for (let o0 = 0; o0 < O; o0 += rowsPerChunk) {
       const o1 = Math.min(O, o0 + rowsPerChunk);
       if (streamed) outMajorRows(w, 0, o1 - o0, rows, whole!.source.read(whole!.offset + o0 * rowBytes, (o1 - o0) * rowBytes));
       else outMajorRows(w, o0, o1, rows, bytes!, scales);
       const n = quantizeGgml(type, rows, 0, packed, 0, (o1 - o0) * I);
       emit(packed.subarray(0, n));
+      yield;
     }
   } finally {
     w.release();

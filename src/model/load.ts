@@ -7,10 +7,11 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { configFromJson, GROK1, makeConfig, type GrokConfig } from '../config.js';
-import { FormatError } from '../errors.js';
-import { openGguf, looksLikeGguf } from '../formats/gguf-split.js';
+import { FileAccessError, FormatError } from '../errors.js';
+import { looksLikeGguf, namedLikeGguf, openGguf } from '../formats/gguf-split.js';
 import type { GgufMetadata } from '../formats/gguf.js';
-import { openCheckpoint } from '../formats/xai-checkpoint.js';
+import { fileKind, readRegularFile } from '../formats/tensor-file.js';
+import { checkpointDir, openCheckpoint } from '../formats/xai-checkpoint.js';
 import type { TensorStore } from '../tensor/tensor.js';
 import { grokWeightsFromCheckpoint, type GrokWeights } from './weights.js';
 import { configFromGguf, grokWeightsFromGguf } from './weights-gguf.js';
@@ -39,20 +40,38 @@ function findCheckpointConfig(ckptDir: string): string | undefined {
   return undefined;
 }
 
+/** A config.json is a few hundred bytes; anything near this is not one. */
+const MAX_CONFIG_BYTES = 1 << 20;
+
 function readJsonFile(file: string): unknown {
+  const bytes = readRegularFile(file, MAX_CONFIG_BYTES, 'a readable JSON file');
   try {
-    return JSON.parse(fs.readFileSync(file, 'utf8'));
+    return JSON.parse(new TextDecoder('utf-8', { fatal: true }).decode(bytes));
   } catch (err) {
     throw new FormatError({ file, expected: 'a readable JSON file', found: (err as Error).message, cause: err });
   }
 }
 
+const MODEL_PATH = 'a ckpt-0 directory (or its parent) or a GGUF file';
+
 export function openModelFiles(p: string): ModelFiles {
-  if (looksLikeGguf(p)) return openGgufFiles(p);
-  const store = openCheckpoint(p);
+  if (namedLikeGguf(p)) return openGgufFiles(p);
+  let st: fs.Stats;
   try {
-    const cfgPath = findCheckpointConfig(store.path);
-    const config = cfgPath ? configFromJson(readJsonFile(cfgPath), cfgPath) : makeConfig(GROK1);
+    st = fs.statSync(p);
+  } catch (err) {
+    throw new FileAccessError({ file: p, expected: MODEL_PATH, found: (err as NodeJS.ErrnoException).code === 'ENOENT' ? 'no such file or directory (ENOENT)' : (err as Error).message, cause: err });
+  }
+  if (st.isFile()) {
+    if (looksLikeGguf(p)) return openGgufFiles(p);
+    throw new FormatError({ file: p, expected: MODEL_PATH, found: 'a file that does not start with the GGUF magic' });
+  }
+  if (!st.isDirectory()) throw new FileAccessError({ file: p, expected: MODEL_PATH, found: fileKind(st) });
+  // The config first: it bounds what each compressed tensor file may expand to (openCheckpoint).
+  const cfgPath = findCheckpointConfig(checkpointDir(p));
+  const config = cfgPath ? configFromJson(readJsonFile(cfgPath), cfgPath) : makeConfig(GROK1);
+  const store = openCheckpoint(p, { config });
+  try {
     const weights = grokWeightsFromCheckpoint(store, config);
     return { path: store.path, format: 'ckpt-0', config, weights, store, close: () => store.close() };
   } catch (err) {

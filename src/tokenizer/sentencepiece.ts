@@ -19,9 +19,9 @@
  * hash lookup; everything else runs the library's linked-list + priority-queue BPE in O(n log n).
  * Pieces are found by hashing spans of the text in place, so the hot loops allocate no strings.
  */
-import * as fs from 'node:fs';
 import { fileURLToPath } from 'node:url';
-import { FormatError, UnsupportedError, UsageError } from '../errors.js';
+import { readRegularFile } from '../formats/tensor-file.js';
+import { UnsupportedError, UsageError } from '../errors.js';
 import {
   ModelType,
   PieceType,
@@ -37,6 +37,9 @@ const REPLACEMENT_CHAR = '\ufffd';
 const BYTE_PIECE = /^<0x([0-9A-F]{2})>$/;
 
 /** The tokenizer that ships with the package (xai-org/grok-1, Apache-2.0; see NOTICE). */
+/** Grok-1's tokenizer.model (131072 pieces) is 2.2 MB; a file far larger is not one. */
+export const MAX_TOKENIZER_FILE_BYTES = 64 << 20;
+
 export const BUNDLED_TOKENIZER_PATH = fileURLToPath(new URL('../../../assets/tokenizer.model', import.meta.url));
 
 /**
@@ -947,13 +950,7 @@ export class Tokenizer {
 
   /** Loads a tokenizer.model file; without a path, the bundled Grok-1 tokenizer. */
   static fromFile(path: string = BUNDLED_TOKENIZER_PATH): Tokenizer {
-    let bytes: Uint8Array;
-    try {
-      bytes = fs.readFileSync(path);
-    } catch (err) {
-      throw new FormatError({ file: path, expected: 'a readable tokenizer.model file', found: (err as Error).message, cause: err });
-    }
-    return Tokenizer.fromBytes(bytes, path);
+    return Tokenizer.fromBytes(readRegularFile(path, MAX_TOKENIZER_FILE_BYTES, 'a readable tokenizer.model file'), path);
   }
 
   /** Parses the bytes of a tokenizer.model (a SentencePiece ModelProto). */

@@ -1,7 +1,7 @@
 /** `grok-ts chat`: an interactive loop for people, history kept in the KV cache. */
 import * as readline from 'node:readline';
 import { AbortError, ContextLengthError } from '../../errors.js';
-import { type Command } from '../command.js';
+import { str, type Command } from '../command.js';
 import { GENERATION_HELP, GENERATION_OPTIONS, generationOptions, MODEL_HELP, MODEL_OPTIONS, openModel } from '../model-options.js';
 
 export const chatCommand: Command = {
@@ -13,17 +13,33 @@ Grok-1 is a base model, so turns are written as a plain transcript ("User: …",
 that the model continues; a reply ends at EOS, when the model starts a new turn, or at
 --max-tokens. The conversation stays in the KV cache: each turn only processes its new text.
 
+When the conversation outgrows the model's context, the oldest turns are dropped to make room
+(the system message stays); chat says so once.
+
 Commands: /reset forgets the conversation, /quit (or Ctrl-D) leaves. Ctrl-C interrupts a reply.
+
+      --system TEXT     a system message at the start of the transcript
 
 ${GENERATION_HELP}
 
 ${MODEL_HELP}
 `,
-  options: { ...MODEL_OPTIONS, ...GENERATION_OPTIONS },
+  options: { ...MODEL_OPTIONS, ...GENERATION_OPTIONS, system: { type: 'string' } },
   async run(ctx) {
     const options = generationOptions(ctx, { temperature: 0.8 });
+    const system = str(ctx, 'system');
     const lm = await openModel(ctx);
-    const session = lm.chat();
+    const tty = (ctx.stdout as { isTTY?: boolean }).isTTY === true;
+    const dim = (text: string) => (tty ? `\x1b[2m${text}\x1b[22m` : text);
+    let told = false;
+    const session = lm.chat({
+      ...(system !== undefined ? { system } : {}),
+      onTrim: ({ contextLength }) => {
+        if (told) return;
+        told = true;
+        ctx.stdout.write(dim(`(the conversation is longer than the model's ${contextLength}-token context: the oldest turns are dropped from now on${system ? '; the system message stays' : ''})`) + '\n');
+      },
+    });
     const rl = readline.createInterface({ input: ctx.stdin, output: ctx.stdout, terminal: (ctx.stdin as { isTTY?: boolean }).isTTY === true });
     let reply: AbortController | undefined;
     rl.on('SIGINT', () => {
@@ -58,7 +74,7 @@ ${MODEL_HELP}
           ctx.stdout.write('\n');
         } catch (err) {
           if (err instanceof AbortError) ctx.stdout.write(' [interrupted]\n');
-          else if (err instanceof ContextLengthError) ctx.stdout.write(`\n(${err.message}; /reset to start over)\n`);
+          else if (err instanceof ContextLengthError) ctx.stdout.write(dim(`(${err.message})`) + '\n');
           else throw err;
         } finally {
           reply = undefined;

@@ -3,11 +3,12 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { UsageError } from '../../errors.js';
 import { GgufMetadata } from '../../formats/gguf.js';
-import { convertToGguf } from '../../model/convert-gguf.js';
+import { readRegularFile } from '../../formats/tensor-file.js';
+import { convertToGgufAsync } from '../../model/convert-gguf.js';
 import { openModelFiles } from '../../model/load.js';
 import { isQuantizeType, QUANTIZE_TYPES, type QuantizeType } from '../../tensor/ggml-quantize.js';
 import { parseModelProto } from '../../tokenizer/sentencepiece-model.js';
-import { BUNDLED_TOKENIZER_PATH } from '../../tokenizer/sentencepiece.js';
+import { BUNDLED_TOKENIZER_PATH, MAX_TOKENIZER_FILE_BYTES } from '../../tokenizer/sentencepiece.js';
 import { str, type Command } from '../command.js';
 import { formatBytes, ProgressBar } from '../progress.js';
 
@@ -20,6 +21,33 @@ export function parseSize(raw: string, flag = 'split-max-size'): number {
   return bytes;
 }
 
+/** Off a terminal (a log, a pipe), convert prints a progress line this often. */
+const PROGRESS_LINE_MS = 5000;
+
+/**
+ * Checks before any work that OUT can be written: not a directory, in a directory that exists and
+ * is writable. Otherwise a conversion of hundreds of GB would fail only at its end.
+ */
+function checkOutput(out: string): void {
+  const stat = (p: string) => {
+    try {
+      return fs.statSync(p);
+    } catch {
+      return undefined;
+    }
+  };
+  if (stat(out)?.isDirectory()) throw new UsageError(`the output ${out} is a directory; give a file name, e.g. ${path.join(out, 'model.gguf')}`, 'OUT');
+  const dir = path.dirname(path.resolve(out));
+  const d = stat(dir);
+  if (!d) throw new UsageError(`the output's directory ${dir} does not exist`, 'OUT');
+  if (!d.isDirectory()) throw new UsageError(`the output's directory ${dir} is not a directory`, 'OUT');
+  try {
+    fs.accessSync(dir, fs.constants.W_OK);
+  } catch {
+    throw new UsageError(`cannot write to the output's directory ${dir} (permission denied)`, 'OUT');
+  }
+}
+
 export const convertCommand: Command = {
   name: 'convert',
   summary: 'convert a ckpt-0 checkpoint to GGUF (f32, f16, bf16, q8_0, q4_0, q4_k, q6_k)',
@@ -27,7 +55,8 @@ export const convertCommand: Command = {
 
 Writes the checkpoint as a GGUF of llama.cpp's "grok" architecture, with the multipliers and the
 tokenizer in its metadata. The input may also be a GGUF (re-quantised; its tokenizer is kept). Tensors are streamed one at a time, so memory stays near the size of
-one expert matrix. The output is written under a temporary name and renamed when complete.
+one expert matrix. The output is written under a temporary name and renamed when complete;
+Ctrl-C stops the conversion and removes it. Off a terminal, progress is a line every 5 seconds.
 
   --type TYPE            f32, f16, bf16, q8_0, q4_0, q4_k or q6_k (default q8_0). Norms and
                          routers stay f32. Matrices whose rows do not fit the type's blocks fall
@@ -55,14 +84,15 @@ one expert matrix. The output is written under a temporary name and renamed when
     const splitRaw = str(ctx, 'split-max-size');
     const splitMaxBytes = splitRaw === undefined ? undefined : parseSize(splitRaw);
     const tokenizerPath = str(ctx, 'tokenizer') ?? BUNDLED_TOKENIZER_PATH;
-    const tokenizer = fs.existsSync(tokenizerPath) ? parseModelProto(new Uint8Array(fs.readFileSync(tokenizerPath)), tokenizerPath) : undefined;
-    if (!tokenizer && str(ctx, 'tokenizer') !== undefined) throw new UsageError(`--tokenizer: no file at ${tokenizerPath}`, 'tokenizer');
+    if (str(ctx, 'tokenizer') !== undefined && !fs.existsSync(tokenizerPath)) throw new UsageError(`--tokenizer: no file at ${tokenizerPath}`, 'tokenizer');
+    const tokenizer = fs.existsSync(tokenizerPath) ? parseModelProto(readRegularFile(tokenizerPath, MAX_TOKENIZER_FILE_BYTES, 'a tokenizer.model file'), tokenizerPath) : undefined;
+    checkOutput(out);
 
     const files = openModelFiles(input);
+    const bar = new ProgressBar(ctx.stderr, `convert ${type}`, { lineEveryMs: PROGRESS_LINE_MS });
     try {
       const name = str(ctx, 'name') ?? path.basename(path.resolve(files.path, files.path.endsWith('ckpt-0') ? '..' : '.'));
-      const bar = new ProgressBar(ctx.stderr, `convert ${type}`);
-      const result = convertToGguf(files.weights, files.store, out, {
+      const result = await convertToGgufAsync(files.weights, files.store, out, {
         type: type as QuantizeType,
         name,
         ...(splitMaxBytes ? { splitMaxBytes } : {}),
@@ -77,7 +107,6 @@ one expert matrix. The output is written under a temporary name and renamed when
           }
         },
       });
-      bar.done();
       const fallback = result.fallbacks.length
         ? `; ${result.fallbacks.length} matrices in ${[...new Set(result.fallbacks.map((f) => f.type))].join('/')} (rows do not fit ${type} blocks)`
         : '';
@@ -86,6 +115,7 @@ one expert matrix. The output is written under a temporary name and renamed when
       );
       return 0;
     } finally {
+      bar.done();
       files.close();
     }
   },

@@ -1,5 +1,5 @@
 /** `grok-ts generate`: stream a continuation to the terminal, or print JSON. */
-import { UsageError } from '../../errors.js';
+import { ContextLengthError, UsageError } from '../../errors.js';
 import { num, parseIds, str, type Command } from '../command.js';
 import { GENERATION_HELP, GENERATION_OPTIONS, generationOptions, MODEL_HELP, MODEL_OPTIONS, openModel } from '../model-options.js';
 import { readAll } from '../stdin.js';
@@ -41,8 +41,9 @@ ${MODEL_HELP}
     const prompt: string | number[] = rawIds !== undefined ? parseIds(rawIds) : rawPrompt === '-' ? await readAll(ctx.stdin) : rawPrompt!;
     const truncate = str(ctx, 'truncate');
     if (truncate !== undefined && truncate !== 'left' && truncate !== 'error') throw new UsageError('--truncate must be left or error', 'truncate');
-    const logprobs = num(ctx, 'logprobs', { integer: true, min: 0, max: 20 });
+    const logprobs = num(ctx, 'logprobs', { integer: true, min: 0, max: 20, describe: 'an integer from 0 to 20' });
     const json = ctx.values.json === true;
+    if (logprobs !== undefined && !json) throw new UsageError('--logprobs needs --json: the log-probabilities are part of the JSON output', 'logprobs');
     const options = {
       // Token ids in, token ids out: the official runner's semantics, which do not stop at EOS.
       ...generationOptions(ctx, { temperature: 0.8, ignoreEos: rawIds !== undefined }),
@@ -52,7 +53,16 @@ ${MODEL_HELP}
     };
     const lm = await openModel(ctx);
     try {
-      const stream = lm.stream(prompt, options);
+      let stream;
+      try {
+        stream = lm.stream(prompt, options);
+      } catch (err) {
+        // The library's message names its own option (truncate: "left"); here it is a flag.
+        if (err instanceof ContextLengthError) {
+          throw new ContextLengthError(err.promptTokens, err.contextLength, 'leave room for at least one generated token: shorten the prompt, or pass --truncate left to keep its end');
+        }
+        throw err;
+      }
       let wrote = false;
       // Like llama.cpp, show the text prompt the continuation belongs to (the output continues it exactly).
       if (!json && typeof prompt === 'string' && ctx.values['no-echo'] !== true) {
@@ -70,6 +80,9 @@ ${MODEL_HELP}
         if (!json && wrote) ctx.stdout.write('\n');
       }
       const r = await stream.result;
+      if (r.stopReason === 'context_length') {
+        ctx.stderr.write(`(stopped after ${r.usage.completionTokens} of ${options.maxTokens} tokens: the model's context holds ${lm.config.sequenceLen} tokens, prompt included)\n`);
+      }
       if (json) {
         const out = {
           text: r.text,
