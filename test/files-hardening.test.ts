@@ -18,6 +18,7 @@ import { convertToGguf } from '../src/model/convert-gguf.js';
 import { DEMO_MODEL_DIR, openModelFiles } from '../src/model/load.js';
 import { runCli } from './cli-harness.js';
 import { PROJECT_ROOT } from './shared.js';
+import { loadChatTemplateFile } from '../src/server/chat-template-file.js';
 
 const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'grok-ts-files-'));
 after(() => fs.rmSync(tmp, { recursive: true, force: true }));
@@ -139,6 +140,16 @@ describe('only regular files are opened', () => {
     assert.equal(r.signal, null, 'tokenize did not finish');
     assert.equal(r.status, 66);
     assert.match(r.stderr, /tokenizer-fifo\.model: expected a readable tokenizer\.model file, found a FIFO/);
+  });
+});
+
+describe('the --chat-template file of the server', () => {
+  it('a FIFO or /dev/zero as the template fails at once with a typed error naming it', () => {
+    for (const make of [fifo, devZero]) {
+      const t = path.join(tmp, make === fifo ? 'template-fifo.json' : 'template-zero.json');
+      make(t);
+      assert.throws(() => loadChatTemplateFile(t), (e: unknown) => e instanceof FormatError && e.message.includes(t) && (make === fifo ? /a FIFO/ : /a character device/).test(e.message));
+    }
   });
 });
 

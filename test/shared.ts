@@ -3,6 +3,7 @@
  * GROK_TS_SHARED names. Without them (a fresh clone), the tests that read them are skipped with a
  * note saying how to point at them, and every other test runs. GROK_TS_SHARED naming a directory
  * that is not there fails those tests instead: it was asked for. GROK_TS_SHARED= (empty) skips them.
+ * Under CI (CI=true) missing fixtures fail the tests too: CI always has them beside the clone.
  */
 import * as fs from 'node:fs';
 import * as path from 'node:path';
@@ -18,7 +19,7 @@ const explicit = process.env.GROK_TS_SHARED;
 export const SHARED = explicit || path.resolve(PROJECT_ROOT, '..', 'shared');
 
 /** Whether fixture tests run: the directory is there, or GROK_TS_SHARED asked for it (then a missing one fails them). */
-export const HAVE_FIXTURES = explicit === '' ? false : explicit !== undefined || fs.existsSync(SHARED);
+export const HAVE_FIXTURES = explicit === '' ? false : explicit !== undefined || fs.existsSync(SHARED) || process.env.CI === 'true';
 
 const SKIP_REASON = explicit === ''
   ? 'fixtures turned off (GROK_TS_SHARED is empty)'

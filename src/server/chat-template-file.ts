@@ -14,9 +14,9 @@
  *
  * `assistant_start` opens the reply the model writes; `stop` ends it (up to 8 strings).
  */
-import * as fs from 'node:fs';
 import { CHAT_STOP, plainChatTemplate, type ChatMessage, type ChatTemplate } from '../generate/chat-template.js';
 import { FormatError } from '../errors.js';
+import { readRegularFile } from '../formats/tensor-file.js';
 
 export interface ServerChatTemplate {
   readonly render: ChatTemplate;
@@ -60,9 +60,8 @@ export function parseChatTemplate(json: unknown, file: string): ServerChatTempla
 export function loadChatTemplateFile(file: string): ServerChatTemplate {
   let text: string;
   try {
-    const size = fs.statSync(file).size;
-    if (size > MAX_TEMPLATE_FILE_BYTES) throw new FormatError({ file, expected: `a chat template of at most ${MAX_TEMPLATE_FILE_BYTES} bytes`, found: `${size} bytes` });
-    text = fs.readFileSync(file, 'utf8');
+    // a regular file only (a FIFO would hang the start), its size checked before reading
+    text = new TextDecoder().decode(readRegularFile(file, MAX_TEMPLATE_FILE_BYTES, 'a chat template file'));
   } catch (err) {
     if (err instanceof FormatError) throw err;
     throw new FormatError({ file, expected: 'a readable chat template file', found: (err as Error).message, cause: err });
