@@ -10,6 +10,9 @@
  * rounding; see scaledErr and src/backend/wasm/README.md).
  */
 import { after, before, describe, test } from 'node:test';
+import { Func, ValType, type Local, get, forLoop, i32, v128, encodeModule } from '../src/backend/wasm/asm.js';
+import { f16x4 } from '../src/backend/wasm/kernel-parts.js';
+import { f16ToF32 } from '../src/tensor/dtype.js';
 import assert from 'node:assert/strict';
 import * as fs from 'node:fs';
 import type { LinearWeight } from '../src/backend/kernels.js';
@@ -164,3 +167,43 @@ describe('loadModel names every weight without a fast kernel', { skip: !wasmAvai
     await js.close();
   });
 });
+
+test('f16x4 converts every f16 bit pattern exactly, subnormals included', () => {
+  const f = new Func('cvt', [ValType.i32, ValType.i32, ValType.i32]);
+  const [src, dst, n] = f.params as [Local, Local, Local];
+  const [i] = f.locals32(1);
+  f.body = forLoop(i, i32.const(0), get(n), 4,
+    v128.store(i32.add(get(dst), i32.shl(get(i), i32.const(2))), f16x4(f, v128.load16x4U(i32.add(get(src), i32.shl(get(i), i32.const(1)))))));
+  const mem = new WebAssembly.Memory({ initial: 8, maximum: 8, shared: true });
+  const inst = new WebAssembly.Instance(new WebAssembly.Module(encodeModule([f], { minPages: 8, maxPages: 8 }) as Uint8Array<ArrayBuffer>), { env: { mem } });
+  const u16 = new Uint16Array(mem.buffer, 0, 65536);
+  for (let h = 0; h < 65536; h++) u16[h] = h;
+  (inst.exports['cvt'] as (s: number, d: number, n: number) => void)(0, 131072, 65536);
+  const got = new Float32Array(mem.buffer, 131072, 65536);
+  for (let h = 0; h < 65536; h++) {
+    if ((h & 0x7c00) === 0x7c00) continue; // Inf/NaN: GGUF scales are finite
+    assert.equal(got[h], Math.fround(f16ToF32(h)), `f16 0x${h.toString(16)}`);
+  }
+});
+
+for (const type of BLOCK_TYPES) {
+  test(`${type}: subnormal f16 scales (tiny weights, common in real files) match js`, async () => {
+    const k = await createWasmKernels({ threads: 1 });
+    try {
+      const I = 512;
+      const O = 9;
+      const bytes = new Uint8Array(ggmlRowBytes(type, I) * O);
+      randomBlocks(type, bytes, rng(5), 2e-6); // d below 6.1e-5: subnormal as f16
+      const w = new MemoryLinear(`${type} tiny`, I, O, { kind: 'ggml', type }, bytes);
+      const x = activations(rng(6), 2 * I);
+      const want = new Float32Array(2 * O);
+      const got = new Float32Array(2 * O);
+      jsKernels.matmul(want, x, 2, w);
+      k.matmul(got, x, 2, w);
+      const e = scaledErr(got, want, magnitudes(w, x, 2));
+      assert.ok(e <= TOL, `${type}: error ${e.toExponential(2)}`);
+    } finally {
+      await k.close();
+    }
+  });
+}

@@ -246,6 +246,8 @@ export const v128 = {
   load32Splat: vmem(0x09, 2),
   load32Zero: vmem(0x5c, 2),
   load64Zero: vmem(0x5d, 3),
+  /** v with 64-bit lane l replaced from memory (one vpinsrq on x64). */
+  load64Lane: (addr: Op, v: Op, l: number, offset = 0): Op => [...addr, ...v, ...sop(0x57), 3, ...uleb(offset), l],
   store: (addr: Op, value: Op, offset = 0): Op => [...addr, ...value, ...sop(0x0b), 4, ...uleb(offset)],
   const: (bytes: readonly number[]): Op => [...sop(0x0c), ...bytes],
   zero: (): Op => [...sop(0x0c), ...new Array<number>(16).fill(0)],
@@ -263,6 +265,10 @@ export const i8x16 = {
   const: (n: number): Op => v128.const(new Array<number>(16).fill(n & 0xff)),
   sub: vbin(0x71),
   narrowI16x8S: vbin(0x65),
+  /** byte i = table[idx[i]], 0 for idx ≥ 16 (V8 on x64: pshufb plus a saturating add to honour the 0). */
+  swizzle: vbin(0x0e),
+  /** The same for idx < 16, implementation-defined above (one pshufb). */
+  relaxedSwizzle: vbin(0x100),
 };
 
 export const i16x8 = {
@@ -279,7 +285,9 @@ export const i16x8 = {
   shrU: vshift(0x8d),
   add: vbin(0x8e),
   sub: vbin(0x91),
+  mul: vbin(0x95),
   maxS: vbin(0x98),
+  avgrU: vbin(0x9b),
   relaxedDotI8x16I7x16S: vbin(0x112),
 };
 

@@ -75,9 +75,6 @@ const signTable = (n: number, bits: (i: number) => number): Uint8Array => {
   return new Uint8Array(t.buffer);
 };
 
-/** SIMD opcodes asm.ts lacks (0xfd prefix, LEB128 opcode). */
-const simd = (code: number) => (a: Op, b: Op): Op => [...a, ...b, 0xfd, (code & 0x7f) | 0x80, code >> 7];
-const i16x8mul = simd(0x95);
 const i8x16shuf = (a: Op, b: Op, l: number[]): Op => i8x16.shuffle(a, b, l.flatMap((k) => [4 * k, 4 * k + 1, 4 * k + 2, 4 * k + 3]));
 
 // ---------------------------------------------------------------------------------------------
@@ -134,7 +131,7 @@ function emitKernel(S: Spec): Func {
       ...S.pre(ep, tmp),
       ...rows.flatMap((r) => [
         ...S.entry(ep, r, tmp),
-        set(g, i16x8mul(S.grid(ep, r, tmp), S.signs(ep, r, tmp))),
+        set(g, i16x8.mul(S.grid(ep, r, tmp), S.signs(ep, r, tmp))),
         ...ks.map((k) => set(racc[k]![slot(r)]!, i32x4.add(get(racc[k]![slot(r)]!), i32x4.dotI16x8S(get(g), get(xv[k]!))))),
       ]),
       ...ks.map((k) => inc(xk[k]!, 16)),

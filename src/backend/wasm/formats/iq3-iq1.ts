@@ -20,27 +20,10 @@
 import { TABLE_REGIONS, type BlockFormat } from '../block-format.js';
 import {
   Func, ValType, type Local, type Op, seq, get, set, forPtr, forLoop, block, loop, br, brIf, if_,
-  i32, f32, v128, i8x16, i32x4, f32x4,
+  i32, v128, i8x16, i16x8, i32x4, f32x4,
 } from '../asm.js';
 import { I32, zero, inc, mulC, hsum4, f16x4, initAcc, blockPointers, panelLoop, type Panel, type PanelSpec } from '../kernel-parts.js';
 import { iqGrid, KSIGNS_IQ2XS } from '../../../tensor/iq-tables.js';
-
-/** SIMD opcodes asm.ts does not have, kept here rather than in the shared encoder: 0xfd, then the opcode as unsigned LEB128. */
-const simd = (code: number): number[] => (code < 0x80 ? [0xfd, code] : [0xfd, (code & 0x7f) | 0x80, code >> 7]);
-const uleb = (n: number): number[] => {
-  const out: number[] = [];
-  do {
-    out.push((n & 0x7f) | (n > 0x7f ? 0x80 : 0));
-    n >>>= 7;
-  } while (n);
-  return out;
-};
-/** v128.load64_lane: v with lane l (of 2) loaded from memory (one vpinsrq on x64). */
-const load64Lane = (addr: Op, v: Op, l: number, offset = 0): Op => [...addr, ...v, ...simd(0x57), 3, ...uleb(offset), l];
-/** i16x8.mul (wrapping). */
-const i16x8mul = (a: Op, b: Op): Op => [...a, ...b, ...simd(0x95)];
-/** i32x4.extadd_pairwise_i16x8_s. */
-const extaddPairs = (a: Op): Op => [...a, ...simd(0x7e)];
 
 // ---------------------------------------------------------------------------------------------
 // lookup tables (written into every shard at these addresses; one format of the family lists them)
@@ -287,7 +270,7 @@ function emitIq3(s: Iq3Spec, split: RowSplit, sizes: readonly number[], name = `
           ...fr.loads(),
           ...ks.map((k) => set(xv[k]!, v128.load(get(xpk[k]!)))),
           ...rows.flatMap((r) => [
-            set(wv, i16x8mul(load64Lane(fr.get(s.b(r), 3), v128.load64Zero(fr.get(s.a(r), 3), s.grid), 1, s.grid), v128.load(fr.get(s.s(r), 4), SIGNS16))),
+            set(wv, i16x8.mul(v128.load64Lane(fr.get(s.b(r), 3), v128.load64Zero(fr.get(s.a(r), 3), s.grid), 1, s.grid), v128.load(fr.get(s.s(r), 4), SIGNS16))),
             ...ks.map((k) => set(v[r]![k]!, i32x4.add(get(v[r]![k]!), i32x4.dotI16x8S(get(wv), get(xv[k]!))))),
           ]),
           ...ks.map((k) => inc(xpk[k]!, 16))),
@@ -307,7 +290,7 @@ function emitIq3(s: Iq3Spec, split: RowSplit, sizes: readonly number[], name = `
           ...(split[n] ?? [[0, 1, 2, 3]]).map(groupLoop),
           inc(xb, 64),
           ...scales.loads(),
-          set(s4, load64Lane(scales.get(pair(1), 3), v128.load64Zero(scales.get(pair(0), 3), ODD4_PAIRS), 1, ODD4_PAIRS)),
+          set(s4, v128.load64Lane(scales.get(pair(1), 3), v128.load64Zero(scales.get(pair(0), 3), ODD4_PAIRS), 1, ODD4_PAIRS)),
           // a row's sum over a super-block could exceed 2^31 (256 · 31 · 31 · 32767): f32 per sub-block
           ...ks.map((k) => set(fs[k]!, f32x4.add(get(fs[k]!), f32x4.mul(
             f32x4.convertI32x4S(i32x4.mul(hsum4(f, i32x4.add, v[0]![k]!, v[1]![k]!, v[2]![k]!, v[3]![k]!), get(s4))),
@@ -463,8 +446,8 @@ function emitIq1S(split: RowSplit, sizes: readonly number[], name = 'mm_iq1_s'):
           ...(split[n] ?? [[0, 1, 2, 3]]).map((rows) => seq(set(gp, get(sp)), iq1GroupLoop(b, gp, ge, xb, rows))),
           inc(xb, 64),
           ...scales.loads(),
-          set(p01, load64Lane(scales.get(nib(1), 3), v128.load64Zero(scales.get(nib(0), 3), IQ1S_SCALES), 1, IQ1S_SCALES)),
-          set(p23, load64Lane(scales.get(nib(3), 3), v128.load64Zero(scales.get(nib(2), 3), IQ1S_SCALES), 1, IQ1S_SCALES)),
+          set(p01, v128.load64Lane(scales.get(nib(1), 3), v128.load64Zero(scales.get(nib(0), 3), IQ1S_SCALES), 1, IQ1S_SCALES)),
+          set(p23, v128.load64Lane(scales.get(nib(3), 3), v128.load64Zero(scales.get(nib(2), 3), IQ1S_SCALES), 1, IQ1S_SCALES)),
           set(s4, i8x16.shuffle(get(p01), get(p23), EVEN32)), // [8·(2s+1)] over the rows
           set(m4, i8x16.shuffle(get(p01), get(p23), ODD32)), // [±(2s+1)]
           ...ks.map((k) => seq(
@@ -515,7 +498,7 @@ function emitIq1M(split: RowSplit, sizes: readonly number[], name = 'mm_iq1_m'):
     const delta = (fr: FieldReader): Op[] => [
       set(sg, v128.load(fr.get(IQ1_NIB, 4), IQ1M_SIGNS)),
       ...ks.flatMap((k) => [
-        set(sx, extaddPairs(get(b.xv[k]!))),
+        set(sx, i32x4.extaddPairwiseI16x8S(get(b.xv[k]!))),
         set(sx, i32x4.add(get(sx), i8x16.shuffle(get(sx), get(sx), [4, 5, 6, 7, 0, 1, 2, 3, 12, 13, 14, 15, 8, 9, 10, 11]))),
         set(sx, i32x4.add(get(sx), i8x16.shuffle(get(sx), get(sx), [8, 9, 10, 11, 12, 13, 14, 15, 0, 1, 2, 3, 4, 5, 6, 7]))),
         set(dl[k]!, i32x4.add(get(dl[k]!), i32x4.mul(get(sx), get(sg)))),
@@ -526,7 +509,7 @@ function emitIq1M(split: RowSplit, sizes: readonly number[], name = 'mm_iq1_m'):
       set(ge, i32.add(get(sp), i32.const(3 + 2 * IQ1_GROUP * (h + 1)))),
       ...(split[n] ?? [[0, 1, 2, 3, -1]]).map((rows) => seq(set(gp, i32.add(get(sp), i32.const(3 + 2 * IQ1_GROUP * h))), iq1GroupLoop(b, gp, ge, xb, rows, delta))),
       inc(xb, 32),
-      set(s4, load64Lane(scales.get(sc(h, 1), 3), v128.load64Zero(scales.get(sc(h, 0), 3), IQ1M_SCALES), 1, IQ1M_SCALES)),
+      set(s4, v128.load64Lane(scales.get(sc(h, 1), 3), v128.load64Zero(scales.get(sc(h, 0), 3), IQ1M_SCALES), 1, IQ1M_SCALES)),
       ...ks.map((k) => set(cr[k]!, i32x4.add(get(cr[k]!), i32x4.mul(get(s4),
         i32x4.add(i32x4.shl(hsum4(f, i32x4.add, b.v[0]![k]!, b.v[1]![k]!, b.v[2]![k]!, b.v[3]![k]!), 3), get(dl[k]!)))))),
     ];

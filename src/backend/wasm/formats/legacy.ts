@@ -41,8 +41,9 @@
  * token alone. One loop step per 16-byte raw vector: TurboFan issues a loop body's loads first
  * (README.md), so a step holds one raw vector and 3-4 (6-8 for a token pair) broadcasts; two raw
  * vectors per step spilled and ran 12 % slower, a whole 5-vector Q5 block 30 %. Constants
- * (masks, the table) are hoisted into locals. f16 scales: `v128.load16x4_s`, shift, and, times
- * 2^112 (3 instructions; folding the 2^112 into the accumulator made products subnormal: 3× slower).
+ * (masks, the table) are hoisted into locals. f16 scales: kernel-parts' f16x4 (no subnormal f32
+ * anywhere: a subnormal operand costs x64 a microcode assist; folding a 2^112 into the accumulator
+ * made products subnormal and ran 3× slower).
  *
  * i32 bounds per lane (one row), per 32-input (sub-)block, activations |x| ≤ 32767 (quant_x's
  * clamp), before the conversion to f32: Q4_1 C ≤ 4 dots · 2 products · 3840 · 32767 = 1.0e9
@@ -81,34 +82,12 @@
  * is as exact and deterministic as swizzle (the option is about the Q4_0 kernel's relaxed dot).
  */
 import {
-  Func, ValType, type Local, type Op, seq, get, set, forPtr, i32, f32, v128, i16x8, i32x4, f32x4, encodeModule,
+  Func, ValType, type Local, type Op, seq, get, set, forPtr, i32, f32, v128, i8x16, i16x8, i32x4, f32x4, encodeModule,
 } from '../asm.js';
-import { I32, V, zero, mulC, inc, initAcc, blockPointers, pairedQuadLoop, type Panel } from '../kernel-parts.js';
+import { I32, V, zero, mulC, inc, f16x4, initAcc, blockPointers, pairedQuadLoop, type Panel } from '../kernel-parts.js';
 import type { BlockFormat } from '../block-format.js';
 import { KVALUES_IQ4NL } from '../../../tensor/iq-tables.js';
 
-// ---------------------------------------------------------------------------------------------
-// opcodes asm.ts does not have (encoded here rather than widening the shared encoder)
-
-function uleb(n: number): number[] {
-  const out: number[] = [];
-  let v = n >>> 0;
-  do {
-    let b = v & 0x7f;
-    v >>>= 7;
-    if (v) b |= 0x80;
-    out.push(b);
-  } while (v);
-  return out;
-}
-/** v128.load16x4_s: 4 × i16 sign-extended to i32 lanes (one pmovsxwd). */
-const load16x4S = (addr: Op, offset = 0): Op => [...addr, 0xfd, 0x03, 3, ...uleb(offset)];
-/** i16x8.avgr_u(a, b) = (a + b + 1) >> 1 per unsigned 16-bit lane (one pavgw). */
-const avgrU = (a: Op, b: Op): Op => [...a, ...b, 0xfd, 0x9b, 0x01];
-/** i8x16.swizzle(table, idx): byte i = table[idx[i]] (0 for idx ≥ 16). */
-const swizzleOp = (table: Op, idx: Op): Op => [...table, ...idx, 0xfd, 0x0e];
-/** i8x16.relaxed_swizzle: the same for idx < 16 (implementation-defined above). */
-const relaxedSwizzleOp = (table: Op, idx: Op): Op => [...table, ...idx, 0xfd, 0x80, 0x02];
 
 let relaxedSwizzle: boolean | undefined;
 /**
@@ -120,7 +99,7 @@ export function relaxedSwizzleAvailable(): boolean {
   relaxedSwizzle = false;
   const f = new Func('probe', [I32, I32, I32]);
   const [a, b, o] = f.params as [Local, Local, Local];
-  f.body = v128.store(get(o), relaxedSwizzleOp(v128.load(get(a)), v128.load(get(b))));
+  f.body = v128.store(get(o), i8x16.relaxedSwizzle(v128.load(get(a)), v128.load(get(b))));
   try {
     const bytes = encodeModule([f], { minPages: 1, maxPages: 1 }) as Uint8Array<ArrayBuffer>;
     if (!WebAssembly.validate(bytes)) return false;
@@ -148,13 +127,8 @@ function kernelParams(f: Func) {
   return { w, x, xs, bsum, out, T, nb, outP, tile, pb, start, end };
 }
 
-/**
- * f16 → f32 for 4 u16 at `addr`: sign-extended to i32 (bits 31..15 = sign), shifted left by 13 (sign
- * at 31..28, exponent at 27..23, mantissa at 22..13), bits 30..28 cleared, times 2^112 (the
- * exponent rebias; exact for subnormal halves too). kSign = 0x8fffffff per lane, k112 = 2^112.
- */
-const f16x4At = (addr: Op, offset: number, kSign: Local, k112: Local): Op =>
-  f32x4.mul(v128.and(i32x4.shl(load16x4S(addr, offset), 13), get(kSign)), get(k112));
+/** f16 → f32 for 4 u16 at `addr` (kernel-parts' f16x4: no subnormal f32 on the way, see there). */
+const f16x4At = (f: Func, addr: Op, offset: number): Op => f16x4(f, v128.load16x4U(addr, offset));
 
 /** A 16-bit value vector of a raw vector: its op, and the accumulator (scale) it adds to. */
 interface Lane {
@@ -406,7 +380,7 @@ function fiveCode(f: Func): CodeSpec {
       ],
     },
     // bit u of pair 15's value is bit 10 of raw vector u: c = (c + bit + 1) >> 1 leaves it at bit 5 + u
-    stepExtra: (r) => [set(c, avgrU(get(c), v128.and(get(r), get(m10))))],
+    stepExtra: (r) => [set(c, i16x8.avgrU(get(c), v128.and(get(r), get(m10))))],
     after: (k, x, ints, pair) => (pair
       ? [...(k === 0 ? [set(c, i16x8.shrU(get(c), 5))] : []), dotC(x, ints[0]!)]
       : [dotC(x, ints[1]!)]),
@@ -420,7 +394,7 @@ const IQ4_BIAS = 127;
 /** IQ4 indices (IQ4_NL, IQ4_XS): nibbles looked up in the table, even and odd bytes widened; one accumulator. */
 function iq4Code(f: Func): CodeSpec {
   const [tbl, m0f, mff, lo, hi] = f.vlocals(5);
-  const swizzle = relaxedSwizzleAvailable() ? relaxedSwizzleOp : swizzleOp;
+  const swizzle = relaxedSwizzleAvailable() ? i8x16.relaxedSwizzle : i8x16.swizzle;
   return {
     steps: 4,
     xStep: 16,
@@ -442,21 +416,14 @@ function iq4Code(f: Func): CodeSpec {
 // ---------------------------------------------------------------------------------------------
 // scales
 
-/** The f16 conversion's constants. */
-function f16Consts(f: Func): { kSign: Local; k112: Local; setup: Op[] } {
-  const [kSign, k112] = f.vlocals(2);
-  return { kSign, k112, setup: [set(kSign, i32x4.const(0x8fffffff | 0)), set(k112, f32x4.const(2 ** 112))] };
-}
-
 /** d·q + m (Q4_1, Q5_1): acc += (conv(Σq·xq)·d + m·Σxq)·xs; d[4] then m[4] (f16) at the block's start. */
 function minScales(f: Func): Scales {
-  const c = f16Consts(f);
   const [dv, mv] = f.vlocals(2);
   return {
-    setup: c.setup,
+    setup: [],
     subs: 1,
     dataOff: 16,
-    blockStart: (wp) => [set(dv, f16x4At(get(wp), 0, c.kSign, c.k112)), set(mv, f16x4At(get(wp), 8, c.kSign, c.k112))],
+    blockStart: (wp) => [set(dv, f16x4At(f, get(wp), 0)), set(mv, f16x4At(f, get(wp), 8))],
     subEnd: (_k, isum, bsum, xs, acc) => [set(acc, f32x4.add(get(acc), f32x4.mul(
       f32x4.add(f32x4.mul(f32x4.convertI32x4S(isum), get(dv)), f32x4.mul(get(mv), f32x4.splat(f32.convertI32S(i32.load(get(bsum)))))),
       f32x4.splat(f32.load(get(xs))))))],
@@ -465,13 +432,12 @@ function minScales(f: Func): Scales {
 
 /** d·(q − bias) (Q5_0: 16, IQ4_NL: 127): acc += conv(Σq·xq − bias·Σxq)·d·xs; d[4] (f16) at the block's start. */
 function offsetScales(f: Func, bias: number): Scales {
-  const c = f16Consts(f);
   const dv = f.local(V);
   return {
-    setup: c.setup,
+    setup: [],
     subs: 1,
     dataOff: 8,
-    blockStart: (wp) => [set(dv, f16x4At(get(wp), 0, c.kSign, c.k112))],
+    blockStart: (wp) => [set(dv, f16x4At(f, get(wp), 0))],
     subEnd: (_k, isum, bsum, xs, acc) => [set(acc, f32x4.add(get(acc), f32x4.mul(
       f32x4.convertI32x4S(i32x4.sub(isum, i32x4.splat(i32.mul(i32.load(get(bsum)), i32.const(bias))))),
       f32x4.mul(get(dv), f32x4.splat(f32.load(get(xs)))))))],
@@ -483,15 +449,14 @@ function offsetScales(f: Func, bias: number): Scales {
  * could reach 32·127·32767·32 = 4.3e9), per super-block acc += fs·d·xs (one activation scale per 256).
  */
 function iq4xsScales(f: Func): Scales {
-  const c = f16Consts(f);
   const [dv, lsf] = f.vlocals(2);
   const fs = f.vlocals(2);
   const lsp = f.local(I32);
   return {
-    setup: c.setup,
+    setup: [],
     subs: 8,
     dataOff: IQ4XS_DATA,
-    blockStart: (wp) => [set(dv, f16x4At(get(wp), 0, c.kSign, c.k112)), set(lsp, i32.add(get(wp), i32.const(8))), ...fs.map((l) => set(l, zero()))],
+    blockStart: (wp) => [set(dv, f16x4At(f, get(wp), 0)), set(lsp, i32.add(get(wp), i32.const(8))), ...fs.map((l) => set(l, zero()))],
     subStart: [
       set(lsf, f32x4.convertI32x4S(i32x4.extendLowI16x8S(i16x8.extendLowI8x16S(v128.load32Zero(get(lsp)))))),
       inc(lsp, 4),
