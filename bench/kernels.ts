@@ -11,7 +11,8 @@ import { fileURLToPath } from 'node:url';
 import type { LinearFormat, LinearWeight } from '../src/backend/kernels.js';
 import { createWasmKernels, type WasmKernels } from '../src/backend/wasm/index.js';
 import { f32ToBf16, f32ToF16 } from '../src/tensor/dtype.js';
-import { ggmlRowBytes, ggmlType } from '../src/tensor/ggml.js';
+import { ggmlRowBytes } from '../src/tensor/ggml.js';
+import { RANDOM_BLOCK_TYPES, randomBlocks, scaleForRms } from './random-blocks.js';
 import { MemoryLinear } from '../src/tensor/linear.js';
 
 /** Weight bytes per benchmarked matrix: far beyond the caches, small enough for a CI machine. */
@@ -50,28 +51,14 @@ function makeWeight(format: LinearFormat): LinearWeight {
   const rowBytes = ggmlRowBytes(format.type, IN);
   const out = Math.floor(WEIGHT_BYTES / rowBytes);
   const bytes = new Uint8Array(rowBytes * out);
-  fill(bytes, 2);
-  const d = f32ToF16(0.001);
-  const blockBytes = ggmlType(format.type).typeSize;
-  // put a sane f16 scale where each block keeps it (q6_k: at the end; q4_k: d and dmin)
-  for (let b = 0; b < bytes.length; b += blockBytes) {
-    const at = format.type === 'q6_k' ? b + 208 : b;
-    bytes[at] = d & 255;
-    bytes[at + 1] = d >> 8;
-    if (format.type === 'q4_k') {
-      bytes[b + 2] = d & 255;
-      bytes[b + 3] = d >> 8;
-    }
-  }
+  let s = 2;
+  randomBlocks(format.type, bytes, () => ((s = (Math.imul(s, 1103515245) + 12345) >>> 0) / 4294967296), scaleForRms(format.type, 1 / Math.sqrt(IN)));
   return new MemoryLinear(format.type, IN, out, format, bytes);
 }
 
 const FORMATS: LinearFormat[] = [
   { kind: 'int8-grouped', groups: 1 },
-  { kind: 'ggml', type: 'q8_0' },
-  { kind: 'ggml', type: 'q4_0' },
-  { kind: 'ggml', type: 'q4_k' },
-  { kind: 'ggml', type: 'q6_k' },
+  ...RANDOM_BLOCK_TYPES.map((type): LinearFormat => ({ kind: 'ggml', type })),
   { kind: 'dense', dtype: 'f32', order: 'out-major' },
   { kind: 'dense', dtype: 'bf16', order: 'out-major' },
 ];
