@@ -2,7 +2,8 @@
  * Random rows of any ggml block type with finite scales: valid data of that type for speed tests
  * and kernel conformance (every code pattern occurs), where the project has no quantiser for the
  * type. Random bytes make a valid block of every type except in its f16 scale fields, which are set
- * here; `scale` multiplies them all, so the values scale linearly with it.
+ * here; `scale` multiplies them all, so the values scale linearly with it. Also the cosine by which
+ * the benchmarks and the tests compare two backends' logits on such weights.
  */
 import { f32ToF16 } from '../src/tensor/dtype.js';
 import { dequantizeGgml, ggmlRowBytes, ggmlType } from '../src/tensor/ggml.js';
@@ -61,4 +62,17 @@ export function scaleForRms(type: string, rms: number): number {
   let ss = 0;
   for (const x of v) ss += x * x;
   return rms / Math.sqrt(ss / n);
+}
+
+/** cos∠(a, b), in f64: how the benchmarks and tests compare logits of two backends. */
+export function cosine(a: ArrayLike<number>, b: ArrayLike<number>): number {
+  let ab = 0;
+  let aa = 0;
+  let bb = 0;
+  for (let i = 0; i < a.length; i++) {
+    ab += a[i]! * b[i]!;
+    aa += a[i]! * a[i]!;
+    bb += b[i]! * b[i]!;
+  }
+  return ab / Math.sqrt(aa * bb);
 }

@@ -23,6 +23,7 @@ import { loadModel } from '../src/language-model.js';
 import { GrokModel } from '../src/model/grok.js';
 import { MIXES, ensureMixGguf, type Mix } from './mixes.js';
 import { decodeBytesPerToken } from './model.js';
+import { cosine } from './random-blocks.js';
 import { ensureSyntheticCheckpoint } from './synthetic.js';
 
 export function trueWidthConfig(layers = 1): Readonly<GrokConfig> {
@@ -31,18 +32,6 @@ export function trueWidthConfig(layers = 1): Readonly<GrokConfig> {
 
 const GROK1_LAYERS = 64;
 const BANDWIDTHS_GBS = [100, 300, 460];
-
-function cosine(a: Float32Array, b: Float32Array): number {
-  let ab = 0;
-  let aa = 0;
-  let bb = 0;
-  for (let i = 0; i < a.length; i++) {
-    ab += a[i]! * b[i]!;
-    aa += a[i]! * a[i]!;
-    bb += b[i]! * b[i]!;
-  }
-  return ab / Math.sqrt(aa * bb);
-}
 
 const median = (a: number[]) => [...a].sort((x, y) => x - y)[Math.floor(a.length / 2)]!;
 

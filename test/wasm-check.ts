@@ -30,17 +30,7 @@ export function activations(r: () => number, n: number): Float32Array {
   return x;
 }
 
-export function cosine(a: ArrayLike<number>, b: ArrayLike<number>): number {
-  let ab = 0;
-  let aa = 0;
-  let bb = 0;
-  for (let i = 0; i < a.length; i++) {
-    ab += a[i]! * b[i]!;
-    aa += a[i]! * a[i]!;
-    bb += b[i]! * b[i]!;
-  }
-  return ab / Math.sqrt(aa * bb);
-}
+export { cosine } from '../bench/random-blocks.js';
 
 export function argmaxOf(v: Float32Array): number {
   let best = 0;

@@ -171,47 +171,42 @@ export function blockPointers(
 export function quadLoop(f: Func, T: Local, tile: Local, outP: Local, out: Local, start: Local, end: Local, body: (l: QuadLoop, pn?: Panel) => Op[], panel?: PanelSpec): Op {
   const q = f.local(I32);
   const t = f.local(I32);
+  const outAddr = i32.add(get(out), mulC(i32.add(i32.mul(get(t), get(outP)), mulC(get(q), 4)), 4));
+  return tokenGroupLoop(f, T, tile, start, end, q, t, [1], (_, pn) => body({ q, t, outAddr }, pn), panel);
+}
+
+/**
+ * quadLoop for kernels whose body takes n tokens at once (each decoded weight vector then serves
+ * all n): within each token tile, each quad's tokens go through `body(n)` for the largest n of
+ * `sizes` (descending, ending with 1) that still fits. The largest size loops; each smaller one
+ * runs at most once after it. With `panel`, all of it runs once per column panel (and `pn` is set).
+ */
+export function tokenGroupLoop<N extends number>(f: Func, T: Local, tile: Local, start: Local, end: Local, q: Local, t: Local, sizes: readonly N[], body: (n: N, pn?: Panel) => Op[], panel?: PanelSpec): Op {
   const t0 = f.local(I32);
   const t1 = f.local(I32);
-  const outAddr = i32.add(get(out), mulC(i32.add(i32.mul(get(t), get(outP)), mulC(get(q), 4)), 4));
+  const group = (n: N, pn: Panel | undefined): Op => (n < sizes[0]!
+    ? if_(i32.geU(get(t1), i32.add(get(t), i32.const(n))), [...body(n, pn), inc(t, n)])
+    : block(loop(
+      brIf(1, i32.gtU(i32.add(get(t), i32.const(n)), get(t1))),
+      ...body(n, pn),
+      inc(t, n),
+      br(0))));
   const tiles = (pn?: Panel) => seq(
     set(t0, i32.const(0)),
     block(loop(
       brIf(1, i32.geU(get(t0), get(T))),
       set(t1, i32.add(get(t0), get(tile))),
       if_(i32.gtU(get(t1), get(T)), [set(t1, get(T))]),
-      forLoop(q, get(start), get(end), 1, forLoop(t, get(t0), get(t1), 1, ...body({ q, t, outAddr }, pn))),
+      forLoop(q, get(start), get(end), 1, set(t, get(t0)), ...sizes.map((n) => group(n, pn))),
       set(t0, get(t1)),
       br(0))),
   );
   return panel ? panelLoop(f, panel, tiles) : tiles();
 }
 
-/**
- * quadLoop for kernels with a two-token body: within each token tile, tokens t, t+1 go through
- * `body(true)` together (weights decoded once serve both) and a last odd token through `body(false)`.
- */
+/** tokenGroupLoop in pairs: tokens t, t+1 through `body(true)` together, a last odd token through `body(false)`. */
 export function pairedQuadLoop(f: Func, T: Local, tile: Local, start: Local, end: Local, q: Local, t: Local, body: (pair: boolean, pn?: Panel) => Op[], panel?: PanelSpec): Op {
-  const t0 = f.local(I32);
-  const t1 = f.local(I32);
-  const tiles = (pn?: Panel) => seq(
-    set(t0, i32.const(0)),
-    block(loop(
-      brIf(1, i32.geU(get(t0), get(T))),
-      set(t1, i32.add(get(t0), get(tile))),
-      if_(i32.gtU(get(t1), get(T)), [set(t1, get(T))]),
-      forLoop(q, get(start), get(end), 1,
-        set(t, get(t0)),
-        block(loop(
-          brIf(1, i32.geU(i32.add(get(t), i32.const(1)), get(t1))),
-          ...body(true, pn),
-          set(t, i32.add(get(t), i32.const(2))),
-          br(0))),
-        if_(i32.ltU(get(t), get(t1)), body(false, pn))),
-      set(t0, get(t1)),
-      br(0))),
-  );
-  return panel ? panelLoop(f, panel, tiles) : tiles();
+  return tokenGroupLoop(f, T, tile, start, end, q, t, [2, 1], (n, pn) => body(n === 2, pn), panel);
 }
 
 

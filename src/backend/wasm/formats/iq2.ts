@@ -52,10 +52,10 @@
  *   the table), and it does not fit this family's table region.
  */
 import {
-  Func, ValType, type Local, type Op, seq, get, set, forPtr, forLoop, block, loop, br, brIf, if_, i32, f32, v128, i8x16, i16x8, i32x4, f32x4,
+  Func, ValType, type Local, type Op, seq, get, set, forPtr, block, loop, br, brIf, i32, f32, v128, i8x16, i16x8, i32x4, f32x4,
 } from '../asm.js';
 import type { BlockFormat } from '../block-format.js';
-import { I32, zero, inc, hsum4, f16x4, initAcc, panelLoop, mulC, type Panel } from '../kernel-parts.js';
+import { I32, zero, inc, hsum4, f16x4, initAcc, tokenGroupLoop, mulC, type Panel } from '../kernel-parts.js';
 import { iqGrid, KSIGNS_IQ2XS } from '../../../tensor/iq-tables.js';
 
 // ---------------------------------------------------------------------------------------------
@@ -104,7 +104,7 @@ interface Spec {
 function emitKernel(S: Spec): Func {
   const f = new Func(`mm_${S.name}`, new Array<ValType>(13).fill(I32));
   const [w, x, xs, , out, T, nb, outP, tile, pb, start, end] = f.params as Local[] as [Local, Local, Local, Local, Local, Local, Local, Local, Local, Local, Local, Local];
-  const [wp, we, ep, ee, sp, ge, q, t, t0, t1, e0] = f.locals32(11);
+  const [wp, we, ep, ee, sp, ge, q, t, e0] = f.locals32(9);
   const xk = f.locals32(4); // token k's activations (current position)
   const xk0 = f.locals32(4); // ... at the group's first position
   const xsk = f.locals32(4); // token k's activation scales (current block)
@@ -187,29 +187,7 @@ function emitKernel(S: Spec): Func {
       ...ks.map((k) => v128.store(outAddr(k), get(acc[k]!))),
     ];
   };
-  const tiles = (pn: Panel): Op => seq(
-    set(t0, i32.const(0)),
-    block(loop(
-      brIf(1, i32.geU(get(t0), get(T))),
-      set(t1, i32.add(get(t0), get(tile))),
-      if_(i32.gtU(get(t1), get(T)), [set(t1, get(T))]),
-      forLoop(q, get(start), get(end), 1,
-        set(t, get(t0)),
-        block(loop(
-          brIf(1, i32.geU(i32.add(get(t), i32.const(3)), get(t1))),
-          ...body(4, pn),
-          inc(t, 4),
-          br(0))),
-        block(loop(
-          brIf(1, i32.geU(i32.add(get(t), i32.const(1)), get(t1))),
-          ...body(2, pn),
-          inc(t, 2),
-          br(0))),
-        if_(i32.ltU(get(t), get(t1)), body(1, pn))),
-      set(t0, get(t1)),
-      br(0))),
-  );
-  f.body = seq(set(one, i32x4.const(1)), set(k31, i32x4.const(31)), panelLoop(f, { w, nb, pb, quadBlockBytes: QB, outP }, tiles));
+  f.body = seq(set(one, i32x4.const(1)), set(k31, i32x4.const(31)), tokenGroupLoop(f, T, tile, start, end, q, t, [4, 2, 1] as const, (n, pn) => body(n, pn!), { w, nb, pb, quadBlockBytes: QB, outP }));
   return f;
 }
 

@@ -19,10 +19,10 @@
  */
 import { TABLE_REGIONS, type BlockFormat } from '../block-format.js';
 import {
-  Func, ValType, type Local, type Op, seq, get, set, forPtr, forLoop, block, loop, br, brIf, if_,
+  Func, ValType, type Local, type Op, seq, get, set, forPtr,
   i32, v128, i8x16, i16x8, i32x4, f32x4,
 } from '../asm.js';
-import { I32, zero, inc, mulC, hsum4, f16x4, initAcc, blockPointers, panelLoop, type Panel, type PanelSpec } from '../kernel-parts.js';
+import { I32, zero, inc, mulC, hsum4, f16x4, initAcc, blockPointers, tokenGroupLoop, type Panel } from '../kernel-parts.js';
 import { iqGrid, KSIGNS_IQ2XS } from '../../../tensor/iq-tables.js';
 
 // ---------------------------------------------------------------------------------------------
@@ -120,33 +120,6 @@ class FieldReader {
 
 // ---------------------------------------------------------------------------------------------
 // loops
-
-/**
- * The token-tile × quad loops of kernel-parts.ts (quadLoop) for bodies that take n tokens at once:
- * within each tile, each quad's tokens go through `body(n)` for the largest n of `sizes`
- * (descending, ending with 1) that still fits.
- */
-function tokenGroupLoop(f: Func, T: Local, tile: Local, start: Local, end: Local, q: Local, t: Local, sizes: readonly number[], body: (n: number, pn: Panel) => Op[], panel: PanelSpec): Op {
-  const t0 = f.local(I32);
-  const t1 = f.local(I32);
-  const tiles = (pn: Panel) => seq(
-    set(t0, i32.const(0)),
-    block(loop(
-      brIf(1, i32.geU(get(t0), get(T))),
-      set(t1, i32.add(get(t0), get(tile))),
-      if_(i32.gtU(get(t1), get(T)), [set(t1, get(T))]),
-      forLoop(q, get(start), get(end), 1,
-        set(t, get(t0)),
-        ...sizes.map((n) => block(loop(
-          brIf(1, i32.gtU(i32.add(get(t), i32.const(n)), get(t1))),
-          ...body(n, pn),
-          set(t, i32.add(get(t), i32.const(n))),
-          br(0))))),
-      set(t0, get(t1)),
-      br(0))),
-  );
-  return panelLoop(f, panel, tiles);
-}
 
 /**
  * How a kernel splits the 4 rows of a quad into group loops, per token-group size n: a loop over a
@@ -303,7 +276,7 @@ function emitIq3(s: Iq3Spec, split: RowSplit, sizes: readonly number[], name = `
   };
   f.body = seq(
     set(c.xrow, mulC(get(c.nb), 512)),
-    tokenGroupLoop(f, c.T, c.tile, c.start, c.end, c.q, c.t, sizes, body, { w: c.w, nb: c.nb, pb: c.pb, quadBlockBytes: QB, outP: c.outP }));
+    tokenGroupLoop(f, c.T, c.tile, c.start, c.end, c.q, c.t, sizes, (n, pn) => body(n, pn!), { w: c.w, nb: c.nb, pb: c.pb, quadBlockBytes: QB, outP: c.outP }));
   return f;
 }
 
@@ -463,7 +436,7 @@ function emitIq1S(split: RowSplit, sizes: readonly number[], name = 'mm_iq1_s'):
   };
   f.body = seq(
     set(c.xrow, mulC(get(c.nb), 512)),
-    tokenGroupLoop(f, c.T, c.tile, c.start, c.end, c.q, c.t, sizes, body, { w: c.w, nb: c.nb, pb: c.pb, quadBlockBytes: QB, outP: c.outP }));
+    tokenGroupLoop(f, c.T, c.tile, c.start, c.end, c.q, c.t, sizes, (n, pn) => body(n, pn!), { w: c.w, nb: c.nb, pb: c.pb, quadBlockBytes: QB, outP: c.outP }));
   return f;
 }
 
@@ -535,7 +508,7 @@ function emitIq1M(split: RowSplit, sizes: readonly number[], name = 'mm_iq1_m'):
   };
   f.body = seq(
     set(c.xrow, mulC(get(c.nb), 512)),
-    tokenGroupLoop(f, c.T, c.tile, c.start, c.end, c.q, c.t, sizes, body, { w: c.w, nb: c.nb, pb: c.pb, quadBlockBytes: QB, outP: c.outP }));
+    tokenGroupLoop(f, c.T, c.tile, c.start, c.end, c.q, c.t, sizes, (n, pn) => body(n, pn!), { w: c.w, nb: c.nb, pb: c.pb, quadBlockBytes: QB, outP: c.outP }));
   return f;
 }
 

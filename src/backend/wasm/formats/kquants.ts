@@ -41,11 +41,11 @@
  * where issue slots are shared.
  */
 import {
-  Func, ValType, type Local, type Op, seq, get, set, forPtr, forLoop, block, loop, br, brIf, if_,
+  Func, ValType, type Local, type Op, seq, get, set, forPtr, if_,
   i32, v128, i16x8, i32x4, f32x4,
 } from '../asm.js';
 import type { BlockFormat } from '../block-format.js';
-import { I32, V, zero, inc, mulC, f16x4, initAcc, blockPointers, panelLoop, type Panel, type PanelSpec } from '../kernel-parts.js';
+import { I32, V, zero, inc, mulC, f16x4, initAcc, blockPointers, tokenGroupLoop, type Panel } from '../kernel-parts.js';
 import { scaleMinK4 } from '../layout.js';
 
 // ---------------------------------------------------------------------------------------------
@@ -88,34 +88,6 @@ export interface KOpts {
 }
 
 /**
- * for each column panel, token tile and quad q: tokens in fours, then a pair, then one (each
- * decoded weight vector serves all the tokens of its group).
- */
-function tokenGroupLoop(f: Func, T: Local, tile: Local, start: Local, end: Local, q: Local, t: Local, maxTokens: number, body: (n: 1 | 2 | 4, pn: Panel) => Op[], panel: PanelSpec): Op {
-  const t0 = f.local(I32);
-  const t1 = f.local(I32);
-  // the largest group loops; a smaller one runs at most once after it
-  const group = (n: 1 | 2 | 4, pn: Panel): Op => (n < maxTokens
-    ? if_(i32.geU(get(t1), i32.add(get(t), i32.const(n))), [...body(n, pn), inc(t, n)])
-    : block(loop(
-      brIf(1, i32.gtU(i32.add(get(t), i32.const(n)), get(t1))),
-      ...body(n, pn),
-      inc(t, n),
-      br(0))));
-  const sizes = ([4, 2, 1] as const).filter((n) => n <= maxTokens);
-  return panelLoop(f, panel, (pn) => seq(
-    set(t0, i32.const(0)),
-    block(loop(
-      brIf(1, i32.geU(get(t0), get(T))),
-      set(t1, i32.add(get(t0), get(tile))),
-      if_(i32.gtU(get(t1), get(T)), [set(t1, get(T))]),
-      forLoop(q, get(start), get(end), 1, set(t, get(t0)), ...sizes.map((n) => group(n, pn))),
-      set(t0, get(t1)),
-      br(0))),
-  ));
-}
-
-/**
  * mm_TYPE(w, x, xs, bsum, out, T, nb, outP, tile, pb, start, end, tid) over 256-input superblocks
  * of `QB` packed bytes per quad: column panels × token tiles × quads × groups of 4, 2, 1 tokens.
  * `superblock(frame, toks)` emits one superblock for a group: it must advance each token's xp by
@@ -148,7 +120,7 @@ function frame(type: string, QB: number, bsumLen: 16 | 32, xBlock: 32 | 256, max
       ...tk.map((k, i) => v128.store(outAddr(i), get(k.acc))),
     ];
   };
-  f.body = seq(...consts(f), tokenGroupLoop(f, T, tile, start, end, q, t, maxTokens, body, { w, nb, pb, quadBlockBytes: QB, outP }));
+  f.body = seq(...consts(f), tokenGroupLoop(f, T, tile, start, end, q, t, ([4, 2, 1] as const).filter((n) => n <= maxTokens), (n, pn) => body(n, pn!), { w, nb, pb, quadBlockBytes: QB, outP }));
   return f;
 }
 
