@@ -33,6 +33,11 @@ export interface WasmKernelOptions {
   readonly relaxed?: boolean;
   /** Inputs per column panel of the packed weights (layout.ts), a multiple of 256; default 1024. Small values are for tests. */
   readonly panelInputs?: number;
+  /**
+   * ggml types to run in the js kernel although they have a wasm kernel: for tests of the fallback
+   * path and A/B comparisons against the oracle (such calls are counted in `stats.js`).
+   */
+  readonly jsFormats?: readonly string[];
 }
 
 export interface WasmStats {
@@ -99,7 +104,7 @@ export async function createWasmKernels(opts: WasmKernelOptions = {}): Promise<W
   }
   const moduleBytes = buildKernelModule({ relaxed, maxPages: Math.floor(shardBytes / 65536) });
   const rt = await Runtime.create(moduleBytes, { threads, shardBytes, stageBytes });
-  const backend = new WasmBackend(rt, relaxed, panelInputs);
+  const backend = new WasmBackend(rt, relaxed, panelInputs, new Set(opts.jsFormats ?? []));
   warmUp(backend);
   return backend;
 }
@@ -192,6 +197,7 @@ class WasmBackend implements WasmKernels {
     private readonly rt: Runtime,
     readonly relaxed: boolean,
     private readonly panelInputs: number,
+    private readonly jsFormats: ReadonlySet<string>,
   ) {
     this.arena = new FloatArena(() => this.rt.newShard('arena'));
   }
@@ -246,7 +252,7 @@ class WasmBackend implements WasmKernels {
   private packedFor(w: LinearWeight): Packed | null {
     let p = this.packed.get(w);
     if (p === undefined) {
-      const plan = planFor(w, this.panelInputs, { relaxedQ4_0: this.relaxed });
+      const plan = this.jsFormats.has(formatKey(w)) ? undefined : planFor(w, this.panelInputs, { relaxedQ4_0: this.relaxed });
       p = plan ? this.pack(w, plan) : null;
       this.packed.set(w, p);
     }
