@@ -23,10 +23,9 @@ import { randomBlocks } from '../bench/random-blocks.js';
 import { MemoryLinear } from '../src/tensor/linear.js';
 import { BLOCK_FORMATS } from '../src/backend/wasm/formats/index.js';
 import { RESERVED } from '../src/backend/wasm/runtime.js';
-import { GrokModel } from '../src/model/grok.js';
 import { loadModel } from '../src/language-model.js';
 import { FIXTURES, HAVE_FIXTURES, rng, shared } from './shared.js';
-import { activations, cosine, ggufCase, greedy } from './wasm-check.js';
+import { activations, checkEndToEnd, ggufCase } from './wasm-check.js';
 
 /** Every block-quantised type of the GGUF reader. */
 export const BLOCK_TYPES = [
@@ -125,16 +124,7 @@ describe('every GGUF fixture end to end on wasm', { skip: !wasmAvailable() ? 'no
       const m = c.open();
       try {
         k.stats.js.clear();
-        const ref = new GrokModel(m.weights, jsKernels);
-        const fast = new GrokModel(m.weights, k);
-        const V = ref.config.vocabSize;
-        const [want] = ref.forward([{ tokens: c.prompt, cache: ref.newCache() }], { allLogits: true });
-        const [got] = fast.forward([{ tokens: c.prompt, cache: fast.newCache() }], { allLogits: true });
-        for (let t = 0; t < c.prompt.length; t++) {
-          const cos = cosine(got!.subarray(t * V, (t + 1) * V), want!.subarray(t * V, (t + 1) * V));
-          assert.ok(cos >= 0.9999, `position ${t}: cosine ${cos}`);
-        }
-        assert.deepEqual(greedy(fast, c.prompt, c.greedy!.length), c.greedy);
+        checkEndToEnd(k, m.weights, c);
         const fallbacks = [...k.stats.js].filter(([key]) => key.startsWith('matmul:'));
         assert.deepEqual(fallbacks, [], `js-fallback matmuls: ${JSON.stringify(fallbacks)}`);
       } finally {

@@ -1,6 +1,8 @@
 /** Shared checks of the wasm kernel tests: errors against the js oracle, activations, greedy decoding. */
 import assert from 'node:assert/strict';
-import type { GrokModel } from '../src/model/grok.js';
+import { GrokModel } from '../src/model/grok.js';
+import type { Kernels } from '../src/backend/kernels.js';
+import { jsKernels } from '../src/backend/js/kernels.js';
 import { openGguf } from '../src/formats/gguf-split.js';
 import { openModelFiles } from '../src/model/load.js';
 import { configFromGguf, grokWeightsFromGguf } from '../src/model/weights-gguf.js';
@@ -30,7 +32,8 @@ export function activations(r: () => number, n: number): Float32Array {
   return x;
 }
 
-export { cosine } from '../bench/random-blocks.js';
+import { cosine } from '../bench/random-blocks.js';
+export { cosine };
 
 export function argmaxOf(v: Float32Array): number {
   let best = 0;
@@ -85,4 +88,22 @@ export function ckptCase(name: string, dir: string[], prompt: readonly number[],
     prompt,
     ...(greedyIds ? { greedy: greedyIds } : {}),
   };
+}
+
+/**
+ * The model on `k` against the js oracle on the same weights: logits within cosine 0.9999 at every
+ * prompt position, and greedy ids identical to the fixture's (or to the oracle's where it has none).
+ */
+export function checkEndToEnd(k: Kernels, weights: GrokWeights, c: E2eCase): void {
+  const ref = new GrokModel(weights, jsKernels);
+  const fast = new GrokModel(weights, k);
+  const V = ref.config.vocabSize;
+  const [want] = ref.forward([{ tokens: c.prompt, cache: ref.newCache() }], { allLogits: true });
+  const [got] = fast.forward([{ tokens: c.prompt, cache: fast.newCache() }], { allLogits: true });
+  for (let t = 0; t < c.prompt.length; t++) {
+    const cos = cosine(got!.subarray(t * V, (t + 1) * V), want!.subarray(t * V, (t + 1) * V));
+    assert.ok(cos >= 0.9999, `position ${t}: cosine ${cos}`);
+  }
+  const steps = c.greedy?.length ?? 12;
+  assert.deepEqual(greedy(fast, c.prompt, steps), c.greedy ?? greedy(ref, c.prompt, steps));
 }

@@ -26,11 +26,10 @@ import { f32ToBf16, f32ToF16 } from '../src/tensor/dtype.js';
 import { ggmlRowBytes } from '../src/tensor/ggml.js';
 import { quantizeGgml } from '../src/tensor/ggml-quantize.js';
 import { MemoryLinear } from '../src/tensor/linear.js';
-import { GrokModel } from '../src/model/grok.js';
 import { KvCache } from '../src/model/kv-cache.js';
 import { makeConfig } from '../src/config.js';
 import { FIXTURES, readJson, rng } from './shared.js';
-import { activations, ckptCase, cosine, greedy, ggufCase, relErr, type E2eCase } from './wasm-check.js';
+import { activations, checkEndToEnd, ckptCase, ggufCase, relErr, type E2eCase } from './wasm-check.js';
 import { UnsupportedError } from '../src/errors.js';
 
 
@@ -471,18 +470,7 @@ describe('wasm backend end to end against the exact js path', { skip: (!wasmAvai
     test(`${c.name}: logits cosine ≥ 0.9999 at every position, identical greedy ids`, () => {
       const files = c.open();
       try {
-        const ref = new GrokModel(files.weights, jsKernels);
-        const fast = new GrokModel(files.weights, k);
-        const V = ref.config.vocabSize;
-        const [want] = ref.forward([{ tokens: c.prompt, cache: ref.newCache() }], { allLogits: true });
-        const [got] = fast.forward([{ tokens: c.prompt, cache: fast.newCache() }], { allLogits: true });
-        for (let t = 0; t < c.prompt.length; t++) {
-          const cos = cosine(got!.subarray(t * V, (t + 1) * V), want!.subarray(t * V, (t + 1) * V));
-          assert.ok(cos >= 0.9999, `position ${t}: cosine ${cos}`);
-        }
-        const steps = c.greedy?.length ?? 12;
-        const ids = greedy(fast, c.prompt, steps);
-        assert.deepEqual(ids, c.greedy ?? greedy(ref, c.prompt, steps));
+        checkEndToEnd(k, files.weights, c);
       } finally {
         files.close();
       }
