@@ -10,9 +10,8 @@
  * `GROK_TS_BENCH_MIXES=Q4_K_M,IQ3_S` limits the mixes; the files (1.2–3.6 GB each) are kept in the
  * cache directory for the next run.
  */
-import * as os from 'node:os';
 import * as path from 'node:path';
-import { llamaBenchAvailable, nodeLlamaCppDir, runLlamaBench, runNodeLlamaCpp, type LlamaBenchResult } from './llama-cpp.js';
+import { benchThreadCounts, llamaCppRunner, type LlamaBenchResult } from './llama-cpp.js';
 import { MIXES, ensureMixGguf, type Mix } from './mixes.js';
 import { benchConfig, benchModelInChild } from './model.js';
 
@@ -37,12 +36,10 @@ export async function benchFormats(log: (l: string) => void, cacheDir: string, o
   const layers = opts.layers ?? 6;
   const steps = opts.decodeSteps ?? 16;
   const P = opts.prefillTokens ?? 512;
-  const all = os.availableParallelism();
-  const threadCounts = opts.threads ?? (all > 1 ? [1, all] : [1]);
+  const threadCounts = opts.threads ?? benchThreadCounts();
   const config = benchConfig(layers);
-  const viaNode = llamaBenchAvailable() ? undefined : nodeLlamaCppDir();
-  const llama = llamaBenchAvailable() || viaNode !== undefined;
-  log(llama ? `llama.cpp side by side: ${viaNode ? `node-llama-cpp from ${viaNode}` : 'llama-bench'}`
+  const llama = llamaCppRunner();
+  log(llama ? `llama.cpp side by side: ${llama.name}`
     : 'llama.cpp: llama-bench is not on PATH and GROK_TS_NODE_LLAMA_CPP is not set; no side-by-side ratios in this run');
   const out: Record<string, number> = {};
   const rows: string[] = [];
@@ -56,7 +53,7 @@ export async function benchFormats(log: (l: string) => void, cacheDir: string, o
       let l: LlamaBenchResult | undefined;
       if (llama) {
         try {
-          l = viaNode ? runNodeLlamaCpp(viaNode, file, t, 32, P) : runLlamaBench(file, t);
+          l = llama.run(file, t, P);
           out[key('llama_cpp_decode_tok_s')] = l.decodeTokS;
           out[key('llama_cpp_prefill_tok_s')] = l.prefillTokS;
           out[key('ratio_decode')] = r['decode_tok_s']! / l.decodeTokS;

@@ -6,7 +6,7 @@
  *
  * Run alone: `node dist/bench/kernels.js` (prints a table and the JSON record).
  */
-import * as os from 'node:os';
+import { benchThreadCounts } from './llama-cpp.js';
 import { fileURLToPath } from 'node:url';
 import type { LinearFormat, LinearWeight } from '../src/backend/kernels.js';
 import { createWasmKernels, type WasmKernels } from '../src/backend/wasm/index.js';
@@ -88,8 +88,7 @@ function timeMatvec(k: WasmKernels, w: LinearWeight, n: number, T = 1): number {
 
 export async function benchKernels(log: (line: string) => void): Promise<Record<string, number>> {
   const result: Record<string, number> = {};
-  const all = os.availableParallelism();
-  const threadCounts = all > 1 ? [1, all] : [1];
+  const threadCounts = benchThreadCounts();
   for (const threads of threadCounts) {
     const k = await createWasmKernels({ threads });
     try {
@@ -109,7 +108,7 @@ export async function benchKernels(log: (line: string) => void): Promise<Record<
         result[`matvec_${name}_gbs_t${threads}`] = gbs;
         result[`matvec_${name}_fraction_t${threads}`] = gbs / bwNow;
         log(`  matvec ${name.padEnd(6)} ${w.inDim}x${w.outDim}: ${(s * 1e3).toFixed(2)} ms, ${gbs.toFixed(1)} GB/s (${((100 * gbs) / bwNow).toFixed(0)} % of ${bwNow.toFixed(1)} GB/s measured after it)`);
-        if (threads === all && BATCHED.has(name)) {
+        if (threads === threadCounts[threadCounts.length - 1] && BATCHED.has(name)) {
           // batched decode (the server's case): the weight is read once per call, so the time
           // beyond T = 1 is compute
           const parts = BATCH_T.map((T) => {

@@ -8,6 +8,7 @@
  */
 import { spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
+import * as os from 'node:os';
 import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
 
@@ -22,9 +23,9 @@ export function llamaBenchAvailable(): boolean {
   return !r.error && r.status === 0;
 }
 
-/** Runs llama-bench (prefill 512, decode 16) and returns its average rates. */
-export function runLlamaBench(gguf: string, threads: number): LlamaBenchResult {
-  const r = spawnSync('llama-bench', ['-m', gguf, '-t', String(threads), '-p', '512', '-n', '16', '-o', 'json'], { encoding: 'utf8', maxBuffer: 16 << 20 });
+/** Runs llama-bench (prefill `prefillTokens` tokens, decode 16) and returns its average rates. */
+export function runLlamaBench(gguf: string, threads: number, prefillTokens = 512): LlamaBenchResult {
+  const r = spawnSync('llama-bench', ['-m', gguf, '-t', String(threads), '-p', String(prefillTokens), '-n', '16', '-o', 'json'], { encoding: 'utf8', maxBuffer: 16 << 20 });
   if (r.error || r.status !== 0) throw new Error(`llama-bench failed: ${r.error?.message ?? r.stderr.slice(-400)}`);
   const rows = JSON.parse(r.stdout) as { n_prompt: number; n_gen: number; avg_ts: number }[];
   const prefill = rows.find((x) => x.n_prompt > 0 && x.n_gen === 0);
@@ -50,4 +51,24 @@ export function runNodeLlamaCpp(dir: string, gguf: string, threads: number, step
   if (r.error || r.status !== 0) throw new Error(`node-llama-cpp run failed: ${r.error?.message ?? r.stderr.slice(-400)}`);
   const out = JSON.parse(r.stdout.trim().split('\n').pop()!) as { decodeTokS: number; prefillTokS: number };
   return { threads, decodeTokS: out.decodeTokS, prefillTokS: out.prefillTokS };
+}
+
+/** A llama.cpp to measure beside: what it is, and one run on a GGUF at a thread count. */
+export interface LlamaCppRunner {
+  readonly name: string;
+  run(gguf: string, threads: number, prefill?: number): LlamaBenchResult;
+}
+
+/** llama-bench on PATH, else node-llama-cpp named by $GROK_TS_NODE_LLAMA_CPP; undefined when neither is at hand. */
+export function llamaCppRunner(): LlamaCppRunner | undefined {
+  if (llamaBenchAvailable()) return { name: 'llama-bench', run: (gguf, t, prefill) => runLlamaBench(gguf, t, prefill) };
+  const dir = nodeLlamaCppDir();
+  if (!dir) return undefined;
+  return { name: `node-llama-cpp from ${dir}`, run: (gguf, t, prefill) => runNodeLlamaCpp(dir, gguf, t, 32, prefill) };
+}
+
+/** 1 thread and all of them (the thread counts every benchmark section compares). */
+export function benchThreadCounts(): number[] {
+  const all = os.availableParallelism();
+  return all > 1 ? [1, all] : [1];
 }

@@ -13,7 +13,6 @@
  */
 import { execFileSync } from 'node:child_process';
 import * as fs from 'node:fs';
-import * as os from 'node:os';
 import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { WasmKernels } from '../src/backend/wasm/index.js';
@@ -24,6 +23,7 @@ import { openModelFiles } from '../src/model/load.js';
 import type { GrokWeights } from '../src/model/weights.js';
 import { parseModelProto } from '../src/tokenizer/sentencepiece-model.js';
 import { BUNDLED_TOKENIZER_PATH } from '../src/tokenizer/sentencepiece.js';
+import { benchThreadCounts } from './llama-cpp.js';
 import { ensureSyntheticCheckpoint } from './synthetic.js';
 
 export type BenchFormat = 'int8' | 'q8_0';
@@ -157,8 +157,7 @@ export async function benchModel(log: (line: string) => void, cacheDir: string, 
   const layers = opts.layers ?? 6;
   const steps = opts.decodeSteps ?? 16;
   const P = opts.prefillTokens ?? 512;
-  const all = os.availableParallelism();
-  const threadCounts = opts.threads ?? (all > 1 ? [1, all] : [1]);
+  const threadCounts = opts.threads ?? benchThreadCounts();
   const config = benchConfig(layers);
   const modelPath = benchModelPath(cacheDir, format, layers, log);
   const files = openModelFiles(modelPath);

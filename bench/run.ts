@@ -10,7 +10,7 @@ import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { loadModel } from '../src/language-model.js';
 import { benchKernels } from './kernels.js';
-import { llamaBenchAvailable, nodeLlamaCppDir, runLlamaBench, runNodeLlamaCpp } from './llama-cpp.js';
+import { benchThreadCounts, llamaCppRunner } from './llama-cpp.js';
 import { benchMemory } from './memory.js';
 import { benchFormats, mixesFromEnv } from './formats.js';
 import { benchTrueWidth } from './true-width.js';
@@ -58,16 +58,15 @@ async function modelSection(format: BenchFormat, log: (l: string) => void, cache
   const out: Record<string, number> = {};
   for (const [k, v] of Object.entries(r)) out[`model.${format}.${k}`] = v;
   if (format !== 'q8_0') return out;
-  const viaNode = llamaBenchAvailable() ? undefined : nodeLlamaCppDir();
-  if (!llamaBenchAvailable() && !viaNode) {
+  const llama = llamaCppRunner();
+  if (!llama) {
     log('llama.cpp: llama-bench is not on PATH and GROK_TS_NODE_LLAMA_CPP is not set; no side-by-side ratio in this run');
     return out;
   }
-  log(`llama.cpp: ${viaNode ? `node-llama-cpp from ${viaNode}` : 'llama-bench'}`);
+  log(`llama.cpp: ${llama.name}`);
   const gguf = benchModelPath(cache, 'q8_0', BENCH_LAYERS);
-  const all = os.availableParallelism();
-  for (const t of all > 1 ? [1, all] : [1]) {
-    const l = viaNode ? runNodeLlamaCpp(viaNode, gguf, t) : runLlamaBench(gguf, t);
+  for (const t of benchThreadCounts()) {
+    const l = llama.run(gguf, t);
     const ours = r[`decode_tok_s_t${t}`]!;
     const oursPrefill = r[`prefill_tok_s_t${t}`]!;
     out[`llama_cpp.q8_0.decode_tok_s_t${t}`] = l.decodeTokS;
