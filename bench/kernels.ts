@@ -8,12 +8,11 @@
  */
 import { benchThreadCounts } from './llama-cpp.js';
 import { fileURLToPath } from 'node:url';
-import type { LinearFormat, LinearWeight } from '../src/backend/kernels.js';
 import { createWasmKernels, type WasmKernels } from '../src/backend/wasm/index.js';
 import { f32ToBf16, f32ToF16 } from '../src/tensor/dtype.js';
 import { ggmlRowBytes } from '../src/tensor/ggml.js';
 import { RANDOM_BLOCK_TYPES, randomBlocks, scaleForRms } from './random-blocks.js';
-import { MemoryLinear } from '../src/tensor/linear.js';
+import { MemoryLinear, type LinearFormat, type LinearWeight } from '../src/tensor/linear.js';
 
 /** Weight bytes per benchmarked matrix: far beyond the caches, small enough for a CI machine. */
 const WEIGHT_BYTES = 192 * 1024 * 1024;

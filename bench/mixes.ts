@@ -13,7 +13,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import type { GrokConfig } from '../src/config.js';
 import { GgufWriter, kv, type GgufTensorPlan } from '../src/formats/gguf-writer.js';
-import { asLlamaCppVocabulary, grokMetadata } from '../src/model/convert-gguf.js';
+import { asLlamaCppVocabulary, grokMetadata } from '../src/convert/to-gguf.js';
 import { GGUF_NAMES } from '../src/model/weights-gguf.js';
 import { ggmlRowBytes } from '../src/tensor/ggml.js';
 import { ggufTokenizerKvs } from '../src/tokenizer/from-gguf.js';

@@ -18,7 +18,7 @@ import { fileURLToPath } from 'node:url';
 import type { WasmKernels } from '../src/backend/wasm/index.js';
 import { makeConfig, type GrokConfig } from '../src/config.js';
 import { loadModel } from '../src/language-model.js';
-import { convertToGguf } from '../src/model/convert-gguf.js';
+import { convertToGguf } from '../src/convert/to-gguf.js';
 import { openModelFiles } from '../src/model/load.js';
 import type { GrokWeights } from '../src/model/weights.js';
 import { parseModelProto } from '../src/tokenizer/sentencepiece-model.js';

@@ -20,7 +20,8 @@ export { openModelFiles, DEMO_MODEL_DIR, type ModelFiles } from './model/load.js
 export type { GrokWeights, LayerWeights, ExpertWeights } from './model/weights.js';
 export { openCheckpoint, type CheckpointStore } from './formats/xai-checkpoint.js';
 export { jsKernels } from './backend/js/kernels.js';
-export type { Kernels, LinearWeight, LinearFormat, AttentionArgs } from './backend/kernels.js';
+export type { Kernels, AttentionArgs } from './backend/kernels.js';
+export type { LinearWeight, LinearFormat } from './tensor/linear.js';
 export type { TensorInfo, TensorStore, DType } from './tensor/tensor.js';
 export * from './errors.js';
 export { createServer, type GrokServer, type ServerOptions } from './server/index.js';

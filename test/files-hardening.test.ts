@@ -14,7 +14,7 @@ import { gzipSync } from 'node:zlib';
 import { FileAccessError, FormatError, WeightError } from '../src/errors.js';
 import { arrayLeafFraming } from '../src/formats/xai-checkpoint-writer.js';
 import { openCheckpoint, tensorFileName } from '../src/formats/xai-checkpoint.js';
-import { convertToGguf } from '../src/model/convert-gguf.js';
+import { convertToGguf } from '../src/convert/to-gguf.js';
 import { DEMO_MODEL_DIR, openModelFiles } from '../src/model/load.js';
 import { runCli } from './cli-harness.js';
 import { PROJECT_ROOT } from './shared.js';

@@ -6,7 +6,7 @@ import { after, before, describe, it } from 'node:test';
 import { configFromJson, type GrokConfig } from '../src/config.js';
 import { FormatError, WeightError } from '../src/errors.js';
 import { checkpointLayerOrder, openCheckpoint, tensorFileName, type CheckpointStore } from '../src/formats/xai-checkpoint.js';
-import { grokWeightsFromCheckpoint } from '../src/model/weights.js';
+import { grokWeightsFromCheckpoint } from '../src/model/weights-ckpt.js';
 import { bf16BytesToF32, f32View } from '../src/tensor/dtype.js';
 import type { TensorInfo } from '../src/tensor/tensor.js';
 import { FIXTURES, readJson, shared } from './shared.js';

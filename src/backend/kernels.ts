@@ -6,40 +6,7 @@
  * Legend: T rows (tokens in this call, across all sequences of a batch), D model width,
  * H query heads, Hkv KV heads, d head size, S cache slots.
  */
-
-/**
- * How a linear weight is stored. Every backend reads the stored form directly (quantised weights
- * stay quantised in memory); layouts/ has the exact dequantisation that defines each one.
- */
-export type LinearFormat =
-  /** Plain floats; `in-major` is the checkpoint's [in, out], `out-major` is [out, in] (one row per output, GGUF's orientation). */
-  | { readonly kind: 'dense'; readonly dtype: 'f32' | 'f16' | 'bf16'; readonly order: 'in-major' | 'out-major' }
-  /** The official checkpoint: int8 [in, out] with bf16 scales [groups, out]; input row k uses scale row floor(k·groups/in). */
-  | { readonly kind: 'int8-grouped'; readonly groups: number }
-  /** A GGUF block-quantised type: out-major rows of `inDim` values each, `inDim` a multiple of the type's block. */
-  | { readonly kind: 'ggml'; readonly type: string };
-
-/** y[T, outDim] = x[T, inDim] · W. Bytes are read from disk on first use and kept until released. */
-export interface LinearWeight {
-  /** Parameter name for messages (with `[e]` for one expert of a stacked tensor). */
-  readonly name: string;
-  readonly inDim: number;
-  readonly outDim: number;
-  readonly format: LinearFormat;
-  /** Bytes this weight occupies on disk / in memory in its stored form (weights + scales). */
-  readonly byteLength: number;
-  /** The stored weight bytes (for int8-grouped: the int8 values). */
-  bytes(): Uint8Array;
-  /** int8-grouped only: the bf16 scales, [groups, outDim] little-endian. */
-  scaleBytes(): Uint8Array;
-  /**
-   * Out-major formats only: the bytes of rows first … first+count-1 (an embedding lookup). Served
-   * from the cached bytes when held, else read from disk without caching them.
-   */
-  rowBytes(first: number, count: number): Uint8Array;
-  /** Drops the cached bytes, e.g. once a backend has copied them into its own memory; a later bytes() re-reads. */
-  release(): void;
-}
+import type { LinearWeight } from '../tensor/linear.js';
 
 export interface AttentionArgs {
   /** [T, H·d] output, head-major columns. */

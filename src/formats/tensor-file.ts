@@ -5,16 +5,10 @@
  */
 import * as fs from 'node:fs';
 import { FileAccessError, FormatError } from '../errors.js';
+import type { ByteSource } from '../tensor/byte-source.js';
 import { copyBytes } from '../tensor/dtype.js';
 
-export interface ByteSource {
-  /** What error messages call this source (a path, or `a.part1of3+…`). */
-  readonly name: string;
-  readonly size: number;
-  /** Reads exactly `length` bytes at `offset` (a fresh buffer, or a view for in-memory sources); a range past the end is a FormatError. */
-  read(offset: number, length: number): Uint8Array;
-  close(): void;
-}
+export type { ByteSource };
 
 /** fs.readSync moves at most 2 GiB per call; larger tensors are read in chunks. */
 const MAX_READ = 1 << 30;

@@ -13,7 +13,8 @@ import type { GgufMetadata } from '../formats/gguf.js';
 import { fileKind, readRegularFile } from '../formats/tensor-file.js';
 import { checkpointDir, openCheckpoint } from '../formats/xai-checkpoint.js';
 import type { TensorStore } from '../tensor/tensor.js';
-import { grokWeightsFromCheckpoint, type GrokWeights } from './weights.js';
+import { grokWeightsFromCheckpoint } from './weights-ckpt.js';
+import type { GrokWeights } from './weights.js';
 import { configFromGguf, grokWeightsFromGguf } from './weights-gguf.js';
 
 export interface ModelFiles {

@@ -6,12 +6,11 @@
  *
  * Legend: V vocab, D model width, H/Hkv heads, d head size, E experts, F ffn size.
  */
-import type { LinearFormat, LinearWeight } from '../backend/kernels.js';
 import { GROK1, makeConfig, type GrokConfig } from '../config.js';
 import { ConfigError, UnsupportedError, WeightError } from '../errors.js';
 import type { GgufMetadata } from '../formats/gguf.js';
 import { ggmlRowBytes, requireDequantizable } from '../tensor/ggml.js';
-import { LazyLinear } from '../tensor/linear.js';
+import { LazyLinear, type LinearFormat, type LinearWeight } from '../tensor/linear.js';
 import type { TensorInfo, TensorStore } from '../tensor/tensor.js';
 import { checkShape, readFloatVector, requireTensor, totalBytes, type ExpertWeights, type GrokWeights, type LayerWeights } from './weights.js';
 

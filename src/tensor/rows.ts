@@ -3,7 +3,7 @@
  * The embedding lookup reads single rows this way, so a backend that packed and released the
  * weight does not make the model pull the whole table back into memory.
  */
-import type { LinearFormat, LinearWeight } from '../backend/kernels.js';
+import type { LinearFormat, LinearWeight } from './linear.js';
 import { UnsupportedError } from '../errors.js';
 import { bf16ToF32, f16Table65536 } from './dtype.js';
 import { dequantizeGgml, ggmlRowBytes } from './ggml.js';

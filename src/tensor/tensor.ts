@@ -2,7 +2,7 @@
  * Lazy tensor descriptors: what a format reader returns. Nothing here holds tensor bytes; a
  * descriptor says where they are (source, offset, byteLength), so a model reads only what it uses.
  */
-import type { ByteSource } from '../formats/tensor-file.js';
+import type { ByteSource } from './byte-source.js';
 
 /**
  * Storage dtype. Plain scalars use numpy's names; GGUF block-quantised types use ggml's names
@@ -37,10 +37,6 @@ export interface TensorStore {
 
 export function shapeString(shape: readonly number[]): string {
   return `[${shape.join(', ')}]`;
-}
-
-export function numElements(shape: readonly number[]): number {
-  return shape.reduce((a, b) => a * b, 1);
 }
 
 /** Bytes on disk of a tensor including its scales. */

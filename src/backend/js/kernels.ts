@@ -4,7 +4,8 @@
  *
  * Legend: T rows, I input width, O output width, G scale groups, S cache slots.
  */
-import type { AttentionArgs, Kernels, LinearWeight } from '../kernels.js';
+import type { LinearWeight } from '../../tensor/linear.js';
+import type { AttentionArgs, Kernels } from '../kernels.js';
 import { bf16BytesToF32, f16BytesToF32, f32View } from '../../tensor/dtype.js';
 import { decodeOutMajorRow, outMajorRowSize } from '../../tensor/rows.js';
 

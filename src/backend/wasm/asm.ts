@@ -150,7 +150,6 @@ export function encodeModule(funcs: readonly Func[], memory: { minPages: number;
 
 export const get = (l: Local): Op => [0x20, ...uleb(l.index)];
 export const set = (l: Local, v: Op): Op => [...v, 0x21, ...uleb(l.index)];
-export const tee = (l: Local, v: Op): Op => [...v, 0x22, ...uleb(l.index)];
 export const drop = (v: Op): Op => [...v, 0x1a];
 export const select = (a: Op, b: Op, cond: Op): Op => [...a, ...b, ...cond, 0x1b];
 

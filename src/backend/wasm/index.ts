@@ -6,7 +6,8 @@
  * `stats` records which backend ran what.
  */
 import * as os from 'node:os';
-import type { AttentionArgs, Kernels, LinearWeight } from '../kernels.js';
+import type { LinearWeight } from '../../tensor/linear.js';
+import type { AttentionArgs, Kernels } from '../kernels.js';
 import { jsKernels } from '../js/kernels.js';
 import { UnsupportedError, UsageError } from '../../errors.js';
 import { buildKernelModule, relaxedSimdAvailable, type KernelName } from './kernels-wasm.js';

@@ -23,7 +23,7 @@
  * quad's 26 KB (Q8_0 at 6144 inputs) streaming past 12 KB of activations evicted them from a
  * 32 KB L1 every quad, costing ≈ 30 % of single-thread speed at Grok's widths.
  */
-import type { LinearWeight } from '../kernels.js';
+import type { LinearWeight } from '../../tensor/linear.js';
 import { bf16BytesToF32 } from '../../tensor/dtype.js';
 import { ggmlRowBytes } from '../../tensor/ggml.js';
 import type { BlockFormat } from './block-format.js';

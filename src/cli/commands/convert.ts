@@ -4,7 +4,7 @@ import * as path from 'node:path';
 import { UsageError } from '../../errors.js';
 import { GgufMetadata } from '../../formats/gguf.js';
 import { readRegularFile } from '../../formats/tensor-file.js';
-import { convertToGgufAsync } from '../../model/convert-gguf.js';
+import { convertToGgufAsync } from '../../convert/to-gguf.js';
 import { openModelFiles } from '../../model/load.js';
 import { isQuantizeType, QUANTIZE_TYPES, type QuantizeType } from '../../tensor/ggml-quantize.js';
 import { parseModelProto } from '../../tokenizer/sentencepiece-model.js';

@@ -7,19 +7,19 @@
  *
  * Legend: V vocab, D width, H/Hkv heads, d head size, E experts, F ffn size, I/O a matrix's in/out.
  */
-import type { LinearWeight } from '../backend/kernels.js';
+import type { LinearWeight } from '../tensor/linear.js';
 import type { GrokConfig } from '../config.js';
 import { AbortError } from '../errors.js';
 import { GGUF_DEFAULT_ALIGNMENT, type GgufMetadata } from '../formats/gguf.js';
-import { GgufWriter, kv, planShards, shardNames, tensorBytes, type GgufKv, type GgufTensorPlan } from '../formats/gguf-writer.js';
+import { GgufWriter, kv, planShards, shardNames, type GgufKv, type GgufTensorPlan } from '../formats/gguf-writer.js';
 import { bf16ToF32, f16ToF32 } from '../tensor/dtype.js';
 import { dequantizeGgml, ggmlRowBytes, ggmlType } from '../tensor/ggml.js';
 import { quantizeGgml, type QuantizeType } from '../tensor/ggml-quantize.js';
 import type { TensorStore } from '../tensor/tensor.js';
 import { PieceType, type SentencePieceModel } from '../tokenizer/sentencepiece-model.js';
 import { ggufTokenizerKvs, syntheticTokenizerKvs } from '../tokenizer/from-gguf.js';
-import { GGUF_ARCH, GGUF_NAMES } from './weights-gguf.js';
-import type { GrokWeights } from './weights.js';
+import { GGUF_ARCH, GGUF_NAMES } from '../model/weights-gguf.js';
+import type { GrokWeights } from '../model/weights.js';
 
 export interface ConvertOptions {
   /** Type of the matrices; norms and routers stay f32 (as llama-quantize keeps them). */
@@ -285,9 +285,4 @@ function* writeMatrix(w: LinearWeight, type: string, store: TensorStore, emit: (
   } finally {
     w.release();
   }
-}
-
-/** Total data bytes a conversion will write (for messages before starting). */
-export function plannedBytes(weights: GrokWeights, type: QuantizeType): number {
-  return jobs(weights, type).reduce((a, j) => a + tensorBytes(j.plan), 0);
 }
