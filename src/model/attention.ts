@@ -35,9 +35,7 @@ export function attentionBlock(
   const Hkv = c.numKvHeads;
   const d = c.keySize;
   const kvRow = Hkv * d;
-  kernels.matmul(q, a, N, w.wq);
-  kernels.matmul(k, a, N, w.wk);
-  kernels.matmul(v, a, N, w.wv);
+  kernels.matmulMany([q, k, v], a, N, [w.wq, w.wk, w.wv]);
   kernels.rope(q, N, H, d, positions, c.ropeBase);
   kernels.rope(k, N, Hkv, d, positions, c.ropeBase);
 

@@ -67,8 +67,7 @@ export function moeBlock(kernels: Kernels, c: Readonly<GrokConfig>, w: LayerWeig
     if (Ne === 0) continue;
     for (let r = 0; r < Ne; r++) x.set(m.subarray(rows[r]! * D, (rows[r]! + 1) * D), r * D);
     const ex = w.experts[e]!;
-    kernels.matmul(g, x, Ne, ex.gate);
-    kernels.matmul(u, x, Ne, ex.up);
+    kernels.matmulMany([g, u], x, Ne, [ex.gate, ex.up]);
     kernels.geluMul(g, u, Ne * c.ffnSize);
     kernels.matmul(y, g, Ne, ex.down);
     for (let r = 0; r < Ne; r++) {
