@@ -28,7 +28,7 @@ export interface GrokConfig {
   bosToken: number;
 }
 
-/** run.py's Grok-1 numbers (REFERENCE.md §1). */
+/** run.py's Grok-1 numbers (docs/REFERENCE.md §1). */
 export const GROK1: Readonly<GrokConfig> = Object.freeze({
   vocabSize: 128 * 1024,
   embSize: 48 * 128,
