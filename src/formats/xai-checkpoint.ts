@@ -53,7 +53,7 @@ export function tensorFileName(index: number): string {
 }
 
 // ---------------------------------------------------------------------------------------------
-// what each leaf may hold (a plausibility check; weights.ts checks shapes against the config)
+// what each leaf may hold (a plausibility check; model/weights.ts checks shapes against the config)
 
 interface LeafSpec {
   /** `matrix`: QuantizedWeight8bit (or a float array); `float`: a float array only. */
