@@ -1,5 +1,5 @@
 /**
- * The attention sublayer of one decoder layer (REFERENCE.md §2, step 3, first half):
+ * The attention sublayer of one decoder layer (docs/REFERENCE.md §2, step 3, first half):
  * q/k/v projections, RoPE, KV cache writes, GQA attention with the soft cap, output projection.
  *
  * Legend: N rows of this call (all sequences), D width, H/Hkv heads, d head size.

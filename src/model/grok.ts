@@ -1,5 +1,5 @@
 /**
- * The Grok-1 forward pass (REFERENCE.md §2), written once against the Kernels interface.
+ * The Grok-1 forward pass (docs/REFERENCE.md §2), written once against the Kernels interface.
  * A call takes one or more sequences, each with its own KV cache, and runs their new tokens as one
  * batch of rows, so matmuls read each weight once per call however many sequences there are.
  *

@@ -1,5 +1,5 @@
 /**
- * The MoE sublayer (REFERENCE.md §2, step 3, second half): router softmax over E experts in
+ * The MoE sublayer (docs/REFERENCE.md §2, step 3, second half): router softmax over E experts in
  * float32, top-K by probability (ties: lower index first, as lax.top_k), GELU-gated expert FFNs,
  * sum weighted by the raw (not renormalised) probabilities.
  *

@@ -127,7 +127,7 @@ function rmsNorm(out: Float32Array, x: Float32Array, T: number, D: number, scale
   }
 }
 
-/** Rotate-half RoPE with tiled frequencies (REFERENCE.md §2): lane i and i + d/2 share inv[i]. */
+/** Rotate-half RoPE, tiled frequencies (docs/REFERENCE.md §2): lanes i and i + d/2 share inv[i]. */
 function rope(x: Float32Array, T: number, heads: number, headDim: number, positions: Int32Array, base: number): void {
   const half = headDim / 2;
   const inv = new Float64Array(half);
@@ -148,7 +148,7 @@ function rope(x: Float32Array, T: number, heads: number, headDim: number, positi
   }
 }
 
-/** Scale, then soft cap, then mask, then softmax (REFERENCE.md §2); a row with every key masked is uniform, as in the reference. */
+/** Scale, then soft cap, then mask, then softmax (docs/REFERENCE.md §2); a row with every key masked is uniform, as in the reference. */
 function attention(a: AttentionArgs): void {
   const { out, q, k, v, keyValid, T, start, numQHeads: H, numKvHeads: Hkv, headDim: d, scale, softcap } = a;
   const group = H / Hkv;
