@@ -8,6 +8,8 @@ import type { Socket } from 'node:net';
 import type { LanguageModel } from '../language-model.js';
 import type { ServerChatTemplate } from './chat-template-file.js';
 import { RequestError } from './errors.js';
+import type { LiveSequences } from './live.js';
+import type { Metrics } from './metrics.js';
 import type { PromptEncoder } from './prompt.js';
 import type { Scheduler, SchedulerLimits } from './scheduler.js';
 
@@ -24,6 +26,8 @@ export interface ConnectionStats {
 export interface Loaded {
   readonly lm: LanguageModel;
   readonly modelId: string;
+  /** Every name a request may give as `model`: the id, then the aliases. */
+  readonly names: readonly string[];
   readonly scheduler: Scheduler;
   readonly prompts: PromptEncoder;
 }
@@ -40,6 +44,11 @@ export interface ServerContext {
   /** The id given in the options, known before the model loads. */
   readonly configuredModelId: string | undefined;
   readonly onInternal: (err: unknown) => void;
+  /** Sequences of requests still being answered (/slots, KV use, log token counts). */
+  readonly live: LiveSequences;
+  readonly metrics: Metrics;
+  /** The chat page is served at `/`. */
+  readonly webui: boolean;
   /** The loaded model, or undefined while it loads (or after it failed to). */
   loaded(): Loaded | undefined;
   loadFailed(): boolean;
@@ -55,9 +64,9 @@ export function core(ctx: ServerContext): Loaded {
   throw new RequestError(503, 'the model is still loading; retry shortly', 'server_error', 'model_loading', null, { 'Retry-After': '5' });
 }
 
-/** A request's `model` must name the served model. */
+/** A request's `model` must name the served model (its id or an alias). */
 export function checkModel(c: Loaded, id: string): void {
-  if (id !== c.modelId) {
+  if (!c.names.includes(id)) {
     throw new RequestError(404, `The model \`${id}\` does not exist; this server serves \`${c.modelId}\``, 'invalid_request_error', 'model_not_found', 'model');
   }
 }

@@ -5,13 +5,18 @@
  * through a ServerContext (context.ts).
  *
  *   GET  /health                 liveness and scheduler load (no API key needed)
- *   GET  /v1/models              the one served model
+ *   GET  /v1/models              the one served model (under each of its names)
  *   GET  /v1/models/{id}
  *   POST /v1/completions
  *   POST /v1/chat/completions
+ *   POST /v1/embeddings          (also /embeddings)
+ *   POST /completion             llama-server's native completion (also /completions)
+ *   POST /tokenize, /detokenize
+ *   GET  /props, /slots, /metrics
+ *   GET  /                       the chat page (unless webui is false; no API key needed)
  *
  * Requests never name files: the model is fixed when the server is created, and `model` in a
- * request must be its id. The model may still be loading when the server starts listening (a
+ * request must be its id or one of its aliases. The model may still be loading when the server starts listening (a
  * promise): until it is ready, /health says "loading" and every other route answers 503.
  *
  * Limits. With an API key set, every route but /health needs it, unknown ones too (404 and 405
@@ -28,13 +33,21 @@ import { AbortError } from '../errors.js';
 import type { LanguageModel } from '../language-model.js';
 import { DEFAULT_CHAT_TEMPLATE, type ServerChatTemplate } from './chat-template-file.js';
 import { addressKey, notFound, type ConnectionStats, type Loaded, type ServerContext } from './context.js';
+import { Cors } from './cors.js';
 import { listenError, RequestError } from './errors.js';
+import { LiveSequences } from './live.js';
+import { Metrics } from './metrics.js';
+import type { Logger } from './request-log.js';
 import { DEFAULT_MAX_CHARS_PER_TOKEN, PromptEncoder } from './prompt.js';
 import { sendError, type ErrorReporting } from './respond.js';
 import { Router } from './router.js';
 import { health, healthRoutes } from './routes/health.js';
+import { embeddingRoutes } from './routes/embeddings.js';
+import { llamaRoutes } from './routes/llama.js';
+import { metricsRoutes } from './routes/metrics.js';
 import { modelRoutes } from './routes/models.js';
 import { openaiRoutes } from './routes/openai.js';
+import { loadWebUi, webuiRoutes } from './routes/webui.js';
 import { resolveLimits, Scheduler, type SchedulerLimits } from './scheduler.js';
 
 export type { ConnectionStats } from './context.js';
@@ -61,6 +74,14 @@ export interface ServerOptions extends Partial<SchedulerLimits> {
   readonly chatTemplate?: ServerChatTemplate;
   /** Receives one line per internal error (never request contents or the API key). */
   readonly log?: (line: string) => void;
+  /** More names clients may pass as `model` (listed by /v1/models after the id). */
+  readonly aliases?: readonly string[];
+  /** Origins whose browser pages may call the server (`*`: any); none by default. */
+  readonly corsOrigins?: readonly string[];
+  /** Writes one line per request (method, path, status, tokens, duration, client). */
+  readonly requestLog?: Logger;
+  /** Serve the chat page at `/`. Default true. */
+  readonly webui?: boolean;
 }
 
 export interface GrokServer {
@@ -135,12 +156,18 @@ export function createServer(model: LanguageModel | Promise<LanguageModel>, opti
   const log = options.log ?? (() => {});
   const onInternal = (err: unknown): void => log(`internal error: ${(err as Error)?.stack ?? String(err)}`);
   const created = Math.floor(Date.now() / 1000);
+  const aliases = [...new Set(options.aliases ?? [])];
+  for (const a of aliases) if (a === '' || /[\s/]/.test(a)) throw new RangeError(`server option aliases: ${JSON.stringify(a)} is not a model name (no spaces or slashes)`);
+  const cors = new Cors(options.corsOrigins ?? []);
+  const webui = options.webui ?? true;
+  const webuiFiles = webui ? loadWebUi() : undefined;
   let draining = false;
 
   let loaded: Loaded | undefined;
   let loadFailed = false;
   const attach = (lm: LanguageModel): void => {
-    loaded = { lm, modelId: options.modelId ?? defaultModelId(lm), scheduler: new Scheduler(lm.model, limits), prompts: new PromptEncoder(lm, maxCharsPerToken) };
+    const modelId = options.modelId ?? defaultModelId(lm);
+    loaded = { lm, modelId, names: [modelId, ...aliases.filter((a) => a !== modelId)], scheduler: new Scheduler(lm.model, limits), prompts: new PromptEncoder(lm, maxCharsPerToken) };
   };
   let ready: Promise<void>;
   if (isPromise(model)) {
@@ -170,12 +197,23 @@ export function createServer(model: LanguageModel | Promise<LanguageModel>, opti
     created,
     configuredModelId: options.modelId,
     onInternal,
+    live: new LiveSequences(),
+    metrics: new Metrics(),
+    webui,
     loaded: () => loaded,
     loadFailed: () => loadFailed,
     draining: () => draining,
     connections: () => conns(),
   };
-  const router = new Router().add(...healthRoutes(ctx), ...modelRoutes(ctx), ...openaiRoutes(ctx));
+  const router = new Router().add(
+    ...healthRoutes(ctx),
+    ...modelRoutes(ctx),
+    ...openaiRoutes(ctx),
+    ...embeddingRoutes(ctx),
+    ...llamaRoutes(ctx),
+    ...metricsRoutes(ctx),
+    ...(webuiFiles ? webuiRoutes(webuiFiles) : []),
+  );
 
   async function handle(req: http.IncomingMessage, res: http.ServerResponse): Promise<void> {
     const pathname = (req.url ?? '/').split('?')[0]!;
@@ -185,10 +223,12 @@ export function createServer(model: LanguageModel | Promise<LanguageModel>, opti
       const route = found?.route;
       if (overflow.has(req.socket)) {
         // A connection over the caps: health only, then it closes.
-        if (route?.open && req.method === 'GET') return health(ctx, res, { Connection: 'close' });
+        if (route?.health && req.method === 'GET') return health(ctx, res, { Connection: 'close' });
         throw new RequestError(503, 'too many connections; retry later', 'server_error', 'too_many_connections', null, { 'Retry-After': '1', Connection: 'close' });
       }
-      // The key first: without it, nothing (not even which routes exist) but the health probe.
+      // A browser's preflight carries no credentials: answered (for allowed origins) before the key.
+      if (cors.apply(req, res)) return;
+      // The key first: without it, nothing (not even which routes exist) but the open routes.
       if (!route?.open && !authorized(req)) {
         throw new RequestError(401, 'Incorrect API key provided: pass it as "Authorization: Bearer <key>"', 'authentication_error', 'invalid_api_key');
       }
@@ -217,6 +257,24 @@ export function createServer(model: LanguageModel | Promise<LanguageModel>, opti
       connectionsCheckingInterval: Math.min(1000, Math.max(10, Math.floor(headerTimeoutMs / 10))),
     },
     (req, res) => {
+      const started = performance.now();
+      const client = addressKey(req.socket);
+      res.once('close', () => {
+        // A response cut off before its headers went out never reached the client: status 0.
+        const status = res.headersSent ? res.statusCode : 0;
+        ctx.metrics.request(status);
+        if (!options.requestLog) return;
+        const t = ctx.live.tokensOf(res);
+        options.requestLog.request({
+          method: req.method ?? '',
+          path: (req.url ?? '/').split('?')[0]!,
+          status,
+          promptTokens: t.prompt,
+          completionTokens: t.completion,
+          durationMs: performance.now() - started,
+          client,
+        });
+      });
       const closed = new Promise<void>((resolve) => res.once('close', resolve));
       inflight.add(closed);
       void closed.then(() => inflight.delete(closed));

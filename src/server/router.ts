@@ -12,8 +12,10 @@ export type Handler = (req: http.IncomingMessage, res: http.ServerResponse, para
 export interface Route {
   readonly pattern: RegExp;
   readonly methods: Readonly<Record<string, Handler>>;
-  /** Answered without the API key, on overflow connections and while draining (/health). */
+  /** Answered without the API key and while draining (/health, the chat page's static files). */
   readonly open?: boolean;
+  /** The liveness probe: the one route an overflow connection may still ask. */
+  readonly health?: boolean;
 }
 
 export interface RouteMatch {

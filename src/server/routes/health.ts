@@ -18,5 +18,5 @@ export function health(ctx: ServerContext, res: http.ServerResponse, headers: Re
 }
 
 export function healthRoutes(ctx: ServerContext): Route[] {
-  return [{ pattern: /^\/health$/, open: true, methods: { GET: (_req, res) => health(ctx, res) } }];
+  return [{ pattern: /^\/health$/, open: true, health: true, methods: { GET: (_req, res) => health(ctx, res) } }];
 }

@@ -1,4 +1,4 @@
-/** GET /v1/models and /v1/models/{id}: the one served model. */
+/** GET /v1/models and /v1/models/{id}: the one served model, once under each of its names (id, then aliases). */
 import { checkModel, core, type ServerContext } from '../context.js';
 import { modelJson } from '../openai-format.js';
 import { sendJson } from '../respond.js';
@@ -11,7 +11,7 @@ export function modelRoutes(ctx: ServerContext): Route[] {
       methods: {
         GET: (_req, res) => {
           const c = core(ctx);
-          sendJson(res, 200, { object: 'list', data: [modelJson(c.modelId, ctx.created)] });
+          sendJson(res, 200, { object: 'list', data: c.names.map((name) => modelJson(name, ctx.created)) });
         },
       },
     },
@@ -27,7 +27,7 @@ export function modelRoutes(ctx: ServerContext): Route[] {
             // not percent-encoded text: compare it as given
           }
           checkModel(c, name);
-          sendJson(res, 200, modelJson(c.modelId, ctx.created));
+          sendJson(res, 200, modelJson(name, ctx.created));
         },
       },
     },

@@ -39,6 +39,16 @@ export function jobOptions(ctx: ServerContext, req: http.IncomingMessage): JobOp
   return { timeoutMs: ctx.requestTimeoutMs, stallMs: ctx.limits.stallTimeoutMs, client: addressKey(req.socket) };
 }
 
+/** Runs a job with its sequences listed as live until the response is over; their tokens go to the metrics then. */
+export async function tracked(ctx: ServerContext, req: http.IncomingMessage, res: http.ServerResponse, id: string, choices: readonly JobChoice[], run: () => Promise<void>): Promise<void> {
+  const release = ctx.live.track(res, { id, endpoint: (req.url ?? '').split('?')[0]!, client: addressKey(req.socket), seqs: choices.map((c) => c.seq) });
+  try {
+    await run();
+  } finally {
+    ctx.metrics.tokens(release());
+  }
+}
+
 export async function completions(ctx: ServerContext, req: http.IncomingMessage, res: http.ServerResponse): Promise<void> {
   const c = core(ctx);
   const p = parseCompletionRequest(await readJsonBody(req, ctx.maxBodyBytes), { maxN: ctx.maxN });
@@ -59,7 +69,7 @@ export async function completions(ctx: ServerContext, req: http.IncomingMessage,
     includeUsage: p.includeUsage,
     logprobs: p.logprobs !== undefined,
   };
-  await runJob(c.scheduler, job, res, { promptParam: 'prompt', onInternal: ctx.onInternal }, jobOptions(ctx, req));
+  await tracked(ctx, req, res, job.env.id, choices, () => runJob(c.scheduler, job, res, { promptParam: 'prompt', onInternal: ctx.onInternal }, jobOptions(ctx, req)));
 }
 
 export async function chat(ctx: ServerContext, req: http.IncomingMessage, res: http.ServerResponse): Promise<void> {
@@ -77,7 +87,7 @@ export async function chat(ctx: ServerContext, req: http.IncomingMessage, res: h
     includeUsage: p.includeUsage,
     logprobs: p.logprobs,
   };
-  await runJob(c.scheduler, job, res, { promptParam: 'messages', onInternal: ctx.onInternal }, jobOptions(ctx, req));
+  await tracked(ctx, req, res, job.env.id, choices, () => runJob(c.scheduler, job, res, { promptParam: 'messages', onInternal: ctx.onInternal }, jobOptions(ctx, req)));
 }
 
 export function openaiRoutes(ctx: ServerContext): Route[] {
