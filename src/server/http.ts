@@ -32,7 +32,7 @@ import { modelJson, type Envelope } from './openai-format.js';
 import { parseChatRequest, parseCompletionRequest, type CommonParams } from './openai-schema.js';
 import { DEFAULT_MAX_CHARS_PER_TOKEN, PromptEncoder } from './prompt.js';
 import { sendError, sendJson, type ErrorReporting } from './respond.js';
-import { resolveLimits, Scheduler, type SchedulerLimits, type SchedulerStats } from './scheduler.js';
+import { resolveLimits, type SchedulerLane, type SchedulerLimits, type SchedulerStats } from '../generate/scheduler.js';
 
 export interface ServerOptions extends Partial<SchedulerLimits> {
   /** The id clients pass as `model`; default: `fortune-demo` for the demo, else the checkpoint's directory or file name. */
@@ -71,7 +71,7 @@ export interface GrokServer {
   /** Throws while a model given as a promise is loading, unless `modelId` was given. */
   readonly modelId: string;
   /** Throws while a model given as a promise is loading. */
-  readonly scheduler: Scheduler;
+  readonly scheduler: SchedulerLane;
   /** Settles when the model is ready (at once for a loaded one); rejects when it failed to load. */
   readonly ready: Promise<void>;
   connections(): ConnectionStats;
@@ -125,7 +125,7 @@ interface Route {
 interface Loaded {
   readonly lm: LanguageModel;
   readonly modelId: string;
-  readonly scheduler: Scheduler;
+  readonly scheduler: SchedulerLane;
   readonly prompts: PromptEncoder;
 }
 
@@ -171,7 +171,7 @@ export function createServer(model: LanguageModel | Promise<LanguageModel>, opti
   let loaded: Loaded | undefined;
   let loadFailed = false;
   const attach = (lm: LanguageModel): void => {
-    loaded = { lm, modelId: options.modelId ?? defaultModelId(lm), scheduler: new Scheduler(lm.model, limits), prompts: new PromptEncoder(lm, maxCharsPerToken) };
+    loaded = { lm, modelId: options.modelId ?? defaultModelId(lm), scheduler: lm.openLane(limits), prompts: new PromptEncoder(lm, maxCharsPerToken) };
   };
   let ready: Promise<void>;
   if (isPromise(model)) {
@@ -220,7 +220,7 @@ export function createServer(model: LanguageModel | Promise<LanguageModel>, opti
           ids,
           { ...p.sampling, ...seed, maxTokens, stop: [...extraStop, ...p.stop], ignoreEos: p.ignoreEos, ...(logprobs !== undefined ? { logprobs } : {}) },
           // An empty cache: memory is taken when the sequence is admitted and runs, not while it waits.
-          c.lm.model.newCache(0),
+          c.lm.newCache(0),
         );
         choices.push({ seq, textOffset: textOffsets[k]! });
       }
@@ -410,7 +410,7 @@ export function createServer(model: LanguageModel | Promise<LanguageModel>, opti
       if (options.modelId !== undefined) return options.modelId;
       throw new Error('the model is still loading: its id is not known yet');
     },
-    get scheduler(): Scheduler {
+    get scheduler(): SchedulerLane {
       if (loaded) return loaded.scheduler;
       throw new Error('the model is still loading: there is no scheduler yet');
     },
