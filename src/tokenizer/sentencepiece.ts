@@ -36,6 +36,16 @@ export const MAX_TOKENIZER_FILE_BYTES = 64 << 20;
 export const BUNDLED_TOKENIZER_PATH = fileURLToPath(new URL('../../../assets/tokenizer.model', import.meta.url));
 
 /**
+ * Reads and parses a tokenizer.model file (a SentencePiece ModelProto) without building a
+ * tokenizer: its pieces, scores, types and specs, e.g. to embed in a GGUF. Without a path, the
+ * bundled Grok-1 tokenizer. Errors: FileAccessError (missing, unreadable, not a regular file),
+ * FormatError (too large for a tokenizer), TokenizerModelError (not a valid ModelProto).
+ */
+export function readTokenizerModel(path: string = BUNDLED_TOKENIZER_PATH): SentencePieceModel {
+  return parseModelProto(readRegularFile(path, MAX_TOKENIZER_FILE_BYTES, 'a readable tokenizer.model file'), path);
+}
+
+/**
  * A vocabulary given as plain arrays, e.g. from GGUF metadata: `tokenizer.ggml.tokens` → pieces,
  * `tokenizer.ggml.scores` → scores, `tokenizer.ggml.token_type` → types (the GGUF numbers are
  * SentencePiece's PieceType numbers). With the defaults below, Grok-1's GGUF vocabulary encodes
@@ -114,7 +124,7 @@ export class Tokenizer {
 
   /** Loads a tokenizer.model file; without a path, the bundled Grok-1 tokenizer. */
   static fromFile(path: string = BUNDLED_TOKENIZER_PATH): Tokenizer {
-    return Tokenizer.fromBytes(readRegularFile(path, MAX_TOKENIZER_FILE_BYTES, 'a readable tokenizer.model file'), path);
+    return Tokenizer.fromModel(readTokenizerModel(path), path);
   }
 
   /** Parses the bytes of a tokenizer.model (a SentencePiece ModelProto). */
