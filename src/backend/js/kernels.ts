@@ -112,6 +112,12 @@ function matmul(out: Float32Array, x: Float32Array, T: number, w: LinearWeight):
   return matmulOutMajor(out, x, T, w, outMajorRowReader(w));
 }
 
+/** One matmul per weight: the oracle has nothing to share between them. */
+function matmulMany(outs: readonly Float32Array[], x: Float32Array, T: number, ws: readonly LinearWeight[]): void {
+  if (outs.length !== ws.length) throw new RangeError(`matmulMany: ${ws.length} weights but ${outs.length} outputs`);
+  ws.forEach((w, i) => matmul(outs[i]!, x, T, w));
+}
+
 function rmsNorm(out: Float32Array, x: Float32Array, T: number, D: number, scale: Float32Array, eps: number): void {
   for (let t = 0; t < T; t++) {
     let ss = 0;
@@ -201,6 +207,7 @@ function geluMul(gate: Float32Array, up: Float32Array, n: number): void {
 export const jsKernels: Kernels = {
   name: 'js',
   matmul,
+  matmulMany,
   rmsNorm,
   rope,
   attention,

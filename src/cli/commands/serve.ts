@@ -5,7 +5,7 @@ import { createServer, DEFAULT_HEADER_TIMEOUT_MS, DEFAULT_MAX_CONNECTIONS, DEFAU
 import { loadChatTemplateFile } from '../../server/chat-template-file.js';
 import { ListenError } from '../../server/errors.js';
 import { DEFAULT_MAX_CHARS_PER_TOKEN } from '../../server/prompt.js';
-import { DEFAULT_LIMITS } from '../../server/scheduler.js';
+import { DEFAULT_LIMITS } from '../../generate/scheduler.js';
 import { num, str, type Command, type CommandContext } from '../command.js';
 import { MODEL_HELP, MODEL_OPTIONS, openModel } from '../model-options.js';
 
