@@ -26,3 +26,11 @@ export type { TensorInfo, TensorStore, DType } from './tensor/tensor.js';
 export * from './errors.js';
 export { createServer, type GrokServer, type ServerOptions } from './server/index.js';
 export { StreamingDecoder, type VocabularySpec } from './tokenizer/sentencepiece.js';
+// What the CLI's convert and inspect commands use, public so that a library user can do the same.
+export { inspectModel, type ModelReport, type TensorSummary } from './model/inspect.js';
+export { convertToGguf, convertToGgufAsync, type ConvertOptions, type ConvertResult } from './convert/to-gguf.js';
+export { QUANTIZE_TYPES, isQuantizeType, type QuantizeType } from './tensor/ggml-quantize.js';
+export { BUNDLED_TOKENIZER_PATH, readTokenizerModel } from './tokenizer/sentencepiece.js';
+export type { SentencePieceModel } from './tokenizer/sentencepiece-model.js';
+export type { GgufMetadata } from './formats/gguf.js';
+export type { GgufDescription } from './formats/gguf-split.js';
