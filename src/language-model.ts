@@ -9,13 +9,13 @@ import { jsKernels } from './backend/js/kernels.js';
 import { createWasmKernels, wasmAvailable } from './backend/wasm/index.js';
 import type { GrokConfig } from './config.js';
 import { ContextLengthError, UnsupportedError, UsageError } from './errors.js';
-import { runSequence, throwIfAborted } from './generate/generator.js';
+import { LIBRARY_LIMITS, Scheduler, throwIfAborted, type SchedulerLane, type SchedulerLimits } from './generate/scheduler.js';
+import { sequenceStream, type GenerationStream } from './generate/sequence-stream.js';
 import {
   DEFAULT_MAX_TOKENS,
   fitPrompt,
   SequenceState,
   type GenerateOptions,
-  type GenerationChunk,
   type GenerationResult,
 } from './generate/sequence.js';
 import { CHAT_STOP, userTurnText } from './generate/chat-template.js';
@@ -44,12 +44,14 @@ export interface LoadOptions {
   /** Read every weight now (default) instead of on first use; progress is reported per weight. */
   readonly preload?: boolean;
   readonly onProgress?: (p: LoadProgress) => void;
+  /**
+   * Limits of the library's lane of the scheduler (batch size, queue size, ...); by default the
+   * server's batch and queue sizes, no queue timeout and no stall limit.
+   */
+  readonly scheduler?: Partial<SchedulerLimits>;
 }
 
-/** A generation in progress: iterate for text deltas; `result` settles when it ends. */
-export interface GenerationStream extends AsyncIterable<GenerationChunk> {
-  readonly result: Promise<GenerationResult>;
-}
+export type { GenerationStream };
 
 /** `auto` prefers the wasm backend and falls back to js where WebAssembly SIMD is missing. */
 async function makeKernels(name: BackendName, threads: number | undefined): Promise<Kernels> {
@@ -64,6 +66,11 @@ async function makeKernels(name: BackendName, threads: number | undefined): Prom
 export class LanguageModel {
   readonly model: GrokModel;
   readonly config: Readonly<GrokConfig>;
+  /**
+   * The one engine that drives every sequence of this model: generate, stream, chat sessions and
+   * any server over it submit here, so concurrent calls share each forward pass.
+   */
+  readonly scheduler: Scheduler;
 
   constructor(
     readonly files: ModelFiles,
@@ -76,9 +83,21 @@ export class LanguageModel {
      * slower. Empty for every format llama.cpp writes; counted here so that it is never silent.
      */
     readonly slowTensors: readonly { readonly name: string; readonly format: string }[] = [],
+    schedulerLimits: Partial<SchedulerLimits> = {},
   ) {
     this.model = new GrokModel(files.weights, kernels);
     this.config = files.config;
+    this.scheduler = new Scheduler(this.model, { ...LIBRARY_LIMITS, ...schedulerLimits });
+  }
+
+  /** A lane of this model's scheduler with limits of its own (a server opens one; close it when done). */
+  openLane(limits: Partial<SchedulerLimits>, closingMessage?: string): SchedulerLane {
+    return this.scheduler.openLane(limits, closingMessage);
+  }
+
+  /** An empty KV cache for a sequence of this model: memory is taken as the sequence runs. */
+  newCache(capacity = 0): KvCache {
+    return this.model.newCache(capacity);
   }
 
   get backend(): string {
@@ -131,44 +150,15 @@ export class LanguageModel {
   }
 
   async close(): Promise<void> {
+    // Whatever still runs is aborted: the kernels are about to go.
+    await this.scheduler.close(0);
     await this.kernels.close();
     this.files.close();
   }
 
-  /** @internal */
+  /** @internal Streams one sequence through the scheduler's library lane. */
   streamSequence(seq: SequenceState, signal: AbortSignal | undefined, freeCacheOnEnd: boolean): GenerationStream {
-    let resolve!: (r: GenerationResult) => void;
-    let reject!: (e: unknown) => void;
-    const result = new Promise<GenerationResult>((res, rej) => {
-      resolve = res;
-      reject = rej;
-    });
-    result.catch(() => {}); // the iterator rethrows; an unawaited result must not crash the process
-    const model = this.model;
-    let started = false;
-    return {
-      result,
-      [Symbol.asyncIterator]() {
-        if (started) throw new UsageError('a generation stream can be iterated once');
-        started = true;
-        const inner = runSequence(model, seq, signal, resolve, freeCacheOnEnd);
-        return {
-          async next() {
-            try {
-              return await inner.next();
-            } catch (err) {
-              reject(err);
-              throw err;
-            }
-          },
-          async return() {
-            await inner.return();
-            reject(new UsageError('the stream was closed before generation finished'));
-            return { done: true as const, value: undefined };
-          },
-        };
-      },
-    };
+    return sequenceStream(this.scheduler.lane, seq, signal, !freeCacheOnEnd);
   }
 }
 
@@ -306,7 +296,7 @@ export async function loadModel(modelPath?: string, options: LoadOptions = {}): 
       await kernels.close();
       throw err;
     }
-    return new LanguageModel(files, tokenizer, kernels, modelPath === undefined, slow);
+    return new LanguageModel(files, tokenizer, kernels, modelPath === undefined, slow, options.scheduler);
   } catch (err) {
     files.close();
     throw err;

@@ -6,7 +6,7 @@ import { loadChatTemplateFile } from '../../server/chat-template-file.js';
 import { ListenError } from '../../server/errors.js';
 import { DEFAULT_MAX_CHARS_PER_TOKEN } from '../../server/prompt.js';
 import { LOG_LEVELS, Logger, type LogFormat, type LogLevel } from '../../server/request-log.js';
-import { DEFAULT_LIMITS } from '../../server/scheduler.js';
+import { DEFAULT_LIMITS } from '../../generate/scheduler.js';
 import { num, str, type Command, type CommandContext } from '../command.js';
 import { MODEL_HELP, MODEL_OPTIONS, openModel } from '../model-options.js';
 
