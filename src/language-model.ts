@@ -144,6 +144,29 @@ export class LanguageModel {
     return rows;
   }
 
+  /**
+   * An embedding of `input` (as llama-server's /v1/embeddings gives for a base model): the final
+   * normed hidden state of every position, mean-pooled (in float64) and L2-normalised, [D].
+   * Text is encoded as for generation (no BOS unless asked).
+   */
+  async embed(input: string | readonly number[], options: { readonly addBos?: boolean } = {}): Promise<Float32Array> {
+    const ids = this.encodePrompt(input, options.addBos);
+    if (ids.length === 0) throw new UsageError('cannot embed an empty input', 'input');
+    const D = this.config.embSize;
+    const cache = this.model.newCache(ids.length);
+    try {
+      const [states] = this.model.forward([{ tokens: ids, cache }], { hidden: true });
+      const sum = new Float64Array(D);
+      for (let t = 0; t < ids.length; t++) for (let i = 0; i < D; i++) sum[i]! += states![t * D + i]!;
+      let norm = 0;
+      for (let i = 0; i < D; i++) norm += (sum[i]! / ids.length) ** 2;
+      norm = Math.sqrt(norm);
+      return Float32Array.from(sum, (s) => (norm > 0 ? s / ids.length / norm : 0));
+    } finally {
+      cache.free();
+    }
+  }
+
   /** A multi-turn session whose history stays in the KV cache: each turn prefills only its new text. */
   chat(options: ChatOptions = {}): ChatSession {
     return new ChatSession(this, options);
