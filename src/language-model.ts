@@ -297,7 +297,7 @@ export async function loadModel(modelPath?: string, options: LoadOptions = {}): 
       ? Tokenizer.fromFile(options.tokenizer)
       : files.ggufMetadata?.has('tokenizer.ggml.tokens')
         ? tokenizerFromGguf(files.ggufMetadata)
-        : Tokenizer.fromFile(); // ckpt-0 ships without one: the official tokenizer.model
+        : Tokenizer.fromFile(files.tokenizerFile); // ckpt-0 ships without one: the official tokenizer.model
     const kernels = await makeKernels(options.backend ?? 'auto', options.threads);
     let slow: { name: string; format: string }[] = [];
     try {
