@@ -26,3 +26,7 @@ export type { TensorInfo, TensorStore, DType } from './tensor/tensor.js';
 export * from './errors.js';
 export { createServer, type GrokServer, type ServerOptions } from './server/index.js';
 export { StreamingDecoder, type VocabularySpec } from './tokenizer/sentencepiece.js';
+export { RemoteModel, RemoteChat, RemoteTokenizer, loadRemoteModel, isRemoteUrl, type RemoteLoadOptions, type RemoteUrl } from './remote/remote-model.js';
+export { RemoteError, type RetryPolicy } from './remote/http.js';
+export type { TextModel, TextChat, TextChatOptions, TextTokenizer } from './remote/text-model.js';
+export { openSafetensorsStore, type SafetensorsStore } from './formats/safetensors.js';

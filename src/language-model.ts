@@ -24,6 +24,8 @@ import type { KvCache } from './model/kv-cache.js';
 import { DEMO_MODEL_DIR, openModelFiles, type ModelFiles } from './model/load.js';
 import { tokenizerFromGguf } from './tokenizer/from-gguf.js';
 import { Tokenizer } from './tokenizer/sentencepiece.js';
+import { isRemoteUrl, loadRemoteModel, type RemoteLoadOptions, type RemoteModel, type RemoteUrl } from './remote/remote-model.js';
+import type { TextModel } from './remote/text-model.js';
 
 export type BackendName = 'js' | 'wasm' | 'auto';
 
@@ -61,7 +63,7 @@ async function makeKernels(name: BackendName, threads: number | undefined): Prom
   return createWasmKernels(threads ? { threads } : {});
 }
 
-export class LanguageModel {
+export class LanguageModel implements TextModel {
   readonly model: GrokModel;
   readonly config: Readonly<GrokConfig>;
 
@@ -284,8 +286,18 @@ export class ChatSession {
   }
 }
 
-/** Loads a model. With no path, the bundled demo (a small model trained on fortune cookies). */
-export async function loadModel(modelPath?: string, options: LoadOptions = {}): Promise<LanguageModel> {
+/**
+ * Loads a model. With no path, the bundled demo (a small model trained on fortune cookies). With an
+ * http(s):// URL, a RemoteModel over that OpenAI-compatible server (same TextModel surface).
+ */
+export async function loadModel(url: RemoteUrl, options?: RemoteLoadOptions): Promise<RemoteModel>;
+export async function loadModel(modelPath?: string, options?: LoadOptions): Promise<LanguageModel>;
+export async function loadModel(modelPath?: string, options: LoadOptions | RemoteLoadOptions = {}): Promise<LanguageModel | RemoteModel> {
+  if (isRemoteUrl(modelPath)) return loadRemoteModel(modelPath, options as RemoteLoadOptions);
+  return loadLocalModel(modelPath, options as LoadOptions);
+}
+
+async function loadLocalModel(modelPath: string | undefined, options: LoadOptions): Promise<LanguageModel> {
   validateLoadOptions(options);
   if (modelPath === undefined && !fs.existsSync(DEMO_MODEL_DIR)) {
     // Never fall back to random weights: without the demo there is no model to run.
