@@ -21,7 +21,7 @@ const STORE = 'grok-ts.chat.';
 /** Settings kept in this browser between visits (the API key too: it is entered once). */
 const KEPT = { system: els.system, temperature: els.temperature, topP: els.topP, maxTokens: els.maxTokens, seed: els.seed, apiKey: els.apiKey };
 
-const state = { model: undefined, history: [], controller: undefined };
+const state = { model: undefined, contextLength: undefined, history: [], controller: undefined };
 
 function mode() {
   return document.querySelector('input[name="mode"]:checked').value;
@@ -60,6 +60,8 @@ async function loadModel() {
     state.model = body.data?.[0]?.id;
     els.model.textContent = state.model ?? 'unknown';
     setStatus('');
+    const props = await fetch('/props', { headers: headers() });
+    if (props.ok) state.contextLength = (await props.json()).n_ctx;
   } catch (err) {
     setStatus(`Cannot reach the server: ${err.message}`, true);
   }
@@ -161,6 +163,20 @@ async function* sseData(body) {
   }
 }
 
+/** Tokens left in the context after this prompt (at least 1), from /tokenize and /props. */
+async function roomAfter(prompt) {
+  const fallback = 256;
+  if (!state.contextLength) return fallback;
+  try {
+    const res = await fetch('/tokenize', { method: 'POST', headers: headers(), body: JSON.stringify({ content: prompt }) });
+    if (!res.ok) return fallback;
+    const { tokens } = await res.json();
+    return Math.max(1, state.contextLength - Math.max(1, tokens.length));
+  } catch {
+    return fallback;
+  }
+}
+
 function setBusy(busy) {
   els.send.disabled = busy;
   els.stop.disabled = !busy;
@@ -168,21 +184,22 @@ function setBusy(busy) {
 }
 
 async function send(text) {
+  const controller = new AbortController();
+  state.controller = controller;
+  setBusy(true);
   const raw = mode() === 'raw';
   const url = raw ? '/v1/completions' : '/v1/chat/completions';
   const body = { model: state.model, stream: true, stream_options: { include_usage: true }, ...sampling() };
   if (raw) {
     body.prompt = text;
-    if (body.max_tokens === undefined) body.max_tokens = 256;
+    // /v1/completions stops after 16 tokens by default: without a limit set, run to the end of the context.
+    if (body.max_tokens === undefined) body.max_tokens = await roomAfter(text);
   } else {
     const system = els.system.value.trim();
     body.messages = [...(system ? [{ role: 'system', content: system }] : []), ...state.history, { role: 'user', content: text }];
   }
   addMessage('user', text, raw ? 'raw' : '');
   const reply = addMessage('assistant', '', 'streaming');
-  const controller = new AbortController();
-  state.controller = controller;
-  setBusy(true);
   setStatus('Generating…');
   const started = performance.now();
   let firstAt;

@@ -24,6 +24,11 @@ export interface SequenceInput {
 export interface ForwardOptions {
   /** Logits for every new token (T·V per sequence) instead of only the last (V). */
   readonly allLogits?: boolean;
+  /**
+   * Instead of logits, the final RMS-normed hidden state of every new token (T·D per sequence):
+   * what the tied output projection would read, e.g. for embeddings.
+   */
+  readonly hidden?: boolean;
 }
 
 export class GrokModel {
@@ -45,7 +50,8 @@ export class GrokModel {
 
   /**
    * Runs the new tokens of each sequence and appends their K/V to its cache. Returns, per
-   * sequence, its logits: [T, V] with allLogits, else the last row [V].
+   * sequence, its logits: [T, V] with allLogits, else the last row [V]; with `hidden`, its final
+   * normed hidden states [T, D] instead.
    */
   forward(seqs: readonly SequenceInput[], opts: ForwardOptions = {}): Float32Array[] {
     const c = this.config;
@@ -65,8 +71,9 @@ export class GrokModel {
       N += s.tokens.length;
     }
 
-    const R = opts.allLogits ? N : batch.length;
-    const b = this.scratch.buffers(N, R);
+    const allRows = opts.allLogits || opts.hidden;
+    const R = allRows ? N : batch.length;
+    const b = this.scratch.buffers(N, R, opts.hidden);
     const { h, a, positions, valid } = b;
 
     // 1. Embedding × multiplier; positions continue each sequence's cache; pad ids are masked as keys.
@@ -102,12 +109,13 @@ export class GrokModel {
     const { z } = b; // [R, D]
     let r0 = 0;
     for (const s of batch) {
-      const first = opts.allLogits ? s.row : s.row + s.T - 1;
-      const rows = opts.allLogits ? s.T : 1;
+      const first = allRows ? s.row : s.row + s.T - 1;
+      const rows = allRows ? s.T : 1;
       z.set(h.subarray(first * D, (first + rows) * D), r0 * D);
       r0 += rows;
     }
     this.kernels.rmsNorm(z, z, R, D, w.finalNorm, c.rmsNormEps);
+    if (opts.hidden) return batch.map((s) => z.slice(s.row * D, (s.row + s.T) * D));
     const logits = b.logits!; // [R, V]
     this.kernels.matmul(logits, z, R, w.output ?? w.embedding);
     for (let i = 0; i < R * V; i++) logits[i]! *= c.outputMultiplierScale;

@@ -11,7 +11,7 @@ import { RequestError } from './errors.js';
 import type { LiveSequences } from './live.js';
 import type { Metrics } from './metrics.js';
 import type { PromptEncoder } from './prompt.js';
-import type { Scheduler, SchedulerLimits } from './scheduler.js';
+import type { SchedulerLane, SchedulerLimits } from '../generate/scheduler.js';
 
 export interface ConnectionStats {
   /** Connections being served. */
@@ -28,7 +28,7 @@ export interface Loaded {
   readonly modelId: string;
   /** Every name a request may give as `model`: the id, then the aliases. */
   readonly names: readonly string[];
-  readonly scheduler: Scheduler;
+  readonly scheduler: SchedulerLane;
   readonly prompts: PromptEncoder;
 }
 

@@ -48,7 +48,7 @@ import { metricsRoutes } from './routes/metrics.js';
 import { modelRoutes } from './routes/models.js';
 import { openaiRoutes } from './routes/openai.js';
 import { loadWebUi, webuiRoutes } from './routes/webui.js';
-import { resolveLimits, Scheduler, type SchedulerLimits } from './scheduler.js';
+import { resolveLimits, type SchedulerLane, type SchedulerLimits } from '../generate/scheduler.js';
 
 export type { ConnectionStats } from './context.js';
 
@@ -88,7 +88,7 @@ export interface GrokServer {
   /** Throws while a model given as a promise is loading, unless `modelId` was given. */
   readonly modelId: string;
   /** Throws while a model given as a promise is loading. */
-  readonly scheduler: Scheduler;
+  readonly scheduler: SchedulerLane;
   /** Settles when the model is ready (at once for a loaded one); rejects when it failed to load. */
   readonly ready: Promise<void>;
   connections(): ConnectionStats;
@@ -167,7 +167,7 @@ export function createServer(model: LanguageModel | Promise<LanguageModel>, opti
   let loadFailed = false;
   const attach = (lm: LanguageModel): void => {
     const modelId = options.modelId ?? defaultModelId(lm);
-    loaded = { lm, modelId, names: [modelId, ...aliases.filter((a) => a !== modelId)], scheduler: new Scheduler(lm.model, limits), prompts: new PromptEncoder(lm, maxCharsPerToken) };
+    loaded = { lm, modelId, names: [modelId, ...aliases.filter((a) => a !== modelId)], scheduler: lm.openLane(limits), prompts: new PromptEncoder(lm, maxCharsPerToken) };
   };
   let ready: Promise<void>;
   if (isPromise(model)) {
@@ -326,7 +326,7 @@ export function createServer(model: LanguageModel | Promise<LanguageModel>, opti
       if (options.modelId !== undefined) return options.modelId;
       throw new Error('the model is still loading: its id is not known yet');
     },
-    get scheduler(): Scheduler {
+    get scheduler(): SchedulerLane {
       if (loaded) return loaded.scheduler;
       throw new Error('the model is still loading: there is no scheduler yet');
     },

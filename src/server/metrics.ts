@@ -4,7 +4,7 @@
  * and batch from the scheduler, memory from the process, KV cache from the live sequences).
  */
 import type { KvUsage, TokenCounts } from './live.js';
-import type { SchedulerStats } from './scheduler.js';
+import type { SchedulerStats } from '../generate/scheduler.js';
 
 export const METRICS_CONTENT_TYPE = 'text/plain; version=0.0.4; charset=utf-8';
 

@@ -1,16 +1,10 @@
 /** `grok-ts convert`: a checkpoint → a GGUF that llama.cpp (and grok-ts) loads. */
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { UsageError } from '../../errors.js';
-import { GgufMetadata } from '../../formats/gguf.js';
-import { readRegularFile } from '../../formats/tensor-file.js';
-import { convertToGgufAsync } from '../../convert/to-gguf.js';
-import { convertToSafetensors, DEFAULT_SHARD_BYTES } from '../../convert/to-safetensors.js';
-import { HF_NAMINGS, type HfNaming } from '../../model/weights-safetensors.js';
-import { openModelFiles } from '../../model/load.js';
-import { isQuantizeType, QUANTIZE_TYPES, type QuantizeType } from '../../tensor/ggml-quantize.js';
-import { parseModelProto } from '../../tokenizer/sentencepiece-model.js';
-import { BUNDLED_TOKENIZER_PATH, MAX_TOKENIZER_FILE_BYTES } from '../../tokenizer/sentencepiece.js';
+import {
+  BUNDLED_TOKENIZER_PATH, convertToGgufAsync, isQuantizeType, openModelFiles, QUANTIZE_TYPES, readTokenizerModel, UsageError, type QuantizeType,
+  convertToSafetensors, DEFAULT_SHARD_BYTES, HF_NAMINGS, type HfNaming,
+} from '../../index.js';
 import { str, type Command } from '../command.js';
 import { formatBytes, ProgressBar } from '../progress.js';
 
@@ -115,7 +109,7 @@ Ctrl-C stops the conversion and removes it. Off a terminal, progress is a line e
     const splitMaxBytes = splitRaw === undefined ? undefined : parseSize(splitRaw);
     const tokenizerPath = str(ctx, 'tokenizer') ?? BUNDLED_TOKENIZER_PATH;
     if (str(ctx, 'tokenizer') !== undefined && !fs.existsSync(tokenizerPath)) throw new UsageError(`--tokenizer: no file at ${tokenizerPath}`, 'tokenizer');
-    const tokenizer = fs.existsSync(tokenizerPath) ? parseModelProto(readRegularFile(tokenizerPath, MAX_TOKENIZER_FILE_BYTES, 'a tokenizer.model file'), tokenizerPath) : undefined;
+    const tokenizer = fs.existsSync(tokenizerPath) ? readTokenizerModel(tokenizerPath) : undefined;
     checkOutput(out);
 
     const files = openModelFiles(input);
@@ -127,7 +121,7 @@ Ctrl-C stops the conversion and removes it. Off a terminal, progress is a line e
         name,
         ...(splitMaxBytes ? { splitMaxBytes } : {}),
         ...(tokenizer ? { tokenizer } : {}),
-        ...(files.ggufMetadata instanceof GgufMetadata ? { sourceMetadata: files.ggufMetadata } : {}),
+        ...(files.ggufMetadata ? { sourceMetadata: files.ggufMetadata } : {}),
         signal: ctx.signal,
         onProgress: (done, total) => bar.update(done, total),
         beforeWrite: (targets) => {
@@ -161,7 +155,7 @@ async function runSafetensors(ctx: Parameters<Command['run']>[0], input: string,
   const splitMaxBytes = splitRaw === undefined ? DEFAULT_SHARD_BYTES : parseSize(splitRaw);
   const tokenizerPath = str(ctx, 'tokenizer') ?? BUNDLED_TOKENIZER_PATH;
   if (str(ctx, 'tokenizer') !== undefined && !fs.existsSync(tokenizerPath)) throw new UsageError(`--tokenizer: no file at ${tokenizerPath}`, 'tokenizer');
-  const tokenizer = fs.existsSync(tokenizerPath) ? parseModelProto(readRegularFile(tokenizerPath, MAX_TOKENIZER_FILE_BYTES, 'a tokenizer.model file'), tokenizerPath) : undefined;
+  const tokenizer = fs.existsSync(tokenizerPath) ? readTokenizerModel(tokenizerPath) : undefined;
   checkOutputDir(out);
   const files = openModelFiles(input);
   const bar = new ProgressBar(ctx.stderr, `convert safetensors ${type}`, { lineEveryMs: PROGRESS_LINE_MS });

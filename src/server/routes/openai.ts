@@ -27,7 +27,7 @@ export function sequences(c: Loaded, promptIds: number[][], p: CommonParams, max
         ids,
         { ...p.sampling, ...seed, maxTokens, stop: [...extraStop, ...p.stop], ignoreEos: p.ignoreEos, ...(logprobs !== undefined ? { logprobs } : {}) },
         // An empty cache: memory is taken when the sequence is admitted and runs, not while it waits.
-        c.lm.model.newCache(0),
+        c.lm.newCache(0),
       );
       choices.push({ seq, textOffset: textOffsets[k]! });
     }
