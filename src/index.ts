@@ -34,3 +34,9 @@ export { BUNDLED_TOKENIZER_PATH, readTokenizerModel } from './tokenizer/sentence
 export type { SentencePieceModel } from './tokenizer/sentencepiece-model.js';
 export type { GgufMetadata } from './formats/gguf.js';
 export type { GgufDescription } from './formats/gguf-split.js';
+export { RemoteModel, RemoteChat, RemoteTokenizer, loadRemoteModel, isRemoteUrl, type RemoteLoadOptions, type RemoteUrl } from './remote/remote-model.js';
+export { RemoteError, type RetryPolicy } from './remote/http.js';
+export type { TextModel, TextChat, TextChatOptions, TextTokenizer } from './remote/text-model.js';
+export { openSafetensorsStore, type SafetensorsStore } from './formats/safetensors.js';
+export { convertToSafetensors, DEFAULT_SHARD_BYTES, type SafetensorsConvertOptions, type SafetensorsConvertResult } from './convert/to-safetensors.js';
+export { HF_NAMINGS, type HfNaming } from './model/weights-safetensors.js';

@@ -18,7 +18,7 @@ export interface TensorSummary {
 
 export interface ModelReport {
   readonly path: string;
-  readonly format: 'ckpt-0' | 'gguf';
+  readonly format: 'ckpt-0' | 'gguf' | 'safetensors';
   readonly config: Readonly<GrokConfig>;
   readonly parameters: number;
   readonly weightBytes: number;
