@@ -296,4 +296,7 @@ test('/v1/embeddings: LanguageModel.embed per input, as floats or base64, with u
   assert.equal(empty.status, 400);
   assert.equal(empty.json.error.param, 'input');
   assert.equal((await post('/v1/embeddings', { model: 'text-embedding-3-small', input: 'x' })).json.error.code, 'model_not_found');
+  await new Promise((r) => setTimeout(r, 50));
+  const logged = logLines.map((l) => JSON.parse(l)).filter((l) => l.path === '/v1/embeddings' && l.status === 200);
+  assert.equal(logged.at(-1)?.prompt_tokens, r.json.usage.prompt_tokens);
 });
