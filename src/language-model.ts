@@ -8,8 +8,8 @@ import type { Kernels } from './backend/kernels.js';
 import { jsKernels } from './backend/js/kernels.js';
 import { createWasmKernels, wasmAvailable } from './backend/wasm/index.js';
 import type { GrokConfig } from './config.js';
-import { ContextLengthError, UnsupportedError, UsageError } from './errors.js';
-import { LIBRARY_LIMITS, Scheduler, throwIfAborted, type SchedulerLane, type SchedulerLimits } from './generate/scheduler.js';
+import { ContextLengthError, throwIfAborted, UnsupportedError, UsageError } from './errors.js';
+import { LIBRARY_LIMITS, Scheduler, type SchedulerLane, type SchedulerLimits } from './generate/scheduler.js';
 import { sequenceStream, type GenerationStream } from './generate/sequence-stream.js';
 import {
   DEFAULT_MAX_TOKENS,
@@ -24,6 +24,8 @@ import type { KvCache } from './model/kv-cache.js';
 import { DEMO_MODEL_DIR, openModelFiles, type ModelFiles } from './model/load.js';
 import { tokenizerFromGguf } from './tokenizer/from-gguf.js';
 import { Tokenizer } from './tokenizer/sentencepiece.js';
+import { isRemoteUrl, loadRemoteModel, type RemoteLoadOptions, type RemoteModel, type RemoteUrl } from './remote/remote-model.js';
+import type { TextModel } from './remote/text-model.js';
 
 export type BackendName = 'js' | 'wasm' | 'auto';
 
@@ -63,7 +65,7 @@ async function makeKernels(name: BackendName, threads: number | undefined): Prom
   return createWasmKernels(threads ? { threads } : {});
 }
 
-export class LanguageModel {
+export class LanguageModel implements TextModel {
   readonly model: GrokModel;
   readonly config: Readonly<GrokConfig>;
   /**
@@ -297,8 +299,18 @@ export class ChatSession {
   }
 }
 
-/** Loads a model. With no path, the bundled demo (a small model trained on fortune cookies). */
-export async function loadModel(modelPath?: string, options: LoadOptions = {}): Promise<LanguageModel> {
+/**
+ * Loads a model. With no path, the bundled demo (a small model trained on fortune cookies). With an
+ * http(s):// URL, a RemoteModel over that OpenAI-compatible server (same TextModel surface).
+ */
+export async function loadModel(url: RemoteUrl, options?: RemoteLoadOptions): Promise<RemoteModel>;
+export async function loadModel(modelPath?: string, options?: LoadOptions): Promise<LanguageModel>;
+export async function loadModel(modelPath?: string, options: LoadOptions | RemoteLoadOptions = {}): Promise<LanguageModel | RemoteModel> {
+  if (isRemoteUrl(modelPath)) return loadRemoteModel(modelPath, options as RemoteLoadOptions);
+  return loadLocalModel(modelPath, options as LoadOptions);
+}
+
+async function loadLocalModel(modelPath: string | undefined, options: LoadOptions): Promise<LanguageModel> {
   validateLoadOptions(options);
   if (modelPath === undefined && !fs.existsSync(DEMO_MODEL_DIR)) {
     // Never fall back to random weights: without the demo there is no model to run.
@@ -310,7 +322,7 @@ export async function loadModel(modelPath?: string, options: LoadOptions = {}): 
       ? Tokenizer.fromFile(options.tokenizer)
       : files.ggufMetadata?.has('tokenizer.ggml.tokens')
         ? tokenizerFromGguf(files.ggufMetadata)
-        : Tokenizer.fromFile(); // ckpt-0 ships without one: the official tokenizer.model
+        : Tokenizer.fromFile(files.tokenizerFile); // ckpt-0 ships without one: the official tokenizer.model
     const kernels = await makeKernels(options.backend ?? 'auto', options.threads);
     let slow: { name: string; format: string }[] = [];
     try {

@@ -270,7 +270,7 @@ function resolveCheckpointDir(dir: string): { dir: string; indices: Set<number>;
     try {
       return fs.readdirSync(d);
     } catch (err) {
-      throw new FormatError({ file: d, expected: 'a ckpt-0 directory, or a directory containing ckpt-0/', found: (err as Error).message, cause: err });
+      throw new FileAccessError({ file: d, expected: 'a ckpt-0 directory, or a directory containing ckpt-0/', found: (err as Error).message, cause: err });
     }
   };
   const entries = list(dir);

@@ -30,7 +30,7 @@ export interface TensorInfo {
 export interface TensorStore {
   /** What was opened, for messages (a directory or the first file). */
   readonly path: string;
-  readonly format: 'ckpt-0' | 'gguf';
+  readonly format: 'ckpt-0' | 'gguf' | 'safetensors';
   readonly tensors: ReadonlyMap<string, TensorInfo>;
   close(): void;
 }
