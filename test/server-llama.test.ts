@@ -155,6 +155,7 @@ test('CORS: an allowed origin gets its preflight answered and the header on answ
   const actual = await get('/v1/models', { ...AUTH, Origin: PAGE_ORIGIN });
   assert.equal(actual.status, 200);
   assert.equal(actual.headers.get('access-control-allow-origin'), PAGE_ORIGIN);
+  assert.equal(actual.headers.get('access-control-expose-headers'), 'Retry-After');
   // The key is still needed for the request itself, and the browser may read the 401.
   const noKey = await get('/v1/models', { Origin: PAGE_ORIGIN });
   assert.equal(noKey.status, 401);
