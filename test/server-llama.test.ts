@@ -155,6 +155,7 @@ test('CORS: an allowed origin gets its preflight answered and the header on answ
   const actual = await get('/v1/models', { ...AUTH, Origin: PAGE_ORIGIN });
   assert.equal(actual.status, 200);
   assert.equal(actual.headers.get('access-control-allow-origin'), PAGE_ORIGIN);
+  assert.equal(actual.headers.get('access-control-expose-headers'), 'Retry-After');
   // The key is still needed for the request itself, and the browser may read the 401.
   const noKey = await get('/v1/models', { Origin: PAGE_ORIGIN });
   assert.equal(noKey.status, 401);
@@ -296,4 +297,7 @@ test('/v1/embeddings: LanguageModel.embed per input, as floats or base64, with u
   assert.equal(empty.status, 400);
   assert.equal(empty.json.error.param, 'input');
   assert.equal((await post('/v1/embeddings', { model: 'text-embedding-3-small', input: 'x' })).json.error.code, 'model_not_found');
+  await new Promise((r) => setTimeout(r, 50));
+  const logged = logLines.map((l) => JSON.parse(l)).filter((l) => l.path === '/v1/embeddings' && l.status === 200);
+  assert.equal(logged.at(-1)?.prompt_tokens, r.json.usage.prompt_tokens);
 });

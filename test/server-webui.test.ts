@@ -67,7 +67,7 @@ async function enterKey(page: Page): Promise<void> {
   await page.type('#api-key', KEY);
   // The key is taken on change (leaving the field).
   await page.keyboard.press('Tab');
-  await page.waitForFunction(() => document.getElementById('model-name')!.textContent === 'fortune-demo', { timeout: 10_000 });
+  await page.waitForFunction(() => document.getElementById('model-name')!.textContent === 'fortune-demo', { timeout: 30_000 });
 }
 
 async function setField(page: Page, selector: string, value: string): Promise<void> {
@@ -98,7 +98,7 @@ const lastReply = (page: Page) => page.$eval('#messages li.assistant:last-child'
 test('the chat page: streamed reply, stop mid-stream frees the sequence, a full reply with its stats', { ...SKIP, timeout: 120_000 }, async () => {
   const page = await openPage();
   // Before the key: the page says it needs one.
-  await page.waitForFunction(() => /API key/.test(document.getElementById('status')!.textContent!), { timeout: 10_000 });
+  await page.waitForFunction(() => /API key/.test(document.getElementById('status')!.textContent!), { timeout: 30_000 });
   assert.equal(await page.evaluate(() => document.activeElement?.id), 'message', 'the message box has the focus');
   await enterKey(page);
   await setField(page, '#seed', '1');
@@ -130,7 +130,7 @@ test('the chat page: streamed reply, stop mid-stream frees the sequence, a full 
   assert.equal(mid.stopEnabled, true);
   assert.equal(mid.sendEnabled, false);
   // ... and the stop button ended it.
-  await page.waitForFunction(() => (document.querySelector('#messages li.assistant:last-child') as HTMLElement).dataset.finish !== undefined, { timeout: 10_000 });
+  await page.waitForFunction(() => (document.querySelector('#messages li.assistant:last-child') as HTMLElement).dataset.finish !== undefined, { timeout: 30_000 });
   const stopped = await lastReply(page);
   assert.equal(stopped.finish, 'stopped');
   assert.match(stopped.meta, /finish: stopped/);
@@ -183,7 +183,7 @@ test('the chat page: raw completion mode, key kept across reloads, labels, phone
   // Entered once, kept by the browser.
   await page.reload({ waitUntil: 'load' });
   assert.equal(await page.$eval('#api-key', (i) => (i as HTMLInputElement).value), KEY);
-  await page.waitForFunction(() => document.getElementById('model-name')!.textContent === 'fortune-demo', { timeout: 10_000 });
+  await page.waitForFunction(() => document.getElementById('model-name')!.textContent === 'fortune-demo', { timeout: 30_000 });
   assert.equal(await page.$eval('input[name="mode"]:checked', (i) => (i as HTMLInputElement).value), 'raw');
 
   // Every control has a label.

@@ -40,6 +40,8 @@ export class Cors {
     if (!this.any) res.setHeader('Vary', 'Origin');
     if (allowed === undefined) return false;
     res.setHeader('Access-Control-Allow-Origin', allowed);
+    // A page may read when to retry a 429/503, as other clients do.
+    res.setHeader('Access-Control-Expose-Headers', 'Retry-After');
     const isPreflight = req.method === 'OPTIONS' && req.headers['access-control-request-method'] !== undefined;
     if (!isPreflight) return false;
     const requested = req.headers['access-control-request-headers'];

@@ -84,9 +84,20 @@ export class LiveSequences {
     };
   }
 
-  /** Tokens of every sequence a response's request created (zero for requests that generate nothing). */
+  private readonly extra = new WeakMap<http.ServerResponse, TokenCounts>();
+
+  /** Tokens a request processed outside any sequence (embeddings), for its log line. */
+  addTokens(res: http.ServerResponse, t: TokenCounts): void {
+    const had = this.extra.get(res);
+    this.extra.set(res, had ? { prompt: had.prompt + t.prompt, completion: had.completion + t.completion, prefillMs: had.prefillMs + t.prefillMs, decodeMs: had.decodeMs + t.decodeMs } : t);
+  }
+
+  /** Tokens of every sequence a response's request created, plus those added (zero for requests that process none). */
   tokensOf(res: http.ServerResponse): TokenCounts {
-    return countTokens((this.byResponse.get(res) ?? []).flatMap((t) => t.seqs));
+    const seqs = countTokens((this.byResponse.get(res) ?? []).flatMap((t) => t.seqs));
+    const more = this.extra.get(res);
+    if (!more) return seqs;
+    return { prompt: seqs.prompt + more.prompt, completion: seqs.completion + more.completion, prefillMs: seqs.prefillMs + more.prefillMs, decodeMs: seqs.decodeMs + more.decodeMs };
   }
 
   get size(): number {

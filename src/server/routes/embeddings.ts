@@ -36,7 +36,9 @@ async function embeddings(ctx: ServerContext, req: http.IncomingMessage, res: ht
     tokens += x.length;
     data.push({ object: 'embedding', index, embedding: p.encodingFormat === 'base64' ? base64(v) : Array.from(v) });
   }
-  ctx.metrics.tokens({ prompt: tokens, completion: 0, prefillMs: 0, decodeMs: 0 });
+  const counts = { prompt: tokens, completion: 0, prefillMs: 0, decodeMs: 0 };
+  ctx.metrics.tokens(counts);
+  ctx.live.addTokens(res, counts);
   const u = usageJson(tokens, 0);
   sendJson(res, 200, { object: 'list', data, model: p.model, usage: { prompt_tokens: u.prompt_tokens, total_tokens: u.total_tokens } });
 }
