@@ -210,6 +210,24 @@ describe('convert --to safetensors: the tiny fixture', FIXTURES, () => {
   });
 });
 
+describe('convert --to safetensors: from a GGUF', FIXTURES, () => {
+  it('a k-quant GGUF dequantised to f32 gives bit-identical logits to the GGUF itself', async () => {
+    const gguf = shared('fixtures', 'gguf', 'mini-q4_k_m.gguf');
+    const out = path.join(tmp, 'mini-f32');
+    await convert(gguf, out, { dtype: 'f32' });
+    const src = openModelFiles(gguf);
+    const back = openModelFiles(out);
+    try {
+      assert.deepEqual(back.config, src.config);
+      const ids = [1, 5, 9, 200, 3];
+      assert.deepEqual(logitsOf(back.weights, ids), logitsOf(src.weights, ids));
+    } finally {
+      src.close();
+      back.close();
+    }
+  });
+});
+
 describe('convert --to safetensors: the demo model', FIXTURES, () => {
   it('loads back through loadModel with the tokenizer beside it, and generates what the checkpoint generates', async () => {
     const out = path.join(tmp, 'demo-f32');
