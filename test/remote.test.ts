@@ -101,6 +101,10 @@ describe('loadModel(url) against grok-ts serve', FIXTURES, () => {
     setTimeout(() => remote.abort(), 20);
     await assert.rejects(pending, AbortError);
     assert.equal((await remote.generate(PROMPT, { temperature: 0, maxTokens: 2 })).usage.completionTokens, 2, 'usable after abort()');
+    // leaving a stream early ends its request; its result says so
+    const early = remote.stream(PROMPT, { temperature: 0, maxTokens: 100, ignoreEos: true });
+    for await (const _ of early) break;
+    await assert.rejects(early.result, /closed before generation finished/);
   });
 
   it('errors are the library typed errors', async () => {

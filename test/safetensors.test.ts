@@ -332,6 +332,8 @@ describe('safetensors reader: hostile files', () => {
     rejects(withHeader('{"a":{"dtype":"F32","shape":[2],"data_offsets":[0,4]}}'), 'size.safetensors', /tensor "a" field "data_offsets" to span 2 × 4 = 8 bytes/);
     rejects(withHeader('{"a":{"dtype":"F32","shape":[16],"data_offsets":[8,72]}}'), 'past.safetensors', /inside the 64 data bytes/);
     rejects(withHeader('{"a":{"dtype":"F32","shape":[4],"data_offsets":[0,16]},"b":{"dtype":"F32","shape":[4],"data_offsets":[8,24]}}'), 'overlap.safetensors', /not to overlap/);
+    // an empty tensor between two overlapping ones must not hide the overlap
+    rejects(withHeader('{"a":{"dtype":"F32","shape":[25],"data_offsets":[0,100]},"z":{"dtype":"F32","shape":[0],"data_offsets":[50,50]},"c":{"dtype":"F32","shape":[4],"data_offsets":[60,76]}}', 128), 'overlap-empty.safetensors', /tensor "c" field "data_offsets" not to overlap tensor "a"/);
     rejects(withHeader('{"__metadata__":{"format":1}}'), 'meta.safetensors', /"__metadata__"."format" to be a string/);
     rejects(withHeader('{"a":{"dtype":"F32","shape":[1],"data_offsets":[0]}}'), 'offs.safetensors', /tensor "a" field "data_offsets" to be \[begin, end\]/);
   });
