@@ -115,6 +115,7 @@ describe('loadModel(url) against grok-ts serve', FIXTURES, () => {
     assert.throws(() => remote.stream(PROMPT, { logprobs: 2 }), UnsupportedError);
     assert.throws(() => remote.stream('', {}), UsageError);
     await assert.rejects(loadModel('http://127.0.0.1:1/v1'), (e: unknown) => e instanceof RemoteError && e.status === 0 && e.code === 'connection_error');
+    await assert.rejects(loadModel(url.replace(/\/v1$/, '') as RemoteUrl, { apiKey: API_KEY }), (e: unknown) => e instanceof RemoteError && e.status === 404 && /try .*\/v1/.test(e.message));
   });
 
   it("the tokenizer is the server's /tokenize and /detokenize, matching the local one", async () => {

@@ -175,7 +175,15 @@ export class RemoteModel implements TextModel {
   /** Looks the model up at /v1/models (the first one listed when none is named) and probes the tokenizer. */
   static async connect(baseUrl: string, options: RemoteLoadOptions = {}): Promise<RemoteModel> {
     const probe = new RemoteModel(baseUrl, options.model ?? '', options);
-    const list = (await probe.request('GET', `${probe.baseUrl}/models`, undefined, options.signal)) as { data?: unknown };
+    let list: { data?: unknown };
+    try {
+      list = (await probe.request('GET', `${probe.baseUrl}/models`, undefined, options.signal)) as { data?: unknown };
+    } catch (err) {
+      if (err instanceof RemoteError && err.status === 404 && !/\/v1$/.test(probe.baseUrl)) {
+        throw new RemoteError(`${err.message} (an OpenAI-compatible API is usually under /v1: try ${probe.baseUrl}/v1)`, 404, err.type, err.apiCode);
+      }
+      throw err;
+    }
     const ids = Array.isArray(list?.data) ? list.data.map((m: unknown) => (m as { id?: unknown })?.id).filter((id): id is string => typeof id === 'string') : [];
     if (ids.length === 0) throw new RemoteError(`${probe.baseUrl}/models: the server lists no model`, 200);
     if (options.model !== undefined && !ids.includes(options.model)) {
