@@ -127,3 +127,11 @@ export class StreamStalledError extends GrokError {
     super('stream_stalled', message);
   }
 }
+
+/** Throws the signal's AbortError (or a fresh one) if it has fired. */
+export function throwIfAborted(signal: AbortSignal | undefined): void {
+  if (signal?.aborted) {
+    const reason: unknown = signal.reason;
+    throw reason instanceof AbortError ? reason : new AbortError();
+  }
+}

@@ -8,8 +8,8 @@ import type { Kernels } from './backend/kernels.js';
 import { jsKernels } from './backend/js/kernels.js';
 import { createWasmKernels, wasmAvailable } from './backend/wasm/index.js';
 import type { GrokConfig } from './config.js';
-import { ContextLengthError, UnsupportedError, UsageError } from './errors.js';
-import { LIBRARY_LIMITS, Scheduler, throwIfAborted, type SchedulerLane, type SchedulerLimits } from './generate/scheduler.js';
+import { ContextLengthError, throwIfAborted, UnsupportedError, UsageError } from './errors.js';
+import { LIBRARY_LIMITS, Scheduler, type SchedulerLane, type SchedulerLimits } from './generate/scheduler.js';
 import { sequenceStream, type GenerationStream } from './generate/sequence-stream.js';
 import {
   DEFAULT_MAX_TOKENS,

@@ -13,7 +13,7 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import type { GrokConfig } from '../config.js';
-import { throwIfAborted } from '../generate/scheduler.js';
+import { throwIfAborted } from '../errors.js';
 import { SafetensorsWriter, writeFileAtomic, type SafetensorsTensorPlan } from '../formats/safetensors-writer.js';
 import { SAFETENSORS_INDEX } from '../formats/safetensors.js';
 import type { GrokWeights } from '../model/weights.js';

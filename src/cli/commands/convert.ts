@@ -1,9 +1,9 @@
-/** `grok-ts convert`: a checkpoint → a GGUF that llama.cpp (and grok-ts) loads. */
+/** `grok-ts convert`: a checkpoint → a GGUF that llama.cpp (and grok-ts) loads, or safetensors that vLLM and SGLang load. */
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import {
-  BUNDLED_TOKENIZER_PATH, convertToGgufAsync, isQuantizeType, openModelFiles, QUANTIZE_TYPES, readTokenizerModel, UsageError, type QuantizeType,
-  convertToSafetensors, DEFAULT_SHARD_BYTES, HF_NAMINGS, type HfNaming,
+  BUNDLED_TOKENIZER_PATH, convertToGgufAsync, convertToSafetensors, DEFAULT_SHARD_BYTES, HF_NAMINGS, isQuantizeType, openModelFiles, QUANTIZE_TYPES,
+  readTokenizerModel, UsageError, type HfNaming, type QuantizeType,
 } from '../../index.js';
 import { str, type Command } from '../command.js';
 import { formatBytes, ProgressBar } from '../progress.js';
