@@ -101,6 +101,10 @@ describe('loadModel(url) against grok-ts serve', FIXTURES, () => {
     setTimeout(() => remote.abort(), 20);
     await assert.rejects(pending, AbortError);
     assert.equal((await remote.generate(PROMPT, { temperature: 0, maxTokens: 2 })).usage.completionTokens, 2, 'usable after abort()');
+    // leaving a stream early ends its request; its result says so
+    const early = remote.stream(PROMPT, { temperature: 0, maxTokens: 100, ignoreEos: true });
+    for await (const _ of early) break;
+    await assert.rejects(early.result, /closed before generation finished/);
   });
 
   it('errors are the library typed errors', async () => {
@@ -111,6 +115,7 @@ describe('loadModel(url) against grok-ts serve', FIXTURES, () => {
     assert.throws(() => remote.stream(PROMPT, { logprobs: 2 }), UnsupportedError);
     assert.throws(() => remote.stream('', {}), UsageError);
     await assert.rejects(loadModel('http://127.0.0.1:1/v1'), (e: unknown) => e instanceof RemoteError && e.status === 0 && e.code === 'connection_error');
+    await assert.rejects(loadModel(url.replace(/\/v1$/, '') as RemoteUrl, { apiKey: API_KEY }), (e: unknown) => e instanceof RemoteError && e.status === 404 && /try .*\/v1/.test(e.message));
   });
 
   it("the tokenizer is the server's /tokenize and /detokenize, matching the local one", async () => {

@@ -210,6 +210,24 @@ describe('convert --to safetensors: the tiny fixture', FIXTURES, () => {
   });
 });
 
+describe('convert --to safetensors: from a GGUF', FIXTURES, () => {
+  it('a k-quant GGUF dequantised to f32 gives bit-identical logits to the GGUF itself', async () => {
+    const gguf = shared('fixtures', 'gguf', 'mini-q4_k_m.gguf');
+    const out = path.join(tmp, 'mini-f32');
+    await convert(gguf, out, { dtype: 'f32' });
+    const src = openModelFiles(gguf);
+    const back = openModelFiles(out);
+    try {
+      assert.deepEqual(back.config, src.config);
+      const ids = [1, 5, 9, 200, 3];
+      assert.deepEqual(logitsOf(back.weights, ids), logitsOf(src.weights, ids));
+    } finally {
+      src.close();
+      back.close();
+    }
+  });
+});
+
 describe('convert --to safetensors: the demo model', FIXTURES, () => {
   it('loads back through loadModel with the tokenizer beside it, and generates what the checkpoint generates', async () => {
     const out = path.join(tmp, 'demo-f32');
@@ -314,8 +332,33 @@ describe('safetensors reader: hostile files', () => {
     rejects(withHeader('{"a":{"dtype":"F32","shape":[2],"data_offsets":[0,4]}}'), 'size.safetensors', /tensor "a" field "data_offsets" to span 2 × 4 = 8 bytes/);
     rejects(withHeader('{"a":{"dtype":"F32","shape":[16],"data_offsets":[8,72]}}'), 'past.safetensors', /inside the 64 data bytes/);
     rejects(withHeader('{"a":{"dtype":"F32","shape":[4],"data_offsets":[0,16]},"b":{"dtype":"F32","shape":[4],"data_offsets":[8,24]}}'), 'overlap.safetensors', /not to overlap/);
+    // an empty tensor between two overlapping ones must not hide the overlap
+    rejects(withHeader('{"a":{"dtype":"F32","shape":[25],"data_offsets":[0,100]},"z":{"dtype":"F32","shape":[0],"data_offsets":[50,50]},"c":{"dtype":"F32","shape":[4],"data_offsets":[60,76]}}', 128), 'overlap-empty.safetensors', /tensor "c" field "data_offsets" not to overlap tensor "a"/);
     rejects(withHeader('{"__metadata__":{"format":1}}'), 'meta.safetensors', /"__metadata__"."format" to be a string/);
     rejects(withHeader('{"a":{"dtype":"F32","shape":[1],"data_offsets":[0]}}'), 'offs.safetensors', /tensor "a" field "data_offsets" to be \[begin, end\]/);
+  });
+
+  it('random byte corruptions of a real header give a FormatError or a file that still checks out, never anything else', () => {
+    const plans = Array.from({ length: 12 }, (_, i) => ({ name: `model.layers.${i}.w`, dtype: i % 2 ? 'bf16' : 'f32', shape: [3, i + 1] }));
+    const header = encodeSafetensorsHeader(plans);
+    const data = plans.reduce((n, p) => n + p.shape[0]! * p.shape[1]! * (p.dtype === 'f32' ? 4 : 2), 0);
+    let state = 12345;
+    const rand = (n: number) => ((state = (Math.imul(state, 1103515245) + 12345) >>> 0) % n);
+    for (let i = 0; i < 300; i++) {
+      const bytes = new Uint8Array(header.length + data);
+      bytes.set(header);
+      for (let k = 0, n = 1 + rand(3); k < n; k++) bytes[rand(header.length)] = rand(256);
+      const p = path.join(tmp, 'fuzz.safetensors');
+      fs.writeFileSync(p, bytes);
+      try {
+        const f = openSafetensors(p);
+        for (const t of f.tensors.values()) assert.ok(t.offset + t.byteLength <= bytes.length);
+        f.close();
+      } catch (err) {
+        assert.ok(err instanceof FormatError, `mutation ${i}: ${String(err)}`);
+        assert.ok(err.message.includes(p));
+      }
+    }
   });
 
   it('an index may not point outside its directory, nor at a shard without the tensor', () => {
@@ -364,5 +407,11 @@ describe('grok-ts convert --to safetensors (CLI)', FIXTURES, () => {
     const back = openModelFiles(out);
     assert.equal(back.store.tensors.size, expectedNameMap('sglang', TINY, 'BF16').size);
     back.close();
+    // eval runs the directory: the logits of its bf16 weights, as the library computes them
+    const ev = await run(['eval', '--model', out, '--ids', '5,6,7', '--backend', 'js']);
+    assert.equal(ev.code, 0, ev.err);
+    const row = (JSON.parse(ev.out) as { logits: number[][] }).logits[0]!;
+    const lib = logitsAt(out, [5, 6, 7]);
+    assert.deepEqual(row, Array.from(lib.subarray(lib.length - TINY.V)));
   });
 });

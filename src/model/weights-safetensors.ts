@@ -93,7 +93,7 @@ function runPyConfig(c: Readonly<GrokConfig>): Record<string, number> {
  *   → Grok1ForCausalLM before its Grok-2 support, → the GrokForCausalLM factory since; the bare
  *   Grok1ForCausalLM is missing from older registries) and an SGLang EntryClass alias.
  * - `model_type` "git": a type transformers' AutoConfig knows that keeps unknown fields, so no
- *   remote code is needed; xai-org/grok-2's published config.json does the same.
+ *   remote code is needed; the Grok-2 configs in sgl-jax's Grok tests do the same.
  * - sizes (vocab_size, hidden_size, intermediate_size, num_hidden_layers, num_attention_heads,
  *   num_key_value_heads, head_dim, max_position_embeddings, rms_norm_eps, rope_theta,
  *   num_local_experts, num_experts_per_tok): both.

@@ -109,6 +109,9 @@ export function errorFromResponse(status: number, body: unknown, url: string, re
   if (status === 400 || status === 413 || status === 422 || status === 404) {
     // grok-ts and OpenAI say context_length_exceeded; vLLM and llama-server say it in words.
     if (f.code === 'context_length_exceeded' || /context length|context window|maximum context|exceeds the available context|context size/i.test(message)) {
+      // llama-server also sends the numbers as fields
+      const b = ((body as { error?: Record<string, unknown> } | null)?.error ?? {}) as Record<string, unknown>;
+      if (typeof b.n_prompt_tokens === 'number' && typeof b.n_ctx === 'number') return new ContextLengthError(b.n_prompt_tokens, b.n_ctx, `the server said: ${message}`);
       const nums = [...message.matchAll(/(\d+)\s*tokens?/g)].map((m) => Number(m[1]));
       const prompt = /prompt has (\d+)/.exec(message)?.[1] ?? /requested (\d+)/.exec(message)?.[1];
       const ctx = /context is (\d+)/.exec(message)?.[1] ?? /maximum context length is (\d+)/.exec(message)?.[1];
@@ -224,7 +227,9 @@ export async function* sseEvents(res: Response, url: string, signal: AbortSignal
           throw new RemoteError(`${url}: a streamed event is not JSON: ${payload.slice(0, 80)}`, res.status);
         }
         if (typeof event !== 'object' || event === null) continue;
-        const e = (event as { error?: { code?: unknown; type?: unknown } }).error;
+        // An error after the headers: `{"error": {...}}` (OpenAI, grok-ts, llama-server) or vLLM's `{"object": "error", ...}`.
+        const ev = event as { error?: { code?: unknown; type?: unknown }; object?: unknown; code?: unknown; type?: unknown };
+        const e = ev.error ?? (ev.object === 'error' ? ev : undefined);
         if (e) throw errorFromResponse(typeof e.code === 'number' ? e.code : e.type === 'invalid_request_error' ? 400 : 500, event, url);
         yield event as Record<string, unknown>;
       }

@@ -121,8 +121,8 @@ export class RemoteModel implements TextModel {
   readonly rootUrl: string;
   tokenizer: RemoteTokenizer | undefined;
   private readonly http: HttpClient;
-  /** Aborts every request in flight (abort(), close()). */
-  private controller = new AbortController();
+  /** One controller per request in flight, so that abort() and close() can end them all. */
+  private readonly inFlight = new Set<AbortController>();
   private closed = false;
 
   constructor(
@@ -142,21 +142,48 @@ export class RemoteModel implements TextModel {
     });
   }
 
-  /** A signal that aborts with `signal` or with abort()/close(). */
-  private linked(signal: AbortSignal | undefined): AbortSignal {
+  /**
+   * A signal for one request that aborts with the caller's `signal` or with abort()/close();
+   * `done()` must be called when the request ends.
+   */
+  private track(signal: AbortSignal | undefined): { signal: AbortSignal; done: () => void } {
     if (this.closed) throw new UsageError('the remote model is closed');
-    return signal ? AbortSignal.any([signal, this.controller.signal]) : this.controller.signal;
+    const c = new AbortController();
+    const onAbort = () => c.abort(signal!.reason);
+    if (signal?.aborted) c.abort(signal.reason);
+    else signal?.addEventListener('abort', onAbort, { once: true });
+    this.inFlight.add(c);
+    return {
+      signal: c.signal,
+      done: () => {
+        signal?.removeEventListener('abort', onAbort);
+        this.inFlight.delete(c);
+      },
+    };
   }
 
   /** @internal One JSON request under this model's key, retries and abort. */
   async request(method: 'GET' | 'POST', url: string, body: unknown, signal?: AbortSignal): Promise<unknown> {
-    return this.http.json(method, url, body, this.linked(signal));
+    const t = this.track(signal);
+    try {
+      return await this.http.json(method, url, body, t.signal);
+    } finally {
+      t.done();
+    }
   }
 
   /** Looks the model up at /v1/models (the first one listed when none is named) and probes the tokenizer. */
   static async connect(baseUrl: string, options: RemoteLoadOptions = {}): Promise<RemoteModel> {
     const probe = new RemoteModel(baseUrl, options.model ?? '', options);
-    const list = (await probe.request('GET', `${probe.baseUrl}/models`, undefined, options.signal)) as { data?: unknown };
+    let list: { data?: unknown };
+    try {
+      list = (await probe.request('GET', `${probe.baseUrl}/models`, undefined, options.signal)) as { data?: unknown };
+    } catch (err) {
+      if (err instanceof RemoteError && err.status === 404 && !/\/v1$/.test(probe.baseUrl)) {
+        throw new RemoteError(`${err.message} (an OpenAI-compatible API is usually under /v1: try ${probe.baseUrl}/v1)`, 404, err.type, err.apiCode);
+      }
+      throw err;
+    }
     const ids = Array.isArray(list?.data) ? list.data.map((m: unknown) => (m as { id?: unknown })?.id).filter((id): id is string => typeof id === 'string') : [];
     if (ids.length === 0) throw new RemoteError(`${probe.baseUrl}/models: the server lists no model`, 200);
     if (options.model !== undefined && !ids.includes(options.model)) {
@@ -215,13 +242,13 @@ export class RemoteModel implements TextModel {
 
   /** Aborts every generation in flight (each rejects with AbortError); the model stays usable. */
   abort(): void {
-    this.controller.abort();
-    this.controller = new AbortController();
+    for (const c of this.inFlight) c.abort();
+    this.inFlight.clear();
   }
 
   async close(): Promise<void> {
     if (this.closed) return;
-    this.controller.abort();
+    this.abort();
     this.closed = true;
   }
 
@@ -230,7 +257,8 @@ export class RemoteModel implements TextModel {
     validateGenerateOptions(options);
     const seed = options.seed ?? Math.floor(Math.random() * 2 ** 31);
     const body = { model: this.modelId, ...input, ...samplingFields(options, seed), stream: true, stream_options: { include_usage: true } };
-    const signal = this.linked(options.signal);
+    const tracked = this.track(options.signal);
+    const signal = tracked.signal;
     const url = `${this.baseUrl}/${endpoint}`;
     const chat = endpoint !== 'completions';
     let resolve!: (r: GenerationResult) => void;
@@ -296,13 +324,18 @@ export class RemoteModel implements TextModel {
         return {
           async next() {
             try {
-              return await inner.next();
+              const r = await inner.next();
+              if (r.done) tracked.done();
+              return r;
             } catch (err) {
+              tracked.done();
               reject(err);
               throw err;
             }
           },
           async return() {
+            // Leaving early (break) ends the HTTP request too.
+            tracked.done();
             await inner.return(undefined);
             reject(new UsageError('the stream was closed before generation finished'));
             return { done: true as const, value: undefined };
