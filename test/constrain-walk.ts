@@ -42,6 +42,37 @@ export function allowedIds(mask: Uint32Array): number[] {
   return out;
 }
 
+function popcount(x: number): number {
+  x -= (x >>> 1) & 0x55555555;
+  x = (x & 0x33333333) + ((x >>> 2) & 0x33333333);
+  return (((x + (x >>> 4)) & 0x0f0f0f0f) * 0x01010101) >>> 24;
+}
+
+export function countAllowed(mask: Uint32Array): number {
+  let n = 0;
+  for (let w = 0; w < mask.length; w++) if (mask[w]) n += popcount(mask[w]!);
+  return n;
+}
+
+/** The id of the r-th set bit (0-based). */
+export function nthAllowed(mask: Uint32Array, r: number): number {
+  for (let w = 0; w < mask.length; w++) {
+    const c = mask[w] ? popcount(mask[w]!) : 0;
+    if (r < c) {
+      let bits = mask[w]!;
+      for (;;) {
+        const bit = bits & -bits;
+        if (r-- === 0) return w * 32 + (31 - Math.clz32(bit));
+        bits ^= bit;
+      }
+    }
+    r -= c;
+  }
+  throw new RangeError('fewer set bits than asked for');
+}
+
+const isSet = (mask: Uint32Array, id: number): boolean => (mask[id >>> 5]! & (1 << (id & 31))) !== 0;
+
 export interface Walk {
   readonly text: string;
   readonly ids: number[];
@@ -64,19 +95,19 @@ export function randomWalk(compiled: CompiledConstraint, seed: number, maxTokens
   let endedBy: Walk['endedBy'] = 'max-tokens';
   for (let step = 0; step < maxTokens; step++) {
     m.fillMask(mask, maxTokens - step);
-    const allowed = allowedIds(mask);
-    assert.ok(allowed.length > 0, `no token allowed after ${JSON.stringify(tok.decode(ids))}`);
-    assert.equal(allowed.includes(vocab.eosId), m.isComplete(), 'the EOS bit must be set exactly when the text is complete');
+    const count = countAllowed(mask);
+    assert.ok(count > 0, `no token allowed after ${JSON.stringify(tok.decode(ids))}`);
+    assert.equal(isSet(mask, vocab.eosId), m.isComplete(), 'the EOS bit must be set exactly when the text is complete');
     // The budget may drop tokens that still fit the language: those need not throw.
     if (probe) m.fillMask(full);
     for (let i = 0; i < probe; i++) {
-      const id = allowed[Math.floor(random() * allowed.length)]!;
+      const id = nthAllowed(mask, Math.floor(random() * count));
       if (id === vocab.eosId) continue;
       m.clone().accept(id);
       const other = Math.floor(random() * vocab.size);
-      if (!(full[other >>> 5]! & (1 << (other & 31)))) assert.throws(() => m.clone().accept(other), { name: 'ConstraintError' });
+      if (!isSet(full, other)) assert.throws(() => m.clone().accept(other), { name: 'ConstraintError' });
     }
-    const id = allowed[Math.floor(random() * allowed.length)]!;
+    const id = nthAllowed(mask, Math.floor(random() * count));
     if (id === vocab.eosId) {
       m.accept(id);
       endedBy = 'eos';
