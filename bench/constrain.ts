@@ -1,8 +1,8 @@
 /**
  * Constrained-decoding overhead: the time to fill the token mask per decode step, with the real
  * 131072-token Grok-1 vocabulary, for JSON schemas, json-object, a GBNF grammar and a regex.
- * Each constraint runs seeded random walks (uniform among allowed tokens, closing within a
- * 96-token budget) twice: "cold" is the first pass, which builds the per-state token indexes a
+ * Each constraint runs seeded random walks (uniform among allowed tokens, re-drawing tokens that
+ * would end the output early, closing within a 96-token budget) twice: "cold" is the first pass, which builds the per-state token indexes a
  * new constraint needs; "warm" repeats the same walks with them cached, as every later request
  * with the same schema runs (compiled constraints are cached per vocabulary).
  *
@@ -103,14 +103,24 @@ function walkTimes(compiled: CompiledConstraint, walks: number, maxTokens: numbe
   const eos = compiled.vocab.eosId;
   for (let w = 0; w < walks; w++) {
     const random = rng(101 + w);
-    const m = compiled.matcher();
+    let m = compiled.matcher();
     for (let step = 0; step < maxTokens; step++) {
       const t0 = performance.now();
       m.fillMask(mask, maxTokens - step);
       times.push(performance.now() - t0);
-      const id = pick(mask, random);
+      // Walks that end at once measure little: until the last 16 tokens, re-draw (a few times)
+      // a token that would end the output.
+      let id = -1;
+      let next = m;
+      for (let tries = 0; tries < 8; tries++) {
+        id = pick(mask, random);
+        if (id < 0 || id === eos) continue;
+        next = m.clone();
+        next.accept(id);
+        if (next.canContinue() || step >= maxTokens - 16) break;
+      }
       if (id < 0 || id === eos) break;
-      m.accept(id);
+      m = next;
       if (!m.canContinue()) break;
     }
   }

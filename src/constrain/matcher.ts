@@ -258,6 +258,9 @@ export class Matcher {
 
   fillMask(mask: Uint32Array, budget?: number): void {
     const { a, vocab } = this.index;
+    if (mask.length !== this.index.words) {
+      throw new ConstraintError(`the mask has ${mask.length} words; this vocabulary of ${vocab.size} tokens needs ${this.index.words}`);
+    }
     mask.fill(0);
     if (this.ended) return;
     const t = this.table;
