@@ -114,6 +114,7 @@ interface StateIndex {
 export class TokenIndex {
   private readonly states: (StateIndex | undefined)[];
   private readonly table: StackTable;
+  private readonly shared = new Map<number, (Int32Array | Uint32Array)[]>();
   readonly words: number;
   constructor(readonly a: Automaton, readonly vocab: ConstraintVocabulary) {
     this.states = new Array(a.G);
@@ -122,7 +123,39 @@ export class TokenIndex {
   }
 
   get(gs: number): StateIndex {
-    return (this.states[gs] ??= this.build(gs));
+    let idx = this.states[gs];
+    if (!idx) {
+      idx = this.share(this.build(gs));
+      this.states[gs] = idx;
+    }
+    return idx;
+  }
+
+  /**
+   * States that accept the same tokens (the positions of a long string, say) share one bitset
+   * and growth list, so a schema with maxLength 5000 does not hold 5000 copies.
+   */
+  private share(idx: StateIndex): StateIndex {
+    const fnv = (xs: Int32Array | Uint32Array): number => {
+      let h = 0x811c9dc5;
+      for (let i = 0; i < xs.length; i++) h = Math.imul(h ^ xs[i]!, 0x01000193);
+      return h >>> 0;
+    };
+    const same = (x: Int32Array | Uint32Array, y: Int32Array | Uint32Array): boolean => {
+      if (x.length !== y.length) return false;
+      for (let i = 0; i < x.length; i++) if (x[i] !== y[i]) return false;
+      return true;
+    };
+    const intern = <T extends Int32Array | Uint32Array>(xs: T): T => {
+      const h = fnv(xs);
+      const bucket = this.shared.get(h);
+      if (bucket) {
+        for (const other of bucket) if (same(other, xs)) return other as T;
+        bucket.push(xs);
+      } else this.shared.set(h, [xs]);
+      return xs;
+    };
+    return { ...idx, accepted: intern(idx.accepted), growers: intern(idx.growers), growth: intern(idx.growth) };
   }
 
   /** How many states have an index so far. */
