@@ -127,3 +127,16 @@ export class StreamStalledError extends GrokError {
     super('stream_stalled', message);
   }
 }
+
+/**
+ * A constraint (JSON Schema, GBNF grammar, regular expression) that cannot be compiled, or a token
+ * the constraint does not allow. `where` names the bad part: a JSON pointer into the schema
+ * (`#/properties/age/minimum`), a grammar `line:column`, a regex offset.
+ */
+export class ConstraintError extends GrokError {
+  readonly where: string | undefined;
+  constructor(message: string, where?: string) {
+    super('constraint_error', where === undefined ? message : `${where}: ${message}`);
+    this.where = where;
+  }
+}

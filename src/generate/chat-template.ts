@@ -42,16 +42,23 @@ export interface ToolSpec {
 }
 
 export interface ChatMessage {
-  readonly role: 'system' | 'user' | 'assistant' | 'tool';
+  readonly role: 'system' | 'user' | 'assistant';
   readonly content: string;
   /** An assistant turn's tool calls. */
   readonly toolCalls?: readonly ToolCall[];
-  /** A tool turn: the call it answers, and the tool's name (looked up from that call). */
+}
+
+/** A tool's result, fed back: the call it answers, and the tool's name (looked up from that call). */
+export interface ToolResultMessage {
+  readonly role: 'tool';
+  readonly content: string;
   readonly toolCallId?: string;
   readonly name?: string;
 }
 
-export type ChatTemplate = (messages: readonly ChatMessage[], tools?: readonly ToolSpec[]) => string;
+export type ChatTurn = ChatMessage | ToolResultMessage;
+
+export type ChatTemplate = (messages: readonly ChatTurn[], tools?: readonly ToolSpec[]) => string;
 
 /** How tools, calls and results are written into a plain transcript, and how a call is recognised. */
 export interface ToolConvention {
@@ -62,7 +69,7 @@ export interface ToolConvention {
   /** An assistant turn's calls, as the assistant would have written them. */
   renderCall(call: ToolCall): string;
   /** A tool turn. */
-  renderResult(message: ChatMessage): string;
+  renderResult(message: ToolResultMessage): string;
 }
 
 export const TOOL_CALL_TAG = '<tool_call>';

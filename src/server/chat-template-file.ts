@@ -14,7 +14,7 @@
  *
  * `assistant_start` opens the reply the model writes; `stop` ends it (up to 8 strings).
  */
-import { CHAT_STOP, plainChatTemplate, type ChatMessage, type ChatTemplate } from '../generate/chat-template.js';
+import { assistantText, CHAT_STOP, DEFAULT_TOOL_CONVENTION, plainChatTemplate, type ChatTemplate, type ChatTurn } from '../generate/chat-template.js';
 import { FormatError } from '../errors.js';
 import { readRegularFile } from '../formats/tensor-file.js';
 
@@ -52,8 +52,19 @@ export function parseChatTemplate(json: unknown, file: string): ServerChatTempla
   if (!Array.isArray(stop) || stop.length > MAX_TEMPLATE_STOPS || stop.some((s) => typeof s !== 'string' || s === '')) {
     fail(`"stop" to be a list of at most ${MAX_TEMPLATE_STOPS} non-empty strings`);
   }
-  const render: ChatTemplate = (messages: readonly ChatMessage[]) =>
-    messages.map((m) => parts[m.role]!.split('{content}').join(m.content.trim())).join('') + parts.assistant_start!;
+  // Tools, calls and results follow the default convention (generate/chat-template.ts): the tool
+  // list after the system message, calls as the assistant's text, results as plain turns.
+  const conv = DEFAULT_TOOL_CONVENTION;
+  const render: ChatTemplate = (messages: readonly ChatTurn[], tools) => {
+    const toolText = tools && tools.length > 0 ? `${conv.describeTools(tools)}\n\n` : '';
+    let out = messages[0]?.role === 'system' ? '' : toolText;
+    for (const [i, m] of messages.entries()) {
+      if (m.role === 'tool') out += `${conv.renderResult(m)}\n\n`;
+      else out += parts[m.role]!.split('{content}').join(m.role === 'assistant' ? assistantText(m) : m.content.trim());
+      if (i === 0 && m.role === 'system') out += toolText;
+    }
+    return out + parts.assistant_start!;
+  };
   return { render, stop: [...(stop as string[])] };
 }
 

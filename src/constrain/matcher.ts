@@ -1,0 +1,317 @@
+/**
+ * Runs an Automaton against tokens. A matcher's state is a set of stacks (the grammar may be
+ * ambiguous); stacks are hash-consed nodes (top gs, parent node), so a stack is one integer and
+ * pushing/popping allocates nothing once seen.
+ *
+ * Masks, XGrammar-style: for each DFA state S (the top of a stack) the tokens are split once, by
+ * a walk of the token trie inside S's frame, into
+ *   - accepted whatever lies below the frame: a bitset A(S), cached per compiled constraint;
+ *   - tokens that leave the frame part-way: recorded as the trie nodes E(S) where the frame ends.
+ * Per step the mask is the union of A(top) over the stacks, plus a walk of the subtries under
+ * E(top) against the real stack below; that walk is pruned at once by the real state, so its
+ * cost is tiny next to the full trie. A regex or a non-recursive schema is a single frame, so its
+ * mask is one cached bitset (Outlines' per-DFA-state index).
+ */
+import { ConstraintError } from '../errors.js';
+import type { Automaton } from './automaton.js';
+import type { ConstraintVocabulary, TokenTrie } from './vocabulary.js';
+
+/** The stack below the root frame: in a matcher, "the whole text matched". */
+export const EXIT = -1;
+
+/** Hash-consed stacks: ids below G are (gs, bottom); larger ids are stored. */
+export class StackTable {
+  private readonly gsOf: number[] = [];
+  private readonly parentOf: number[] = [];
+  private readonly ids = new Map<number, number>();
+  constructor(private readonly G: number) {}
+
+  mk(gs: number, parent: number): number {
+    if (parent < 0) return gs;
+    const key = parent * this.G + gs;
+    let id = this.ids.get(key);
+    if (id === undefined) {
+      id = this.G + this.gsOf.length;
+      this.gsOf.push(gs);
+      this.parentOf.push(parent);
+      this.ids.set(key, id);
+    }
+    return id;
+  }
+  gs(id: number): number {
+    return id < this.G ? id : this.gsOf[id - this.G]!;
+  }
+  parent(id: number): number {
+    return id < this.G ? -1 : this.parentOf[id - this.G]!;
+  }
+  get size(): number {
+    return this.gsOf.length;
+  }
+}
+
+/**
+ * Adds to `out` every stack reachable from `id` without reading a byte whose top reads bytes,
+ * pushing called rules and popping finished frames; EXIT when the bottom frame can finish.
+ */
+function close(a: Automaton, t: StackTable, id: number, out: number[], seen: Set<number>): void {
+  if (seen.has(id)) return;
+  seen.add(id);
+  const gs = t.gs(id);
+  if (a.hasByte[gs]) out.push(id);
+  const ce = a.callStart[gs + 1]!;
+  let i = a.callStart[gs]!;
+  if (i < ce) {
+    const p = t.parent(id);
+    for (; i < ce; i++) close(a, t, t.mk(a.ruleStart[a.callRule[i]!]!, t.mk(a.callRet[i]!, p)), out, seen);
+  }
+  if (a.accepting[gs]) {
+    const p = t.parent(id);
+    if (p < 0) {
+      if (!seen.has(EXIT)) {
+        seen.add(EXIT);
+        out.push(EXIT);
+      }
+    } else close(a, t, p, out, seen);
+  }
+}
+
+export function closure(a: Automaton, t: StackTable, id: number): number[] {
+  const out: number[] = [];
+  close(a, t, id, out, new Set());
+  return out;
+}
+
+/** The stacks after reading `byte` from `set` (EXIT reads nothing). */
+export function step(a: Automaton, t: StackTable, set: readonly number[], byte: number): number[] {
+  const out: number[] = [];
+  const c = a.cls[byte]!;
+  let seen: Set<number> | undefined;
+  for (const id of set) {
+    if (id === EXIT) continue;
+    const gs = t.gs(id);
+    const nt = a.trans[gs * a.C + c]!;
+    if (nt < 0) continue;
+    const nid = t.mk(nt, t.parent(id));
+    if (a.simple[nt] && set.length === 1) return [nid];
+    close(a, t, nid, out, (seen ??= new Set()));
+  }
+  return out;
+}
+
+interface StateIndex {
+  /** Tokens accepted from this state whatever lies below its frame. */
+  readonly accepted: Uint32Array;
+  /** Trie nodes (depth ≥ 1, with children) where the frame can end: their subtries depend on the stack below. */
+  readonly exits: Int32Array;
+}
+
+/** Per-automaton, per-vocabulary cache of state indexes (shared by every matcher of a compiled constraint). */
+export class TokenIndex {
+  private readonly states: (StateIndex | undefined)[];
+  private readonly table: StackTable;
+  readonly words: number;
+  constructor(readonly a: Automaton, readonly vocab: ConstraintVocabulary) {
+    this.states = new Array(a.G);
+    this.table = new StackTable(a.G);
+    this.words = Math.ceil(vocab.size / 32);
+  }
+
+  get(gs: number): StateIndex {
+    return (this.states[gs] ??= this.build(gs));
+  }
+
+  /** How many states have an index so far. */
+  get built(): number {
+    let n = 0;
+    for (const s of this.states) if (s) n++;
+    return n;
+  }
+
+  private build(S: number): StateIndex {
+    const a = this.a;
+    const trie = this.vocab.trie;
+    const accepted = new Uint32Array(this.words);
+    const exits: number[] = [];
+    const { childStart, edgeByte, edgeNode, tokenStart, tokenIds } = trie;
+    const { trans, cls, simple, C } = a;
+    const t = this.table;
+    const addTokens = (v: number): void => {
+      for (let i = tokenStart[v]!; i < tokenStart[v + 1]!; i++) {
+        const id = tokenIds[i]!;
+        accepted[id >>> 5]! |= 1 << (id & 31);
+      }
+    };
+    // The common case: one stack, one frame; a byte step is a table lookup.
+    const walkSimple = (u: number, gs: number): void => {
+      const row = gs * C;
+      for (let e = childStart[u]!; e < childStart[u + 1]!; e++) {
+        const nt = trans[row + cls[edgeByte[e]!]!]!;
+        if (nt < 0) continue;
+        const v = edgeNode[e]!;
+        if (simple[nt]) {
+          if (tokenStart[v]! < tokenStart[v + 1]!) addTokens(v);
+          if (childStart[v]! < childStart[v + 1]!) walkSimple(v, nt);
+        } else {
+          walkSet(v, closure(a, t, nt));
+        }
+      }
+    };
+    const walkSet = (v: number, set: number[]): void => {
+      if (set.length === 0) return;
+      addTokens(v);
+      if (childStart[v]! === childStart[v + 1]!) return;
+      let exit = false;
+      const configs: number[] = [];
+      for (const id of set) {
+        if (id === EXIT) exit = true;
+        else configs.push(id);
+      }
+      if (exit) exits.push(v);
+      if (configs.length === 1 && configs[0]! < a.G) {
+        walkSimple(v, configs[0]!);
+        return;
+      }
+      for (let e = childStart[v]!; e < childStart[v + 1]!; e++) {
+        const next = step(a, t, configs, edgeByte[e]!);
+        if (next.length) walkSet(edgeNode[e]!, next);
+      }
+    };
+    walkSimple(0, S);
+    return { accepted, exits: Int32Array.from(exits) };
+  }
+}
+
+/** Walks the subtrie under trie node u from the real stacks `set`, allowing tokens that end on a live state. */
+function walkReal(a: Automaton, t: StackTable, trie: TokenTrie, u: number, set: number[], mask: Uint32Array): void {
+  const { childStart, edgeByte, edgeNode, tokenStart, tokenIds } = trie;
+  for (let e = childStart[u]!; e < childStart[u + 1]!; e++) {
+    const next = step(a, t, set, edgeByte[e]!);
+    if (next.length === 0) continue;
+    const v = edgeNode[e]!;
+    for (let i = tokenStart[v]!; i < tokenStart[v + 1]!; i++) {
+      const id = tokenIds[i]!;
+      mask[id >>> 5]! |= 1 << (id & 31);
+    }
+    if (childStart[v]! < childStart[v + 1]!) walkReal(a, t, trie, v, next, mask);
+  }
+}
+
+function tokenText(bytes: Uint8Array | null): string {
+  return bytes ? JSON.stringify(new TextDecoder().decode(bytes)) : '(no text)';
+}
+
+export class Matcher {
+  private set: number[];
+  private ended = false;
+
+  constructor(private readonly index: TokenIndex, private readonly table: StackTable, set?: number[]) {
+    this.set = set ?? closure(index.a, table, index.a.ruleStart[0]!);
+  }
+
+  fillMask(mask: Uint32Array, budget?: number): void {
+    const { a, vocab } = this.index;
+    mask.fill(0);
+    if (this.ended) return;
+    const t = this.table;
+    for (const id of this.set) {
+      if (id === EXIT) continue;
+      const idx = this.index.get(t.gs(id));
+      const acc = idx.accepted;
+      for (let w = 0; w < acc.length; w++) mask[w]! |= acc[w]!;
+      if (idx.exits.length === 0) continue;
+      const p = t.parent(id);
+      if (p < 0) continue; // past the root frame's end no byte can follow
+      const below = closure(a, t, p).filter((x) => x !== EXIT);
+      if (below.length === 0) continue;
+      for (const u of idx.exits) walkReal(a, t, vocab.trie, u, below, mask);
+    }
+    if (vocab.eosId >= 0 && this.isComplete()) mask[vocab.eosId >>> 5]! |= 1 << (vocab.eosId & 31);
+    if (budget !== undefined) this.limitToBudget(mask, budget);
+  }
+
+  /**
+   * Keeps only tokens after which a complete match is still reachable within `budget − 1` more
+   * tokens (counting one token per byte, which byte-fallback pieces guarantee). When nothing
+   * fits, keeps the tokens that come closest.
+   */
+  private limitToBudget(mask: Uint32Array, budget: number): void {
+    const { a, vocab } = this.index;
+    const now = this.minTokensToComplete();
+    if (budget - 1 >= now + vocab.trie.maxDepth * a.maxGrowthPerByte) return;
+    let best = Infinity;
+    const dists = new Map<number, number>();
+    for (let w = 0; w < mask.length; w++) {
+      let bits = mask[w]!;
+      while (bits) {
+        const bit = bits & -bits;
+        bits ^= bit;
+        const id = w * 32 + (31 - Math.clz32(bit));
+        const d = id === vocab.eosId ? 0 : this.distAfter(vocab.tokenBytes[id]!);
+        dists.set(id, d);
+        if (d < best) best = d;
+      }
+    }
+    const limit = Math.max(best, budget - 1);
+    for (const [id, d] of dists) if (d > limit) mask[id >>> 5]! &= ~(1 << (id & 31));
+  }
+
+  private distAfter(bytes: Uint8Array): number {
+    let set = this.set;
+    for (const b of bytes) set = step(this.index.a, this.table, set, b);
+    return this.distOf(set);
+  }
+
+  private distOf(set: readonly number[]): number {
+    const { a } = this.index;
+    const t = this.table;
+    let best = Infinity;
+    for (const id of set) {
+      if (id === EXIT) return 0;
+      let d = 0;
+      for (let s = id; s >= 0; s = t.parent(s)) d += a.dist[t.gs(s)]!;
+      if (d < best) best = d;
+    }
+    return best;
+  }
+
+  accept(tokenId: number): void {
+    const { a, vocab } = this.index;
+    if (this.ended) throw new ConstraintError(`token ${tokenId} after the end of sequence`);
+    if (tokenId === vocab.eosId) {
+      if (!this.isComplete()) throw new ConstraintError('end of sequence before the text is a complete match');
+      this.ended = true;
+      this.set = [EXIT];
+      return;
+    }
+    const bytes = tokenId >= 0 && tokenId < vocab.size ? vocab.tokenBytes[tokenId] : null;
+    if (!bytes) throw new ConstraintError(`token ${tokenId} has no text and is never allowed under a constraint`);
+    let set = this.set;
+    for (const b of bytes) {
+      set = step(a, this.table, set, b);
+      if (set.length === 0) throw new ConstraintError(`token ${tokenId} (${tokenText(bytes)}) is not allowed here`);
+    }
+    this.set = set;
+  }
+
+  isComplete(): boolean {
+    return this.set.includes(EXIT);
+  }
+
+  canContinue(): boolean {
+    return !this.ended && this.set.some((id) => id !== EXIT);
+  }
+
+  /**
+   * Bytes on the shortest way to a complete match: with byte-fallback pieces every byte is a
+   * token, so this many tokens always suffice to close the output (0 when complete).
+   */
+  minTokensToComplete(): number {
+    return this.distOf(this.set);
+  }
+
+  clone(): Matcher {
+    const m = new Matcher(this.index, this.table, this.set.slice());
+    m.ended = this.ended;
+    return m;
+  }
+}
