@@ -1,6 +1,6 @@
 /** `grok-ts` entry: dispatch to a command, map typed errors to exit codes and one-line messages. */
 import { parseArgs } from 'node:util';
-import { AbortError, ConfigError, ContextLengthError, FileAccessError, FormatError, GrokError, UnsupportedError, UsageError, WeightError } from '../errors.js';
+import { AbortError, ConfigError, ConstraintError, ContextLengthError, FileAccessError, FormatError, GrokError, UnsupportedError, UsageError, WeightError } from '../errors.js';
 import { EXIT, type Command } from './command.js';
 import { COMMANDS } from './commands/index.js';
 
@@ -25,7 +25,7 @@ export function exitCodeFor(err: unknown): number {
   if (err instanceof FileAccessError) return EXIT.noInput;
   if (err instanceof FormatError && /readable file|ENOENT|no such file/i.test(err.message)) return EXIT.noInput;
   if (err instanceof FormatError || err instanceof WeightError || err instanceof ConfigError) return EXIT.dataErr;
-  if (err instanceof ContextLengthError) return EXIT.dataErr;
+  if (err instanceof ContextLengthError || err instanceof ConstraintError) return EXIT.dataErr;
   return EXIT.failure;
 }
 

@@ -22,6 +22,8 @@ export interface ServerChatTemplate {
   readonly render: ChatTemplate;
   /** Strings that end the assistant's turn, added to the request's own `stop`. */
   readonly stop: readonly string[];
+  /** What opens a tool call in the reply; default `<tool_call>` (generate/chat-template.ts). */
+  readonly toolCallTag?: string;
 }
 
 export const DEFAULT_CHAT_TEMPLATE: ServerChatTemplate = { render: plainChatTemplate, stop: CHAT_STOP };

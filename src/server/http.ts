@@ -25,7 +25,9 @@ import type { AddressInfo, Socket } from 'node:net';
 import * as path from 'node:path';
 import { AbortError } from '../errors.js';
 import type { LanguageModel } from '../language-model.js';
+import type { SequenceConstraint } from '../generate/sequence.js';
 import { DEFAULT_CHAT_TEMPLATE, type ServerChatTemplate } from './chat-template-file.js';
+import { planChat } from './chat-tools.js';
 import { runJob, type JobChoice } from './completion-job.js';
 import { listenError, RequestError } from './errors.js';
 import { modelJson, type Envelope } from './openai-format.js';
@@ -210,7 +212,7 @@ export function createServer(model: LanguageModel | Promise<LanguageModel>, opti
   }
 
   /** One SequenceState per choice: prompt-major, then n; with a seed, choice i of a prompt uses seed + i. */
-  function sequences(c: Loaded, promptIds: number[][], p: CommonParams, maxTokensFor: (ids: number[]) => number, extraStop: readonly string[], logprobs: number | undefined, textOffsets: number[]): JobChoice[] {
+  function sequences(c: Loaded, promptIds: number[][], p: CommonParams, maxTokensFor: (ids: number[]) => number, extraStop: readonly string[], logprobs: number | undefined, textOffsets: number[], constraint?: () => SequenceConstraint): JobChoice[] {
     const choices: JobChoice[] = [];
     promptIds.forEach((ids, k) => {
       const maxTokens = maxTokensFor(ids);
@@ -218,9 +220,10 @@ export function createServer(model: LanguageModel | Promise<LanguageModel>, opti
         const seed = p.sampling.seed === undefined ? {} : { seed: p.sampling.seed + i };
         const seq = c.lm.newSequence(
           ids,
-          { ...p.sampling, ...seed, maxTokens, stop: [...extraStop, ...p.stop], ignoreEos: p.ignoreEos, ...(logprobs !== undefined ? { logprobs } : {}) },
+          { ...p.sampling, ...seed, ...p.constraint, maxTokens, stop: [...extraStop, ...p.stop], ignoreEos: p.ignoreEos, ...(logprobs !== undefined ? { logprobs } : {}) },
           // An empty cache: memory is taken when the sequence is admitted and runs, not while it waits.
           c.lm.newCache(0),
+          constraint?.(),
         );
         choices.push({ seq, textOffset: textOffsets[k]! });
       }
@@ -256,8 +259,9 @@ export function createServer(model: LanguageModel | Promise<LanguageModel>, opti
     const c = core();
     const p = parseChatRequest(await readJsonBody(req, maxBody), { maxN });
     checkModel(c, p.model);
-    const [ids] = await c.prompts.encodeAll([template.render(p.messages)], 'messages');
-    const choices = sequences(c, [ids!], p, (x) => c.prompts.budget(x.length, p.maxTokens, Infinity), template.stop, p.logprobs ? p.topLogprobs : undefined, [0]);
+    const plan = planChat(c.lm, template, p);
+    const [ids] = await c.prompts.encodeAll([plan.prompt], 'messages');
+    const choices = sequences(c, [ids!], p, (x) => c.prompts.budget(x.length, p.maxTokens, Infinity), plan.stop, p.logprobs ? p.topLogprobs : undefined, [0], plan.constraint);
     const job = {
       kind: 'chat' as const,
       env: envelope('chatcmpl', p.model),
@@ -266,6 +270,7 @@ export function createServer(model: LanguageModel | Promise<LanguageModel>, opti
       stream: p.stream,
       includeUsage: p.includeUsage,
       logprobs: p.logprobs,
+      ...(plan.toolCallTag !== undefined ? { toolCallTag: plan.toolCallTag } : {}),
     };
     await runJob(c.scheduler, job, res, { promptParam: 'messages', onInternal }, jobOptions(req));
   }
