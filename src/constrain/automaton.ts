@@ -115,6 +115,53 @@ function recursiveRules(g: Grammar): Set<string> {
   return out;
 }
 
+/** Inlined size above which a frame's largest inlined rule is framed instead (keeps DFAs small). */
+const FRAME_SIZE_LIMIT = 20_000;
+
+/**
+ * The root and recursive rules need frames. Inlining everything else gives single DFAs, but a
+ * big rule under a large repetition (`item{9,99}`) would be copied that many times: such rules
+ * get their own frame, largest first, until every frame's inlined size is moderate.
+ */
+function chooseFramedRules(g: Grammar, recursive: Set<string>): string[] {
+  const framed = new Set<string>([g.root, ...recursive]);
+  for (;;) {
+    const memo = new Map<string, number>();
+    const size = (n: Node): number => {
+      switch (n.k) {
+        case 'byte':
+          return 1;
+        case 'seq':
+        case 'alt': {
+          let s = 1;
+          for (const it of n.items) s += size(it);
+          return s;
+        }
+        case 'rep':
+          return size(n.item) * (n.max === Infinity ? n.min + 1 : n.max) + 2;
+        case 'ref': {
+          if (framed.has(n.name)) return 1;
+          let s = memo.get(n.name);
+          if (s === undefined) {
+            memo.set(n.name, 1); // not recursive, so never read before it is set below
+            s = Math.min(size(g.rules.get(n.name)!), 1e12);
+            memo.set(n.name, s);
+          }
+          return s;
+        }
+      }
+    };
+    let over = false;
+    for (const r of framed) if (size(g.rules.get(r)!) > FRAME_SIZE_LIMIT) over = true;
+    if (!over) break;
+    let pick: string | undefined;
+    for (const [name, s] of memo) if (s > 64 && (pick === undefined || s > memo.get(pick)!)) pick = name;
+    if (pick === undefined) break;
+    framed.add(pick);
+  }
+  return [g.root, ...[...framed].filter((r) => r !== g.root)];
+}
+
 /** Byte classes: bytes between consecutive range boundaries of any byte node behave alike. */
 function byteClasses(g: Grammar): { cls: Uint8Array; C: number } {
   const boundary = new Uint8Array(257);
@@ -300,8 +347,7 @@ function determinize(nfa: Nfa, start: number, end: number, cls: Uint8Array, C: n
 /** Compiles a grammar; throws ConstraintError naming the rule for undefined rules, left recursion, an empty language or excessive size. */
 export function compileGrammar(g: Grammar): Automaton {
   if (!g.rules.has(g.root)) throw new ConstraintError(`root rule "${g.root}" is not defined`);
-  const recursive = recursiveRules(g);
-  const framed = [g.root, ...[...recursive].filter((r) => r !== g.root)];
+  const framed = chooseFramedRules(g, recursiveRules(g));
   const framedIndex = new Map(framed.map((r, i) => [r, i]));
   const { cls, C } = byteClasses(g);
   const budget = { left: MAX_DFA_STATES };

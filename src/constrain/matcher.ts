@@ -103,6 +103,8 @@ interface StateIndex {
   readonly accepted: Uint32Array;
   /** Trie nodes (depth ≥ 1, with children) where the frame can end: their subtries depend on the stack below. */
   readonly exits: Int32Array;
+  /** Most a token ending inside the frame can add to the bytes still needed to finish it. */
+  readonly maxIncrease: number;
 }
 
 /** Per-automaton, per-vocabulary cache of state indexes (shared by every matcher of a compiled constraint). */
@@ -132,6 +134,9 @@ export class TokenIndex {
     const trie = this.vocab.trie;
     const accepted = new Uint32Array(this.words);
     const exits: number[] = [];
+    const dist = a.dist;
+    const base = dist[S]!;
+    let maxIncrease = 0;
     const { childStart, edgeByte, edgeNode, tokenStart, tokenIds } = trie;
     const { trans, cls, simple, C } = a;
     const t = this.table;
@@ -149,7 +154,10 @@ export class TokenIndex {
         if (nt < 0) continue;
         const v = edgeNode[e]!;
         if (simple[nt]) {
-          if (tokenStart[v]! < tokenStart[v + 1]!) addTokens(v);
+          if (tokenStart[v]! < tokenStart[v + 1]!) {
+            addTokens(v);
+            if (dist[nt]! - base > maxIncrease) maxIncrease = dist[nt]! - base;
+          }
           if (childStart[v]! < childStart[v + 1]!) walkSimple(v, nt);
         } else {
           walkSet(v, closure(a, t, nt));
@@ -158,7 +166,12 @@ export class TokenIndex {
     };
     const walkSet = (v: number, set: number[]): void => {
       if (set.length === 0) return;
-      addTokens(v);
+      if (tokenStart[v]! < tokenStart[v + 1]!) {
+        addTokens(v);
+        let d = Infinity;
+        for (const id of set) d = Math.min(d, id === EXIT ? 0 : stackDist(a, t, id));
+        if (d - base > maxIncrease) maxIncrease = d - base;
+      }
       if (childStart[v]! === childStart[v + 1]!) return;
       let exit = false;
       const configs: number[] = [];
@@ -177,23 +190,40 @@ export class TokenIndex {
       }
     };
     walkSimple(0, S);
-    return { accepted, exits: Int32Array.from(exits) };
+    return { accepted, exits: Int32Array.from(exits), maxIncrease };
   }
 }
 
-/** Walks the subtrie under trie node u from the real stacks `set`, allowing tokens that end on a live state. */
-function walkReal(a: Automaton, t: StackTable, trie: TokenTrie, u: number, set: number[], mask: Uint32Array): void {
+/** Bytes still needed to finish every frame of the stack `id`. */
+function stackDist(a: Automaton, t: StackTable, id: number): number {
+  let d = 0;
+  for (let s = id; s >= 0; s = t.parent(s)) d += a.dist[t.gs(s)]!;
+  return d;
+}
+
+/**
+ * Walks the subtrie under trie node u from the real stacks `set`, allowing tokens that end on a
+ * live state. Returns the most bytes any allowed token leaves to finish (for the budget check).
+ */
+function walkReal(a: Automaton, t: StackTable, trie: TokenTrie, u: number, set: number[], mask: Uint32Array): number {
   const { childStart, edgeByte, edgeNode, tokenStart, tokenIds } = trie;
+  let worst = 0;
   for (let e = childStart[u]!; e < childStart[u + 1]!; e++) {
     const next = step(a, t, set, edgeByte[e]!);
     if (next.length === 0) continue;
     const v = edgeNode[e]!;
-    for (let i = tokenStart[v]!; i < tokenStart[v + 1]!; i++) {
-      const id = tokenIds[i]!;
-      mask[id >>> 5]! |= 1 << (id & 31);
+    if (tokenStart[v]! < tokenStart[v + 1]!) {
+      for (let i = tokenStart[v]!; i < tokenStart[v + 1]!; i++) {
+        const id = tokenIds[i]!;
+        mask[id >>> 5]! |= 1 << (id & 31);
+      }
+      let d = Infinity;
+      for (const id of next) d = Math.min(d, id === EXIT ? 0 : stackDist(a, t, id));
+      if (d > worst) worst = d;
     }
-    if (childStart[v]! < childStart[v + 1]!) walkReal(a, t, trie, v, next, mask);
+    if (childStart[v]! < childStart[v + 1]!) worst = Math.max(worst, walkReal(a, t, trie, v, next, mask));
   }
+  return worst;
 }
 
 function tokenText(bytes: Uint8Array | null): string {
@@ -213,6 +243,7 @@ export class Matcher {
     mask.fill(0);
     if (this.ended) return;
     const t = this.table;
+    let exitWorst = 0;
     for (const id of this.set) {
       if (id === EXIT) continue;
       const idx = this.index.get(t.gs(id));
@@ -223,52 +254,93 @@ export class Matcher {
       if (p < 0) continue; // past the root frame's end no byte can follow
       const below = closure(a, t, p).filter((x) => x !== EXIT);
       if (below.length === 0) continue;
-      for (const u of idx.exits) walkReal(a, t, vocab.trie, u, below, mask);
+      for (const u of idx.exits) exitWorst = Math.max(exitWorst, walkReal(a, t, vocab.trie, u, below, mask));
     }
     if (vocab.eosId >= 0 && this.isComplete()) mask[vocab.eosId >>> 5]! |= 1 << (vocab.eosId & 31);
-    if (budget !== undefined) this.limitToBudget(mask, budget);
+    if (budget !== undefined) this.limitToBudget(mask, budget, exitWorst);
   }
 
   /**
    * Keeps only tokens after which a complete match is still reachable within `budget − 1` more
    * tokens (counting one token per byte, which byte-fallback pieces guarantee). When nothing
-   * fits, keeps the tokens that come closest.
+   * fits, keeps the tokens that come closest. Runs only when some allowed token could overshoot
+   * (per-state maxIncrease), then as one trie walk pruned by distance.
    */
-  private limitToBudget(mask: Uint32Array, budget: number): void {
+  private limitToBudget(mask: Uint32Array, budget: number, exitWorst: number): void {
     const { a, vocab } = this.index;
+    const t = this.table;
+    const limit0 = budget - 1;
     const now = this.minTokensToComplete();
-    if (budget - 1 >= now + vocab.trie.maxDepth * a.maxGrowthPerByte) return;
-    let best = Infinity;
-    const dists = new Map<number, number>();
-    for (let w = 0; w < mask.length; w++) {
-      let bits = mask[w]!;
-      while (bits) {
-        const bit = bits & -bits;
-        bits ^= bit;
-        const id = w * 32 + (31 - Math.clz32(bit));
-        const d = id === vocab.eosId ? 0 : this.distAfter(vocab.tokenBytes[id]!);
-        dists.set(id, d);
-        if (d < best) best = d;
-      }
+    const trie = vocab.trie;
+    let needed = limit0 < exitWorst;
+    for (const id of this.set) {
+      if (id === EXIT) continue;
+      if (limit0 < now + this.index.get(t.gs(id)).maxIncrease) needed = true;
     }
-    const limit = Math.max(best, budget - 1);
-    for (const [id, d] of dists) if (d > limit) mask[id >>> 5]! &= ~(1 << (id & 31));
-  }
-
-  private distAfter(bytes: Uint8Array): number {
-    let set = this.set;
-    for (const b of bytes) set = step(this.index.a, this.table, set, b);
-    return this.distOf(set);
+    if (!needed) return;
+    const { childStart, edgeByte, edgeNode, tokenStart, tokenIds, maxDepth } = trie;
+    const { trans, cls, simple, C, dist } = a;
+    const out = new Uint32Array(mask.length);
+    let best = Infinity;
+    let limit = limit0;
+    const record = (v: number, d: number): void => {
+      if (d < best) best = d;
+      if (d > limit) return;
+      for (let i = tokenStart[v]!; i < tokenStart[v + 1]!; i++) {
+        const id = tokenIds[i]!;
+        out[id >>> 5]! |= 1 << (id & 31);
+      }
+    };
+    const walkFast = (u: number, gs: number, p: number, below: number, k: number): void => {
+      const row = gs * C;
+      for (let e = childStart[u]!; e < childStart[u + 1]!; e++) {
+        const nt = trans[row + cls[edgeByte[e]!]!]!;
+        if (nt < 0) continue;
+        const v = edgeNode[e]!;
+        if (simple[nt]) {
+          const d = dist[nt]! + below;
+          if (tokenStart[v]! < tokenStart[v + 1]!) record(v, d);
+          if (childStart[v]! < childStart[v + 1]! && d - (maxDepth - k - 1) <= limit) walkFast(v, nt, p, below, k + 1);
+        } else walkSlow(v, closure(a, t, t.mk(nt, p)), k + 1);
+      }
+    };
+    const walkSlow = (v: number, set: number[], k: number): void => {
+      if (set.length === 0) return;
+      const d = this.distOf(set);
+      if (tokenStart[v]! < tokenStart[v + 1]!) record(v, d);
+      if (childStart[v]! === childStart[v + 1]! || d - (maxDepth - k) > limit) return;
+      if (set.length === 1 && set[0] !== EXIT) {
+        const p = t.parent(set[0]!);
+        walkFast(v, t.gs(set[0]!), p, p < 0 ? 0 : stackDist(a, t, p), k);
+        return;
+      }
+      for (let e = childStart[v]!; e < childStart[v + 1]!; e++) walkSlow(edgeNode[e]!, step(a, t, set, edgeByte[e]!), k + 1);
+    };
+    const run = (): void => {
+      out.fill(0);
+      for (const id of this.set) {
+        if (id === EXIT) continue;
+        const p = t.parent(id);
+        walkFast(0, t.gs(id), p, p < 0 ? 0 : stackDist(a, t, p), 0);
+      }
+    };
+    run();
+    if (this.isComplete()) {
+      best = 0;
+      out[vocab.eosId >>> 5]! |= 1 << (vocab.eosId & 31);
+    } else if (best > limit) {
+      limit = best;
+      run();
+    }
+    for (let w = 0; w < mask.length; w++) mask[w]! &= out[w]!;
   }
 
   private distOf(set: readonly number[]): number {
     const { a } = this.index;
-    const t = this.table;
     let best = Infinity;
     for (const id of set) {
       if (id === EXIT) return 0;
-      let d = 0;
-      for (let s = id; s >= 0; s = t.parent(s)) d += a.dist[t.gs(s)]!;
+      const d = stackDist(a, this.table, id);
       if (d < best) best = d;
     }
     return best;

@@ -47,9 +47,30 @@ function complement(r: Ranges): Ranges {
   return out;
 }
 
+/** Code points of `set` not in `minus`. */
+function subtract(set: Ranges, minus: Ranges): Ranges {
+  const comp = complement(minus);
+  const out: Ranges = [];
+  for (const [lo, hi] of set) {
+    for (const [clo, chi] of comp) {
+      const a = Math.max(lo, clo);
+      const b = Math.min(hi, chi);
+      if (a <= b) out.push([a, b]);
+    }
+  }
+  return out;
+}
+
 /** Parses `pattern`; `dotAll` is the `s` flag. Errors name the offset (in code points) in `where`. */
-export function regexToNode(pattern: string, opts: { dotAll?: boolean; where?: string } = {}): Node {
+export function regexToNode(pattern: string, opts: { dotAll?: boolean; where?: string; exclude?: Ranges } = {}): Node {
   const cps = Array.from(pattern, (c) => c.codePointAt(0)!);
+  // Characters the context cannot hold raw (a JSON string's quote, backslash, controls) are
+  // removed from every class: the output stays valid, it only cannot use them.
+  const exclude = opts.exclude ?? [];
+  const cls = (ranges: Ranges, negate = false): Node => {
+    const set = negate ? complement(ranges) : ranges;
+    return utf8Class(exclude.length ? subtract(set, exclude) : set);
+  };
   let pos = 0;
   const label = opts.where ?? 'regex';
   const fail = (msg: string, at = pos): never => {
@@ -170,7 +191,7 @@ export function regexToNode(pattern: string, opts: { dotAll?: boolean; where?: s
       if (c === 0x5d && first) {
         // `[]` matches nothing and `[^]` anything in JS.
         pos++;
-        return negate ? utf8Class([[0, 0x10ffff]]) : NOTHING;
+        return negate ? cls([[0, 0x10ffff]]) : NOTHING;
       }
       first = false;
       pos++;
@@ -187,7 +208,7 @@ export function regexToNode(pattern: string, opts: { dotAll?: boolean; where?: s
       if (typeof lo === 'number') ranges.push([lo, lo]);
       else ranges.push(...lo);
     }
-    return utf8Class(ranges, negate);
+    return cls(ranges, negate);
   };
 
   const atom = (): Node | undefined => {
@@ -219,11 +240,11 @@ export function regexToNode(pattern: string, opts: { dotAll?: boolean; where?: s
         return charClass();
       case '.':
         pos++;
-        return opts.dotAll ? utf8Class([[0, 0x10ffff]]) : utf8Class(LINE_TERMINATORS, true);
+        return opts.dotAll ? cls([[0, 0x10ffff]]) : cls(LINE_TERMINATORS, true);
       case '\\': {
         pos++;
         const e = escape(false);
-        return typeof e === 'number' ? utf8Class([[e, e]]) : utf8Class(e);
+        return typeof e === 'number' ? cls([[e, e]]) : cls(e);
       }
       case '^':
         if (pos === 0) {
@@ -244,11 +265,11 @@ export function regexToNode(pattern: string, opts: { dotAll?: boolean; where?: s
       case '{': {
         // A `{` that does not start a valid quantifier is a literal (Annex B).
         pos++;
-        return utf8Class([[c, c]]);
+        return cls([[c, c]]);
       }
       default:
         pos++;
-        return utf8Class([[c, c]]);
+        return cls([[c, c]]);
     }
   };
 
