@@ -15,8 +15,7 @@
  * the whole assistant turn; a tool's result is a turn of its own:
  *
  *   {system}\n\n
- *   You can call these tools. To call one, reply with <tool_call> and a JSON object
- *   {"name": <tool name>, "arguments": <its parameters>} on one line, and nothing else.\n
+ *   Tools (to call one, reply <tool_call>{"name": …, "arguments": {…}}):\n
  *   {"name":"get_weather","description":"…","parameters":{…}}\n\n
  *   User: What is the weather in Paris?\n\n
  *   Assistant: <tool_call>{"name": "get_weather", "arguments": {"city": "Paris"}}\n\n
@@ -77,7 +76,7 @@ export const TOOL_CALL_TAG = '<tool_call>';
 export const DEFAULT_TOOL_CONVENTION: ToolConvention = {
   callTag: TOOL_CALL_TAG,
   describeTools: (tools) =>
-    `You can call these tools. To call one, reply with ${TOOL_CALL_TAG} and a JSON object {"name": <tool name>, "arguments": <its parameters>} on one line, and nothing else.\n` +
+    `Tools (to call one, reply ${TOOL_CALL_TAG}{"name": …, "arguments": {…}}):\n` +
     tools.map((t) => JSON.stringify({ name: t.name, ...(t.description ? { description: t.description } : {}), parameters: t.parameters ?? { type: 'object' } })).join('\n'),
   renderCall: (c) => `${TOOL_CALL_TAG}{"name": ${JSON.stringify(c.name)}, "arguments": ${c.arguments.trim() || '{}'}}`,
   renderResult: (m) => `Tool result${m.name ? ` (${m.name})` : ''}: ${m.content.trim()}`,
