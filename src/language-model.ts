@@ -8,8 +8,8 @@ import type { Kernels } from './backend/kernels.js';
 import { jsKernels } from './backend/js/kernels.js';
 import { createWasmKernels, wasmAvailable } from './backend/wasm/index.js';
 import type { GrokConfig } from './config.js';
-import { ContextLengthError, UnsupportedError, UsageError } from './errors.js';
-import { LIBRARY_LIMITS, Scheduler, throwIfAborted, type SchedulerLane, type SchedulerLimits } from './generate/scheduler.js';
+import { ContextLengthError, throwIfAborted, UnsupportedError, UsageError } from './errors.js';
+import { LIBRARY_LIMITS, Scheduler, type SchedulerLane, type SchedulerLimits } from './generate/scheduler.js';
 import { sequenceStream, type GenerationStream } from './generate/sequence-stream.js';
 import { compileFor, constraintSpec } from './generate/constraint-options.js';
 import {
@@ -27,6 +27,8 @@ import type { KvCache } from './model/kv-cache.js';
 import { DEMO_MODEL_DIR, openModelFiles, type ModelFiles } from './model/load.js';
 import { tokenizerFromGguf } from './tokenizer/from-gguf.js';
 import { Tokenizer } from './tokenizer/sentencepiece.js';
+import { isRemoteUrl, loadRemoteModel, type RemoteLoadOptions, type RemoteModel, type RemoteUrl } from './remote/remote-model.js';
+import type { TextModel } from './remote/text-model.js';
 
 export type BackendName = 'js' | 'wasm' | 'auto';
 
@@ -66,7 +68,7 @@ async function makeKernels(name: BackendName, threads: number | undefined): Prom
   return createWasmKernels(threads ? { threads } : {});
 }
 
-export class LanguageModel {
+export class LanguageModel implements TextModel {
   readonly model: GrokModel;
   readonly config: Readonly<GrokConfig>;
   /**
@@ -152,6 +154,29 @@ export class LanguageModel {
     const rows: Float32Array[] = [];
     for (let r = 0; r < flat!.length / V; r++) rows.push(flat!.subarray(r * V, (r + 1) * V));
     return rows;
+  }
+
+  /**
+   * An embedding of `input` (as llama-server's /v1/embeddings gives for a base model): the final
+   * normed hidden state of every position, mean-pooled (in float64) and L2-normalised, [D].
+   * Text is encoded as for generation (no BOS unless asked).
+   */
+  async embed(input: string | readonly number[], options: { readonly addBos?: boolean } = {}): Promise<Float32Array> {
+    const ids = this.encodePrompt(input, options.addBos);
+    if (ids.length === 0) throw new UsageError('cannot embed an empty input', 'input');
+    const D = this.config.embSize;
+    const cache = this.model.newCache(ids.length);
+    try {
+      const [states] = this.model.forward([{ tokens: ids, cache }], { hidden: true });
+      const sum = new Float64Array(D);
+      for (let t = 0; t < ids.length; t++) for (let i = 0; i < D; i++) sum[i]! += states![t * D + i]!;
+      let norm = 0;
+      for (let i = 0; i < D; i++) norm += (sum[i]! / ids.length) ** 2;
+      norm = Math.sqrt(norm);
+      return Float32Array.from(sum, (s) => (norm > 0 ? s / ids.length / norm : 0));
+    } finally {
+      cache.free();
+    }
   }
 
   /** A multi-turn session whose history stays in the KV cache: each turn prefills only its new text. */
@@ -285,8 +310,18 @@ export class ChatSession {
   }
 }
 
-/** Loads a model. With no path, the bundled demo (a small model trained on fortune cookies). */
-export async function loadModel(modelPath?: string, options: LoadOptions = {}): Promise<LanguageModel> {
+/**
+ * Loads a model. With no path, the bundled demo (a small model trained on fortune cookies). With an
+ * http(s):// URL, a RemoteModel over that OpenAI-compatible server (same TextModel surface).
+ */
+export async function loadModel(url: RemoteUrl, options?: RemoteLoadOptions): Promise<RemoteModel>;
+export async function loadModel(modelPath?: string, options?: LoadOptions): Promise<LanguageModel>;
+export async function loadModel(modelPath?: string, options: LoadOptions | RemoteLoadOptions = {}): Promise<LanguageModel | RemoteModel> {
+  if (isRemoteUrl(modelPath)) return loadRemoteModel(modelPath, options as RemoteLoadOptions);
+  return loadLocalModel(modelPath, options as LoadOptions);
+}
+
+async function loadLocalModel(modelPath: string | undefined, options: LoadOptions): Promise<LanguageModel> {
   validateLoadOptions(options);
   if (modelPath === undefined && !fs.existsSync(DEMO_MODEL_DIR)) {
     // Never fall back to random weights: without the demo there is no model to run.
@@ -298,7 +333,7 @@ export async function loadModel(modelPath?: string, options: LoadOptions = {}): 
       ? Tokenizer.fromFile(options.tokenizer)
       : files.ggufMetadata?.has('tokenizer.ggml.tokens')
         ? tokenizerFromGguf(files.ggufMetadata)
-        : Tokenizer.fromFile(); // ckpt-0 ships without one: the official tokenizer.model
+        : Tokenizer.fromFile(files.tokenizerFile); // ckpt-0 ships without one: the official tokenizer.model
     const kernels = await makeKernels(options.backend ?? 'auto', options.threads);
     let slow: { name: string; format: string }[] = [];
     try {

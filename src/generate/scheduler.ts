@@ -517,11 +517,3 @@ export class Scheduler {
     }
   }
 }
-
-/** Throws the signal's AbortError (or a fresh one) if it has fired. */
-export function throwIfAborted(signal: AbortSignal | undefined): void {
-  if (signal?.aborted) {
-    const reason: unknown = signal.reason;
-    throw reason instanceof AbortError ? reason : new AbortError();
-  }
-}

@@ -1,5 +1,5 @@
 /**
- * The MoE sublayer (REFERENCE.md §2, step 3, second half): router softmax over E experts in
+ * The MoE sublayer (docs/REFERENCE.md §2, step 3, second half): router softmax over E experts in
  * float32, top-K by probability (ties: lower index first, as lax.top_k), GELU-gated expert FFNs,
  * sum weighted by the raw (not renormalised) probabilities.
  *
@@ -7,6 +7,7 @@
  */
 import type { Kernels } from '../backend/kernels.js';
 import type { GrokConfig } from '../config.js';
+import type { ForwardBuffers } from './scratch.js';
 import type { LayerWeights } from './weights.js';
 
 export interface Routing {
@@ -16,10 +17,10 @@ export interface Routing {
   readonly gates: Float32Array;
 }
 
-/** Softmax over each row of E router logits, then top-K. */
-export function route(logits: Float32Array, N: number, E: number, K: number): Routing {
-  const experts = new Int32Array(N * K);
-  const gates = new Float32Array(N * K);
+/** Softmax over each row of E router logits, then top-K (into `out` when given). */
+export function route(logits: Float32Array, N: number, E: number, K: number, out?: Routing): Routing {
+  const experts = out?.experts ?? new Int32Array(N * K);
+  const gates = out?.gates ?? new Float32Array(N * K);
   const p = new Float64Array(E);
   const taken = new Uint8Array(E);
   for (let n = 0; n < N; n++) {
@@ -40,44 +41,39 @@ export function route(logits: Float32Array, N: number, E: number, K: number): Ro
   return { experts, gates };
 }
 
-/** Returns Σ_k gate_k · expert_k(m), [N, D]. Rows are grouped by expert so each expert's weights are read once per call. */
-export function moeBlock(kernels: Kernels, c: Readonly<GrokConfig>, w: LayerWeights, m: Float32Array, N: number): Float32Array {
+/**
+ * y = Σ_k gate_k · expert_k(a), [N, D], from the normed input a [N, D]; both in the call's buffers.
+ * Rows are grouped by expert so each expert's weights are read once per call.
+ */
+export function moeBlock(kernels: Kernels, c: Readonly<GrokConfig>, w: LayerWeights, b: ForwardBuffers): void {
+  const { N, a: m, y: out, ex: x, g, u, ey: y, expertRows: rows, expertGates: rowGates } = b;
   const D = c.embSize;
   const E = c.numExperts;
   const K = c.numSelectedExperts;
-  const F = c.ffnSize;
-  const logits = new Float32Array(N * E); // [N, E]
-  kernels.matmul(logits, m, N, w.router);
-  const { experts, gates } = route(logits, N, E, K);
+  kernels.matmul(b.router, m, N, w.router);
+  const { experts, gates } = route(b.router, N, E, K, b);
 
-  const out = new Float32Array(N * D); // [N, D]
+  out.fill(0);
   for (let e = 0; e < E; e++) {
-    const rows: number[] = [];
-    const rowGates: number[] = [];
+    let Ne = 0; // rows routed to e
     for (let n = 0; n < N; n++) {
       for (let k = 0; k < K; k++) {
         if (experts[n * K + k] === e) {
-          rows.push(n);
-          rowGates.push(gates[n * K + k]!);
+          rows[Ne] = n;
+          rowGates[Ne++] = gates[n * K + k]!;
         }
       }
     }
-    const Ne = rows.length;
     if (Ne === 0) continue;
-    const x = new Float32Array(Ne * D); // [Ne, D]
-    rows.forEach((n, r) => x.set(m.subarray(n * D, (n + 1) * D), r * D));
-    const g = new Float32Array(Ne * F); // [Ne, F]
-    const u = new Float32Array(Ne * F); // [Ne, F]
+    for (let r = 0; r < Ne; r++) x.set(m.subarray(rows[r]! * D, (rows[r]! + 1) * D), r * D);
     const ex = w.experts[e]!;
-    kernels.matmul(g, x, Ne, ex.gate);
-    kernels.matmul(u, x, Ne, ex.up);
-    kernels.geluMul(g, u, Ne * F);
-    const y = new Float32Array(Ne * D); // [Ne, D]
+    kernels.matmulMany([g, u], x, Ne, [ex.gate, ex.up]);
+    kernels.geluMul(g, u, Ne * c.ffnSize);
     kernels.matmul(y, g, Ne, ex.down);
-    rows.forEach((n, r) => {
+    for (let r = 0; r < Ne; r++) {
+      const n = rows[r]!;
       const gate = rowGates[r]!;
       for (let i = 0; i < D; i++) out[n * D + i]! += gate * y[r * D + i]!;
-    });
+    }
   }
-  return out;
 }

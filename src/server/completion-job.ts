@@ -95,9 +95,9 @@ export interface JobOptions {
  * Submits the job (a full queue or a closing server throws here, before anything is written) and
  * returns a promise that settles once the response is complete or the client has gone.
  */
-export function runJob(scheduler: SchedulerLane, job: Job, res: ServerResponse, reporting: ErrorReporting, opts: JobOptions): Promise<void> {
+export function runJob(scheduler: SchedulerLane, job: Job, res: ServerResponse, reporting: ErrorReporting, opts: JobOptions, makeOutput?: (job: Job, res: ServerResponse) => Output): Promise<void> {
   const controller = new AbortController();
-  const output = job.stream ? new StreamOutput(job, res) : new JsonOutput(job, res);
+  const output = makeOutput ? makeOutput(job, res) : job.stream ? new StreamOutput(job, res) : new JsonOutput(job, res);
   let failed = false;
   const fail = (err: unknown): void => {
     if (failed) return;
@@ -167,7 +167,8 @@ function closeWhenStuck(res: ServerResponse, stallMs: number): void {
   socket.once('close', stop);
 }
 
-interface Output {
+/** How a job's output is written; the OpenAI shapes by default, another API's through runJob's `makeOutput`. */
+export interface Output {
   /** Returns false when the socket's buffer is full. */
   chunk(i: number, c: GenerationChunk): boolean;
   done(i: number, r: GenerationResult): void;
