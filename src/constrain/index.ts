@@ -41,6 +41,8 @@ export interface ConstraintMatcher {
   fillMask(mask: Uint32Array, budget?: number): void;
   /** Advances by one token; throws ConstraintError if the token was not allowed. */
   accept(tokenId: number): void;
+  /** Advances by text (e.g. text the engine inserts itself); throws ConstraintError if it does not fit. */
+  acceptText(text: string): void;
   /** The text so far is a complete match. */
   isComplete(): boolean;
   /** Some non-EOS token may still follow (false e.g. after a JSON object's final brace). */

@@ -79,6 +79,9 @@ function sameLength(x: string, y: string): Node {
   const x0 = x.charCodeAt(0);
   const y0 = y.charCodeAt(0);
   if (x.length === 1) return byteRange(x0, y0);
+  const n0 = x.length - 1;
+  // [x0-y0] followed by any n digits: keeps the size linear in the digit count.
+  if (/^0*$/.test(x.slice(1)) && /^9*$/.test(y.slice(1))) return seq(byteRange(x0, y0), rep(DIGIT, n0, n0));
   if (x0 === y0) return seq(byteRange(x0), sameLength(x.slice(1), y.slice(1)));
   const n = x.length - 1;
   const parts: Node[] = [seq(byteRange(x0), sameLength(x.slice(1), '9'.repeat(n)))];

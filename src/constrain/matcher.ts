@@ -365,6 +365,21 @@ export class Matcher {
     this.set = set;
   }
 
+  /**
+   * Advances by text rather than a token (text the engine itself inserts, tests). Throws
+   * ConstraintError naming the byte offset where the text leaves the language.
+   */
+  acceptText(text: string): void {
+    if (this.ended) throw new ConstraintError('text after the end of sequence');
+    const bytes = new TextEncoder().encode(text);
+    let set = this.set;
+    for (let i = 0; i < bytes.length; i++) {
+      set = step(this.index.a, this.table, set, bytes[i]!);
+      if (set.length === 0) throw new ConstraintError(`${JSON.stringify(text)} is not allowed: it leaves the language at byte ${i}`);
+    }
+    this.set = set;
+  }
+
   isComplete(): boolean {
     return this.set.includes(EXIT);
   }

@@ -116,8 +116,9 @@ export function vocabularyFromTokenizer(tok: Tokenizer): ConstraintVocabulary {
     const d = tok.decoder({ continuation: true });
     const text = d.push(id);
     const m = BYTE_PIECE.exec(piece);
-    if (m && (text === '' || text === String.fromCharCode(parseInt(m[1]!, 16)))) {
-      // A byte-fallback piece: the decoder holds bytes ≥ 0x80 until their character completes.
+    if (m && text !== piece) {
+      // A byte-fallback piece: alone, the decoder holds a lead byte (''), rejects a lone
+      // continuation byte (U+FFFD) or prints ASCII; a text piece spelled "<0x41>" prints itself.
       bytes[id] = Uint8Array.of(parseInt(m[1]!, 16));
     } else if (text === '' || id === tok.unkId) {
       bytes[id] = null;
