@@ -9,7 +9,7 @@ import { compileFor } from '../generate/constraint-options.js';
 import type { SequenceConstraint } from '../generate/sequence.js';
 import { toolCallSchema, ToolCallConstraint } from '../generate/tool-call.js';
 import type { LanguageModel } from '../language-model.js';
-import type { ServerChatTemplate } from './chat-template-file.js';
+import { DEFAULT_CHAT_TEMPLATE, defaultTemplateFor, type ServerChatTemplate } from './chat-template-file.js';
 import type { ChatParams } from './openai-schema.js';
 
 export interface ChatPlan {
@@ -22,7 +22,9 @@ export interface ChatPlan {
   readonly toolCallTag: string | undefined;
 }
 
-export function planChat(lm: LanguageModel, template: ServerChatTemplate, p: ChatParams): ChatPlan {
+export function planChat(lm: LanguageModel, given: ServerChatTemplate, p: ChatParams): ChatPlan {
+  // No template given: the model's own (a GGUF's Jinja template) if it has one, else the plain transcript.
+  const template = given === DEFAULT_CHAT_TEMPLATE ? defaultTemplateFor(lm) : given;
   const calling = p.toolChoice !== 'none' && p.tools.length > 0;
   const prompt = template.render(p.messages, calling ? p.tools : undefined);
   const constrained = p.constraint.jsonSchema !== undefined || p.constraint.jsonObject === true || p.constraint.grammar !== undefined;
