@@ -9,6 +9,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { loadModel } from '../src/language-model.js';
+import { benchConstrain } from './constrain.js';
 import { benchKernels } from './kernels.js';
 import { benchThreadCounts, llamaCppRunner } from './llama-cpp.js';
 import { benchMemory } from './memory.js';
@@ -81,6 +82,7 @@ async function modelSection(format: BenchFormat, log: (l: string) => void, cache
 export const SECTIONS: Record<string, Section> = {
   memory: (log, cache) => benchMemory(log, cache, ['js', 'wasm']),
   tokenizer: async (log) => prefixed('tokenizer', await benchTokenizer(log)),
+  constrain: async (log) => prefixed('constrain', await benchConstrain(log)),
   kernels: async (log) => prefixed('kernels', await benchKernels(log)),
   'model-int8': (log, cache) => modelSection('int8', log, cache),
   'model-q8_0': (log, cache) => modelSection('q8_0', log, cache),

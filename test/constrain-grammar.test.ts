@@ -8,7 +8,7 @@ import assert from 'node:assert/strict';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { describe, test } from 'node:test';
-import { vocabularyFromBytes, compileConstraint } from '../src/constrain/index.js';
+import { vocabularyFromBytes, compileConstraint, type ConstraintSpec } from '../src/constrain/index.js';
 import { ConstraintError } from '../src/errors.js';
 import { accepts, compile, randomWalk } from './constrain-walk.js';
 import { PROJECT_ROOT } from './shared.js';
@@ -170,6 +170,34 @@ describe('matcher contract', () => {
     assert.ok(before.canContinue());
     assert.ok(before.minTokensToComplete() >= 2);
     assert.equal(m.minTokensToComplete(), 0);
+  });
+  test('in sampled states, every allowed token is accepted and every other token throws', () => {
+    const states: [ConstraintSpec, string][] = [
+      [{ kind: 'grammar', gbnf: gbnf('json.gbnf') }, '{"a": [1, {"b": "x'],
+      [{ kind: 'grammar', gbnf: gbnf('json.gbnf') }, '{"a": [1, {"b": "x"}'],
+      [{ kind: 'json-schema', schema: { type: 'object', properties: { n: { type: 'integer', maximum: 250 } }, required: ['n'] } }, '{"n": 2'],
+      [{ kind: 'regex', pattern: '日本(語|人)?' }, '日'],
+    ];
+    for (const [spec, prefix] of states) {
+      const c = compile(spec);
+      const m = c.matcher();
+      m.acceptText(prefix);
+      const mask = new Uint32Array(c.maskWords);
+      m.fillMask(mask);
+      let allowed = 0;
+      for (let id = 0; id < c.vocab.size; id++) {
+        const on = (mask[id >>> 5]! & (1 << (id & 31))) !== 0;
+        if (id === c.vocab.eosId) {
+          assert.equal(on, m.isComplete());
+          continue;
+        }
+        if (on) {
+          allowed++;
+          m.clone().accept(id);
+        } else if (id % 97 === 0) assert.throws(() => m.clone().accept(id), ConstraintError, `token ${id} after ${prefix}`);
+      }
+      assert.ok(allowed > 0, prefix);
+    }
   });
   test('unknown kinds and bad specs are ConstraintErrors', () => {
     assert.throws(() => compile({ kind: 'xml' } as never), ConstraintError);

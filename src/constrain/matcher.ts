@@ -105,6 +105,9 @@ interface StateIndex {
   readonly exits: Int32Array;
   /** Most a token ending inside the frame can add to the bytes still needed to finish it. */
   readonly maxIncrease: number;
+  /** Tokens ending inside the frame that add to the bytes still needed, and by how much. */
+  readonly growers: Int32Array;
+  readonly growth: Int32Array;
 }
 
 /** Per-automaton, per-vocabulary cache of state indexes (shared by every matcher of a compiled constraint). */
@@ -137,6 +140,16 @@ export class TokenIndex {
     const dist = a.dist;
     const base = dist[S]!;
     let maxIncrease = 0;
+    const growers: number[] = [];
+    const growth: number[] = [];
+    const grew = (v: number, inc: number): void => {
+      if (inc <= 0) return;
+      if (inc > maxIncrease) maxIncrease = inc;
+      for (let i = tokenStart[v]!; i < tokenStart[v + 1]!; i++) {
+        growers.push(tokenIds[i]!);
+        growth.push(inc);
+      }
+    };
     const { childStart, edgeByte, edgeNode, tokenStart, tokenIds } = trie;
     const { trans, cls, simple, C } = a;
     const t = this.table;
@@ -156,7 +169,7 @@ export class TokenIndex {
         if (simple[nt]) {
           if (tokenStart[v]! < tokenStart[v + 1]!) {
             addTokens(v);
-            if (dist[nt]! - base > maxIncrease) maxIncrease = dist[nt]! - base;
+            grew(v, dist[nt]! - base);
           }
           if (childStart[v]! < childStart[v + 1]!) walkSimple(v, nt);
         } else {
@@ -170,7 +183,7 @@ export class TokenIndex {
         addTokens(v);
         let d = Infinity;
         for (const id of set) d = Math.min(d, id === EXIT ? 0 : stackDist(a, t, id));
-        if (d - base > maxIncrease) maxIncrease = d - base;
+        grew(v, d - base);
       }
       if (childStart[v]! === childStart[v + 1]!) return;
       let exit = false;
@@ -190,7 +203,7 @@ export class TokenIndex {
       }
     };
     walkSimple(0, S);
-    return { accepted, exits: Int32Array.from(exits), maxIncrease };
+    return { accepted, exits: Int32Array.from(exits), maxIncrease, growers: Int32Array.from(growers), growth: Int32Array.from(growth) };
   }
 }
 
@@ -205,7 +218,7 @@ function stackDist(a: Automaton, t: StackTable, id: number): number {
  * Walks the subtrie under trie node u from the real stacks `set`, allowing tokens that end on a
  * live state. Returns the most bytes any allowed token leaves to finish (for the budget check).
  */
-function walkReal(a: Automaton, t: StackTable, trie: TokenTrie, u: number, set: number[], mask: Uint32Array): number {
+function walkReal(a: Automaton, t: StackTable, trie: TokenTrie, u: number, set: number[], mask: Uint32Array, dists?: Map<number, number>): number {
   const { childStart, edgeByte, edgeNode, tokenStart, tokenIds } = trie;
   let worst = 0;
   for (let e = childStart[u]!; e < childStart[u + 1]!; e++) {
@@ -220,8 +233,9 @@ function walkReal(a: Automaton, t: StackTable, trie: TokenTrie, u: number, set: 
       let d = Infinity;
       for (const id of next) d = Math.min(d, id === EXIT ? 0 : stackDist(a, t, id));
       if (d > worst) worst = d;
+      if (dists) for (let i = tokenStart[v]!; i < tokenStart[v + 1]!; i++) dists.set(tokenIds[i]!, Math.min(d, dists.get(tokenIds[i]!) ?? Infinity));
     }
-    if (childStart[v]! < childStart[v + 1]!) worst = Math.max(worst, walkReal(a, t, trie, v, next, mask));
+    if (childStart[v]! < childStart[v + 1]!) worst = Math.max(worst, walkReal(a, t, trie, v, next, mask, dists));
   }
   return worst;
 }
@@ -232,6 +246,10 @@ function tokenText(bytes: Uint8Array | null): string {
 
 export class Matcher {
   private set: number[];
+  /** Tokens allowed through frame exits in the last fillMask (for the budget check). */
+  private exitMask: Uint32Array | undefined;
+  /** Bytes left to finish after each exit token of the last fillMask with a budget. */
+  private readonly exitDists = new Map<number, number>();
   private ended = false;
 
   constructor(private readonly index: TokenIndex, private readonly table: StackTable, set?: number[]) {
@@ -240,10 +258,16 @@ export class Matcher {
 
   fillMask(mask: Uint32Array, budget?: number): void {
     const { a, vocab } = this.index;
+    if (mask.length !== this.index.words) {
+      throw new ConstraintError(`the mask has ${mask.length} words; this vocabulary of ${vocab.size} tokens needs ${this.index.words}`);
+    }
     mask.fill(0);
     if (this.ended) return;
     const t = this.table;
     let exitWorst = 0;
+    const exitMask = budget === undefined ? mask : (this.exitMask ??= new Uint32Array(mask.length)).fill(0);
+    this.exitDists.clear();
+    const dists = budget === undefined ? undefined : this.exitDists;
     for (const id of this.set) {
       if (id === EXIT) continue;
       const idx = this.index.get(t.gs(id));
@@ -254,10 +278,13 @@ export class Matcher {
       if (p < 0) continue; // past the root frame's end no byte can follow
       const below = closure(a, t, p).filter((x) => x !== EXIT);
       if (below.length === 0) continue;
-      for (const u of idx.exits) exitWorst = Math.max(exitWorst, walkReal(a, t, vocab.trie, u, below, mask));
+      for (const u of idx.exits) exitWorst = Math.max(exitWorst, walkReal(a, t, vocab.trie, u, below, exitMask, dists));
     }
     if (vocab.eosId >= 0 && this.isComplete()) mask[vocab.eosId >>> 5]! |= 1 << (vocab.eosId & 31);
-    if (budget !== undefined) this.limitToBudget(mask, budget, exitWorst);
+    if (budget !== undefined) {
+      for (let w = 0; w < mask.length; w++) mask[w]! |= exitMask[w]!;
+      this.limitToBudget(mask, budget, exitWorst);
+    }
   }
 
   /**
@@ -273,11 +300,36 @@ export class Matcher {
     const now = this.minTokensToComplete();
     const trie = vocab.trie;
     let needed = limit0 < exitWorst;
+    const live: number[] = [];
     for (const id of this.set) {
       if (id === EXIT) continue;
+      live.push(id);
       if (limit0 < now + this.index.get(t.gs(id)).maxIncrease) needed = true;
     }
     if (!needed) return;
+    // Every stack has room to finish: per stack, its tokens minus the growing ones that would
+    // overshoot (precomputed per state), and the exit tokens that fit (measured by walkReal).
+    const slacks = live.map((id) => limit0 - stackDist(a, t, id));
+    if (slacks.every((x) => x >= 0)) {
+      const keep = this.exitMask ? this.exitMask.slice() : new Uint32Array(mask.length);
+      for (const [id, d] of this.exitDists) if (d > limit0) keep[id >>> 5]! &= ~(1 << (id & 31));
+      const part = new Uint32Array(mask.length);
+      live.forEach((id, k) => {
+        const idx = this.index.get(t.gs(id));
+        part.set(idx.accepted);
+        const { growers, growth } = idx;
+        for (let i = 0; i < growers.length; i++) {
+          if (growth[i]! > slacks[k]!) {
+            const g = growers[i]!;
+            part[g >>> 5]! &= ~(1 << (g & 31));
+          }
+        }
+        for (let w = 0; w < keep.length; w++) keep[w]! |= part[w]!;
+      });
+      if (this.isComplete()) keep[vocab.eosId >>> 5]! |= 1 << (vocab.eosId & 31);
+      for (let w = 0; w < mask.length; w++) mask[w]! &= keep[w]!;
+      return;
+    }
     const { childStart, edgeByte, edgeNode, tokenStart, tokenIds, maxDepth } = trie;
     const { trans, cls, simple, C, dist } = a;
     const out = new Uint32Array(mask.length);

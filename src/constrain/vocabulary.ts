@@ -40,58 +40,64 @@ export interface TokenTrie {
 
 export function buildTrie(tokenBytes: readonly (Uint8Array | null)[]): TokenTrie {
   const order: number[] = [];
-  for (let id = 0; id < tokenBytes.length; id++) if (tokenBytes[id] && tokenBytes[id]!.length > 0) order.push(id);
-  const cmp = (a: Uint8Array, b: Uint8Array): number => {
-    const n = Math.min(a.length, b.length);
-    for (let i = 0; i < n; i++) if (a[i] !== b[i]) return a[i]! - b[i]!;
-    return a.length - b.length;
-  };
-  order.sort((x, y) => cmp(tokenBytes[x]!, tokenBytes[y]!) || x - y);
+  const keys: string[] = new Array<string>(tokenBytes.length);
+  let totalBytes = 0;
+  let longest = 0;
+  for (let id = 0; id < tokenBytes.length; id++) {
+    const b = tokenBytes[id];
+    if (!b || b.length === 0) continue;
+    order.push(id);
+    // Latin-1 keys compare like the bytes, and native string comparison is fast.
+    keys[id] = String.fromCharCode.apply(null, b as unknown as number[]);
+    totalBytes += b.length;
+    if (b.length > longest) longest = b.length;
+  }
+  order.sort((x, y) => (keys[x]! < keys[y]! ? -1 : keys[x]! > keys[y]! ? 1 : x - y));
   // Sorted tokens give the trie in depth-first order: each token extends the path of the previous
   // one from their common prefix on.
-  const parentOf: number[] = [-1];
-  const byteOf: number[] = [0];
-  const depthOf: number[] = [0];
-  const tokensAt: number[][] = [[]];
-  const path: number[] = [0];
+  const cap = totalBytes + 1;
+  const parentOf = new Int32Array(cap);
+  const byteOf = new Uint8Array(cap);
+  const tokenNode = new Int32Array(order.length);
+  parentOf[0] = -1;
+  let nodes = 1;
+  const path = new Int32Array(longest + 1);
+  let pathLen = 1;
   let prev: Uint8Array = new Uint8Array(0);
   let maxDepth = 0;
-  for (const id of order) {
+  order.forEach((id, k) => {
     const b = tokenBytes[id]!;
     let common = 0;
     while (common < b.length && common < prev.length && b[common] === prev[common]) common++;
-    path.length = common + 1;
+    pathLen = common + 1;
     for (let i = common; i < b.length; i++) {
-      const node = parentOf.length;
-      parentOf.push(path[i]!);
-      byteOf.push(b[i]!);
-      depthOf.push(i + 1);
-      tokensAt.push([]);
-      path.push(node);
+      parentOf[nodes] = path[i]!;
+      byteOf[nodes] = b[i]!;
+      path[pathLen++] = nodes++;
     }
-    tokensAt[path[b.length]!]!.push(id);
+    tokenNode[k] = path[b.length]!;
     prev = b;
     if (b.length > maxDepth) maxDepth = b.length;
-  }
-  const nodes = parentOf.length;
-  const childCount = new Int32Array(nodes + 1);
-  for (let u = 1; u < nodes; u++) childCount[parentOf[u]!]!++;
+  });
   const childStart = new Int32Array(nodes + 1);
-  for (let u = 0; u < nodes; u++) childStart[u + 1] = childStart[u]! + childCount[u]!;
+  for (let u = 1; u < nodes; u++) childStart[parentOf[u]! + 1]!++;
+  for (let u = 0; u < nodes; u++) childStart[u + 1]! += childStart[u]!;
   const fill = childStart.slice(0, nodes);
-  const edgeByte = new Uint8Array(nodes);
-  const edgeNode = new Int32Array(nodes);
+  const edgeByte = new Uint8Array(Math.max(1, nodes - 1));
+  const edgeNode = new Int32Array(Math.max(1, nodes - 1));
   // Nodes were created in depth-first, byte-sorted order, so children land sorted by byte.
   for (let u = 1; u < nodes; u++) {
-    const p = parentOf[u]!;
-    const e = fill[p]!++;
+    const e = fill[parentOf[u]!]!++;
     edgeByte[e] = byteOf[u]!;
     edgeNode[e] = u;
   }
+  // Tokens sharing bytes are adjacent in `order`, and nodes increase along it.
   const tokenStart = new Int32Array(nodes + 1);
-  for (let u = 0; u < nodes; u++) tokenStart[u + 1] = tokenStart[u]! + tokensAt[u]!.length;
-  const tokenIds = new Int32Array(tokenStart[nodes]!);
-  for (let u = 0; u < nodes; u++) tokenIds.set(tokensAt[u]!, tokenStart[u]!);
+  for (let k = 0; k < order.length; k++) tokenStart[tokenNode[k]! + 1]!++;
+  for (let u = 0; u < nodes; u++) tokenStart[u + 1]! += tokenStart[u]!;
+  const tokenIds = new Int32Array(order.length);
+  const tfill = tokenStart.slice(0, nodes);
+  for (let k = 0; k < order.length; k++) tokenIds[tfill[tokenNode[k]!]!++] = order[k]!;
   return { nodes, childStart, edgeByte, edgeNode, tokenStart, tokenIds, maxDepth };
 }
 

@@ -3,12 +3,13 @@ import { str, type Command } from '../command.js';
 
 export const benchCommand: Command = {
   name: 'bench',
-  summary: 'measure memory bandwidth, decode/prefill speed, memory use, tokenizer and server throughput',
+  summary: 'measure memory bandwidth, decode/prefill speed, memory use, tokenizer, constrained-decoding and server throughput',
   help: `Usage: grok-ts bench [SECTION …] [--cache DIR]
 
 Runs every benchmark in one process run, so ratios compare like with like on a noisy machine, and
 writes the results with the machine they ran on under bench/results/. Sections: memory, tokenizer,
-kernels, model-int8, model-q8_0, formats, server (default: all of these), and true-width (only when
+constrain (token-mask time per step for JSON schemas, GBNF and regex constraints against a decode
+step), kernels, model-int8, model-q8_0, formats, server (default: all of these), and true-width (only when
 named: one Grok-1 layer at its real width in every format, 5–9 GB per file, about half an hour).
 The bench model (a 4 GB Grok-architecture checkpoint, its Q8_0 GGUF and, for "formats", one GGUF
 per llama.cpp quantisation mix, 1.2–3.6 GB each) is generated on first use and cached. Where
