@@ -11,6 +11,8 @@ import { after, before, test } from 'node:test';
 import OpenAI from 'openai';
 import { zodResponseFormat } from 'openai/helpers/zod';
 import { z } from 'zod';
+import { plainChatTemplate } from '../src/generate/chat-template.js';
+import { Tokenizer } from '../src/tokenizer/sentencepiece.js';
 import { PROJECT_ROOT } from './shared.js';
 
 const BIN = path.join(PROJECT_ROOT, 'bin', 'grok-ts.js');
@@ -115,8 +117,15 @@ test('a tool-call round trip: the call (tool_choice required), its result fed ba
   assert.equal(answer.message.tool_calls, undefined);
   assert.equal(typeof answer.message.content, 'string');
   assert.ok(['stop', 'length'].includes(answer.finish_reason));
-  // The tool's result was in the prompt: the answer's prompt is the first turn, the call, the result.
-  assert.ok(second.usage!.prompt_tokens > first.usage!.prompt_tokens - 30);
+  // The answer's prompt is the transcript of the first turn, the call and its result (tools not
+  // listed: tool_choice none), as the documented convention writes it.
+  const transcript = plainChatTemplate([
+    { role: 'user', content: 'Weather?' },
+    { role: 'assistant', content: '', toolCalls: [{ id: call.id, name: 'weather', arguments: call.function.arguments }] },
+    { role: 'tool', content: '{"sky": "clear"}', toolCallId: call.id, name: 'weather' },
+  ]);
+  assert.match(transcript, /Assistant: <tool_call>\{"name": "weather", "arguments": \{.*\}\}\n\nTool result \(weather\): \{"sky": "clear"\}\n\nAssistant:$/);
+  assert.equal(second.usage!.prompt_tokens, Tokenizer.fromFile().encode(transcript).length);
 });
 
 test('streamed tool calls: an opening delta with id and name, then argument pieces; the client helper assembles the call', async () => {

@@ -75,12 +75,21 @@ export interface ToolConvention {
 
 export const TOOL_CALL_TAG = '<tool_call>';
 
+/** JSON text without its whitespace (a call is one line in the transcript); text that is not JSON as it is. */
+function compactJson(text: string): string {
+  try {
+    return JSON.stringify(JSON.parse(text));
+  } catch {
+    return text.trim() || '{}';
+  }
+}
+
 export const DEFAULT_TOOL_CONVENTION: ToolConvention = {
   callTag: TOOL_CALL_TAG,
   describeTools: (tools) =>
     `Tools (to call one, reply ${TOOL_CALL_TAG}{"name": …, "arguments": {…}}):\n` +
     tools.map((t) => JSON.stringify({ name: t.name, ...(t.description ? { description: t.description } : {}), parameters: t.parameters ?? { type: 'object' } })).join('\n'),
-  renderCall: (c) => `${TOOL_CALL_TAG}{"name": ${JSON.stringify(c.name)}, "arguments": ${c.arguments.trim() || '{}'}}`,
+  renderCall: (c) => `${TOOL_CALL_TAG}{"name": ${JSON.stringify(c.name)}, "arguments": ${compactJson(c.arguments)}}`,
   renderResult: (m) => `Tool result${m.name ? ` (${m.name})` : ''}: ${m.content.trim()}`,
 };
 
