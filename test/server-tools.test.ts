@@ -13,6 +13,8 @@ import { zodResponseFormat } from 'openai/helpers/zod';
 import { z } from 'zod';
 import { plainChatTemplate } from '../src/generate/chat-template.js';
 import { Tokenizer } from '../src/tokenizer/sentencepiece.js';
+import { UnsupportedError } from '../src/errors.js';
+import { loadRemoteModel } from '../src/index.js';
 import { PROJECT_ROOT } from './shared.js';
 
 const BIN = path.join(PROJECT_ROOT, 'bin', 'grok-ts.js');
@@ -185,3 +187,19 @@ test("llama-server's grammar and json_schema fields on /v1/completions constrain
   const arr = JSON.parse(j.choices[0]!.text) as unknown[];
   assert.ok(Array.isArray(arr) && arr.length <= 3 && arr.every((x) => Number.isInteger(x)));
 });
+
+test('a remote model (loadRemoteModel) passes jsonSchema and grammar on as response_format and grammar; a regex is refused by name', async () => {
+  const remote = await loadRemoteModel(baseURL, { model: MODEL });
+  try {
+    const schema = { type: 'object', properties: { n: { type: 'integer', minimum: 0, maximum: 9 } }, required: ['n'], additionalProperties: false };
+    const r = await remote.generate('Answer:', { jsonSchema: schema, temperature: 0.9, seed: 3, maxTokens: 30 });
+    const v = JSON.parse(r.text) as { n: number };
+    assert.ok(Number.isInteger(v.n) && v.n >= 0 && v.n <= 9, r.text);
+    const g = await remote.generate('Answer:', { grammar: 'root ::= " " ("yes" | "no")', temperature: 0.9, seed: 3, maxTokens: 10 });
+    assert.match(g.text, /^ (yes|no)$/);
+    await assert.rejects(remote.generate('Answer:', { regex: 'a+' }), (e: unknown) => e instanceof UnsupportedError && e.what === 'regex');
+  } finally {
+    await remote.close();
+  }
+});
+
