@@ -89,8 +89,8 @@ describe('regex constraints', () => {
 });
 
 describe("llama.cpp's example grammars", () => {
-  const files = ['json.gbnf', 'json_arr.gbnf', 'arithmetic.gbnf', 'c.gbnf', 'chess.gbnf', 'list.gbnf', 'japanese.gbnf', 'readme-chess.gbnf', 'readme-name-age.gbnf'];
-  const maxTokens: Record<string, number> = { 'readme-name-age.gbnf': 400 };
+  const files = ['json.gbnf', 'json_arr.gbnf', 'arithmetic.gbnf', 'c.gbnf', 'chess.gbnf', 'list.gbnf', 'japanese.gbnf', 'readme-chess.gbnf', 'readme-name-age.gbnf', 'readme-summary.gbnf'];
+  const maxTokens: Record<string, number> = { 'readme-name-age.gbnf': 400, 'readme-summary.gbnf': 300 };
   for (const file of files) {
     test(`${file} loads and constrains`, () => {
       const compiled = compile({ kind: 'grammar', gbnf: gbnf(file) });
@@ -98,6 +98,9 @@ describe("llama.cpp's example grammars", () => {
         const walk = randomWalk(compiled, 5 + g, maxTokens[file] ?? 60, g === 0 ? 3 : 0);
         assert.ok(walk.complete, `${file}: ${JSON.stringify(walk.text)}`);
         if (file.startsWith('json')) JSON.parse(walk.text);
+        // Its `dot ::= [^\x0A\x0D]` lets a key fact hold a raw `"`: the grammar (llama.cpp's
+        // converter output) admits invalid JSON, so only its shape is checked here.
+        if (file === 'readme-summary.gbnf') assert.match(walk.text, /^\{\s*"key_facts"\s*:\s*\[[^]*"question_answers"\s*:\s*\[[^]*\}\s*$/);
         if (file.includes('chess')) assert.match(walk.text, /^1\. \S+ \S+\n([1-9][0-9]?\. \S+ \S+\n)+$/);
         if (file === 'readme-name-age.gbnf') {
           const people = JSON.parse(walk.text) as { name: string; age: number }[];

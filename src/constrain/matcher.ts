@@ -114,6 +114,8 @@ interface StateIndex {
 export class TokenIndex {
   private readonly states: (StateIndex | undefined)[];
   private readonly table: StackTable;
+  private readonly shared = new Map<number, (Int32Array | Uint32Array)[]>();
+  private readonly bySignature = new Map<number, StateIndex>();
   readonly words: number;
   constructor(readonly a: Automaton, readonly vocab: ConstraintVocabulary) {
     this.states = new Array(a.G);
@@ -122,7 +124,101 @@ export class TokenIndex {
   }
 
   get(gs: number): StateIndex {
-    return (this.states[gs] ??= this.build(gs));
+    let idx = this.states[gs];
+    if (!idx) {
+      const sig = this.signature(gs);
+      idx = sig === undefined ? undefined : this.bySignature.get(sig);
+      if (!idx) {
+        idx = this.share(this.build(gs));
+        if (sig !== undefined) this.bySignature.set(sig, idx);
+      }
+      this.states[gs] = idx;
+    }
+    return idx;
+  }
+
+  /**
+   * What a trie walk from gs can see: the states within the longest token's length of it,
+   * numbered in breadth-first order, with their transitions, calls, acceptance and distances
+   * relative to gs. Two states with one signature get the same index (the positions of a long
+   * string), so only the first pays the walk. Undefined when the region is large or its edge is
+   * not plain (then the state is indexed on its own).
+   */
+  private signature(S: number): number | undefined {
+    const a = this.a;
+    const { C, trans, dist, accepting, simple, callStart, callRule, callRet } = a;
+    const depthLimit = this.vocab.trie.maxDepth;
+    const label = new Map<number, number>([[S, 0]]);
+    const order = [S];
+    const depth = [0];
+    // Two FNV-1a hashes of the description, kept as one 53-bit number (collisions ~n²/2⁵³).
+    let h1 = 0x811c9dc5;
+    let h2 = 0x01000193;
+    const put = (x: number): void => {
+      h1 = Math.imul(h1 ^ (x & 0xffff), 0x01000193);
+      h1 = Math.imul(h1 ^ (x >>> 16), 0x01000193);
+      h2 = Math.imul(h2 ^ x, 0x5bd1e995) + 0x6b43a9b5;
+      h2 ^= h2 >>> 15;
+    };
+    for (let i = 0; i < order.length; i++) {
+      if (order.length > 1500) return undefined;
+      const s = order[i]!;
+      const d = depth[i]!;
+      put(-7);
+      put(dist[s]! - dist[S]!);
+      put(accepting[s]!);
+      if (d >= depthLimit) {
+        if (!simple[s]) return undefined;
+        continue;
+      }
+      const see = (t: number, td: number): number => {
+        let l = label.get(t);
+        if (l === undefined) {
+          l = order.length;
+          label.set(t, l);
+          order.push(t);
+          depth.push(td);
+        }
+        return l;
+      };
+      for (let c = 0; c < C; c++) {
+        const t = trans[s * C + c]!;
+        put(t < 0 ? -1 : see(t, d + 1));
+      }
+      for (let k = callStart[s]!; k < callStart[s + 1]!; k++) {
+        put(-3);
+        put(callRule[k]!);
+        put(see(callRet[k]!, d));
+      }
+    }
+    return (h1 >>> 0) * 0x200000 + ((h2 >>> 0) & 0x1fffff);
+  }
+
+  /**
+   * States that accept the same tokens (the positions of a long string, say) share one bitset
+   * and growth list, so a schema with maxLength 5000 does not hold 5000 copies.
+   */
+  private share(idx: StateIndex): StateIndex {
+    const fnv = (xs: Int32Array | Uint32Array): number => {
+      let h = 0x811c9dc5;
+      for (let i = 0; i < xs.length; i++) h = Math.imul(h ^ xs[i]!, 0x01000193);
+      return h >>> 0;
+    };
+    const same = (x: Int32Array | Uint32Array, y: Int32Array | Uint32Array): boolean => {
+      if (x.length !== y.length) return false;
+      for (let i = 0; i < x.length; i++) if (x[i] !== y[i]) return false;
+      return true;
+    };
+    const intern = <T extends Int32Array | Uint32Array>(xs: T): T => {
+      const h = fnv(xs);
+      const bucket = this.shared.get(h);
+      if (bucket) {
+        for (const other of bucket) if (same(other, xs)) return other as T;
+        bucket.push(xs);
+      } else this.shared.set(h, [xs]);
+      return xs;
+    };
+    return { ...idx, accepted: intern(idx.accepted), growers: intern(idx.growers), growth: intern(idx.growth) };
   }
 
   /** How many states have an index so far. */
