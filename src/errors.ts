@@ -128,14 +128,6 @@ export class StreamStalledError extends GrokError {
   }
 }
 
-/** Throws the signal's AbortError (or a fresh one) if it has fired. */
-export function throwIfAborted(signal: AbortSignal | undefined): void {
-  if (signal?.aborted) {
-    const reason: unknown = signal.reason;
-    throw reason instanceof AbortError ? reason : new AbortError();
-  }
-}
-
 /**
  * A constraint (JSON Schema, GBNF grammar, regular expression) that cannot be compiled, or a token
  * the constraint does not allow. `where` names the bad part: a JSON pointer into the schema
@@ -146,5 +138,13 @@ export class ConstraintError extends GrokError {
   constructor(message: string, where?: string) {
     super('constraint_error', where === undefined ? message : `${where}: ${message}`);
     this.where = where;
+  }
+}
+
+/** Throws the signal's AbortError (or a fresh one) if it has fired. */
+export function throwIfAborted(signal: AbortSignal | undefined): void {
+  if (signal?.aborted) {
+    const reason: unknown = signal.reason;
+    throw reason instanceof AbortError ? reason : new AbortError();
   }
 }

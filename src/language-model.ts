@@ -11,10 +11,13 @@ import type { GrokConfig } from './config.js';
 import { ContextLengthError, throwIfAborted, UnsupportedError, UsageError } from './errors.js';
 import { LIBRARY_LIMITS, Scheduler, type SchedulerLane, type SchedulerLimits } from './generate/scheduler.js';
 import { sequenceStream, type GenerationStream } from './generate/sequence-stream.js';
+import { compileFor, constraintSpec } from './generate/constraint-options.js';
 import {
   DEFAULT_MAX_TOKENS,
   fitPrompt,
   SequenceState,
+  validateGenerateOptions,
+  type SequenceConstraint,
   type GenerateOptions,
   type GenerationResult,
 } from './generate/sequence.js';
@@ -118,10 +121,17 @@ export class LanguageModel implements TextModel {
     return addBos ? [this.tokenizer.bosId, ...prompt] : [...prompt];
   }
 
-  /** Starts a sequence on a fresh cache (or continues `cache`, which must hold exactly `cachedIds`). */
-  newSequence(prompt: string | readonly number[], options: GenerateOptions = {}, cache?: KvCache): SequenceState {
+  /**
+   * Starts a sequence on a fresh cache (or continues `cache`, which must hold exactly `cachedIds`).
+   * A constraint in the options (jsonSchema, jsonObject, grammar, regex) is compiled here, so a bad
+   * one throws a ConstraintError before anything runs; `constraint` gives a matcher directly instead.
+   */
+  newSequence(prompt: string | readonly number[], options: GenerateOptions = {}, cache?: KvCache, constraint?: SequenceConstraint): SequenceState {
+    validateGenerateOptions(options);
+    const spec = constraintSpec(options);
+    const matcher = constraint ?? (spec ? compileFor(spec, this.tokenizer).matcher() : undefined);
     const ids = fitPrompt(this.encodePrompt(prompt, options.addBos), cache?.length ?? 0, this.config.sequenceLen, options);
-    return new SequenceState(cache ?? this.model.newCache(ids.length + (options.maxTokens ?? 128)), ids, this.tokenizer, this.config.vocabSize, this.config.sequenceLen, options);
+    return new SequenceState(cache ?? this.model.newCache(ids.length + (options.maxTokens ?? 128)), ids, this.tokenizer, this.config.vocabSize, this.config.sequenceLen, options, matcher);
   }
 
   /** Streams text deltas as they are produced. */
@@ -249,7 +259,8 @@ export class ChatSession {
     const ids = [...this.transcript.slice(this.cache.length), ...turn];
     this.turnStarts.push(this.transcript.length);
     this.transcript.push(...turn);
-    const stop = [...CHAT_STOP, ...(options.stop ?? [])];
+    // A constrained reply ends where its constraint says; the template's stops could cut it.
+    const stop = [...(constraintSpec(options) ? [] : CHAT_STOP), ...(options.stop ?? [])];
     const seq = this.lm.newSequence(ids, { ...options, stop }, this.cache);
     const stream = this.lm.streamSequence(seq, options.signal, false);
     const session = this;

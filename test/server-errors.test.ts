@@ -98,9 +98,11 @@ test('unknown fields: 400 naming the field', async () => {
   assertError(await request('POST', '/v1/chat/completions', chat({ messages: [{ role: 'user', content: 'hi', mood: 'sunny' }] })), 400, { param: 'messages[0].mood' });
   assertError(await request('POST', '/v1/completions', completion({ stream: true, stream_options: { include_usage: true, extra: 1 } })), 400, { param: 'stream_options.extra' });
   // Known OpenAI features this server does not implement are refused by name.
-  assertError(await request('POST', '/v1/chat/completions', chat({ tools: [] })), 400, { param: 'tools', code: 'unsupported_parameter' });
+  assertError(await request('POST', '/v1/chat/completions', chat({ functions: [] })), 400, { param: 'functions', code: 'unsupported_parameter' });
   assertError(await request('POST', '/v1/completions', completion({ echo: true })), 400, { param: 'echo' });
-  assertError(await request('POST', '/v1/chat/completions', chat({ messages: [{ role: 'tool', content: 'x' }] })), 400, { param: 'messages[0].role' });
+  assertError(await request('POST', '/v1/chat/completions', chat({ messages: [{ role: 'function', content: 'x' }] })), 400, { param: 'messages[0].role' });
+  // A tool result must say which call it answers.
+  assertError(await request('POST', '/v1/chat/completions', chat({ messages: [{ role: 'tool', content: 'x' }] })), 400, { param: 'messages[0].tool_call_id' });
 });
 
 test('mistyped fields: 400 naming the field', async () => {

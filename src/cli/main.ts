@@ -1,6 +1,6 @@
 /** `grok-ts` entry: dispatch to a command, map typed errors to exit codes and one-line messages. */
 import { parseArgs } from 'node:util';
-import { AbortError, ConfigError, ContextLengthError, FileAccessError, FormatError, GrokError, UnsupportedError, UsageError, WeightError } from '../errors.js';
+import { AbortError, ConfigError, ConstraintError, ContextLengthError, FileAccessError, FormatError, GrokError, UnsupportedError, UsageError, WeightError } from '../errors.js';
 import { EXIT, type Command } from './command.js';
 import { COMMANDS } from './commands/index.js';
 
@@ -32,6 +32,7 @@ const EXIT_BY_TYPE: ReadonlyArray<readonly [abstract new (...args: never[]) => G
   [WeightError, EXIT.dataErr],
   [ConfigError, EXIT.dataErr],
   [ContextLengthError, EXIT.dataErr],
+  [ConstraintError, EXIT.dataErr],
 ];
 
 export function exitCodeFor(err: unknown): number {

@@ -5,7 +5,9 @@
  * that: greedy (temperature 0: argmax, lowest id on ties — our own definition, the reference has
  * none), top-k, min-p, repetition / presence / frequency penalties and logit bias.
  *
- * Order per step: logit bias → penalties → (greedy) → temperature → top-k → top-p → min-p → sample.
+ * Order per step: constraint mask → logit bias → penalties → (greedy) → temperature → top-k → top-p →
+ * min-p → sample. A constraint's mask (a bitset of the allowed ids) sets every other logit to
+ * -Infinity first, so the usual rules choose among the allowed tokens only.
  * Sampling is Gumbel-max, as the reference's jax.random.categorical: argmax over ids of
  * logit + Gumbel noise, the noise drawn per (seed, prompt, step, id) from a counter-based hash. Besides
  * matching the reference's method, it is robust to the last digits of the logits: a choice flips
@@ -88,12 +90,16 @@ export class Sampler {
     return (this.options.temperature ?? 1) === 0;
   }
 
-  /** Picks the next token from one row of logits [V]; `history` is the sequence so far (prompt + generated). */
-  sample(logits: Float32Array, history: readonly number[]): number {
+  /**
+   * Picks the next token from one row of logits [V]; `history` is the sequence so far (prompt +
+   * generated); `allowed`, a constraint's bitset over the ids (bit i of word i >> 5), masks the rest.
+   */
+  sample(logits: Float32Array, history: readonly number[], allowed?: Uint32Array): number {
     const o = this.options;
     const V = this.vocabSize;
     const l = this.work;
     for (let i = 0; i < V; i++) l[i] = logits[i]!;
+    if (allowed) applyMask(l, allowed);
     if (o.logitBias) for (const [k, v] of Object.entries(o.logitBias)) l[Number(k)]! += v;
     this.applyPenalties(l, history);
     if (this.greedy) return argmax(l);
@@ -125,6 +131,17 @@ export class Sampler {
       v -= pres + freq * n;
       l[id] = v;
     }
+  }
+}
+
+/** Sets the logit of every id whose bit is clear (or beyond the mask) to -Infinity. */
+export function applyMask(l: Float64Array, allowed: Uint32Array): void {
+  const V = l.length;
+  for (let w = 0; w * 32 < V; w++) {
+    const bits = w < allowed.length ? allowed[w]! : 0;
+    if (bits === 0xffffffff) continue;
+    const end = Math.min(V, w * 32 + 32);
+    for (let i = w * 32; i < end; i++) if (((bits >>> (i & 31)) & 1) === 0) l[i] = -Infinity;
   }
 }
 

@@ -32,9 +32,39 @@ export interface GenerateOptions extends SamplingOptions {
   /** Report log-probabilities of each chosen token and this many alternatives (0 = chosen only). */
   readonly logprobs?: number;
   readonly signal?: AbortSignal;
+  /** The output is one JSON value valid under this JSON Schema (`true`: any JSON value). */
+  readonly jsonSchema?: object | boolean;
+  /** The output is one JSON object (OpenAI's `json_object` response format). */
+  readonly jsonObject?: boolean;
+  /** The output matches this llama.cpp GBNF grammar (from its `root` rule, or `grammarRoot`). */
+  readonly grammar?: string;
+  readonly grammarRoot?: string;
+  /** The whole output matches this regular expression (JavaScript syntax, no flags). */
+  readonly regex?: string;
 }
 
-export type StopReason = 'eos' | 'stop_string' | 'max_tokens' | 'context_length';
+/**
+ * What a sequence needs of a constraint's matcher (src/constrain's ConstraintMatcher): the tokens
+ * allowed next, as a bitset, and the token chosen.
+ */
+export interface SequenceConstraint {
+  /** Sets the bits of the allowed ids (EOS iff the output is complete); with `budget` (tokens left), only ids after which the output can still be completed in time. */
+  fillMask(mask: Uint32Array, budget?: number): void;
+  accept(tokenId: number): void;
+  isComplete(): boolean;
+  canContinue(): boolean;
+}
+
+/** How many of the constraint options are set (at most one may be). */
+export function constraintOptionCount(o: GenerateOptions): number {
+  return [o.jsonSchema !== undefined, o.jsonObject === true, o.grammar !== undefined, o.regex !== undefined].filter(Boolean).length;
+}
+
+/**
+ * Why generation ended. `constraint`: the constraint's output was complete and nothing may follow
+ * (a JSON object's closing brace); finish reason `stop`.
+ */
+export type StopReason = 'eos' | 'stop_string' | 'max_tokens' | 'context_length' | 'constraint';
 
 export interface TokenLogprob {
   readonly id: number;
@@ -87,6 +117,13 @@ export function validateGenerateOptions(o: GenerateOptions): void {
   if (o.logprobs !== undefined && (!Number.isSafeInteger(o.logprobs) || o.logprobs < 0 || o.logprobs > 20)) {
     throw new UsageError('logprobs must be an integer in [0, 20]', 'logprobs');
   }
+  if (constraintOptionCount(o) > 1) throw new UsageError('give at most one of jsonSchema, jsonObject, grammar and regex', 'jsonSchema');
+  if (o.jsonSchema !== undefined && (o.jsonSchema === null || (typeof o.jsonSchema !== 'object' && typeof o.jsonSchema !== 'boolean'))) {
+    throw new UsageError('jsonSchema must be a JSON Schema object or a boolean', 'jsonSchema');
+  }
+  if (o.grammar !== undefined && typeof o.grammar !== 'string') throw new UsageError('grammar must be a GBNF grammar as a string', 'grammar');
+  if (o.grammarRoot !== undefined && typeof o.grammarRoot !== 'string') throw new UsageError('grammarRoot must be a rule name', 'grammarRoot');
+  if (o.regex !== undefined && typeof o.regex !== 'string') throw new UsageError('regex must be a string', 'regex');
 }
 
 /**
@@ -114,6 +151,8 @@ export class SequenceState {
   private readonly maxTokens: number;
   private text = '';
   private lps: TokenLogprob[] | undefined;
+  /** The constraint's allowed-ids bitset, refilled each step. */
+  private readonly mask: Uint32Array | undefined;
   done: { finishReason: 'stop' | 'length'; stopReason: StopReason; stopString?: string } | undefined;
   prefillMs = 0;
   decodeMs = 0;
@@ -126,8 +165,11 @@ export class SequenceState {
     readonly vocabSize: number,
     private readonly contextLen: number,
     readonly options: GenerateOptions,
+    /** A constraint's matcher, fresh (nothing accepted yet): every sampled token must be one it allows. */
+    readonly constraint?: SequenceConstraint,
   ) {
     validateGenerateOptions(options);
+    if (constraint) this.mask = new Uint32Array(Math.ceil(vocabSize / 32));
     if (promptIds.length === 0) throw new UsageError('the prompt is empty: give at least one token', 'prompt');
     // The noise depends on the prompt (and where it starts in the cache) as well as the seed.
     this.sampler = new Sampler(options, vocabSize, streamKey(promptIds, cache.length));
@@ -149,18 +191,36 @@ export class SequenceState {
 
   /** Takes the logits of the last fed token, samples, applies the stop rules; returns this step's output. */
   accept(logits: Float32Array): GenerationChunk {
-    const id = this.sampler.sample(logits, this.history);
+    const c = this.constraint;
+    if (c) {
+      this.mask!.fill(0);
+      // The tokens still allowed: the constraint keeps a complete output reachable within them.
+      // (The context allows one more token than it has slots: the last one sampled is never fed.)
+      const byTokens = this.maxTokens - this.generated.length;
+      const byContext = this.contextLen - this.cache.length + 1;
+      c.fillMask(this.mask!, Math.max(1, Math.min(byTokens, byContext)));
+      if (!this.mask!.some((w) => w !== 0)) {
+        // No token keeps the output completable in the tokens left (max_tokens below what it needs).
+        this.finish({ finishReason: 'length', stopReason: byContext < byTokens ? 'context_length' : 'max_tokens' });
+        const tail = this.flushText();
+        this.text += tail;
+        return { text: tail, ids: [] };
+      }
+    }
+    const id = this.sampler.sample(logits, this.history, this.mask);
     let lp: TokenLogprob | undefined;
     if (this.lps) {
       const r = logprobsOf(logits, id, this.options.logprobs ?? 0);
       lp = { id, token: this.codec.idToPiece(id), logprob: r.logprob, top: r.top.map((t) => ({ ...t, token: this.codec.idToPiece(t.id) })) };
     }
-    if (id === this.codec.eosId && !this.options.ignoreEos) {
+    // Under a constraint, EOS is only allowed once the output is complete, and then it ends it.
+    if (id === this.codec.eosId && (!this.options.ignoreEos || c)) {
       this.finish({ finishReason: 'stop', stopReason: 'eos' });
       const tail = this.flushText();
       this.text += tail;
       return { text: tail, ids: [] };
     }
+    c?.accept(id);
     this.generated.push(id);
     this.history.push(id);
     if (lp) this.lps!.push(lp);
@@ -168,6 +228,7 @@ export class SequenceState {
     const { emit, stop } = this.stops.push(this.decoder.push(id));
     let text = emit;
     if (stop !== undefined) this.finish({ finishReason: 'stop', stopReason: 'stop_string', stopString: stop });
+    else if (c && !c.canContinue()) this.finish({ finishReason: 'stop', stopReason: 'constraint' });
     else if (this.generated.length >= this.maxTokens) this.finish({ finishReason: 'length', stopReason: 'max_tokens' });
     else if (this.cache.length >= this.contextLen) this.finish({ finishReason: 'length', stopReason: 'context_length' });
     if (this.done && stop === undefined) text += this.flushText();

@@ -87,6 +87,14 @@ function samplingFields(o: GenerateOptions, seed: number): Record<string, unknow
   put('logit_bias', o.logitBias);
   if (o.stop?.length) f.stop = [...o.stop];
   if (o.ignoreEos) f.ignore_eos = true;
+  // Constrained output, in the fields OpenAI-compatible servers share (grammar: llama-server's and grok-ts's).
+  if (o.jsonSchema !== undefined) f.response_format = { type: 'json_schema', json_schema: { name: 'output', schema: o.jsonSchema, strict: true } };
+  if (o.jsonObject) f.response_format = { type: 'json_object' };
+  if (o.grammar !== undefined) {
+    if (o.grammarRoot !== undefined) throw new UnsupportedError('grammarRoot', 'grammarRoot: a remote server starts a grammar at its "root" rule; rename the rule');
+    f.grammar = o.grammar;
+  }
+  if (o.regex !== undefined) throw new UnsupportedError('regex', 'regex: the OpenAI API has no regular-expression constraint; give a grammar or a JSON schema');
   return f;
 }
 

@@ -10,10 +10,15 @@
  */
 import type { ServerResponse } from 'node:http';
 import { AbortError, StreamStalledError } from '../errors.js';
-import type { GenerationChunk, GenerationResult, SequenceState } from '../generate/sequence.js';
+import type { GenerationChunk, GenerationResult, SequenceState, TokenLogprob } from '../generate/sequence.js';
+import { newToolCallId, ToolCallParser } from '../generate/tool-call.js';
 import {
   chatChoice,
   chatDeltaChoice,
+  chatToolCallChoice,
+  toolCallArgumentsDelta,
+  toolCallOpenDelta,
+  type FinishReason,
   chatLogprobs,
   chatResponse,
   completionChoice,
@@ -43,6 +48,13 @@ export interface Job {
   readonly stream: boolean;
   readonly includeUsage: boolean;
   readonly logprobs: boolean;
+  /** Chat with tools: a reply that opens with this tag is a tool call (generate/tool-call.ts). */
+  readonly toolCallTag?: string;
+}
+
+/** A call's finish reason: `tool_calls` when the call was complete, `length` when max_tokens cut it. */
+function callFinish(r: GenerationResult): FinishReason {
+  return r.finishReason === 'stop' ? 'tool_calls' : 'length';
 }
 
 /**
@@ -183,6 +195,14 @@ class JsonOutput implements Output {
     const usage = usageJson(job.promptTokens, results.reduce((n, x) => n + x.usage.completionTokens, 0));
     const choices = results.map((r, index) => {
       const lps = job.logprobs ? (r.logprobs ?? []) : undefined;
+      if (job.kind === 'chat' && job.toolCallTag !== undefined) {
+        const parser = new ToolCallParser(job.toolCallTag);
+        parser.push(r.text);
+        parser.finish();
+        if (parser.isCall && parser.name !== undefined) {
+          return chatToolCallChoice(index, { id: newToolCallId(), name: parser.name, arguments: parser.argumentsText }, callFinish(r), lps ? chatLogprobs(lps) : null);
+        }
+      }
       if (job.kind === 'chat') return chatChoice(index, r.text.trim(), r.finishReason, lps ? chatLogprobs(lps) : null);
       return completionChoice(index, r.text, r.finishReason, lps ? legacyLogprobs(lps, job.choices[index]!.textOffset).logprobs : null);
     });
@@ -194,6 +214,8 @@ class StreamOutput implements Output {
   private readonly offsets: number[];
   private readonly trims: TrimmedText[];
   private readonly opened: boolean[];
+  /** Chat with tools: each choice's reply, told apart as text or a call. */
+  private readonly calls: (ToolCallParser | undefined)[];
   private left: number;
   private completionTokens = 0;
 
@@ -201,12 +223,34 @@ class StreamOutput implements Output {
     this.offsets = job.choices.map((c) => c.textOffset);
     this.trims = job.choices.map(() => new TrimmedText());
     this.opened = job.choices.map(() => false);
+    this.calls = job.choices.map(() => (job.kind === 'chat' && job.toolCallTag !== undefined ? new ToolCallParser(job.toolCallTag) : undefined));
     this.left = job.choices.length;
+  }
+
+  /** A tool-call reply's events as OpenAI's deltas: the call opens with its id and name, then arguments arrive in pieces. */
+  private callEvents(i: number, events: ReturnType<ToolCallParser['push']>, lps: TokenLogprob[]): boolean {
+    let ok = true;
+    for (const e of events) {
+      if (e.kind === 'content') {
+        const text = this.trims[i]!.push(e.text);
+        if (text === '') continue;
+        this.open(i);
+        ok = this.send([chatDeltaChoice(i, { content: text }, null, this.job.logprobs ? chatLogprobs(lps) : null)]) && ok;
+      } else if (e.kind === 'call') {
+        this.opened[i] = true;
+        ok = this.send([chatDeltaChoice(i, toolCallOpenDelta(newToolCallId(), e.name), null, null)]) && ok;
+      } else {
+        ok = this.send([chatDeltaChoice(i, toolCallArgumentsDelta(e.text), null, null)]) && ok;
+      }
+    }
+    return ok;
   }
 
   chunk(i: number, c: GenerationChunk): boolean {
     const job = this.job;
     const lps = job.logprobs ? (c.logprobs ?? []) : [];
+    const parser = this.calls[i];
+    if (parser) return this.callEvents(i, parser.push(c.text), lps);
     const text = job.kind === 'chat' ? this.trims[i]!.push(c.text) : c.text;
     if (text === '' && lps.length === 0) return true;
     if (job.kind === 'chat') {
@@ -224,7 +268,12 @@ class StreamOutput implements Output {
 
   done(i: number, r: GenerationResult): void {
     this.completionTokens += r.usage.completionTokens;
-    if (this.job.kind === 'chat') {
+    const parser = this.calls[i];
+    if (parser) {
+      this.callEvents(i, parser.finish(), []);
+      this.open(i);
+      this.send([chatDeltaChoice(i, {}, parser.isCall ? callFinish(r) : r.finishReason, null)]);
+    } else if (this.job.kind === 'chat') {
       this.open(i);
       this.send([chatDeltaChoice(i, {}, r.finishReason, null)]);
     } else {

@@ -4,7 +4,7 @@
  * ContextLengthError, QueueFullError, ...) are mapped here; server-only conditions (unknown route, body too large,
  * full queue, bad API key) are RequestErrors that carry their own status.
  */
-import { AbortError, ContextLengthError, GrokError, QueueFullError, QueueTimeoutError, StreamStalledError, UnsupportedError, UsageError } from '../errors.js';
+import { AbortError, ConstraintError, ContextLengthError, GrokError, QueueFullError, QueueTimeoutError, StreamStalledError, UnsupportedError, UsageError } from '../errors.js';
 
 /** OpenAI's error `type` values that this server uses. */
 export type ApiErrorType = 'invalid_request_error' | 'authentication_error' | 'not_found_error' | 'rate_limit_error' | 'server_error';
@@ -49,6 +49,8 @@ export function toErrorResponse(err: unknown, opts: { promptParam?: 'prompt' | '
   if (err instanceof StreamStalledError) return make(408, err.message, 'server_error', null, 'stream_stalled');
   if (err instanceof ContextLengthError) return make(400, err.message, 'invalid_request_error', opts.promptParam ?? null, 'context_length_exceeded');
   if (err instanceof UsageError) return make(400, err.message, 'invalid_request_error', err.param ?? null, 'invalid_value');
+  // A schema, grammar or regex that cannot be compiled (the message names the bad part).
+  if (err instanceof ConstraintError) return make(400, err.message, 'invalid_request_error', null, 'invalid_constraint');
   if (err instanceof UnsupportedError) return make(400, err.message, 'invalid_request_error', null, 'unsupported');
   // Only a server shutdown aborts a request whose client is still there.
   if (err instanceof AbortError) return make(503, err.message, 'server_error', null, 'server_unavailable', { 'Retry-After': '1' });

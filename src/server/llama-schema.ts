@@ -9,7 +9,7 @@
  */
 import { UsageError } from '../errors.js';
 import type { SamplingOptions } from '../generate/sampler.js';
-import { Fields, isObject, mistyped, requireObject, unsupported } from './openai-schema.js';
+import { Fields, isObject, mistyped, parseConstraint, requireObject, unsupported, type ConstraintParams } from './openai-schema.js';
 
 /** llama-server's defaults for /completion, reported by /props. */
 export const LLAMA_DEFAULTS = {
@@ -41,6 +41,8 @@ export interface NativeCompletionParams {
   readonly returnTokens: boolean;
   /** Include timings in every stream chunk, not just the last. */
   readonly timingsPerToken: boolean;
+  /** `grammar` (GBNF) or `json_schema`: the output is constrained to it. */
+  readonly constraint: ConstraintParams;
 }
 
 /** Fields that change nothing at the value given here; any other value is refused by name. */
@@ -59,6 +61,8 @@ const HINTS = ['cache_prompt', 'id_slot', 'n_keep', 'n_indent', 'samplers', 'mod
 
 const NATIVE_FIELDS = [
   'prompt',
+  'grammar',
+  'json_schema',
   'n_predict',
   'stream',
   'stop',
@@ -158,6 +162,7 @@ export function parseNativeCompletion(body: unknown): NativeCompletionParams {
     ignoreEos: f.boolean('ignore_eos') ?? false,
     returnTokens: f.boolean('return_tokens') ?? false,
     timingsPerToken: f.boolean('timings_per_token') ?? false,
+    constraint: parseConstraint(f),
   };
 }
 

@@ -5,7 +5,7 @@
  */
 import type { TokenLogprob } from '../generate/sequence.js';
 
-export type FinishReason = 'stop' | 'length';
+export type FinishReason = 'stop' | 'length' | 'tool_calls';
 
 export interface UsageJson {
   prompt_tokens: number;
@@ -112,7 +112,27 @@ export function chatChoice(index: number, content: string, finishReason: FinishR
   return { index, message: { role: 'assistant', content, refusal: null }, logprobs, finish_reason: finishReason };
 }
 
-export function chatDeltaChoice(index: number, delta: { role?: 'assistant'; content?: string }, finishReason: FinishReason | null, logprobs: ReturnType<typeof chatLogprobs> | null): object {
+/** One function call as OpenAI writes it in a message: `arguments` is JSON text. */
+export function toolCallJson(id: string, name: string, args: string): object {
+  return { id, type: 'function', function: { name, arguments: args } };
+}
+
+/** A reply that is a tool call: no content, the call, and finish reason `tool_calls` (or `length` when cut). */
+export function chatToolCallChoice(index: number, call: { id: string; name: string; arguments: string }, finishReason: FinishReason, logprobs: ReturnType<typeof chatLogprobs> | null): object {
+  return { index, message: { role: 'assistant', content: null, refusal: null, tool_calls: [toolCallJson(call.id, call.name, call.arguments)] }, logprobs, finish_reason: finishReason };
+}
+
+/** The first delta of a streamed call: role, the call's id, type and name, empty arguments (as OpenAI streams it). */
+export function toolCallOpenDelta(id: string, name: string): object {
+  return { role: 'assistant', content: null, tool_calls: [{ index: 0, id, type: 'function', function: { name, arguments: '' } }], refusal: null };
+}
+
+/** A streamed piece of a call's arguments. */
+export function toolCallArgumentsDelta(text: string): object {
+  return { tool_calls: [{ index: 0, function: { arguments: text } }] };
+}
+
+export function chatDeltaChoice(index: number, delta: { role?: 'assistant'; content?: string } | object, finishReason: FinishReason | null, logprobs: ReturnType<typeof chatLogprobs> | null): object {
   return { index, delta, logprobs, finish_reason: finishReason };
 }
 

@@ -2,15 +2,16 @@
  * Request validation for the OpenAI endpoints: a parsed JSON body in, typed parameters out, one
  * function per endpoint. Every field is checked for type and range and named in the error (`param`,
  * OpenAI's snake_case names); a field this server does not know is refused rather than silently
- * ignored, and a known OpenAI feature it does not implement (tools, echo, best_of, ...) is refused
+ * ignored, and a known OpenAI feature it does not implement (audio, echo, best_of, ...) is refused
  * by name. `null` means "not given", as in the OpenAI API.
  *
  * Beyond OpenAI's fields, the sampling extensions other OpenAI-compatible servers (vLLM) accept:
  * `top_k`, `min_p`, `repetition_penalty`, `ignore_eos`.
  */
 import { UsageError } from '../errors.js';
-import type { ChatMessage } from '../generate/chat-template.js';
+import type { ChatTurn, ToolCall, ToolSpec } from '../generate/chat-template.js';
 import type { SamplingOptions } from '../generate/sampler.js';
+import type { GenerateOptions } from '../generate/sequence.js';
 import { RequestError } from './errors.js';
 
 /** Limits that depend on the server's configuration. */
@@ -37,7 +38,15 @@ export interface CommonParams {
   readonly sampling: SamplingOptions;
   readonly ignoreEos: boolean;
   readonly user: string | undefined;
+  /** `response_format` (json_object, json_schema) or llama-server's `grammar` / `json_schema`: at most one is set. */
+  readonly constraint: ConstraintParams;
 }
+
+/** The constraint options a request sets (GenerateOptions' names). */
+export type ConstraintParams = Pick<GenerateOptions, 'jsonSchema' | 'jsonObject' | 'grammar'>;
+
+/** `tool_choice`: none, auto (text or a call, the model decides), required (some call), or a named function. */
+export type ToolChoice = 'none' | 'auto' | 'required' | { readonly name: string };
 
 export interface CompletionParams extends CommonParams {
   /** Text or token ids; a request may hold several prompts (choices are prompt-major, then n). */
@@ -47,7 +56,10 @@ export interface CompletionParams extends CommonParams {
 }
 
 export interface ChatParams extends CommonParams {
-  readonly messages: ChatMessage[];
+  readonly messages: ChatTurn[];
+  /** The functions the model may call (empty: none). */
+  readonly tools: ToolSpec[];
+  readonly toolChoice: ToolChoice;
   /** `logprobs: true`, with `top_logprobs` alternatives. */
   readonly logprobs: boolean;
   readonly topLogprobs: number;
@@ -130,10 +142,12 @@ export class Fields {
 }
 
 const SAMPLING_FIELDS = ['temperature', 'top_p', 'top_k', 'min_p', 'presence_penalty', 'frequency_penalty', 'repetition_penalty', 'logit_bias', 'seed'] as const;
-const COMMON_FIELDS = ['model', 'n', 'stream', 'stream_options', 'max_tokens', 'stop', 'user', 'ignore_eos', ...SAMPLING_FIELDS] as const;
+/** Constrained output: OpenAI's `response_format`, and llama-server's `grammar` (GBNF) and `json_schema`. */
+const CONSTRAINT_FIELDS = ['response_format', 'grammar', 'json_schema'] as const;
+const COMMON_FIELDS = ['model', 'n', 'stream', 'stream_options', 'max_tokens', 'stop', 'user', 'ignore_eos', ...SAMPLING_FIELDS, ...CONSTRAINT_FIELDS] as const;
 
 /** Known OpenAI chat features this server does not implement: refused by name, not as unknown. */
-const CHAT_UNSUPPORTED = ['tools', 'tool_choice', 'functions', 'function_call', 'parallel_tool_calls', 'audio', 'modalities', 'prediction', 'web_search_options'];
+const CHAT_UNSUPPORTED = ['functions', 'function_call', 'audio', 'modalities', 'prediction', 'web_search_options'];
 
 export function requireObject(body: unknown): Record<string, unknown> {
   if (!isObject(body)) throw new RequestError(400, `the request body must be a JSON object, got ${typeName(body)}`, 'invalid_request_error', 'invalid_type');
@@ -171,6 +185,54 @@ function parseSampling(f: Fields): SamplingOptions {
   return o as SamplingOptions; // ranges are checked by the sampler's validator, which names the same params
 }
 
+/** OpenAI's rule for names of response formats and functions. */
+const NAME = /^[a-zA-Z0-9_-]{1,64}$/;
+
+function schemaValue(v: unknown, param: string): object | boolean {
+  if (typeof v === 'boolean' || isObject(v)) return v;
+  throw mistyped(param, 'a JSON Schema (an object or a boolean)', v);
+}
+
+/**
+ * `response_format`: `{"type": "text"}`, `{"type": "json_object"}` (llama-server also takes a
+ * `schema` there), or `{"type": "json_schema", "json_schema": {"name", "description", "schema",
+ * "strict"}}`: the output is constrained to the schema whether or not `strict` is set (with no
+ * schema, to any JSON object). llama-server's `json_schema` (a schema) and `grammar` (GBNF text)
+ * fields constrain the same way. At most one of them per request.
+ */
+export function parseConstraint(f: Fields): ConstraintParams {
+  const found: { param: string; c: ConstraintParams }[] = [];
+  const format = f.object('response_format');
+  if (format) {
+    const ff = new Fields(format, ['type', 'json_schema', 'schema'], 'response_format.');
+    const type = ff.string('type');
+    if (type === 'json_object') {
+      const schema = ff.raw('schema');
+      found.push({ param: 'response_format', c: schema === undefined ? { jsonObject: true } : { jsonSchema: schemaValue(schema, 'response_format.schema') } });
+    } else if (type === 'json_schema') {
+      const js = ff.object('json_schema');
+      if (!js) throw new UsageError('response_format.json_schema is required when type is "json_schema"', 'response_format.json_schema');
+      const jf = new Fields(js, ['name', 'description', 'schema', 'strict'], 'response_format.json_schema.');
+      const name = jf.string('name');
+      if (name === undefined) throw new UsageError('response_format.json_schema.name is required', 'response_format.json_schema.name');
+      if (!NAME.test(name)) throw new UsageError('response_format.json_schema.name must be 1-64 letters, digits, _ or -', 'response_format.json_schema.name');
+      jf.string('description');
+      jf.boolean('strict');
+      const schema = jf.raw('schema');
+      found.push({ param: 'response_format', c: schema === undefined ? { jsonObject: true } : { jsonSchema: schemaValue(schema, 'response_format.json_schema.schema') } });
+    } else if (type !== 'text') {
+      if (type === undefined) throw new UsageError('response_format.type is required', 'response_format.type');
+      throw new UsageError(`response_format.type must be "text", "json_object" or "json_schema", got ${JSON.stringify(type)}`, 'response_format.type');
+    }
+  }
+  const grammar = f.string('grammar');
+  if (grammar !== undefined && grammar !== '') found.push({ param: 'grammar', c: { grammar } });
+  const jsonSchema = f.raw('json_schema');
+  if (jsonSchema !== undefined) found.push({ param: 'json_schema', c: { jsonSchema: schemaValue(jsonSchema, 'json_schema') } });
+  if (found.length > 1) throw new UsageError(`give one of ${found.map((x) => x.param).join(' and ')}: they both constrain the output`, found[1]!.param);
+  return found[0]?.c ?? {};
+}
+
 function parseCommon(f: Fields, limits: SchemaLimits, maxTokensField: number | undefined): CommonParams {
   const model = f.string('model');
   if (model === undefined) throw new UsageError('you must provide a model parameter', 'model');
@@ -191,6 +253,7 @@ function parseCommon(f: Fields, limits: SchemaLimits, maxTokensField: number | u
     sampling: parseSampling(f),
     ignoreEos: f.boolean('ignore_eos') ?? false,
     user: f.string('user'),
+    constraint: parseConstraint(f),
   };
 }
 
@@ -249,28 +312,110 @@ function parseContent(v: unknown, at: string): string {
     .join('');
 }
 
-function parseMessages(v: unknown): ChatMessage[] {
+function parseToolCalls(v: unknown, at: string): ToolCall[] {
+  if (!Array.isArray(v)) throw mistyped(at, 'an array of tool calls', v);
+  return v.map((c, j) => {
+    const cat = `${at}[${j}]`;
+    if (!isObject(c)) throw mistyped(cat, 'a tool call object', c);
+    const cf = new Fields(c, ['id', 'type', 'function'], `${cat}.`);
+    const id = cf.string('id');
+    if (id === undefined) throw new UsageError(`${cat}.id is required`, `${cat}.id`);
+    const type = cf.string('type') ?? 'function';
+    if (type !== 'function') throw unsupported(`${cat}.type`, `tool calls of type ${JSON.stringify(type)} (only "function")`);
+    const fn = cf.object('function');
+    if (!fn) throw new UsageError(`${cat}.function is required`, `${cat}.function`);
+    const ff = new Fields(fn, ['name', 'arguments'], `${cat}.function.`);
+    const name = ff.string('name');
+    if (name === undefined) throw new UsageError(`${cat}.function.name is required`, `${cat}.function.name`);
+    return { id, name, arguments: ff.string('arguments') ?? '{}' };
+  });
+}
+
+function parseMessages(v: unknown): ChatTurn[] {
   if (v === undefined) throw new UsageError('you must provide messages', 'messages');
   if (!Array.isArray(v)) throw mistyped('messages', 'an array', v);
   if (v.length === 0) throw new UsageError('messages must hold at least one message', 'messages');
-  return v.map((m, i) => {
+  /** Tool names by call id, from the assistant turns so far: a tool result is written with its tool's name. */
+  const callNames = new Map<string, string>();
+  return v.map((m, i): ChatTurn => {
     const at = `messages[${i}]`;
     if (!isObject(m)) throw mistyped(at, 'a message object', m);
     const role = m.role;
-    let mapped: ChatMessage['role'];
+    let mapped: ChatTurn['role'];
     if (role === 'system' || role === 'developer') mapped = 'system';
-    else if (role === 'user' || role === 'assistant') mapped = role;
+    else if (role === 'user' || role === 'assistant' || role === 'tool') mapped = role;
     else if (role === undefined || role === null) throw new UsageError(`${at}.role is required`, `${at}.role`);
-    else if (role === 'tool' || role === 'function') throw unsupported(`${at}.role`, `the ${role} role`);
-    else throw new UsageError(`${at}.role must be system, developer, user or assistant, got ${JSON.stringify(role)}`, `${at}.role`);
-    const f = new Fields(m, ['role', 'content', 'name', 'refusal', 'annotations', 'tool_calls'], `${at}.`);
-    if (f.raw('tool_calls') !== undefined) throw unsupported(`${at}.tool_calls`, 'tool calls');
+    else if (role === 'function') throw unsupported(`${at}.role`, 'the function role (use tool)');
+    else throw new UsageError(`${at}.role must be system, developer, user, assistant or tool, got ${JSON.stringify(role)}`, `${at}.role`);
+    const f = new Fields(m, ['role', 'content', 'name', 'refusal', 'annotations', 'tool_calls', 'tool_call_id', 'audio', 'function_call'], `${at}.`);
+    if (f.raw('audio') !== undefined) throw unsupported(`${at}.audio`, 'audio');
+    if (f.raw('function_call') !== undefined) throw unsupported(`${at}.function_call`, 'function_call (use tool_calls)');
     f.string('name');
     f.string('refusal');
     const content = f.raw('content');
+    const text = content === undefined ? '' : parseContent(content, `${at}.content`);
+    if (mapped === 'tool') {
+      const id = f.string('tool_call_id');
+      if (id === undefined) throw new UsageError(`${at}.tool_call_id is required for a tool message`, `${at}.tool_call_id`);
+      if (content === undefined) throw new UsageError(`${at}.content is required`, `${at}.content`);
+      const name = callNames.get(id);
+      return { role: 'tool', content: text, toolCallId: id, ...(name !== undefined ? { name } : {}) };
+    }
+    if (f.raw('tool_call_id') !== undefined) throw new UsageError(`${at}.tool_call_id belongs to tool messages only`, `${at}.tool_call_id`);
+    const calls = f.raw('tool_calls');
+    if (calls !== undefined && mapped !== 'assistant') throw new UsageError(`${at}.tool_calls belongs to assistant messages only`, `${at}.tool_calls`);
     if (content === undefined && mapped !== 'assistant') throw new UsageError(`${at}.content is required`, `${at}.content`);
-    return { role: mapped, content: content === undefined ? '' : parseContent(content, `${at}.content`) };
+    if (calls !== undefined) {
+      const toolCalls = parseToolCalls(calls, `${at}.tool_calls`);
+      for (const c of toolCalls) callNames.set(c.id, c.name);
+      return { role: 'assistant', content: text, toolCalls };
+    }
+    return { role: mapped, content: text };
   });
+}
+
+function parseTools(f: Fields): ToolSpec[] {
+  const v = f.raw('tools');
+  if (v === undefined) return [];
+  if (!Array.isArray(v)) throw mistyped('tools', 'an array of tools', v);
+  const names = new Set<string>();
+  return v.map((t, i) => {
+    const at = `tools[${i}]`;
+    if (!isObject(t)) throw mistyped(at, 'a tool object', t);
+    const tf = new Fields(t, ['type', 'function'], `${at}.`);
+    const type = tf.string('type');
+    if (type !== 'function') throw unsupported(`${at}.type`, `tools of type ${JSON.stringify(type)} (only "function")`);
+    const fn = tf.object('function');
+    if (!fn) throw new UsageError(`${at}.function is required`, `${at}.function`);
+    const ff = new Fields(fn, ['name', 'description', 'parameters', 'strict'], `${at}.function.`);
+    const name = ff.string('name');
+    if (name === undefined) throw new UsageError(`${at}.function.name is required`, `${at}.function.name`);
+    if (!NAME.test(name)) throw new UsageError(`${at}.function.name must be 1-64 letters, digits, _ or -`, `${at}.function.name`);
+    if (names.has(name)) throw new UsageError(`${at}.function.name ${JSON.stringify(name)} is given twice`, `${at}.function.name`);
+    names.add(name);
+    ff.boolean('strict');
+    const description = ff.string('description');
+    const parameters = ff.object('parameters');
+    return { name, ...(description !== undefined ? { description } : {}), ...(parameters !== undefined ? { parameters } : {}) };
+  });
+}
+
+function parseToolChoice(f: Fields, tools: readonly ToolSpec[]): ToolChoice {
+  const v = f.raw('tool_choice');
+  if (v === undefined) return tools.length > 0 ? 'auto' : 'none';
+  let choice: ToolChoice;
+  if (v === 'none' || v === 'auto' || v === 'required') choice = v;
+  else if (isObject(v)) {
+    const cf = new Fields(v, ['type', 'function'], 'tool_choice.');
+    if (cf.string('type') !== 'function') throw new UsageError('tool_choice.type must be "function"', 'tool_choice.type');
+    const fn = cf.object('function');
+    const name = fn ? new Fields(fn, ['name'], 'tool_choice.function.').string('name') : undefined;
+    if (name === undefined) throw new UsageError('tool_choice.function.name is required', 'tool_choice.function.name');
+    if (!tools.some((t) => t.name === name)) throw new UsageError(`tool_choice names ${JSON.stringify(name)}, which is not among tools`, 'tool_choice');
+    choice = { name };
+  } else throw mistyped('tool_choice', '"none", "auto", "required" or {"type": "function", "function": {"name": …}}', v);
+  if (choice !== 'none' && tools.length === 0) throw new UsageError('tool_choice needs tools', 'tool_choice');
+  return choice;
 }
 
 /** POST /v1/chat/completions */
@@ -281,14 +426,16 @@ export function parseChatRequest(body: unknown, limits: SchemaLimits): ChatParam
     'max_completion_tokens',
     'logprobs',
     'top_logprobs',
-    'response_format',
+    'tools',
+    'tool_choice',
+    'parallel_tool_calls',
     ...CHAT_UNSUPPORTED,
   ]);
   for (const name of CHAT_UNSUPPORTED) if (f.raw(name) !== undefined) throw unsupported(name, name.replace(/_/g, ' '));
-  const format = f.object('response_format');
-  if (format && new Fields(format, ['type'], 'response_format.').string('type') !== 'text') {
-    throw unsupported('response_format.type', 'a response format other than "text"');
-  }
+  // One call per reply at most: parallel_tool_calls is accepted, and false is what this server does anyway.
+  f.boolean('parallel_tool_calls');
+  const tools = parseTools(f);
+  const toolChoice = parseToolChoice(f, tools);
   const maxTokens = f.number('max_tokens', { integer: true, min: 1 });
   const maxCompletion = f.number('max_completion_tokens', { integer: true, min: 1 });
   if (maxTokens !== undefined && maxCompletion !== undefined && maxTokens !== maxCompletion) {
@@ -297,8 +444,14 @@ export function parseChatRequest(body: unknown, limits: SchemaLimits): ChatParam
   const logprobs = f.boolean('logprobs') ?? false;
   const topLogprobs = f.number('top_logprobs', { integer: true, min: 0, max: MAX_TOP_LOGPROBS });
   if (topLogprobs !== undefined && !logprobs) throw new UsageError('top_logprobs needs logprobs set to true', 'top_logprobs');
+  const common = parseCommon(f, limits, maxCompletion ?? maxTokens);
+  if (toolChoice !== 'none' && (common.constraint.jsonSchema !== undefined || common.constraint.jsonObject || common.constraint.grammar !== undefined)) {
+    throw new UsageError('tools with a tool_choice other than "none" cannot be combined with response_format, grammar or json_schema', 'tool_choice');
+  }
   return {
-    ...parseCommon(f, limits, maxCompletion ?? maxTokens),
+    ...common,
+    tools,
+    toolChoice,
     messages: parseMessages(f.raw('messages')),
     logprobs,
     topLogprobs: topLogprobs ?? 0,

@@ -2,6 +2,7 @@
 import * as readline from 'node:readline';
 import { AbortError, ContextLengthError } from '../../errors.js';
 import { str, type Command } from '../command.js';
+import { CONSTRAINT_HELP, CONSTRAINT_OPTIONS, constraintOptions } from '../constraint-options.js';
 import { GENERATION_HELP, GENERATION_OPTIONS, generationOptions, MODEL_HELP, MODEL_OPTIONS, openModel } from '../model-options.js';
 
 export const chatCommand: Command = {
@@ -22,11 +23,13 @@ Commands: /reset forgets the conversation, /quit (or Ctrl-D) leaves. Ctrl-C inte
 
 ${GENERATION_HELP}
 
+${CONSTRAINT_HELP}
+
 ${MODEL_HELP}
 `,
-  options: { ...MODEL_OPTIONS, ...GENERATION_OPTIONS, system: { type: 'string' } },
+  options: { ...MODEL_OPTIONS, ...GENERATION_OPTIONS, ...CONSTRAINT_OPTIONS, system: { type: 'string' } },
   async run(ctx) {
-    const options = generationOptions(ctx, { temperature: 0.8 });
+    const options = { ...generationOptions(ctx, { temperature: 0.8 }), ...constraintOptions(ctx) };
     const system = str(ctx, 'system');
     const lm = await openModel(ctx);
     const tty = (ctx.stdout as { isTTY?: boolean }).isTTY === true;

@@ -1,6 +1,7 @@
 /** `grok-ts generate`: stream a continuation to the terminal, or print JSON. */
 import { ContextLengthError, UsageError } from '../../errors.js';
 import { num, parseIds, str, type Command } from '../command.js';
+import { CONSTRAINT_HELP, CONSTRAINT_OPTIONS, constraintOptions } from '../constraint-options.js';
 import { GENERATION_HELP, GENERATION_OPTIONS, generationOptions, MODEL_HELP, MODEL_OPTIONS, openModel } from '../model-options.js';
 import { readAll } from '../stdin.js';
 
@@ -22,11 +23,14 @@ runs the built-in demo model.
 
 ${GENERATION_HELP}
 
+${CONSTRAINT_HELP}
+
 ${MODEL_HELP}
 `,
   options: {
     ...MODEL_OPTIONS,
     ...GENERATION_OPTIONS,
+    ...CONSTRAINT_OPTIONS,
     prompt: { type: 'string', short: 'p' },
     ids: { type: 'string' },
     json: { type: 'boolean' },
@@ -49,6 +53,7 @@ ${MODEL_HELP}
       ...generationOptions(ctx, { temperature: 0.8, ignoreEos: rawIds !== undefined }),
       ...(truncate ? { truncate: truncate as 'left' | 'error' } : {}),
       ...(logprobs !== undefined ? { logprobs } : {}),
+      ...constraintOptions(ctx),
       signal: ctx.signal,
     };
     const lm = await openModel(ctx);

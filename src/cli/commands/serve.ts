@@ -82,7 +82,8 @@ that the model continues; --chat-template replaces that format.
                              and warnings) or error
       --chat-template FILE   chat format as JSON: {"system": "{content}\\n\\n", "user": "User: {content}\\n\\n",
                              "assistant": "Assistant: {content}\\n\\n", "assistant_start": "Assistant:",
-                             "stop": ["\\nUser:"]}
+                             "stop": ["\\nUser:"]}, or a Jinja chat template (as models on Hugging Face
+                             carry; a GGUF's own tokenizer.chat_template is used when this is not given)
       --shutdown-grace T     on SIGTERM, how long running requests may finish (default 10s)
 
 Limits (durations: 10s, 500ms, 2m):

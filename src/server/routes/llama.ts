@@ -46,7 +46,7 @@ async function nativeCompletion(ctx: ServerContext, req: http.IncomingMessage, r
   }
   // n_predict past the context stops at the context, as llama-server does, rather than failing.
   const maxTokens = c.prompts.budget(ids.length, undefined, p.maxTokens ?? Infinity);
-  const seq = c.lm.newSequence(ids, { ...p.sampling, maxTokens, stop: p.stop, ignoreEos: p.ignoreEos }, c.lm.newCache(0));
+  const seq = c.lm.newSequence(ids, { ...p.sampling, ...p.constraint, maxTokens, stop: p.stop, ignoreEos: p.ignoreEos }, c.lm.newCache(0));
   const env = envelope('cmpl', c.modelId);
   const job = { kind: 'completion' as const, env, choices: [{ seq, textOffset: 0 }], promptTokens: ids.length, stream: p.stream, includeUsage: false, logprobs: false };
   const s = p.sampling;

@@ -1,7 +1,9 @@
 /** POST /v1/completions and /v1/chat/completions: validated requests become jobs on the scheduler. */
 import { randomUUID } from 'node:crypto';
 import type * as http from 'node:http';
+import type { SequenceConstraint } from '../../generate/sequence.js';
 import { readJsonBody } from '../body.js';
+import { planChat } from '../chat-tools.js';
 import { runJob, type JobChoice, type JobOptions } from '../completion-job.js';
 import { addressKey, checkModel, core, type Loaded, type ServerContext } from '../context.js';
 import { RequestError } from '../errors.js';
@@ -17,7 +19,7 @@ export function envelope(prefix: string, model: string): Envelope {
 }
 
 /** One SequenceState per choice: prompt-major, then n; with a seed, choice i of a prompt uses seed + i. */
-export function sequences(c: Loaded, promptIds: number[][], p: CommonParams, maxTokensFor: (ids: number[]) => number, extraStop: readonly string[], logprobs: number | undefined, textOffsets: number[]): JobChoice[] {
+export function sequences(c: Loaded, promptIds: number[][], p: CommonParams, maxTokensFor: (ids: number[]) => number, extraStop: readonly string[], logprobs: number | undefined, textOffsets: number[], constraint?: () => SequenceConstraint): JobChoice[] {
   const choices: JobChoice[] = [];
   promptIds.forEach((ids, k) => {
     const maxTokens = maxTokensFor(ids);
@@ -25,9 +27,10 @@ export function sequences(c: Loaded, promptIds: number[][], p: CommonParams, max
       const seed = p.sampling.seed === undefined ? {} : { seed: p.sampling.seed + i };
       const seq = c.lm.newSequence(
         ids,
-        { ...p.sampling, ...seed, maxTokens, stop: [...extraStop, ...p.stop], ignoreEos: p.ignoreEos, ...(logprobs !== undefined ? { logprobs } : {}) },
+        { ...p.sampling, ...seed, ...p.constraint, maxTokens, stop: [...extraStop, ...p.stop], ignoreEos: p.ignoreEos, ...(logprobs !== undefined ? { logprobs } : {}) },
         // An empty cache: memory is taken when the sequence is admitted and runs, not while it waits.
         c.lm.newCache(0),
+        constraint?.(),
       );
       choices.push({ seq, textOffset: textOffsets[k]! });
     }
@@ -76,8 +79,9 @@ export async function chat(ctx: ServerContext, req: http.IncomingMessage, res: h
   const c = core(ctx);
   const p = parseChatRequest(await readJsonBody(req, ctx.maxBodyBytes), { maxN: ctx.maxN });
   checkModel(c, p.model);
-  const [ids] = await c.prompts.encodeAll([ctx.template.render(p.messages)], 'messages');
-  const choices = sequences(c, [ids!], p, (x) => c.prompts.budget(x.length, p.maxTokens, Infinity), ctx.template.stop, p.logprobs ? p.topLogprobs : undefined, [0]);
+  const plan = planChat(c.lm, ctx.template, p);
+  const [ids] = await c.prompts.encodeAll([plan.prompt], 'messages');
+  const choices = sequences(c, [ids!], p, (x) => c.prompts.budget(x.length, p.maxTokens, Infinity), plan.stop, p.logprobs ? p.topLogprobs : undefined, [0], plan.constraint);
   const job = {
     kind: 'chat' as const,
     env: envelope('chatcmpl', p.model),
@@ -86,6 +90,7 @@ export async function chat(ctx: ServerContext, req: http.IncomingMessage, res: h
     stream: p.stream,
     includeUsage: p.includeUsage,
     logprobs: p.logprobs,
+    ...(plan.toolCallTag !== undefined ? { toolCallTag: plan.toolCallTag } : {}),
   };
   await tracked(ctx, req, res, job.env.id, choices, () => runJob(c.scheduler, job, res, { promptParam: 'messages', onInternal: ctx.onInternal }, jobOptions(ctx, req)));
 }
