@@ -98,3 +98,14 @@ export class AbortError extends GrokError {
     super('aborted', message);
   }
 }
+
+/** A memory budget below what the model needs resident at the least; `minimumBytes` says how much that is. */
+export class MemoryBudgetError extends UsageError {
+  readonly budgetBytes: number;
+  readonly minimumBytes: number;
+  constructor(budgetBytes: number, minimumBytes: number, detail: string) {
+    super(`memory budget ${budgetBytes} bytes is below this model's minimum of ${minimumBytes} bytes (${(minimumBytes / 2 ** 30).toFixed(2)} GiB: ${detail})`, 'memoryBudget');
+    this.budgetBytes = budgetBytes;
+    this.minimumBytes = minimumBytes;
+  }
+}

@@ -6,7 +6,9 @@
 import * as fs from 'node:fs';
 import type { Kernels } from './backend/kernels.js';
 import { jsKernels } from './backend/js/kernels.js';
-import { createWasmKernels, wasmAvailable } from './backend/wasm/index.js';
+import { createWasmKernels, wasmAvailable, type WasmKernels } from './backend/wasm/index.js';
+import type { EvictionPolicy, ExpertCache, ExpertCacheStats } from './backend/wasm/expert-cache.js';
+import { expertGroups, parseByteSize, planResidency, setExpertHooks, StreamingHooks, type ResidencyPlan, type StreamingOptions } from './model/residency.js';
 import type { GrokConfig } from './config.js';
 import { ContextLengthError, UnsupportedError, UsageError } from './errors.js';
 import { runSequence, throwIfAborted } from './generate/generator.js';
@@ -44,6 +46,39 @@ export interface LoadOptions {
   /** Read every weight now (default) instead of on first use; progress is reported per weight. */
   readonly preload?: boolean;
   readonly onProgress?: (p: LoadProgress) => void;
+  /**
+   * Resident weight bytes at most: a number, or a size such as '16G' (K/M/G/T = powers of 1024).
+   * Non-expert weights stay resident and experts are streamed from the file through a cache of
+   * the rest (wasm backend; the js backend then reads experts lazily). Default: everything
+   * resident. Below the non-expert bytes plus one layer's top-K experts: a MemoryBudgetError
+   * stating the minimum. A budget that holds every weight changes nothing.
+   */
+  readonly memoryBudget?: number | string;
+  /** Which cached expert a load evicts under a budget: 'lru' (default), 'lfu' or 'decay'. */
+  readonly evictionPolicy?: EvictionPolicy;
+  /** Reader threads for expert loads under a budget (default 2; 0 = read on the main thread). */
+  readonly expertReaders?: number;
+  /** Prefetch layer l+1's experts predicted through its router from layer l (default off: measured no gain on random routing). */
+  readonly predictExperts?: boolean;
+  /** @internal Called per MoE call with its layer and distinct experts (benchmark traces). */
+  readonly onRoute?: StreamingOptions['onRoute'];
+}
+
+/** What a model holds resident and, under a budget, how its expert cache fares. */
+export interface MemoryReport {
+  readonly mode: 'resident' | 'stream';
+  readonly budgetBytes: number | undefined;
+  /** Weight bytes resident now (packed in wasm memory; on the js backend, the planned figure). */
+  readonly residentBytes: number;
+  readonly nonExpertBytes: number;
+  readonly expertBytes: number;
+  readonly experts: number;
+  readonly slots: number;
+  readonly minimumBytes: number;
+  readonly totalBytes: number;
+  readonly expertBytesPerToken: number;
+  /** Under a budget on the wasm backend: the cache's counters and its hit rate (hits / uses). */
+  readonly cache?: ExpertCacheStats & { readonly hitRate: number; readonly policy: EvictionPolicy };
 }
 
 /** A generation in progress: iterate for text deltas; `result` settles when it ends. */
@@ -76,6 +111,9 @@ export class LanguageModel {
      * slower. Empty for every format llama.cpp writes; counted here so that it is never silent.
      */
     readonly slowTensors: readonly { readonly name: string; readonly format: string }[] = [],
+    /** How the weights are held (set by loadModel; a plain resident plan otherwise). */
+    readonly residency?: ResidencyPlan,
+    private readonly expertCache?: ExpertCache,
   ) {
     this.model = new GrokModel(files.weights, kernels);
     this.config = files.config;
@@ -83,6 +121,20 @@ export class LanguageModel {
 
   get backend(): string {
     return this.kernels.name;
+  }
+
+  /** Resident bytes, the budget, and the expert cache's hits and reads. */
+  get memory(): MemoryReport {
+    const plan = this.residency ?? planResidency(this.files.weights, (w) => w.byteLength);
+    const k = this.kernels as Partial<WasmKernels>;
+    const c = this.expertCache;
+    const uses = c ? c.stats.hits + c.stats.misses : 0;
+    return {
+      mode: plan.mode, budgetBytes: plan.budgetBytes, nonExpertBytes: plan.nonExpertBytes, expertBytes: plan.expertBytes, experts: plan.experts,
+      slots: plan.slots, minimumBytes: plan.minimumBytes, totalBytes: plan.totalBytes, expertBytesPerToken: plan.expertBytesPerToken,
+      residentBytes: k.packedBytes ?? (plan.mode === 'stream' ? plan.nonExpertBytes : plan.totalBytes),
+      ...(c ? { cache: { ...c.stats, hitRate: uses ? c.stats.hits / uses : 0, policy: c.policy } } : {}),
+    };
   }
 
   /** Prompt text → ids (no BOS unless asked, as the reference), or ids passed through after a range check. */
@@ -300,13 +352,25 @@ export async function loadModel(modelPath?: string, options: LoadOptions = {}): 
         : Tokenizer.fromFile(); // ckpt-0 ships without one: the official tokenizer.model
     const kernels = await makeKernels(options.backend ?? 'auto', options.threads);
     let slow: { name: string; format: string }[] = [];
+    let plan: ResidencyPlan | undefined;
+    let cache: ExpertCache | undefined;
     try {
-      if (options.preload ?? true) slow = preload(files, kernels, options.onProgress);
+      const budget = options.memoryBudget === undefined ? undefined : parseByteSize(options.memoryBudget);
+      const wk = kernels as Partial<WasmKernels>;
+      plan = planResidency(files.weights, (w) => wk.packedSize?.(w) ?? w.byteLength, budget);
+      if (plan.mode === 'stream' && wk.streamExperts) {
+        cache = wk.streamExperts(expertGroups(files.weights), plan.slots, {
+          ...(options.evictionPolicy ? { policy: options.evictionPolicy } : {}),
+          ...(options.expertReaders !== undefined ? { readers: options.expertReaders } : {}),
+        });
+        setExpertHooks(kernels, new StreamingHooks(files.weights, kernels, cache, { predict: options.predictExperts ?? false, ...(options.onRoute ? { onRoute: options.onRoute } : {}) }));
+      }
+      if (options.preload ?? true) slow = preload(files, kernels, options.onProgress, plan.mode === 'stream');
     } catch (err) {
       await kernels.close();
       throw err;
     }
-    return new LanguageModel(files, tokenizer, kernels, modelPath === undefined, slow);
+    return new LanguageModel(files, tokenizer, kernels, modelPath === undefined, slow, plan, cache);
   } catch (err) {
     files.close();
     throw err;
@@ -316,6 +380,9 @@ export async function loadModel(modelPath?: string, options: LoadOptions = {}): 
 function validateLoadOptions(o: LoadOptions): void {
   if (o.backend !== undefined && !['auto', 'wasm', 'js'].includes(o.backend)) {
     throw new UsageError(`backend must be "auto", "wasm" or "js", got ${JSON.stringify(o.backend)}`, 'backend');
+  }
+  if (o.evictionPolicy !== undefined && !['lru', 'lfu', 'decay'].includes(o.evictionPolicy)) {
+    throw new UsageError(`evictionPolicy must be "lru", "lfu" or "decay", got ${JSON.stringify(o.evictionPolicy)}`, 'evictionPolicy');
   }
   if (o.threads !== undefined && (!Number.isSafeInteger(o.threads) || o.threads < 1 || o.threads > 256)) {
     throw new UsageError(`threads must be an integer in [1, 256], got ${o.threads}`, 'threads');
@@ -327,10 +394,11 @@ function validateLoadOptions(o: LoadOptions): void {
  * dropped as it goes and memory stays near the weight bytes), else into memory as stored. Returns
  * the weights a fast backend (one with `prepare`) could not take: they will run in the js kernel.
  */
-function preload(files: ModelFiles, kernels: Kernels, onProgress: LoadOptions['onProgress']): { name: string; format: string }[] {
+function preload(files: ModelFiles, kernels: Kernels, onProgress: LoadOptions['onProgress'], skipExperts = false): { name: string; format: string }[] {
   const slow: { name: string; format: string }[] = [];
   const w = files.weights;
-  const all = [w.embedding, ...w.layers.flatMap((l) => [l.wq, l.wk, l.wv, l.wo, l.router, ...l.experts.flatMap((e) => [e.gate, e.up, e.down])])];
+  // Under a budget experts are read when a batch routes to them (and counted, not preloaded).
+  const all = [w.embedding, ...w.layers.flatMap((l) => [l.wq, l.wk, l.wv, l.wo, l.router, ...(skipExperts ? [] : l.experts.flatMap((e) => [e.gate, e.up, e.down]))])];
   const total = all.reduce((n, x) => n + x.byteLength, 0);
   let done = 0;
   for (const x of all) {

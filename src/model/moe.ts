@@ -8,6 +8,7 @@
 import type { Kernels } from '../backend/kernels.js';
 import type { GrokConfig } from '../config.js';
 import type { LayerWeights } from './weights.js';
+import { expertHooks } from './residency.js';
 
 export interface Routing {
   /** [N, K] chosen experts per row, best first. */
@@ -45,39 +46,64 @@ export function moeBlock(kernels: Kernels, c: Readonly<GrokConfig>, w: LayerWeig
   const D = c.embSize;
   const E = c.numExperts;
   const K = c.numSelectedExperts;
-  const F = c.ffnSize;
   const logits = new Float32Array(N * E); // [N, E]
   kernels.matmul(logits, m, N, w.router);
   const { experts, gates } = route(logits, N, E, K);
 
+  // An expert cache (residency.ts) may order the experts so that resident ones run while the
+  // others load; outputs are summed in expert order afterwards, so results never depend on it.
+  const hooks = expertHooks(kernels);
+  const used = [...new Set(experts)].sort((a, b) => a - b);
+  const order = hooks ? hooks.begin(w, used, m, N) : used;
+  const ys: ({ rows: number[]; rowGates: number[]; y: Float32Array } | undefined)[] = new Array(E);
+  try {
+    for (const e of order) {
+      ys[e] = runExpert(kernels, c, w, m, N, experts, gates, e);
+      hooks?.done(w, e);
+    }
+  } finally {
+    hooks?.end(w);
+  }
   const out = new Float32Array(N * D); // [N, D]
   for (let e = 0; e < E; e++) {
-    const rows: number[] = [];
-    const rowGates: number[] = [];
-    for (let n = 0; n < N; n++) {
-      for (let k = 0; k < K; k++) {
-        if (experts[n * K + k] === e) {
-          rows.push(n);
-          rowGates.push(gates[n * K + k]!);
-        }
-      }
-    }
-    const Ne = rows.length;
-    if (Ne === 0) continue;
-    const x = new Float32Array(Ne * D); // [Ne, D]
-    rows.forEach((n, r) => x.set(m.subarray(n * D, (n + 1) * D), r * D));
-    const g = new Float32Array(Ne * F); // [Ne, F]
-    const u = new Float32Array(Ne * F); // [Ne, F]
-    const ex = w.experts[e]!;
-    kernels.matmul(g, x, Ne, ex.gate);
-    kernels.matmul(u, x, Ne, ex.up);
-    kernels.geluMul(g, u, Ne * F);
-    const y = new Float32Array(Ne * D); // [Ne, D]
-    kernels.matmul(y, g, Ne, ex.down);
-    rows.forEach((n, r) => {
-      const gate = rowGates[r]!;
-      for (let i = 0; i < D; i++) out[n * D + i]! += gate * y[r * D + i]!;
+    const r = ys[e];
+    if (!r) continue;
+    r.rows.forEach((n, i) => {
+      const gate = r.rowGates[i]!;
+      for (let j = 0; j < D; j++) out[n * D + j]! += gate * r.y[i * D + j]!;
     });
   }
   return out;
+}
+
+/** Expert e on the rows routed to it: their indices, gates and outputs [Ne, D]; undefined when none are. */
+function runExpert(
+  kernels: Kernels, c: Readonly<GrokConfig>, w: LayerWeights, m: Float32Array, N: number, experts: Int32Array, gates: Float32Array, e: number,
+): { rows: number[]; rowGates: number[]; y: Float32Array } | undefined {
+  const D = c.embSize;
+  const K = c.numSelectedExperts;
+  const F = c.ffnSize;
+  const rows: number[] = [];
+  const rowGates: number[] = [];
+  for (let n = 0; n < N; n++) {
+    for (let k = 0; k < K; k++) {
+      if (experts[n * K + k] === e) {
+        rows.push(n);
+        rowGates.push(gates[n * K + k]!);
+      }
+    }
+  }
+  const Ne = rows.length;
+  if (Ne === 0) return undefined;
+  const x = new Float32Array(Ne * D); // [Ne, D]
+  rows.forEach((n, r) => x.set(m.subarray(n * D, (n + 1) * D), r * D));
+  const g = new Float32Array(Ne * F); // [Ne, F]
+  const u = new Float32Array(Ne * F); // [Ne, F]
+  const ex = w.experts[e]!;
+  kernels.matmul(g, x, Ne, ex.gate);
+  kernels.matmul(u, x, Ne, ex.up);
+  kernels.geluMul(g, u, Ne * F);
+  const y = new Float32Array(Ne * D); // [Ne, D]
+  kernels.matmul(y, g, Ne, ex.down);
+  return { rows, rowGates, y };
 }
