@@ -137,6 +137,15 @@ export class LanguageModel {
     };
   }
 
+  /** The memory report as the server's /health shows it (snake_case, bytes). */
+  memoryHealth(): Record<string, number | string | null> {
+    const m = this.memory;
+    return {
+      mode: m.mode, budget_bytes: m.budgetBytes ?? null, resident_bytes: m.residentBytes, minimum_bytes: m.minimumBytes, total_bytes: m.totalBytes,
+      ...(m.cache ? { expert_slots: m.slots, experts: m.experts, hit_rate: m.cache.hitRate, expert_hits: m.cache.hits, expert_misses: m.cache.misses, disk_read_bytes: m.cache.bytesRead, eviction_policy: m.cache.policy } : {}),
+    };
+  }
+
   /** Prompt text → ids (no BOS unless asked, as the reference), or ids passed through after a range check. */
   encodePrompt(prompt: string | readonly number[], addBos = false): number[] {
     if (typeof prompt === 'string') return this.tokenizer.encode(prompt, { addBos });

@@ -128,3 +128,23 @@ for (const readers of [0, 2]) {
     }
   });
 }
+
+fixtureTest('CLI: --memory-budget streams with the same greedy ids, --verbose reports hits and disk reads, inspect states the minimum, too small a budget exits with it', async () => {
+  const { runCli } = await import('./cli-harness.js');
+  const file = shared('fixtures', 'gguf', 'mini-q8_0.gguf');
+  const args = ['generate', '-m', file, '--ids', '1,2,3', '-n', '12', '-t', '0', '--json', '--threads', '2'];
+  const resident = await runCli(args);
+  assert.equal(resident.code, 0, resident.err);
+  const streamed = await runCli([...args, '--memory-budget', '1.6M', '--eviction-policy', 'lfu', '--verbose']);
+  assert.equal(streamed.code, 0, streamed.err);
+  assert.deepEqual(JSON.parse(streamed.out).ids, JSON.parse(resident.out).ids);
+  assert.match(streamed.err, /memory budget .* resident, 2 of 8 experts cached; expert hits \d+\/\d+ .* read .* from disk/);
+  const inspect = await runCli(['inspect', file, '--json']);
+  const minimum = JSON.parse(inspect.out).residency.minimumBytes as number;
+  assert.ok(minimum > 0);
+  const small = await runCli([...args, '--memory-budget', '1M']);
+  assert.equal(small.code, 2);
+  assert.match(small.err, /below this model's minimum of \d+ bytes/);
+  const bad = await runCli([...args, '--eviction-policy', 'random']);
+  assert.equal(bad.code, 2);
+});

@@ -278,7 +278,7 @@ export function createServer(model: LanguageModel | Promise<LanguageModel>, opti
       return;
     }
     const s: SchedulerStats = loaded.scheduler.stats();
-    sendJson(res, draining ? 503 : 200, { status: draining ? 'shutting_down' : 'ok', model: loaded.modelId, backend: loaded.lm.backend, ...s, connections }, headers);
+    sendJson(res, draining ? 503 : 200, { status: draining ? 'shutting_down' : 'ok', model: loaded.modelId, backend: loaded.lm.backend, ...s, connections, memory: loaded.lm.memoryHealth() }, headers);
   }
 
   const routes: Route[] = [

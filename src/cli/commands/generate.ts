@@ -1,7 +1,7 @@
 /** `grok-ts generate`: stream a continuation to the terminal, or print JSON. */
 import { ContextLengthError, UsageError } from '../../errors.js';
 import { num, parseIds, str, type Command } from '../command.js';
-import { GENERATION_HELP, GENERATION_OPTIONS, generationOptions, MODEL_HELP, MODEL_OPTIONS, openModel } from '../model-options.js';
+import { GENERATION_HELP, GENERATION_OPTIONS, generationOptions, memoryLine, MODEL_HELP, MODEL_OPTIONS, openModel } from '../model-options.js';
 import { readAll } from '../stdin.js';
 
 export const generateCommand: Command = {
@@ -19,6 +19,8 @@ runs the built-in demo model.
       --json            print {"text", "ids", "finish_reason", "usage", "seed"} at the end instead of streaming
       --logprobs N      with --json: log-probabilities of each token and N alternatives (0-20)
       --truncate left   keep the end of a prompt longer than the context (default: error)
+  -v, --verbose         a progress line on standard error about once a second: tokens, memory,
+                        expert cache hits and bytes read from disk
 
 ${GENERATION_HELP}
 
@@ -33,6 +35,7 @@ ${MODEL_HELP}
     'no-echo': { type: 'boolean' },
     logprobs: { type: 'string' },
     truncate: { type: 'string' },
+    verbose: { type: 'boolean', short: 'v' },
   },
   async run(ctx) {
     const rawPrompt = str(ctx, 'prompt');
@@ -69,8 +72,16 @@ ${MODEL_HELP}
         ctx.stdout.write(prompt);
         wrote = prompt !== '';
       }
+      const verbose = ctx.values.verbose === true;
+      let tokens = 0;
+      let lastLine = performance.now();
       try {
         for await (const chunk of stream) {
+          tokens++;
+          if (verbose && performance.now() - lastLine >= 1000) {
+            lastLine = performance.now();
+            ctx.stderr.write(`[${tokens} chunks; ${memoryLine(lm, tokens)}]\n`);
+          }
           if (!json && chunk.text) {
             ctx.stdout.write(chunk.text);
             wrote = true;
@@ -80,6 +91,7 @@ ${MODEL_HELP}
         if (!json && wrote) ctx.stdout.write('\n');
       }
       const r = await stream.result;
+      if (verbose) ctx.stderr.write(`[done: ${r.usage.completionTokens} tokens; ${memoryLine(lm, Math.max(1, r.usage.completionTokens))}]\n`);
       if (r.stopReason === 'context_length') {
         ctx.stderr.write(`(stopped after ${r.usage.completionTokens} of ${options.maxTokens} tokens: the model's context holds ${lm.config.sequenceLen} tokens, prompt included)\n`);
       }
