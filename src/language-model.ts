@@ -8,6 +8,7 @@ import type { Kernels } from './backend/kernels.js';
 import { jsKernels } from './backend/js/kernels.js';
 import { createWasmKernels, wasmAvailable, type WasmKernels } from './backend/wasm/index.js';
 import type { EvictionPolicy, ExpertCache, ExpertCacheStats } from './backend/wasm/expert-cache.js';
+import { weightFile } from './backend/wasm/file-identity.js';
 import { expertGroups, parseByteSize, planResidency, setExpertHooks, StreamingHooks, type ResidencyPlan, type StreamingOptions } from './model/residency.js';
 import type { GrokConfig } from './config.js';
 import { ContextLengthError, UnsupportedError, UsageError } from './errors.js';
@@ -60,6 +61,12 @@ export interface LoadOptions {
   readonly expertReaders?: number;
   /** Prefetch layer l+1's experts predicted through its router from layer l (default off: measured no gain on random routing). */
   readonly predictExperts?: boolean;
+  /**
+   * Read experts on first use (and in the background after load) instead of packing every weight
+   * before the first token. Default: on the wasm backend when every expert lies in a plain file
+   * (GGUF); the start then costs the non-expert weights only, whatever the model's size.
+   */
+  readonly lazyExperts?: boolean;
   /** @internal Called per MoE call with its layer and distinct experts (benchmark traces). */
   readonly onRoute?: StreamingOptions['onRoute'];
 }
@@ -135,6 +142,12 @@ export class LanguageModel {
       residentBytes: k.packedBytes ?? (plan.mode === 'stream' ? plan.nonExpertBytes : plan.totalBytes),
       ...(c ? { cache: { ...c.stats, hitRate: uses ? c.stats.hits / uses : 0, policy: c.policy } } : {}),
     };
+  }
+
+  /** Resolves when every weight is resident (experts read in the background after a lazy start; at once otherwise). */
+  whenResident(): Promise<void> {
+    const c = this.expertCache;
+    return c && this.residency?.mode === 'resident' ? c.startBackgroundFill(Math.max(1, 2)) : Promise.resolve();
   }
 
   /** The memory report as the server's /health shows it (snake_case, bytes). */
@@ -367,14 +380,21 @@ export async function loadModel(modelPath?: string, options: LoadOptions = {}): 
       const budget = options.memoryBudget === undefined ? undefined : parseByteSize(options.memoryBudget);
       const wk = kernels as Partial<WasmKernels>;
       plan = planResidency(files.weights, (w) => wk.packedSize?.(w) ?? w.byteLength, budget);
-      if (plan.mode === 'stream' && wk.streamExperts) {
-        cache = wk.streamExperts(expertGroups(files.weights), plan.slots, {
+      const groups = expertGroups(files.weights);
+      const readers = options.expertReaders ?? 2;
+      const lazy = plan.mode === 'resident' && !!wk.streamExperts && (options.preload ?? true) &&
+        (options.lazyExperts ?? (readers > 0 && groups.every((g) => g.every((x) => weightFile(x) !== undefined && wk.packedSize!(x) !== undefined))));
+      if ((plan.mode === 'stream' || lazy) && wk.streamExperts) {
+        cache = wk.streamExperts(groups, plan.slots, {
           ...(options.evictionPolicy ? { policy: options.evictionPolicy } : {}),
-          ...(options.expertReaders !== undefined ? { readers: options.expertReaders } : {}),
+          readers,
         });
-        setExpertHooks(kernels, new StreamingHooks(files.weights, kernels, cache, { predict: options.predictExperts ?? false, ...(options.onRoute ? { onRoute: options.onRoute } : {}) }));
+        setExpertHooks(kernels, new StreamingHooks(files.weights, kernels, cache, {
+          predict: options.predictExperts ?? false, ...(options.onRoute ? { onRoute: options.onRoute } : {}), fillInFlight: lazy ? Math.max(1, readers) : 0,
+        }));
+        if (lazy) void cache.startBackgroundFill(Math.max(1, readers));
       }
-      if (options.preload ?? true) slow = preload(files, kernels, options.onProgress, plan.mode === 'stream');
+      if (options.preload ?? true) slow = preload(files, kernels, options.onProgress, cache !== undefined);
     } catch (err) {
       await kernels.close();
       throw err;

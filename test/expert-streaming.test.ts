@@ -42,7 +42,7 @@ test('parseByteSize: plain bytes and K/M/G/T sizes (powers of 1024), typed error
 for (const fixture of ['mini-q8_0.gguf', 'mini-q4_k_m.gguf']) {
   fixtureTest(`${fixture}: logits under tiny budgets (forced evictions, every policy, readers or not) are bit-identical to resident`, async () => {
     const file = shared('fixtures', 'gguf', fixture);
-    const { base, memory, ids } = await withModel(file, {}, async (lm) => ({
+    const { base, memory, ids } = await withModel(file, { lazyExperts: false }, async (lm) => ({
       base: lm.logits(PROMPT, true),
       memory: lm.memory,
       ids: (await lm.generate(PROMPT.slice(0, 4), { maxTokens: 8, temperature: 0 })).ids,
@@ -90,7 +90,7 @@ fixtureTest('a budget below non-expert weights + top-K experts is a MemoryBudget
     assert.match(err.message, new RegExp(`minimum of ${memory.minimumBytes} bytes`));
     return true;
   });
-  await withModel(file, { memoryBudget: memory.totalBytes }, (lm) => {
+  await withModel(file, { memoryBudget: memory.totalBytes, lazyExperts: false }, (lm) => {
     assert.equal(lm.memory.mode, 'resident');
     assert.equal(lm.memory.cache, undefined);
   });
@@ -147,4 +147,20 @@ fixtureTest('CLI: --memory-budget streams with the same greedy ids, --verbose re
   assert.match(small.err, /below this model's minimum of \d+ bytes/);
   const bad = await runCli([...args, '--eviction-policy', 'random']);
   assert.equal(bad.code, 2);
+});
+
+fixtureTest('lazy start: only non-expert weights are packed before the first token, the rest fills in the background, logits bit-identical', async () => {
+  const file = shared('fixtures', 'gguf', 'mini-q8_0.gguf');
+  const { base, memory } = await withModel(file, { lazyExperts: false }, (lm) => ({ base: lm.logits(PROMPT, true), memory: lm.memory }));
+  assert.equal(memory.cache, undefined);
+  await withModel(file, {}, async (lm) => {
+    const m = lm.memory;
+    assert.equal(m.mode, 'resident');
+    assert.ok(m.residentBytes < memory.residentBytes, `lazy start packed ${m.residentBytes} of ${memory.residentBytes} bytes before the first token`);
+    assert.ok(bitIdentical(lm.logits(PROMPT, true), base));
+    await lm.whenResident();
+    assert.equal(lm.memory.residentBytes, memory.residentBytes);
+    assert.equal(lm.memory.cache!.evictions, 0);
+    assert.ok(bitIdentical(lm.logits(PROMPT, true), base));
+  });
 });

@@ -111,6 +111,7 @@ export interface ExpertStore {
   done(group: number): void;
   end(): void;
   prefetch(groups: readonly number[]): void;
+  fill(maxInFlight: number): boolean;
 }
 
 export interface StreamingOptions {
@@ -118,6 +119,8 @@ export interface StreamingOptions {
   readonly predict?: boolean;
   /** Called per MoE call with the layer and its distinct experts (traces for the benchmark). */
   readonly onRoute?: (layer: number, experts: readonly number[]) => void;
+  /** Background fill loads to keep in flight while the forward pass runs (0 = none). */
+  readonly fillInFlight?: number;
 }
 
 /** Hooks that map a layer's experts to cache groups, and optionally prefetch the next layer's. */
@@ -127,6 +130,7 @@ export class StreamingHooks implements ExpertHooks {
   predicted = 0;
   predictedUsed = 0;
   private lastPrediction: { layer: number; experts: Set<number> } | undefined;
+  private filling: boolean;
 
   constructor(
     private readonly weights: GrokWeights,
@@ -135,6 +139,7 @@ export class StreamingHooks implements ExpertHooks {
     private readonly opts: StreamingOptions = {},
   ) {
     weights.layers.forEach((l, i) => this.layerIndex.set(l, i));
+    this.filling = (opts.fillInFlight ?? 0) > 0;
   }
 
   begin(w: LayerWeights, experts: readonly number[], m: Float32Array, N: number): readonly number[] {
@@ -146,6 +151,7 @@ export class StreamingHooks implements ExpertHooks {
       this.lastPrediction = undefined;
     }
     const order = this.store.begin(experts.map((e) => l * E + e)).map((g) => g - l * E);
+    if (this.filling) this.filling = this.store.fill(this.opts.fillInFlight!);
     const next = this.weights.layers[l + 1];
     if (this.opts.predict && next) {
       const logits = new Float32Array(N * E);

@@ -112,6 +112,9 @@ const READY = 2;
 
 interface Slot {
   readonly mem: SlotMemory;
+  readonly bytes: number;
+  /** A background fill load (fill()). */
+  background: boolean;
   group: number;
   state: number;
   ticket: number;
@@ -137,6 +140,8 @@ export interface ExpertCacheStats {
   evictions: number;
   /** Time the forward pass spent waiting for loads, in ms. */
   waitMs: number;
+  /** Loads started by the background fill (fill()). */
+  backgroundLoads: number;
 }
 
 export interface ExpertCacheOptions {
@@ -149,13 +154,18 @@ export class ExpertCache {
   readonly slots: Slot[] = [];
   readonly slotBytes: number;
   readonly policy: EvictionPolicy;
-  readonly stats: ExpertCacheStats = { hits: 0, misses: 0, prefetchHits: 0, prefetches: 0, prefetchWasted: 0, loads: 0, bytesRead: 0, evictions: 0, waitMs: 0 };
+  readonly stats: ExpertCacheStats = { hits: 0, misses: 0, prefetchHits: 0, prefetches: 0, prefetchWasted: 0, loads: 0, bytesRead: 0, evictions: 0, waitMs: 0, backgroundLoads: 0 };
   private readonly slotOf: Int32Array;
   private readonly lastUse: Float64Array;
   private readonly freq: Float64Array;
   private tick = 0;
   private readonly halfLife: number;
   private readonly storedBytes: Float64Array;
+  /** capacity ≥ groups: every group gets a slot of its own size and nothing is ever evicted. */
+  private readonly exact: boolean;
+  private fillNext = 0;
+  private fillTimer: ReturnType<typeof setInterval> | undefined;
+  private filled: Promise<void> | undefined;
 
   constructor(
     private readonly groups: readonly (readonly LinearWeight[])[],
@@ -171,6 +181,7 @@ export class ExpertCache {
     if (!EVICTION_POLICIES.includes(this.policy)) throw new UsageError(`eviction policy must be one of ${EVICTION_POLICIES.join(', ')}, got ${String(this.policy)}`, 'evictionPolicy');
     this.halfLife = opts.halfLife ?? 64;
     this.slotBytes = Math.max(...layouts.map((l) => l.bytes));
+    this.exact = capacity >= groups.length;
     this.slotOf = new Int32Array(groups.length).fill(-1);
     this.lastUse = new Float64Array(groups.length);
     this.freq = new Float64Array(groups.length);
@@ -179,7 +190,67 @@ export class ExpertCache {
 
   /** Bytes of the slots allocated so far. */
   get residentBytes(): number {
-    return this.slots.length * this.slotBytes;
+    return this.slots.reduce((n, s) => n + s.bytes, 0);
+  }
+
+  /** Bytes the full cache takes. */
+  get capacityBytes(): number {
+    return this.exact ? this.layouts.reduce((n, l) => n + l.bytes, 0) : this.capacity * this.slotBytes;
+  }
+
+  /**
+   * Background fill: starts loads of groups not yet resident (in order: layer 0's experts first)
+   * into free capacity, never evicting, until `maxInFlight` are in flight. Returns whether there
+   * is more to fill. Failures are dropped (a batch needing that expert reads it again).
+   */
+  fill(maxInFlight: number): boolean {
+    let inFlight = 0;
+    for (const s of this.slots) {
+      if (s.state === LOADING && s.background && s.pins === 0 && this.loader.done(s.ticket)) this.settle(s, false);
+      if (s.state === LOADING && s.background) inFlight++;
+    }
+    while (inFlight < maxInFlight && this.fillNext < this.groups.length) {
+      const g = this.fillNext;
+      if (this.slotOf[g]! >= 0) {
+        this.fillNext++;
+        continue;
+      }
+      const need = this.exact ? this.layouts[g]!.bytes : this.slotBytes;
+      if (this.slots.length >= this.capacity && !this.slots.some((x) => x.state === EMPTY && x.pins === 0 && x.bytes >= need)) {
+        this.fillNext = this.groups.length; // full: the rest comes on demand
+        break;
+      }
+      const s = this.takeSlot(g, true)!;
+      s.background = true;
+      s.orphan = true;
+      this.stats.backgroundLoads++;
+      this.fillNext++;
+      inFlight++;
+    }
+    return this.fillNext < this.groups.length || inFlight > 0;
+  }
+
+  /** Runs fill() from a timer while the event loop is idle (between tokens); resolves when nothing is left to fill. */
+  startBackgroundFill(maxInFlight: number, everyMs = 5): Promise<void> {
+    this.filled ??= new Promise<void>((resolve) => {
+      const tick = () => {
+        let more: boolean;
+        try {
+          more = this.fill(maxInFlight);
+        } catch {
+          more = false;
+        }
+        if (!more) {
+          clearInterval(this.fillTimer);
+          this.fillTimer = undefined;
+          resolve();
+        }
+      };
+      this.fillTimer = setInterval(tick, everyMs);
+      this.fillTimer.unref();
+      tick();
+    });
+    return this.filled;
   }
 
   /** Experts resident now. */
@@ -290,6 +361,7 @@ export class ExpertCache {
     try {
       this.loader.wait(s.ticket);
       s.state = READY;
+      s.background = false;
     } catch (err) {
       const wasPrefetch = s.prefetched || s.orphan;
       this.slotOf[g] = -1;
@@ -327,9 +399,11 @@ export class ExpertCache {
    * policy's victim among unpinned, settled slots (a prefetch never evicts a slot used at this tick).
    */
   private takeSlot(g: number, forPrefetch: boolean): Slot | undefined {
-    let s = this.slots.find((x) => x.state === EMPTY && x.pins === 0);
+    const need = this.exact ? this.layouts[g]!.bytes : this.slotBytes;
+    let s = this.slots.find((x) => x.state === EMPTY && x.pins === 0 && x.bytes >= need);
     if (!s && this.slots.length < this.capacity) {
-      s = { mem: this.allocSlot(this.slotBytes), group: -1, state: EMPTY, ticket: 0, pins: 0, prefetched: false, orphan: false };
+      const bytes = this.exact ? this.layouts[g]!.bytes : this.slotBytes;
+      s = { mem: this.allocSlot(bytes), bytes, background: false, group: -1, state: EMPTY, ticket: 0, pins: 0, prefetched: false, orphan: false };
       this.slots.push(s);
     }
     if (!s) {
@@ -340,6 +414,7 @@ export class ExpertCache {
       for (const x of this.slots) {
         if (x.pins > 0 || x.state === LOADING) continue;
         if (forPrefetch && this.lastUse[x.group]! >= this.tick) continue;
+        if (x.bytes < need) continue;
         const sc = x.state === EMPTY ? -Infinity : this.score(x.group);
         if (sc < best) {
           best = sc;
@@ -357,6 +432,7 @@ export class ExpertCache {
     s.state = LOADING;
     s.prefetched = false;
     s.orphan = false;
+    s.background = false;
     this.slotOf[g] = this.slots.indexOf(s);
     this.stats.loads++;
     this.stats.bytesRead += this.storedBytes[g]!;
@@ -377,6 +453,7 @@ export class ExpertCache {
   }
 
   async close(): Promise<void> {
+    clearInterval(this.fillTimer);
     await this.loader.close();
   }
 }

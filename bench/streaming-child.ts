@@ -1,0 +1,95 @@
+/**
+ * One grok-ts run of the streaming benchmark in its own process (so peak RSS and /proc/self/io
+ * belong to this run alone): load under a memory budget, time to first token, then greedy decode
+ * steps. Prints one JSON line. Run as
+ * `node dist/bench/streaming-child.js MODEL.gguf BUDGET_BYTES|resident TOKENS THREADS [policy] [readers] [predict]`.
+ */
+import { loadModel } from '../src/language-model.js';
+import { diskReadBytes } from './proc-io.js';
+
+async function main(): Promise<void> {
+  const [file, budgetArg, tokensArg, threadsArg, policy, readersArg, predictArg] = process.argv.slice(2);
+  const tokens = Number(tokensArg);
+  const t0 = performance.now();
+  const trace: number[][] = [];
+  let step = -1;
+  const lm = await loadModel(file!, {
+    backend: 'wasm',
+    threads: Number(threadsArg),
+    ...(budgetArg !== 'resident' ? { memoryBudget: Number(budgetArg) } : {}),
+    ...(policy ? { evictionPolicy: policy as 'lru' } : {}),
+    ...(readersArg ? { expertReaders: Number(readersArg) } : {}),
+    predictExperts: predictArg === '1',
+    onRoute: (layer, experts) => {
+      if (layer === 0) step++;
+      (trace[step] ??= []).push(layer, experts.length, ...experts);
+    },
+  });
+  const loadS = (performance.now() - t0) / 1000;
+  const prompt = [1, 4000, 7919, 12345];
+  const stream = lm.stream(prompt, { maxTokens: tokens, temperature: 0, ignoreEos: true });
+  let first = 0;
+  let n = 0;
+  let firstStats = { bytes: 0, hits: 0, uses: 0, disk: 0, wait: 0 };
+  const stats = () => {
+    const c = lm.memory.cache;
+    return { bytes: c?.bytesRead ?? 0, hits: c?.hits ?? 0, uses: c ? c.hits + c.misses : 0, disk: diskReadBytes(), wait: c?.waitMs ?? 0 };
+  };
+  for await (const _ of stream) {
+    n++;
+    if (n === 1) {
+      first = performance.now();
+      firstStats = stats();
+    }
+  }
+  const r = await stream.result;
+  const end = performance.now();
+  const last = stats();
+  const decoded = r.usage.completionTokens - 1;
+  const m = lm.memory;
+  // consecutive decode tokens: how many of a layer's K experts the previous token also used
+  const K = lm.config.numSelectedExperts;
+  let same = 0;
+  let pairs = 0;
+  const perLayer = (s: number[]): Map<number, number[]> => {
+    const out = new Map<number, number[]>();
+    for (let i = 0; i < s.length;) {
+      const layer = s[i]!;
+      const k = s[i + 1]!;
+      out.set(layer, s.slice(i + 2, i + 2 + k));
+      i += 2 + k;
+    }
+    return out;
+  };
+  for (let s = 2; s < trace.length; s++) {
+    const a = perLayer(trace[s - 1]!);
+    const b = perLayer(trace[s]!);
+    for (const [layer, ex] of b) {
+      const prev = a.get(layer);
+      if (!prev || ex.length !== K) continue;
+      same += ex.filter((e) => prev.includes(e)).length;
+      pairs += K;
+    }
+  }
+  const out = {
+    loadS,
+    ttftS: (first - t0) / 1000,
+    decodeTokS: decoded > 0 ? decoded / ((end - first) / 1000) : 0,
+    decodedTokens: decoded,
+    bytesReadPerToken: decoded > 0 ? (last.bytes - firstStats.bytes) / decoded : 0,
+    diskBytesPerToken: decoded > 0 ? (last.disk - firstStats.disk) / decoded : 0,
+    hitRate: last.uses - firstStats.uses > 0 ? (last.hits - firstStats.hits) / (last.uses - firstStats.uses) : 1,
+    waitSPerToken: decoded > 0 ? (last.wait - firstStats.wait) / 1000 / decoded : 0,
+    peakRssBytes: process.resourceUsage().maxRSS * 1024,
+    residentBytes: m.residentBytes,
+    kvBytes: (lm.kernels as { arenaBytes?: number }).arenaBytes ?? 0,
+    slots: m.slots,
+    experts: m.experts,
+    consecutiveOverlap: pairs ? same / pairs : NaN,
+    trace: trace.slice(1),
+  };
+  await lm.close();
+  console.log(JSON.stringify(out));
+}
+
+await main();
