@@ -14,7 +14,9 @@
  *   apart: every policy gets ≈ slots / experts there).
  *
  * The file is deleted afterwards unless GROK_TS_BENCH_KEEP=1 (`--keep`). GROK_TS_STREAMING_GB
- * resizes it (layers scale), GROK_TS_STREAMING_TOKENS sets the decode steps per budget.
+ * resizes it (layers scale), GROK_TS_STREAMING_EXPERTS its experts per layer (32),
+ * GROK_TS_STREAMING_BUDGETS the budgets in GiB (4,8,16), GROK_TS_STREAMING_TOKENS the decode steps
+ * per budget (8).
  */
 import { spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
@@ -31,6 +33,17 @@ import { ensureMixGguf } from './mixes.js';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 const GiB = 2 ** 30;
+
+/** MemAvailable from /proc/meminfo (free RAM plus reclaimable page cache), else os.freemem(). */
+function memAvailable(): number {
+  try {
+    const m = /MemAvailable:\s*(\d+) kB/.exec(fs.readFileSync('/proc/meminfo', 'utf8'));
+    if (m) return Number(m[1]) * 1024;
+  } catch {
+    // not Linux
+  }
+  return os.freemem();
+}
 
 /** Drops the page cache (root only); false where not permitted. */
 export function dropCaches(): boolean {
@@ -101,14 +114,14 @@ function runChild(script: string, args: string[], timeoutMs: number): unknown {
 const POLICIES: readonly EvictionPolicy[] = ['lru', 'lfu', 'decay'];
 
 /** The demo model's routing while it writes text: the trained case for the policy comparison. */
-async function demoTrace(tokens: number): Promise<{ trace: number[][]; experts: number; E: number; K: number }> {
+async function demoTrace(tokens: number): Promise<{ trace: number[][]; experts: number; E: number; K: number; predicted: number; predictedUsed: number }> {
   const trace: number[][] = [];
   let step = -1;
   const probe = await loadModel(undefined, { backend: 'wasm', threads: 1, preload: false });
   const minimum = probe.memory.minimumBytes;
   await probe.close();
   const lm = await loadModel(undefined, {
-    backend: 'wasm', threads: 1, memoryBudget: minimum, expertReaders: 0,
+    backend: 'wasm', threads: 1, memoryBudget: minimum, expertReaders: 0, predictExperts: true,
     onRoute: (layer, experts) => {
       if (layer === 0) step++;
       (trace[step] ??= []).push(layer, experts.length, ...experts);
@@ -119,7 +132,8 @@ async function demoTrace(tokens: number): Promise<{ trace: number[][]; experts: 
       step = trace.length - 1;
       await lm.generate(p, { maxTokens: tokens / 4, temperature: 0.8, seed: i + 1, ignoreEos: true });
     }
-    return { trace: trace.filter((s) => s.length > 0 && s[1]! <= lm.config.numSelectedExperts), experts: lm.memory.experts, E: lm.config.numExperts, K: lm.config.numSelectedExperts };
+    const p = lm.memory.prediction!;
+    return { predicted: p.predicted, predictedUsed: p.used, trace: trace.filter((s) => s.length > 0 && s[1]! <= lm.config.numSelectedExperts), experts: lm.memory.experts, E: lm.config.numExperts, K: lm.config.numSelectedExperts };
   } finally {
     await lm.close();
   }
@@ -130,6 +144,7 @@ export async function benchStreaming(log: (l: string) => void, cacheDir: string,
   const keep = opts.keep ?? process.env['GROK_TS_BENCH_KEEP'] === '1';
   const targetGB = Number(process.env['GROK_TS_STREAMING_GB'] ?? 30);
   const tokens = Number(process.env['GROK_TS_STREAMING_TOKENS'] ?? 8);
+  const budgetsGiB = (process.env['GROK_TS_STREAMING_BUDGETS'] ?? '4,8,16').split(',').map(Number);
   const E = Number(process.env['GROK_TS_STREAMING_EXPERTS'] ?? 32);
   const expertBytes = 3 * 2048 * 10240 * (34 / 32);
   const layers = Math.max(1, Math.round((targetGB * 1e9) / (E * expertBytes)));
@@ -142,6 +157,7 @@ export async function benchStreaming(log: (l: string) => void, cacheDir: string,
     log(`streaming: ${(need / 1e9).toFixed(1)} GB needed in ${cacheDir}, ${(free.bavail * free.bsize / 1e9).toFixed(1)} GB free; skipped`);
     return out;
   }
+  log(`load average at the start: ${os.loadavg().map((x) => x.toFixed(1)).join(' ')} on ${os.availableParallelism()} cores (the machine is shared: figures move with it)`);
   log(`streaming: ${layers} layers × ${E} experts (top 2), D 2048, F 10240, Q8_0: ${(need / 1e9).toFixed(1)} GB on a ${(os.totalmem() / GiB).toFixed(0)} GiB machine`);
   try {
     // 1. the demo model's routing (trained): policies compared where they can differ
@@ -155,6 +171,8 @@ export async function benchStreaming(log: (l: string) => void, cacheDir: string,
       });
       log(`demo model routing (${demo.trace.length} decode steps), ${cap} of ${demo.experts} experts cached: ${cells.join(', ')}`);
     }
+    out['streaming.demo_prediction_precision'] = demo.predictedUsed / demo.predicted;
+    log(`demo model: layer l+1's experts predicted through its router from layer l's input: ${(100 * demo.predictedUsed / demo.predicted).toFixed(1)} % of predictions used (chance: ${(100 * demo.K / demo.E).toFixed(0)} % for one row)`);
 
     // 2. the file
     const tw = performance.now();
@@ -172,17 +190,24 @@ export async function benchStreaming(log: (l: string) => void, cacheDir: string,
 
     // 4. grok-ts under budgets, each cold
     const threads = os.availableParallelism();
-    for (const gib of [4, 8, 16]) {
+    const runs: { gib: number; predict: boolean }[] = [...budgetsGiB.map((gib) => ({ gib, predict: false })), { gib: budgetsGiB[1] ?? budgetsGiB[0]!, predict: true }];
+    for (const { gib, predict } of runs) {
       dropCaches();
       const budget = gib * GiB;
+      const available = memAvailable();
+      out[`streaming.budget_${gib}g${predict ? '_predict' : ''}.load_average`] = os.loadavg()[0]!;
+      if (budget + 2 * GiB > available) {
+        log(`budget ${gib} GiB: skipped, only ${(available / GiB).toFixed(1)} GiB of RAM available now (other processes on this shared machine)`);
+        continue;
+      }
       let r: ChildResult;
       try {
-        r = runChild('streaming-child.js', [file, String(budget), String(tokens + 1), String(threads)], 3600_000) as ChildResult;
+        r = runChild('streaming-child.js', [file, String(budget), String(tokens), String(threads), 'lru', '2', predict ? '1' : '0'], 3600_000) as ChildResult;
       } catch (err) {
         log(`budget ${gib} GiB: ${(err as Error).message.split('\n')[0]}`);
         continue;
       }
-      const k = (s: string) => `streaming.budget_${gib}g.${s}`;
+      const k = (s: string) => `streaming.budget_${gib}g${predict ? '_predict' : ''}.${s}`;
       out[k('decode_tok_s')] = r.decodeTokS;
       out[k('ttft_s')] = r.ttftS;
       out[k('load_s')] = r.loadS;
@@ -196,7 +221,7 @@ export async function benchStreaming(log: (l: string) => void, cacheDir: string,
       out[k('slots')] = r.slots;
       out[k('consecutive_overlap')] = r.consecutiveOverlap;
       const replay = POLICIES.map((p) => `${p} ${(100 * replayHitRate(r.trace, r.experts, E, r.slots, p)).toFixed(1)} %`).join(', ');
-      log(`budget ${gib} GiB (${r.slots} of ${r.experts} experts cached): decode ${r.decodeTokS.toFixed(3)} tok/s over ${r.decodedTokens} tokens, TTFT ${r.ttftS.toFixed(1)} s (load ${r.loadS.toFixed(1)} s), ` +
+      log(`budget ${gib} GiB${predict ? ' with next-layer prediction' : ''} (${r.slots} of ${r.experts} experts cached): decode ${r.decodeTokS.toFixed(3)} tok/s over ${r.decodedTokens} tokens, TTFT ${r.ttftS.toFixed(1)} s (load ${r.loadS.toFixed(1)} s), ` +
         `${(r.bytesReadPerToken / 1e9).toFixed(2)} GB/token read (${(r.diskBytesPerToken / 1e9).toFixed(2)} from storage), hit rate ${(100 * r.hitRate).toFixed(1)} %, ` +
         `waiting ${r.waitSPerToken.toFixed(2)} s/token, peak RSS ${(r.peakRssBytes / GiB).toFixed(2)} GiB (bound ${((budget + r.kvBytes + 1e9) / GiB).toFixed(2)}), ` +
         `consecutive-token overlap ${(100 * r.consecutiveOverlap).toFixed(0)} %; policies replayed on this trace: ${replay}`);
@@ -217,7 +242,7 @@ export async function benchStreaming(log: (l: string) => void, cacheDir: string,
         out['streaming.llama_cpp.peak_rss_bytes'] = l.peakRssBytes;
         log(`llama.cpp (node-llama-cpp, mmap, cold): decode ${l.decodeTokS.toFixed(3)} tok/s (median step ${l.medianStepTokS.toFixed(3)}), TTFT ${l.ttftS.toFixed(1)} s, ` +
           `${(l.diskBytesPerToken / 1e9).toFixed(2)} GB/token from storage, peak RSS ${(l.peakRssBytes / GiB).toFixed(2)} GiB (mapped file pages included)`);
-        for (const gib of [4, 8, 16]) {
+        for (const gib of budgetsGiB) {
           const ours = out[`streaming.budget_${gib}g.decode_tok_s`];
           if (ours) out[`streaming.ratio_vs_llama_cpp.budget_${gib}g`] = ours / l.decodeTokS;
         }

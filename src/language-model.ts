@@ -86,6 +86,8 @@ export interface MemoryReport {
   readonly expertBytesPerToken: number;
   /** Under a budget on the wasm backend: the cache's counters and its hit rate (hits / uses). */
   readonly cache?: ExpertCacheStats & { readonly hitRate: number; readonly policy: EvictionPolicy };
+  /** With predictExperts: experts predicted for the next layer, and how many of them it then used. */
+  readonly prediction?: { readonly predicted: number; readonly used: number };
 }
 
 /** A generation in progress: iterate for text deltas; `result` settles when it ends. */
@@ -121,6 +123,7 @@ export class LanguageModel {
     /** How the weights are held (set by loadModel; a plain resident plan otherwise). */
     readonly residency?: ResidencyPlan,
     private readonly expertCache?: ExpertCache,
+    private readonly hooks?: StreamingHooks,
   ) {
     this.model = new GrokModel(files.weights, kernels);
     this.config = files.config;
@@ -141,6 +144,7 @@ export class LanguageModel {
       slots: plan.slots, minimumBytes: plan.minimumBytes, totalBytes: plan.totalBytes, expertBytesPerToken: plan.expertBytesPerToken,
       residentBytes: k.packedBytes ?? (plan.mode === 'stream' ? plan.nonExpertBytes : plan.totalBytes),
       ...(c ? { cache: { ...c.stats, hitRate: uses ? c.stats.hits / uses : 0, policy: c.policy } } : {}),
+      ...(this.hooks?.predicting ? { prediction: { predicted: this.hooks.predicted, used: this.hooks.predictedUsed } } : {}),
     };
   }
 
@@ -376,6 +380,7 @@ export async function loadModel(modelPath?: string, options: LoadOptions = {}): 
     let slow: { name: string; format: string }[] = [];
     let plan: ResidencyPlan | undefined;
     let cache: ExpertCache | undefined;
+    let hooks: StreamingHooks | undefined;
     try {
       const budget = options.memoryBudget === undefined ? undefined : parseByteSize(options.memoryBudget);
       const wk = kernels as Partial<WasmKernels>;
@@ -389,9 +394,10 @@ export async function loadModel(modelPath?: string, options: LoadOptions = {}): 
           ...(options.evictionPolicy ? { policy: options.evictionPolicy } : {}),
           readers,
         });
-        setExpertHooks(kernels, new StreamingHooks(files.weights, kernels, cache, {
+        hooks = new StreamingHooks(files.weights, kernels, cache, {
           predict: options.predictExperts ?? false, ...(options.onRoute ? { onRoute: options.onRoute } : {}), fillInFlight: lazy ? Math.max(1, readers) : 0,
-        }));
+        });
+        setExpertHooks(kernels, hooks);
         if (lazy) void cache.startBackgroundFill(Math.max(1, readers));
       }
       if (options.preload ?? true) slow = preload(files, kernels, options.onProgress, cache !== undefined);
@@ -399,7 +405,7 @@ export async function loadModel(modelPath?: string, options: LoadOptions = {}): 
       await kernels.close();
       throw err;
     }
-    return new LanguageModel(files, tokenizer, kernels, modelPath === undefined, slow, plan, cache);
+    return new LanguageModel(files, tokenizer, kernels, modelPath === undefined, slow, plan, cache, hooks);
   } catch (err) {
     files.close();
     throw err;

@@ -132,6 +132,10 @@ export class StreamingHooks implements ExpertHooks {
   private lastPrediction: { layer: number; experts: Set<number> } | undefined;
   private filling: boolean;
 
+  get predicting(): boolean {
+    return this.opts.predict === true;
+  }
+
   constructor(
     private readonly weights: GrokWeights,
     private readonly kernels: Kernels,
