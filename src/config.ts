@@ -1,6 +1,8 @@
 /**
- * ModelConfig: the Grok-1 preset with run.py's numbers, overridable by a `config.json` beside a
- * checkpoint (run.py's snake_case names) or by GGUF metadata. Sizes derive once, here.
+ * GrokConfig: the Grok-1 preset with run.py's numbers, overridable by a `config.json` beside a
+ * checkpoint (run.py's snake_case names, plus attn_logit_softcap, rms_norm_eps, rope_base,
+ * ffn_size and bos_token for what model.py hard-codes or derives) or by GGUF metadata. Sizes
+ * derive once, here.
  */
 import { ConfigError } from './errors.js';
 
@@ -28,7 +30,7 @@ export interface GrokConfig {
   bosToken: number;
 }
 
-/** run.py's Grok-1 numbers (REFERENCE.md §1). */
+/** run.py's Grok-1 numbers (docs/REFERENCE.md §1). */
 export const GROK1: Readonly<GrokConfig> = Object.freeze({
   vocabSize: 128 * 1024,
   embSize: 48 * 128,

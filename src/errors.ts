@@ -99,6 +99,43 @@ export class AbortError extends GrokError {
   }
 }
 
+/** A scheduler's queue has no room for the sequences submitted: retry later (the server answers 429). */
+export class QueueFullError extends GrokError {
+  constructor(
+    readonly queued: number,
+    readonly limit: number,
+    /** A hint for when to retry, in seconds. */
+    readonly retryAfterSeconds = 1,
+  ) {
+    super('queue_full', `the queue is full: ${queued} sequences are waiting (limit ${limit}); retry later`);
+  }
+}
+
+/** A sequence waited in the scheduler's queue longer than its limit without starting (the server answers 503). */
+export class QueueTimeoutError extends GrokError {
+  constructor(
+    readonly waitedMs: number,
+    readonly retryAfterSeconds = 1,
+  ) {
+    super('queue_timeout', `the request waited ${waitedMs} ms in the queue without starting`);
+  }
+}
+
+/** A stream's reader took no output for longer than the scheduler's stall limit, so it was ended (the server answers 408). */
+export class StreamStalledError extends GrokError {
+  constructor(message: string) {
+    super('stream_stalled', message);
+  }
+}
+
+/** Throws the signal's AbortError (or a fresh one) if it has fired. */
+export function throwIfAborted(signal: AbortSignal | undefined): void {
+  if (signal?.aborted) {
+    const reason: unknown = signal.reason;
+    throw reason instanceof AbortError ? reason : new AbortError();
+  }
+}
+
 /** A memory budget below what the model needs resident at the least; `minimumBytes` says how much that is. */
 export class MemoryBudgetError extends UsageError {
   readonly budgetBytes: number;

@@ -26,3 +26,17 @@ export type { TensorInfo, TensorStore, DType } from './tensor/tensor.js';
 export * from './errors.js';
 export { createServer, type GrokServer, type ServerOptions } from './server/index.js';
 export { StreamingDecoder, type VocabularySpec } from './tokenizer/sentencepiece.js';
+// What the CLI's convert and inspect commands use, public so that a library user can do the same.
+export { inspectModel, type ModelReport, type TensorSummary } from './model/inspect.js';
+export { convertToGguf, convertToGgufAsync, type ConvertOptions, type ConvertResult } from './convert/to-gguf.js';
+export { QUANTIZE_TYPES, isQuantizeType, type QuantizeType } from './tensor/ggml-quantize.js';
+export { BUNDLED_TOKENIZER_PATH, readTokenizerModel } from './tokenizer/sentencepiece.js';
+export type { SentencePieceModel } from './tokenizer/sentencepiece-model.js';
+export type { GgufMetadata } from './formats/gguf.js';
+export type { GgufDescription } from './formats/gguf-split.js';
+export { RemoteModel, RemoteChat, RemoteTokenizer, loadRemoteModel, isRemoteUrl, type RemoteLoadOptions, type RemoteUrl } from './remote/remote-model.js';
+export { RemoteError, type RetryPolicy } from './remote/http.js';
+export type { TextModel, TextChat, TextChatOptions, TextTokenizer } from './remote/text-model.js';
+export { openSafetensorsStore, type SafetensorsStore } from './formats/safetensors.js';
+export { convertToSafetensors, DEFAULT_SHARD_BYTES, type SafetensorsConvertOptions } from './convert/to-safetensors.js';
+export { HF_NAMINGS, type HfNaming } from './model/weights-safetensors.js';

@@ -11,14 +11,14 @@ import type { EvictionPolicy, ExpertCache, ExpertCacheStats } from './backend/wa
 import { weightFile } from './backend/wasm/file-identity.js';
 import { expertGroups, parseByteSize, planResidency, setExpertHooks, StreamingHooks, type ResidencyPlan, type StreamingOptions } from './model/residency.js';
 import type { GrokConfig } from './config.js';
-import { ContextLengthError, UnsupportedError, UsageError } from './errors.js';
-import { runSequence, throwIfAborted } from './generate/generator.js';
+import { ContextLengthError, throwIfAborted, UnsupportedError, UsageError } from './errors.js';
+import { LIBRARY_LIMITS, Scheduler, type SchedulerLane, type SchedulerLimits } from './generate/scheduler.js';
+import { sequenceStream, type GenerationStream } from './generate/sequence-stream.js';
 import {
   DEFAULT_MAX_TOKENS,
   fitPrompt,
   SequenceState,
   type GenerateOptions,
-  type GenerationChunk,
   type GenerationResult,
 } from './generate/sequence.js';
 import { CHAT_STOP, userTurnText } from './generate/chat-template.js';
@@ -27,6 +27,8 @@ import type { KvCache } from './model/kv-cache.js';
 import { DEMO_MODEL_DIR, openModelFiles, type ModelFiles } from './model/load.js';
 import { tokenizerFromGguf } from './tokenizer/from-gguf.js';
 import { Tokenizer } from './tokenizer/sentencepiece.js';
+import { isRemoteUrl, loadRemoteModel, type RemoteLoadOptions, type RemoteModel, type RemoteUrl } from './remote/remote-model.js';
+import type { TextModel } from './remote/text-model.js';
 
 export type BackendName = 'js' | 'wasm' | 'auto';
 
@@ -47,6 +49,11 @@ export interface LoadOptions {
   /** Read every weight now (default) instead of on first use; progress is reported per weight. */
   readonly preload?: boolean;
   readonly onProgress?: (p: LoadProgress) => void;
+  /**
+   * Limits of the library's lane of the scheduler (batch size, queue size, ...); by default the
+   * server's batch and queue sizes, no queue timeout and no stall limit.
+   */
+  readonly scheduler?: Partial<SchedulerLimits>;
   /**
    * Resident weight bytes at most: a number, or a size such as '16G' (K/M/G/T = powers of 1024).
    * Non-expert weights stay resident and experts are streamed from the file through a cache of
@@ -90,10 +97,7 @@ export interface MemoryReport {
   readonly prediction?: { readonly predicted: number; readonly used: number };
 }
 
-/** A generation in progress: iterate for text deltas; `result` settles when it ends. */
-export interface GenerationStream extends AsyncIterable<GenerationChunk> {
-  readonly result: Promise<GenerationResult>;
-}
+export type { GenerationStream };
 
 /** `auto` prefers the wasm backend and falls back to js where WebAssembly SIMD is missing. */
 async function makeKernels(name: BackendName, threads: number | undefined): Promise<Kernels> {
@@ -105,9 +109,14 @@ async function makeKernels(name: BackendName, threads: number | undefined): Prom
   return createWasmKernels(threads ? { threads } : {});
 }
 
-export class LanguageModel {
+export class LanguageModel implements TextModel {
   readonly model: GrokModel;
   readonly config: Readonly<GrokConfig>;
+  /**
+   * The one engine that drives every sequence of this model: generate, stream, chat sessions and
+   * any server over it submit here, so concurrent calls share each forward pass.
+   */
+  readonly scheduler: Scheduler;
 
   constructor(
     readonly files: ModelFiles,
@@ -120,6 +129,7 @@ export class LanguageModel {
      * slower. Empty for every format llama.cpp writes; counted here so that it is never silent.
      */
     readonly slowTensors: readonly { readonly name: string; readonly format: string }[] = [],
+    schedulerLimits: Partial<SchedulerLimits> = {},
     /** How the weights are held (set by loadModel; a plain resident plan otherwise). */
     readonly residency?: ResidencyPlan,
     private readonly expertCache?: ExpertCache,
@@ -127,6 +137,17 @@ export class LanguageModel {
   ) {
     this.model = new GrokModel(files.weights, kernels);
     this.config = files.config;
+    this.scheduler = new Scheduler(this.model, { ...LIBRARY_LIMITS, ...schedulerLimits });
+  }
+
+  /** A lane of this model's scheduler with limits of its own (a server opens one; close it when done). */
+  openLane(limits: Partial<SchedulerLimits>, closingMessage?: string): SchedulerLane {
+    return this.scheduler.openLane(limits, closingMessage);
+  }
+
+  /** An empty KV cache for a sequence of this model: memory is taken as the sequence runs. */
+  newCache(capacity = 0): KvCache {
+    return this.model.newCache(capacity);
   }
 
   get backend(): string {
@@ -203,50 +224,44 @@ export class LanguageModel {
     return rows;
   }
 
+  /**
+   * An embedding of `input` (as llama-server's /v1/embeddings gives for a base model): the final
+   * normed hidden state of every position, mean-pooled (in float64) and L2-normalised, [D].
+   * Text is encoded as for generation (no BOS unless asked).
+   */
+  async embed(input: string | readonly number[], options: { readonly addBos?: boolean } = {}): Promise<Float32Array> {
+    const ids = this.encodePrompt(input, options.addBos);
+    if (ids.length === 0) throw new UsageError('cannot embed an empty input', 'input');
+    const D = this.config.embSize;
+    const cache = this.model.newCache(ids.length);
+    try {
+      const [states] = this.model.forward([{ tokens: ids, cache }], { hidden: true });
+      const sum = new Float64Array(D);
+      for (let t = 0; t < ids.length; t++) for (let i = 0; i < D; i++) sum[i]! += states![t * D + i]!;
+      let norm = 0;
+      for (let i = 0; i < D; i++) norm += (sum[i]! / ids.length) ** 2;
+      norm = Math.sqrt(norm);
+      return Float32Array.from(sum, (s) => (norm > 0 ? s / ids.length / norm : 0));
+    } finally {
+      cache.free();
+    }
+  }
+
   /** A multi-turn session whose history stays in the KV cache: each turn prefills only its new text. */
   chat(options: ChatOptions = {}): ChatSession {
     return new ChatSession(this, options);
   }
 
   async close(): Promise<void> {
+    // Whatever still runs is aborted: the kernels are about to go.
+    await this.scheduler.close(0);
     await this.kernels.close();
     this.files.close();
   }
 
-  /** @internal */
+  /** @internal Streams one sequence through the scheduler's library lane. */
   streamSequence(seq: SequenceState, signal: AbortSignal | undefined, freeCacheOnEnd: boolean): GenerationStream {
-    let resolve!: (r: GenerationResult) => void;
-    let reject!: (e: unknown) => void;
-    const result = new Promise<GenerationResult>((res, rej) => {
-      resolve = res;
-      reject = rej;
-    });
-    result.catch(() => {}); // the iterator rethrows; an unawaited result must not crash the process
-    const model = this.model;
-    let started = false;
-    return {
-      result,
-      [Symbol.asyncIterator]() {
-        if (started) throw new UsageError('a generation stream can be iterated once');
-        started = true;
-        const inner = runSequence(model, seq, signal, resolve, freeCacheOnEnd);
-        return {
-          async next() {
-            try {
-              return await inner.next();
-            } catch (err) {
-              reject(err);
-              throw err;
-            }
-          },
-          async return() {
-            await inner.return();
-            reject(new UsageError('the stream was closed before generation finished'));
-            return { done: true as const, value: undefined };
-          },
-        };
-      },
-    };
+    return sequenceStream(this.scheduler.lane, seq, signal, !freeCacheOnEnd);
   }
 }
 
@@ -362,8 +377,18 @@ export class ChatSession {
   }
 }
 
-/** Loads a model. With no path, the bundled demo (a small model trained on fortune cookies). */
-export async function loadModel(modelPath?: string, options: LoadOptions = {}): Promise<LanguageModel> {
+/**
+ * Loads a model. With no path, the bundled demo (a small model trained on fortune cookies). With an
+ * http(s):// URL, a RemoteModel over that OpenAI-compatible server (same TextModel surface).
+ */
+export async function loadModel(url: RemoteUrl, options?: RemoteLoadOptions): Promise<RemoteModel>;
+export async function loadModel(modelPath?: string, options?: LoadOptions): Promise<LanguageModel>;
+export async function loadModel(modelPath?: string, options: LoadOptions | RemoteLoadOptions = {}): Promise<LanguageModel | RemoteModel> {
+  if (isRemoteUrl(modelPath)) return loadRemoteModel(modelPath, options as RemoteLoadOptions);
+  return loadLocalModel(modelPath, options as LoadOptions);
+}
+
+async function loadLocalModel(modelPath: string | undefined, options: LoadOptions): Promise<LanguageModel> {
   validateLoadOptions(options);
   if (modelPath === undefined && !fs.existsSync(DEMO_MODEL_DIR)) {
     // Never fall back to random weights: without the demo there is no model to run.
@@ -375,7 +400,7 @@ export async function loadModel(modelPath?: string, options: LoadOptions = {}): 
       ? Tokenizer.fromFile(options.tokenizer)
       : files.ggufMetadata?.has('tokenizer.ggml.tokens')
         ? tokenizerFromGguf(files.ggufMetadata)
-        : Tokenizer.fromFile(); // ckpt-0 ships without one: the official tokenizer.model
+        : Tokenizer.fromFile(files.tokenizerFile); // ckpt-0 ships without one: the official tokenizer.model
     const kernels = await makeKernels(options.backend ?? 'auto', options.threads);
     let slow: { name: string; format: string }[] = [];
     let plan: ResidencyPlan | undefined;
@@ -405,7 +430,7 @@ export async function loadModel(modelPath?: string, options: LoadOptions = {}): 
       await kernels.close();
       throw err;
     }
-    return new LanguageModel(files, tokenizer, kernels, modelPath === undefined, slow, plan, cache, hooks);
+    return new LanguageModel(files, tokenizer, kernels, modelPath === undefined, slow, options.scheduler, plan, cache, hooks);
   } catch (err) {
     files.close();
     throw err;

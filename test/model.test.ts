@@ -132,3 +132,23 @@ test('bundled demo: the gzip form is byte-identical to the official files and re
     files.close();
   }
 });
+
+test('scratch reuse: calls of every shape after a longer one give the logits of a fresh model, bit for bit', () => {
+  const exp = readJson<Expected>('fixtures', 'tiny', 'expected.json');
+  const { files, model } = open(shared('fixtures', 'tiny'));
+  const fresh = new GrokModel(files.weights, jsKernels);
+  try {
+    const seq = [...exp.prompt_ids, ...exp.greedy_ids];
+    model.forward([{ tokens: seq, cache: model.newCache() }], { allLogits: true }); // leaves the largest buffers behind
+    const shapes: number[][][] = [[seq.slice(0, 3)], [seq.slice(1, 2)], [seq.slice(0, 4), seq.slice(2, 3)], [seq.slice(0, 5)]];
+    for (const shape of shapes) {
+      for (const allLogits of [false, true]) {
+        const got = model.forward(shape.map((tokens) => ({ tokens, cache: model.newCache() })), { allLogits });
+        const want = new GrokModel(files.weights, jsKernels).forward(shape.map((tokens) => ({ tokens, cache: fresh.newCache() })), { allLogits });
+        got.forEach((g, i) => assert.deepEqual(g, want[i], `shape ${shape.map((t) => t.length)} allLogits ${allLogits}`));
+      }
+    }
+  } finally {
+    files.close();
+  }
+});

@@ -109,3 +109,16 @@ test('router: softmax over all experts, top-2 by probability, ties to the lower 
   close(gates, [Math.E / z, Math.E / z], 1e-6);
   assert.ok(gates[0]! + gates[1]! < 1);
 });
+
+test('matmulMany: one exact matmul per weight sharing the input', () => {
+  const I = 3;
+  const w1 = new MemoryLinear('w1', I, 2, { kind: 'dense', dtype: 'f32', order: 'out-major' }, new Uint8Array(new Float32Array([1, 2, 3, -1, 0, 4]).buffer));
+  const w2 = new MemoryLinear('w2', I, 1, { kind: 'dense', dtype: 'f32', order: 'in-major' }, new Uint8Array(new Float32Array([0.5, -2, 1]).buffer));
+  const x = new Float32Array([1, 1, 2, 0, 3, -1]);
+  const o1 = new Float32Array(4);
+  const o2 = new Float32Array(2);
+  k.matmulMany([o1, o2], x, 2, [w1, w2]);
+  close(o1, [9, 7, 3, -4]);
+  close(o2, [0.5, -7]);
+  assert.throws(() => k.matmulMany([o1], x, 2, [w1, w2]), RangeError);
+});

@@ -1,8 +1,8 @@
 /**
- * Sizes of the architecture that are not in ../shared: one KV head, 13 layers (string order
- * 0, 1, 10, 11, 12, 2, …), widths that are not powers of two. The checkpoint is written here in
- * the official layout; the expected logits were computed by an independent float64 numpy
- * transcription of REFERENCE.md §2 run on the same files (a pad id inside the prompt included).
+ * Sizes of the architecture that are not in ../shared: one KV head, 13 layers (string order 0, 1,
+ * 10, 11, 12, 2, …), widths that are not powers of two. The checkpoint is written here in the
+ * official layout; the expected logits were computed by an independent float64 numpy transcription
+ * of docs/REFERENCE.md §2 run on the same files (a pad id inside the prompt included).
  */
 import assert from 'node:assert/strict';
 import * as fs from 'node:fs';

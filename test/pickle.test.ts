@@ -40,7 +40,7 @@ interface ArraySpec {
   data: ArrayLike<number>;
 }
 
-/** numpy 1.x's ndarray.__reduce__ followed by BUILD, as ndarray pickles look (REFERENCE.md §4). */
+/** numpy 1.x's ndarray.__reduce__ then BUILD, as ndarray pickles look (docs/REFERENCE.md §4). */
 function ndarrayOps(a: ArraySpec): number[] {
   return [
     ...stackGlobal(a.module ?? 'numpy.core.multiarray', '_reconstruct'),

@@ -109,3 +109,53 @@ test('durations: seconds by default, ms, s and m suffixes', () => {
   assert.equal(parseDuration('1.5m', 'x'), 90_000);
   assert.throws(() => parseDuration('-1s', 'x'), /--x must be a duration/);
 });
+
+test('serve --alias, --cors, --no-webui, --log-format json: flags reach the server; one JSON log line per request on stderr', { timeout: 60_000 }, async () => {
+  const child = spawn(process.execPath, [BIN, 'serve', '--backend', 'js', '--port', '0', '--alias', 'grok-1', '--alias', 'local', '--cors', 'http://page.example', '--no-webui', '--log-format', 'json'], {
+    stdio: ['ignore', 'pipe', 'pipe'],
+    env: { ...process.env, GROK_TS_API_KEY: '' },
+  });
+  let stdout = '';
+  let stderr = '';
+  child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
+  const exited = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)));
+  try {
+    const url = await new Promise<string>((resolve, reject) => {
+      child.stdout.on('data', (d: Buffer) => {
+        stdout += d.toString();
+        const m = /^listening on (http:\/\/127\.0\.0\.1:\d+)\n/.exec(stdout);
+        if (m) resolve(m[1]!);
+      });
+      void exited.then((code) => reject(new Error(`serve exited early (${code}): ${stderr}`)));
+    });
+    const models = (await (await fetch(`${url}/v1/models`, { headers: { Origin: 'http://page.example' } })).json()) as { data: { id: string }[] };
+    assert.deepEqual(models.data.map((m) => m.id), ['fortune-demo', 'grok-1', 'local']);
+    const r = await fetch(`${url}/v1/completions`, { method: 'POST', headers: { 'Content-Type': 'application/json', Origin: 'http://page.example' }, body: JSON.stringify({ model: 'local', prompt: 'Hi', max_tokens: 2, seed: 1 }) });
+    assert.equal(r.status, 200);
+    assert.equal(r.headers.get('access-control-allow-origin'), 'http://page.example');
+    assert.equal((await fetch(`${url}/`)).status, 404);
+    child.kill('SIGTERM');
+    assert.equal(await exited, 0, stderr);
+    const records = stderr.trim().split('\n').map((l) => JSON.parse(l) as Record<string, unknown>);
+    const completion = records.find((x) => x.path === '/v1/completions');
+    assert.ok(completion, stderr);
+    assert.equal(completion.status, 200);
+    assert.equal(completion.method, 'POST');
+    assert.ok(records.some((x) => x.path === '/' && x.status === 404));
+    assert.ok(records.some((x) => typeof x.msg === 'string' && /shutting down/.test(x.msg as string)));
+  } finally {
+    if (child.exitCode === null) child.kill('SIGKILL');
+  }
+});
+
+test('serve refuses a bad --cors origin, --log-format or --log-level before loading', async () => {
+  const cors = await runCli(['serve', '--cors', 'page.example', '--port', '0']);
+  assert.equal(cors.code, 2, cors.err);
+  assert.match(cors.err, /--cors: "page\.example" is not an origin/);
+  const format = await runCli(['serve', '--log-format', 'xml', '--port', '0']);
+  assert.equal(format.code, 2);
+  assert.match(format.err, /--log-format must be one of text, json/);
+  const level = await runCli(['serve', '--log-level', 'loud', '--port', '0']);
+  assert.equal(level.code, 2);
+  assert.match(level.err, /--log-level must be one of debug, info, warn, error/);
+});

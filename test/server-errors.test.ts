@@ -192,7 +192,7 @@ test('a body over the size limit: 413, whether its length is declared or streame
 
 test('unknown routes: 404; wrong methods: 405 with Allow', async () => {
   assertError(await request('GET', '/v1/engines'), 404, { code: 'unknown_url' });
-  assertError(await request('GET', '/'), 404, { code: 'unknown_url' });
+  assertError(await request('GET', '/v1'), 404, { code: 'unknown_url' });
   const r = await request('GET', '/v1/completions');
   assertError(r, 405, { code: 'method_not_allowed' });
   assert.equal(r.headers.allow, 'POST');
@@ -209,7 +209,11 @@ test('API key: 401 without it or with a wrong one, unknown routes and wrong meth
   assertError(await request('GET', '/v1/models', undefined, {}), 401, { type: 'authentication_error', code: 'invalid_api_key' });
   // Without the key, a client learns nothing about which routes exist.
   assertError(await request('GET', '/v1/engines', undefined, {}), 401, { code: 'invalid_api_key' });
-  assertError(await request('GET', '/', undefined, {}), 401);
+  assertError(await request('GET', '/v1', undefined, {}), 401);
+  // The chat page holds no secret: it loads without the key and asks for it.
+  const page = await request('GET', '/', undefined, {});
+  assert.equal(page.status, 200);
+  assert.match(String(page.headers['content-type']), /^text\/html/);
   assertError(await request('DELETE', '/v1/models', undefined, {}), 401);
   assertError(await request('GET', '/v1/completions', undefined, {}), 401);
   assertError(await request('GET', '/v1/engines', undefined, { Authorization: 'Bearer wrong' }), 401);

@@ -1,11 +1,10 @@
 /** The continuous-batching scheduler on the tiny fixture: same tokens as one stream, one forward per step, caches freed at once. */
 import assert from 'node:assert/strict';
 import { after, before } from 'node:test';
-import { AbortError } from '../src/errors.js';
+import { AbortError, QueueFullError, QueueTimeoutError, StreamStalledError } from '../src/errors.js';
 import type { GenerateOptions, GenerationResult, SequenceState } from '../src/generate/sequence.js';
 import { loadModel, type LanguageModel } from '../src/language-model.js';
-import { RequestError } from '../src/server/errors.js';
-import { Scheduler, type SchedulerLimits, type SchedulerStats, type SequenceSink, type Submission } from '../src/server/scheduler.js';
+import { Scheduler, type SchedulerLimits, type SchedulerStats, type SequenceSink, type Submission } from '../src/generate/scheduler.js';
 import { fixtureTest as test, HAVE_FIXTURES, shared } from './shared.js';
 
 let lm: LanguageModel;
@@ -85,14 +84,14 @@ test('a sequence aborted mid-generation leaves the batch and frees its cache bef
   assert.deepEqual([s.stats().aborted, s.stats().finished, s.stats().active], [1, 1, 0]);
 });
 
-test('a full queue refuses the whole request with 429 and Retry-After, without queuing part of it', async () => {
+test('a full queue refuses the whole request with a QueueFullError, without queuing part of it', async () => {
   const s = new Scheduler(lm.model, limits({ maxQueue: 3 }));
   const sink = (): SequenceSink => ({ chunk: () => true, done: () => {}, fail: () => {} });
   const ac = new AbortController();
   s.submit([seq(0), seq(1)], [sink(), sink()], ac.signal);
   assert.throws(
     () => s.submit([seq(2), seq(3)], [sink(), sink()]),
-    (e: unknown) => e instanceof RequestError && e.status === 429 && e.headers['Retry-After'] === '1',
+    (e: unknown) => e instanceof QueueFullError && e.queued === 2 && e.limit === 3 && e.retryAfterSeconds === 1,
   );
   assert.equal(s.stats().queued, 2);
   ac.abort();
@@ -128,7 +127,7 @@ test('close() lets running sequences finish within the grace period, then aborts
   assert.equal((await short).ids.length, 2);
   const err = await stuck;
   assert.ok(err instanceof AbortError && /shutting down/.test(err.message));
-  assert.throws(() => s.submit([seq(2)], [{ chunk: () => true, done: () => {}, fail: () => {} }]), (e: unknown) => e instanceof RequestError && e.status === 503);
+  assert.throws(() => s.submit([seq(2)], [{ chunk: () => true, done: () => {}, fail: () => {} }]), (e: unknown) => e instanceof AbortError && /shutting down/.test(e.message));
   assert.deepEqual([s.stats().active, s.stats().queued], [0, 0]);
 });
 
@@ -141,12 +140,12 @@ test('close() returns as soon as the last sequence ends', async () => {
   assert.equal((await done).ids.length, 3);
 });
 
-test('a sequence still queued after the queue timeout fails with 503', async () => {
+test('a sequence still queued after the queue timeout fails with a QueueTimeoutError', async () => {
   const s = new Scheduler(lm.model, limits({ maxBatch: 1, queueTimeoutMs: 50 }));
   const ac = new AbortController();
   const running = run(s, seq(0, 120), ac.signal);
   const waiting = run(s, seq(1, 4));
-  await assert.rejects(waiting, (e: unknown) => e instanceof RequestError && e.status === 503 && e.headers['Retry-After'] !== undefined);
+  await assert.rejects(waiting, (e: unknown) => e instanceof QueueTimeoutError && e.waitedMs === 50);
   ac.abort();
   await assert.rejects(running, AbortError);
 });
@@ -187,7 +186,7 @@ test('a blocked request leaves the batch, keeping its cache; it is ended with st
   assert.ok(whileBlocked!.paused >= 1 && whileBlocked!.active <= 2, `held out of the batch while blocked: ${JSON.stringify(whileBlocked)}`);
   assert.equal((await other).ids.length, 30);
   await stalled;
-  assert.ok(stalledErr instanceof RequestError && stalledErr.apiCode === 'stream_stalled', String(stalledErr));
+  assert.ok(stalledErr instanceof StreamStalledError, String(stalledErr));
   assert.deepEqual([s.stats().stalled, s.stats().paused, s.stats().active], [1, 0, 0]);
   assert.equal(s.stats().finished, 2);
 });
@@ -204,7 +203,7 @@ test('past maxPaused held sequences, the request blocked longest is ended', asyn
   const ac = new AbortController();
   const second = new Promise<unknown>((resolve) => s.submit([seq(2, 60)], [stallingSink(3, resolve)], ac.signal));
   await first;
-  assert.ok(errs[0] instanceof RequestError && (errs[0] as RequestError).apiCode === 'stream_stalled');
+  assert.ok(errs[0] instanceof StreamStalledError);
   assert.deepEqual([s.stats().stalled, s.stats().paused], [1, 1]);
   ac.abort();
   assert.ok((await second) instanceof AbortError);

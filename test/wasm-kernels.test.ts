@@ -154,6 +154,41 @@ describe('wasm backend', { skip: !wasmAvailable() && 'no SIMD128 in this runtime
         assert.equal(k.stats.js.size, 0, `unexpected js fallbacks: ${[...k.stats.js.keys()].join(', ')}`);
       });
 
+      test('matmulMany: each result bit-identical to its own matmul (shared staging, mixed formats, a js fallback, > one pool job of kernels)', async () => {
+        const kj = await createWasmKernels({ threads, jsFormats: ['q6_k'] });
+        try {
+          const I = 512;
+          const ws = [
+            ggml(rng(70), I, 256, 'q8_0'), // q-sized
+            ggml(rng(71), I, 64, 'q8_0'), // k- and v-sized
+            ggml(rng(72), I, 64, 'q8_0'),
+            ggml(rng(73), I, 40, 'q4_k'), // another staging form in the same call
+            int8Grouped(rng(74), I, 33, 2),
+            dense(rng(75), I, 9, 'f32', 'out-major'),
+            ggml(rng(76), I, 24, 'q6_k'), // js fallback (jsFormats)
+            ...Array.from({ length: 6 }, (_, i) => ggml(rng(80 + i), I, 16 + 8 * i, 'q8_0')), // 9 q8_0 kernels: more than one pool job holds
+          ];
+          for (const T of [1, 3, 40]) {
+            const x = activations(rng(90 + T), T * I);
+            const outs = ws.map((w) => new Float32Array(T * w.outDim).fill(NaN));
+            kj.matmulMany(outs, x, T, ws);
+            ws.forEach((w, i) => {
+              const one = new Float32Array(T * w.outDim);
+              kj.matmul(one, x, T, w);
+              assert.deepEqual(outs[i], one, `${w.name}, T = ${T}`);
+              const want = new Float32Array(T * w.outDim);
+              jsKernels.matmul(want, x, T, w);
+              assert.ok(relErr(outs[i]!, want) < QUANT_TOL, `${w.name}, T = ${T}: error ${relErr(outs[i]!, want)}`);
+            });
+          }
+          assert.equal(kj.stats.js.get('matmul:q6_k'), 6);
+          assert.throws(() => kj.matmulMany([new Float32Array(256)], new Float32Array(I), 1, [ws[0]!, ws[1]!]), /2 weights but 1 outputs/);
+          assert.throws(() => kj.matmulMany([new Float32Array(256), new Float32Array(16)], new Float32Array(I), 1, [ws[0]!, ggml(rng(99), 256, 16, 'q8_0')]), /takes 256 inputs/);
+        } finally {
+          await kj.close();
+        }
+      });
+
       test('without outliers the int16 activations cost ≤ 3e-5 on a Grok-sized row (in = 6144, groups 8)', () => {
         const w = int8Grouped(rng(5), 6144, 64, 8);
         const r = rng(11);
@@ -350,6 +385,18 @@ describe('wasm backend', { skip: !wasmAvailable() && 'no SIMD128 in this runtime
       const q8 = ggml(rng(3), 4096, 203, 'q8_0');
       checkMatmul(k, q8, 3, 6, QUANT_TOL);
       checkMatmul(k, q8, 1, 7, QUANT_TOL);
+      // several weights in one call: one group per shard and staging form, T in chunks
+      for (const T of [1, 9]) {
+        const x = activations(rng(8 + T), T * 4096);
+        const ws = [big, q8, big];
+        const outs = ws.map((w) => new Float32Array(T * w.outDim));
+        k.matmulMany(outs, x, T, ws);
+        ws.forEach((w, i) => {
+          const one = new Float32Array(T * w.outDim);
+          k.matmul(one, x, T, w);
+          assert.deepEqual(outs[i], one, `${w.name}, T = ${T}`);
+        });
+      }
       assert.ok(k.weightShards >= 4, `only ${k.weightShards} shards`);
       // KV storage comes from shards of its own; a block larger than a shard is a typed error
       const kv = k.allocFloats(1000);

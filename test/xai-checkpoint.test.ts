@@ -18,7 +18,7 @@ function read(t: TensorInfo): Uint8Array {
   return t.source.read(t.offset, t.byteLength);
 }
 
-/** The shapes REFERENCE.md §4 gives each leaf, for a config. */
+/** The shapes docs/REFERENCE.md §4 gives each leaf, for a config. */
 function expectedShapes(c: GrokConfig): Map<string, { shape: number[]; scales?: number[] }> {
   const { vocabSize: V, embSize: D, numExperts: E, ffnSize: F } = c;
   const q = c.numQHeads * c.keySize;

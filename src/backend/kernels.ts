@@ -34,6 +34,11 @@ export interface Kernels {
   readonly name: string;
   /** out[T, w.outDim] = x[T, w.inDim] · w. */
   matmul(out: Float32Array, x: Float32Array, T: number, w: LinearWeight): void;
+  /**
+   * outs[i][T, ws[i].outDim] = x[T, I] · ws[i] for weights sharing one input (q/k/v; an expert's
+   * gate/up), each result exactly matmul's: a backend may stage or quantise x once for all of them.
+   */
+  matmulMany(outs: readonly Float32Array[], x: Float32Array, T: number, ws: readonly LinearWeight[]): void;
   /** out[t] = x[t] / sqrt(mean(x[t]²) + eps) · scale, per row of D. `out` may alias `x`. */
   rmsNorm(out: Float32Array, x: Float32Array, T: number, D: number, scale: Float32Array, eps: number): void;
   /** Rotate-half RoPE in place on x [T, heads·headDim]; row t is at position positions[t]. */

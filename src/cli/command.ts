@@ -35,8 +35,8 @@ export const EXIT = {
   ok: 0,
   failure: 1, // generic runtime failure
   usage: 2, // bad flags or arguments
-  dataErr: 65, // bad input file / data (FormatError, WeightError, ConfigError)
-  noInput: 66, // a file that does not exist
+  dataErr: 65, // bad input file / data (FormatError, WeightError, ConfigError, ContextLengthError)
+  noInput: 66, // a file that is missing or cannot be read as one (FileAccessError)
   unsupported: 69, // unsupported dtype / quant type / feature
   interrupted: 130, // Ctrl-C
 } as const;

@@ -18,14 +18,24 @@ function topHelp(): string {
   ].join('\n');
 }
 
+/**
+ * The exit code of each error type, decided by type alone (never by message text). First match
+ * wins, so a subclass comes before its parent: FileAccessError (66) is a FormatError (65).
+ * Anything else, ours or not, is a failure (1).
+ */
+const EXIT_BY_TYPE: ReadonlyArray<readonly [abstract new (...args: never[]) => GrokError, number]> = [
+  [UsageError, EXIT.usage],
+  [AbortError, EXIT.interrupted],
+  [UnsupportedError, EXIT.unsupported],
+  [FileAccessError, EXIT.noInput],
+  [FormatError, EXIT.dataErr],
+  [WeightError, EXIT.dataErr],
+  [ConfigError, EXIT.dataErr],
+  [ContextLengthError, EXIT.dataErr],
+];
+
 export function exitCodeFor(err: unknown): number {
-  if (err instanceof UsageError) return EXIT.usage;
-  if (err instanceof AbortError) return EXIT.interrupted;
-  if (err instanceof UnsupportedError) return EXIT.unsupported;
-  if (err instanceof FileAccessError) return EXIT.noInput;
-  if (err instanceof FormatError && /readable file|ENOENT|no such file/i.test(err.message)) return EXIT.noInput;
-  if (err instanceof FormatError || err instanceof WeightError || err instanceof ConfigError) return EXIT.dataErr;
-  if (err instanceof ContextLengthError) return EXIT.dataErr;
+  for (const [type, code] of EXIT_BY_TYPE) if (err instanceof type) return code;
   return EXIT.failure;
 }
 

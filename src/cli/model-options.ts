@@ -15,7 +15,8 @@ export const MODEL_OPTIONS: OptionSpec = {
 
 export const MODEL_HELP = `Model:
   -m, --model PATH       ckpt-0 directory (or its parent), .gguf file (first shard of a split set,
-                         or a .part1ofN raw split); default: the built-in demo model
+                         or a .part1ofN raw split), or a safetensors directory (convert --to
+                         safetensors); default: the built-in demo model
       --backend NAME     auto (default: wasm where it runs), wasm, or js (the exact reference backend)
       --threads N        worker threads for the wasm backend (default: all cores)
       --tokenizer PATH   tokenizer.model to use (default: the GGUF's own, else the bundled official one)
@@ -30,6 +31,7 @@ export async function openModel(ctx: CommandContext): Promise<LanguageModel> {
   if (!['auto', 'wasm', 'js'].includes(backend)) throw new UsageError(`--backend must be auto, wasm or js, got "${backend}"`, 'backend');
   const threads = num(ctx, 'threads', { integer: true, min: 1, max: 256 });
   const modelPath = str(ctx, 'model');
+  if (/^https?:\/\//i.test(modelPath ?? '')) throw new UsageError(`--model ${modelPath} is a server URL; the CLI runs local models (a directory or a .gguf). Use the server directly, or loadModel(url) from the library`, 'model');
   const tokenizer = str(ctx, 'tokenizer');
   const memoryBudget = str(ctx, 'memory-budget');
   const policy = str(ctx, 'eviction-policy');

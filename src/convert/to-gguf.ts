@@ -1,6 +1,6 @@
 /**
- * Model weights → a GGUF of llama.cpp's `grok` architecture (REFERENCE.md §5), streamed tensor by
- * tensor: each matrix is read (one expert at a time for stacked experts), turned into out-major
+ * Model weights → a GGUF of llama.cpp's `grok` architecture (docs/REFERENCE.md §5), streamed tensor
+ * by tensor: each matrix is read (one expert at a time for stacked experts), turned into out-major
  * float32 rows a chunk at a time, quantised with ggml's reference quantisers and appended to the
  * output, so memory stays near one expert matrix, never the model. The official int8 weights are
  * dequantised exactly first (int8 × bf16 is exact in float32), so an f32 output is lossless.
@@ -100,7 +100,7 @@ function jobs(w: GrokWeights, t: QuantizeType): Job[] {
   return out;
 }
 
-/** The grok.* and general.* metadata for a config (REFERENCE.md §5), multipliers included. */
+/** The grok.* and general.* metadata for a config (docs/REFERENCE.md §5), multipliers included. */
 export function grokMetadata(c: Readonly<GrokConfig>, type: QuantizeType, name: string): GgufKv[] {
   const g = (key: string) => `${GGUF_ARCH}.${key}`;
   return [

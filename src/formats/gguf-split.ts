@@ -2,7 +2,7 @@
  * Opening a GGUF model that may be split, in either convention found in the wild:
  * - gguf-split shards `NAME-00001-of-00009.gguf`: each a complete GGUF with its own tensor table
  *   and data section and the keys split.no (0-based), split.count, split.tensors.count; the model
- *   metadata is in the first (REFERENCE.md §5). Any shard's name opens the whole set.
+ *   metadata is in the first (docs/REFERENCE.md §5). Any shard's name opens the whole set.
  * - raw byte splits `NAME.gguf.part1of7` …: consecutive byte ranges of one GGUF, read as one
  *   logical file through ConcatSource (never concatenated on disk); a header or tensor may straddle
  *   a cut.

@@ -1,10 +1,10 @@
 /**
  * A restricted, non-executing unpickler for the numpy pickles of the official checkpoint
- * (REFERENCE.md §4). It interprets the opcode stream of protocols 2-5 into inert values: globals
- * are tagged names from a fixed allow-list, and REDUCE / BUILD / NEWOBJ on them build descriptors
- * (dtype, ndarray, QuantizedWeight8bit) instead of calling anything. Array payloads are not read:
- * a large bytes object becomes a reference to its byte range in the file, so parsing a 3 GB
- * pickle reads a few hundred bytes.
+ * (docs/REFERENCE.md §4). It interprets the opcode stream of protocols 2-5 into inert values:
+ * globals are tagged names from a fixed allow-list, and REDUCE / BUILD / NEWOBJ on them build
+ * descriptors (dtype, ndarray, QuantizedWeight8bit) instead of calling anything. Array payloads are
+ * not read: a large bytes object becomes a reference to its byte range in the file, so parsing a 3
+ * GB pickle reads a few hundred bytes.
  */
 import { FormatError } from '../errors.js';
 import type { DType } from '../tensor/tensor.js';

@@ -1,6 +1,6 @@
 /**
  * Writes checkpoints in the official ckpt-0 layout: one protocol-4 pickle per parameter leaf, in
- * the tree-flatten order of REFERENCE.md §4, arrays as numpy-1.x reductions and quantised
+ * the tree-flatten order of docs/REFERENCE.md §4, arrays as numpy-1.x reductions and quantised
  * matrices as `__main__.QuantizedWeight8bit`. Used to generate benchmark and test checkpoints of
  * any size of the architecture; payloads are streamed, so memory stays near one chunk.
  */
@@ -60,7 +60,8 @@ function dtype(p: PickleOut, d: ArraySpec['dtype']): void {
   else p.str(d === 'f32' ? 'f4' : 'i1');
   p.byte(0x89, 0x88, 0x87, 0x52); // False, True, TUPLE3, REDUCE
   p.byte(0x28).int(3).str(d === 'i8' ? '|' : '<').byte(0x4e, 0x4e, 0x4e); // MARK 3 order None None None
-  const size = d === 'bf16' ? 2 : -1; // a user dtype carries its elsize and alignment (REFERENCE.md §4)
+  // A user dtype carries its elsize and alignment (docs/REFERENCE.md §4).
+  const size = d === 'bf16' ? 2 : -1;
   p.int(size).int(size).int(0).byte(0x74, 0x62); // elsize alignment flags TUPLE BUILD
 }
 

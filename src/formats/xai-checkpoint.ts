@@ -1,7 +1,7 @@
 /**
- * The official `ckpt-0` directory (REFERENCE.md §4): 2 + 12·L files `tensorNNNNN_000`, each one
- * pickle of one parameter leaf, in jax tree-flatten order (keys sorted as strings, so layers run
- * 0, 1, 10, 11, …, 2, …). Opening parses every file's header (a few KB each) and reads no
+ * The official `ckpt-0` directory (docs/REFERENCE.md §4): 2 + 12·L files `tensorNNNNN_000`, each
+ * one pickle of one parameter leaf, in jax tree-flatten order (keys sorted as strings, so layers
+ * run 0, 1, 10, 11, …, 2, …). Opening parses every file's header (a few KB each) and reads no
  * payload; a tensor's bytes are read when the model first asks for them.
  */
 import * as fs from 'node:fs';
@@ -53,7 +53,7 @@ export function tensorFileName(index: number): string {
 }
 
 // ---------------------------------------------------------------------------------------------
-// what each leaf may hold (a plausibility check; weights.ts checks shapes against the config)
+// what each leaf may hold (a plausibility check; model/weights.ts checks shapes against the config)
 
 interface LeafSpec {
   /** `matrix`: QuantizedWeight8bit (or a float array); `float`: a float array only. */
@@ -270,7 +270,7 @@ function resolveCheckpointDir(dir: string): { dir: string; indices: Set<number>;
     try {
       return fs.readdirSync(d);
     } catch (err) {
-      throw new FormatError({ file: d, expected: 'a ckpt-0 directory, or a directory containing ckpt-0/', found: (err as Error).message, cause: err });
+      throw new FileAccessError({ file: d, expected: 'a ckpt-0 directory, or a directory containing ckpt-0/', found: (err as Error).message, cause: err });
     }
   };
   const entries = list(dir);

@@ -1,7 +1,9 @@
 /**
  * Grok-1 is a base model: it has no chat format of its own. Chats are rendered as plain text in
  * a transcript a base model continues naturally, and generation stops when the model starts the
- * next user turn. The template is overridable (a function) everywhere it is used.
+ * next user turn. Only the server takes a replacement (`serve --chat-template FILE`, or a
+ * ServerChatTemplate in createServer's options); ChatSession (the library's chat and `grok-ts
+ * chat`) always writes this transcript, turn by turn through userTurnText.
  *
  *   {system}\n\n            (only when there is a system message)
  *   User: {content}\n\n

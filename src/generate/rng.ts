@@ -7,7 +7,7 @@
  * tokens on every run and platform; and because the prompt is an input, different prompts under
  * one seed draw independent noise instead of the same noise (which made one seed begin unrelated
  * prompts with the same word). It is not JAX's threefry: the official runner's exact samples are
- * not reproduced (REFERENCE.md §6).
+ * not reproduced (docs/REFERENCE.md §6).
  */
 
 function fmix32(h: number): number {

@@ -1,9 +1,9 @@
 /**
- * Token sampling. The reference (REFERENCE.md §6) divides the logits by the temperature, applies
- * the nucleus filter with its exact semantics (ascending sort, cumulative sum from the smallest,
- * keep every logit ≥ the one where the sum first reaches 1 - p) and samples. On top of that: greedy
- * (temperature 0: argmax, lowest id on ties — our own definition, the reference has none), top-k,
- * min-p, repetition / presence / frequency penalties and logit bias.
+ * Token sampling. The reference (docs/REFERENCE.md §6) divides the logits by the temperature,
+ * applies the nucleus filter with its exact semantics (ascending sort, cumulative sum from the
+ * smallest, keep every logit ≥ the one where the sum first reaches 1 - p) and samples. On top of
+ * that: greedy (temperature 0: argmax, lowest id on ties — our own definition, the reference has
+ * none), top-k, min-p, repetition / presence / frequency penalties and logit bias.
  *
  * Order per step: logit bias → penalties → (greedy) → temperature → top-k → top-p → min-p → sample.
  * Sampling is Gumbel-max, as the reference's jax.random.categorical: argmax over ids of

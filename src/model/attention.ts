@@ -1,5 +1,5 @@
 /**
- * The attention sublayer of one decoder layer (REFERENCE.md §2, step 3, first half):
+ * The attention sublayer of one decoder layer (docs/REFERENCE.md §2, step 3, first half):
  * q/k/v projections, RoPE, KV cache writes, GQA attention with the soft cap, output projection.
  *
  * Legend: N rows of this call (all sequences), D width, H/Hkv heads, d head size.
@@ -7,6 +7,7 @@
 import type { Kernels } from '../backend/kernels.js';
 import type { GrokConfig } from '../config.js';
 import type { KvCache } from './kv-cache.js';
+import type { ForwardBuffers } from './scratch.js';
 import type { LayerWeights } from './weights.js';
 
 /** Where each sequence's rows sit in the batch and in its cache. */
@@ -20,41 +21,31 @@ export interface BatchSlice {
   readonly start: number;
 }
 
-/** Returns o = Attn(a) · Wo, [N, D]. */
+/** o = Attn(a) · Wo, [N, D], from a = the rms-normed input [N, D]; both in the call's buffers. */
 export function attentionBlock(
   kernels: Kernels,
   c: Readonly<GrokConfig>,
   w: LayerWeights,
   layer: number,
-  a: Float32Array, // [N, D], already rms-normed
-  N: number,
-  positions: Int32Array, // [N]
+  b: ForwardBuffers,
   batch: readonly BatchSlice[],
-): Float32Array {
+): void {
+  const { N, a, q, k, v, attn, positions } = b; // q, attn [N, H, d]; k, v [N, Hkv, d]
   const H = c.numQHeads;
   const Hkv = c.numKvHeads;
   const d = c.keySize;
   const kvRow = Hkv * d;
-  const q = new Float32Array(N * H * d); // [N, H, d]
-  const k = new Float32Array(N * kvRow); // [N, Hkv, d]
-  const v = new Float32Array(N * kvRow); // [N, Hkv, d]
-  kernels.matmul(q, a, N, w.wq);
-  kernels.matmul(k, a, N, w.wk);
-  kernels.matmul(v, a, N, w.wv);
+  kernels.matmulMany([q, k, v], a, N, [w.wq, w.wk, w.wv]);
   kernels.rope(q, N, H, d, positions, c.ropeBase);
   kernels.rope(k, N, Hkv, d, positions, c.ropeBase);
 
-  const attn = new Float32Array(N * H * d); // [N, H·d], head-major columns
   for (const s of batch) {
-    const kc = s.cache.k[layer]!;
-    const vc = s.cache.v[layer]!;
-    kc.set(k.subarray(s.row * kvRow, (s.row + s.T) * kvRow), s.start * kvRow);
-    vc.set(v.subarray(s.row * kvRow, (s.row + s.T) * kvRow), s.start * kvRow);
+    s.cache.append(layer, s.start, k.subarray(s.row * kvRow, (s.row + s.T) * kvRow), v.subarray(s.row * kvRow, (s.row + s.T) * kvRow));
     kernels.attention({
       out: attn.subarray(s.row * H * d, (s.row + s.T) * H * d),
       q: q.subarray(s.row * H * d, (s.row + s.T) * H * d),
-      k: kc,
-      v: vc,
+      k: s.cache.k[layer]!,
+      v: s.cache.v[layer]!,
       keyValid: s.cache.keyValid,
       T: s.T,
       start: s.start,
@@ -65,7 +56,5 @@ export function attentionBlock(
       softcap: c.attnLogitSoftcap,
     });
   }
-  const o = new Float32Array(N * c.embSize); // [N, D]
-  kernels.matmul(o, attn, N, w.wo);
-  return o;
+  kernels.matmul(b.o, attn, N, w.wo);
 }

@@ -1,5 +1,5 @@
 /**
- * The Grok-1 forward pass (REFERENCE.md §2), written once against the Kernels interface.
+ * The Grok-1 forward pass (docs/REFERENCE.md §2), written once against the Kernels interface.
  * A call takes one or more sequences, each with its own KV cache, and runs their new tokens as one
  * batch of rows, so matmuls read each weight once per call however many sequences there are.
  *
@@ -12,6 +12,7 @@ import { readOutMajorRow } from '../tensor/rows.js';
 import { attentionBlock, type BatchSlice } from './attention.js';
 import { KvCache } from './kv-cache.js';
 import { moeBlock } from './moe.js';
+import { ForwardScratch } from './scratch.js';
 import type { GrokWeights } from './weights.js';
 
 export interface SequenceInput {
@@ -23,13 +24,21 @@ export interface SequenceInput {
 export interface ForwardOptions {
   /** Logits for every new token (T·V per sequence) instead of only the last (V). */
   readonly allLogits?: boolean;
+  /**
+   * Instead of logits, the final RMS-normed hidden state of every new token (T·D per sequence):
+   * what the tied output projection would read, e.g. for embeddings.
+   */
+  readonly hidden?: boolean;
 }
 
 export class GrokModel {
   readonly config: Readonly<GrokConfig>;
+  /** The forward pass's activations, reused across calls (scratch.ts). */
+  readonly scratch: ForwardScratch;
 
   constructor(readonly weights: GrokWeights, readonly kernels: Kernels) {
     this.config = weights.config;
+    this.scratch = new ForwardScratch(this.config);
   }
 
   newCache(initialCapacity?: number): KvCache {
@@ -41,7 +50,8 @@ export class GrokModel {
 
   /**
    * Runs the new tokens of each sequence and appends their K/V to its cache. Returns, per
-   * sequence, its logits: [T, V] with allLogits, else the last row [V].
+   * sequence, its logits: [T, V] with allLogits, else the last row [V]; with `hidden`, its final
+   * normed hidden states [T, D] instead.
    */
   forward(seqs: readonly SequenceInput[], opts: ForwardOptions = {}): Float32Array[] {
     const c = this.config;
@@ -61,46 +71,52 @@ export class GrokModel {
       N += s.tokens.length;
     }
 
+    const allRows = opts.allLogits || opts.hidden;
+    const R = allRows ? N : batch.length;
+    const b = this.scratch.buffers(N, R, opts.hidden);
+    const { h, a, positions, valid } = b;
+
     // 1. Embedding × multiplier; positions continue each sequence's cache; pad ids are masked as keys.
-    const h = new Float32Array(N * D); // [N, D]
-    const positions = new Int32Array(N);
-    const row = new Float32Array(D);
+    const row = b.z.subarray(0, D); // scratch for one embedding row (z is written only in step 3)
     for (const [i, s] of batch.entries()) {
       const tokens = seqs[i]!.tokens;
       for (let t = 0; t < s.T; t++) {
         readOutMajorRow(w.embedding, tokens[t]!, row);
         for (let j = 0; j < D; j++) h[(s.row + t) * D + j] = row[j]! * c.embeddingMultiplierScale;
         positions[s.row + t] = s.start + t;
-        s.cache.keyValid[s.start + t] = tokens[t]! > c.padToken ? 1 : 0;
+        valid[s.row + t] = tokens[t]! > c.padToken ? 1 : 0;
       }
+      s.cache.markKeys(s.start, valid.subarray(s.row, s.row + s.T));
     }
 
     // 2. Decoder layers: four RMSNorms, the post-norms wrap each sublayer's output before the residual add.
-    const a = new Float32Array(N * D);
     for (let l = 0; l < c.numLayers; l++) {
       const lw = w.layers[l]!;
       this.kernels.rmsNorm(a, h, N, D, lw.attnNorm, c.rmsNormEps);
-      const o = attentionBlock(this.kernels, c, lw, l, a, N, positions, batch);
+      attentionBlock(this.kernels, c, lw, l, b, batch);
+      const o = b.o;
       this.kernels.rmsNorm(o, o, N, D, lw.attnOutNorm, c.rmsNormEps);
       for (let i = 0; i < N * D; i++) h[i]! += o[i]!;
       this.kernels.rmsNorm(a, h, N, D, lw.ffnNorm, c.rmsNormEps);
-      const y = moeBlock(this.kernels, c, lw, a, N);
+      moeBlock(this.kernels, c, lw, b);
+      const y = b.y;
       this.kernels.rmsNorm(y, y, N, D, lw.ffnOutNorm, c.rmsNormEps);
       for (let i = 0; i < N * D; i++) h[i]! += y[i]!;
     }
-    for (const s of batch) s.cache.length = s.start + s.T;
+    for (const s of batch) s.cache.commit(s.T);
 
     // 3. Final norm and the tied output projection × multiplier, only for the rows whose logits are wanted.
-    const wanted: number[] = [];
+    const { z } = b; // [R, D]
+    let r0 = 0;
     for (const s of batch) {
-      if (opts.allLogits) for (let t = 0; t < s.T; t++) wanted.push(s.row + t);
-      else wanted.push(s.row + s.T - 1);
+      const first = allRows ? s.row : s.row + s.T - 1;
+      const rows = allRows ? s.T : 1;
+      z.set(h.subarray(first * D, (first + rows) * D), r0 * D);
+      r0 += rows;
     }
-    const R = wanted.length;
-    const z = new Float32Array(R * D); // [R, D]
-    wanted.forEach((row, r) => z.set(h.subarray(row * D, (row + 1) * D), r * D));
     this.kernels.rmsNorm(z, z, R, D, w.finalNorm, c.rmsNormEps);
-    const logits = new Float32Array(R * V); // [R, V]
+    if (opts.hidden) return batch.map((s) => z.slice(s.row * D, (s.row + s.T) * D));
+    const logits = b.logits!; // [R, V]
     this.kernels.matmul(logits, z, R, w.output ?? w.embedding);
     for (let i = 0; i < R * V; i++) logits[i]! *= c.outputMultiplierScale;
 

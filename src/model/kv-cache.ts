@@ -3,6 +3,10 @@
  * hold real tokens (pad ids are masked as keys). It grows by doubling up to the context length, so
  * a short chat does not reserve the full context up front. Its arrays come from the backend where
  * it offers storage its kernels read in place (the wasm backend's memory), else from the JS heap.
+ *
+ * The model writes through the cache, never into its arrays: per call it marks which new slots hold
+ * real tokens (markKeys), appends each layer's K/V rows (append), then advances the length
+ * (commit) once every layer has run. Readers (the attention kernel) take `k`, `v` and `keyValid`.
  */
 import type { GrokConfig } from '../config.js';
 import { ContextLengthError } from '../errors.js';
@@ -43,6 +47,42 @@ export class KvCache {
       throw new ContextLengthError(need, this.config.sequenceLen, `the cache holds ${this.length} tokens and ${n} more were given`);
     }
     if (need > this.cap) this.grow(Math.min(this.config.sequenceLen, Math.max(need, this.cap * 2)));
+  }
+
+  /**
+   * Records, for the slots from `start` on, whether each holds a real token (1) or a pad id (0,
+   * masked as a key). The slots must have been reserved.
+   */
+  markKeys(start: number, valid: ArrayLike<number>): void {
+    this.checkSlots(start, valid.length);
+    for (let i = 0; i < valid.length; i++) this.keyValid[start + i] = valid[i] ? 1 : 0;
+  }
+
+  /**
+   * Writes rows of K (after RoPE) and V for `layer` at slots start, start + 1, …: `k` and `v` hold
+   * whole rows of Hkv·d floats, as many as there are new tokens. The slots must have been reserved.
+   */
+  append(layer: number, start: number, k: Float32Array, v: Float32Array): void {
+    const rows = k.length / this.rowSize;
+    if (!Number.isInteger(rows) || v.length !== k.length) {
+      throw new RangeError(`KV rows must be whole rows of ${this.rowSize} floats, got k ${k.length} and v ${v.length}`);
+    }
+    if (!Number.isInteger(layer) || layer < 0 || layer >= this.config.numLayers) throw new RangeError(`layer ${layer} is outside [0, ${this.config.numLayers})`);
+    this.checkSlots(start, rows);
+    this.k[layer]!.set(k, start * this.rowSize);
+    this.v[layer]!.set(v, start * this.rowSize);
+  }
+
+  /** The n slots after `length`, written by append in every layer, now hold tokens: length += n. */
+  commit(n: number): void {
+    if (!Number.isInteger(n) || n < 0 || this.length + n > this.cap) throw new RangeError(`cannot commit ${n} tokens to a cache of ${this.length} tokens with room for ${this.cap}`);
+    this.length += n;
+  }
+
+  private checkSlots(start: number, n: number): void {
+    if (!Number.isInteger(start) || start < 0 || start > this.length || start + n > this.cap) {
+      throw new RangeError(`slots ${start}..${start + n - 1} are not writable in a cache of ${this.length} tokens with room for ${this.cap} (reserve first)`);
+    }
   }
 
   /** Forgets everything from position n on (n ≤ length), e.g. to reuse a shared prefix. */

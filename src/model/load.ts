@@ -12,19 +12,23 @@ import { looksLikeGguf, namedLikeGguf, openGguf } from '../formats/gguf-split.js
 import type { GgufMetadata } from '../formats/gguf.js';
 import { fileKind, readRegularFile } from '../formats/tensor-file.js';
 import { checkpointDir, openCheckpoint } from '../formats/xai-checkpoint.js';
+import { isSafetensorsDir, openSafetensorsStore, SAFETENSORS_INDEX } from '../formats/safetensors.js';
 import type { TensorStore } from '../tensor/tensor.js';
 import { grokWeightsFromCheckpoint } from './weights-ckpt.js';
 import type { GrokWeights } from './weights.js';
 import { configFromGguf, grokWeightsFromGguf } from './weights-gguf.js';
+import { configFromHfJson, grokWeightsFromSafetensors } from './weights-safetensors.js';
 
 export interface ModelFiles {
   readonly path: string;
-  readonly format: 'ckpt-0' | 'gguf';
+  readonly format: 'ckpt-0' | 'gguf' | 'safetensors';
   readonly config: Readonly<GrokConfig>;
   readonly weights: GrokWeights;
   readonly store: TensorStore;
   /** GGUF files embed their tokenizer; a ckpt-0 uses the official tokenizer.model. */
   readonly ggufMetadata?: GgufMetadata;
+  /** A tokenizer.model that came with the model (a Hugging Face directory's). */
+  readonly tokenizerFile?: string;
   close(): void;
 }
 
@@ -53,7 +57,7 @@ function readJsonFile(file: string): unknown {
   }
 }
 
-const MODEL_PATH = 'a ckpt-0 directory (or its parent) or a GGUF file';
+const MODEL_PATH = 'a ckpt-0 directory (or its parent), a GGUF file or a safetensors directory';
 
 export function openModelFiles(p: string): ModelFiles {
   if (namedLikeGguf(p)) return openGgufFiles(p);
@@ -65,9 +69,11 @@ export function openModelFiles(p: string): ModelFiles {
   }
   if (st.isFile()) {
     if (looksLikeGguf(p)) return openGgufFiles(p);
+    if (p.endsWith('.safetensors') || path.basename(p) === SAFETENSORS_INDEX) return openSafetensorsFiles(path.dirname(p));
     throw new FormatError({ file: p, expected: MODEL_PATH, found: 'a file that does not start with the GGUF magic' });
   }
   if (!st.isDirectory()) throw new FileAccessError({ file: p, expected: MODEL_PATH, found: fileKind(st) });
+  if (isSafetensorsDir(p)) return openSafetensorsFiles(p);
   // The config first: it bounds what each compressed tensor file may expand to (openCheckpoint).
   const cfgPath = findCheckpointConfig(checkpointDir(p));
   const config = cfgPath ? configFromJson(readJsonFile(cfgPath), cfgPath) : makeConfig(GROK1);
@@ -89,6 +95,21 @@ function openGgufFiles(p: string): ModelFiles {
     return { path: g.path, format: 'gguf', config, weights, store: g.store, ggufMetadata: g.metadata, close: () => g.close() };
   } catch (err) {
     g.close();
+    throw err;
+  }
+}
+
+/** A Hugging Face directory: config.json, safetensors (one file or an index and shards), maybe tokenizer.model. */
+function openSafetensorsFiles(dir: string): ModelFiles {
+  const cfgPath = path.join(dir, 'config.json');
+  const config = configFromHfJson(readJsonFile(cfgPath), cfgPath);
+  const store = openSafetensorsStore(dir);
+  try {
+    const weights = grokWeightsFromSafetensors(store, config);
+    const tok = path.join(dir, 'tokenizer.model');
+    return { path: dir, format: 'safetensors', config, weights, store, ...(fs.existsSync(tok) ? { tokenizerFile: tok } : {}), close: () => store.close() };
+  } catch (err) {
+    store.close();
     throw err;
   }
 }

@@ -1,8 +1,8 @@
 /**
- * GGUF `grok` architecture (REFERENCE.md §5) → the same GrokConfig and GrokWeights as ckpt-0: one
- * model, two readers. GGUF matrices are out-major (ne[0] = input width is contiguous; the logical
- * shape is ne reversed), so every linear here is `out-major` dense or a `ggml` block type, and one
- * expert of a stacked [E, out, in] tensor is a byte sub-range of it.
+ * GGUF `grok` architecture (docs/REFERENCE.md §5) → the same GrokConfig and GrokWeights as ckpt-0:
+ * one model, two readers. GGUF matrices are out-major (ne[0] = input width is contiguous; the
+ * logical shape is ne reversed), so every linear here is `out-major` dense or a `ggml` block type,
+ * and one expert of a stacked [E, out, in] tensor is a byte sub-range of it.
  *
  * Legend: V vocab, D model width, H/Hkv heads, d head size, E experts, F ffn size.
  */
@@ -82,7 +82,7 @@ export function configFromGguf(metadata: GgufMetadata, file: string, store?: Ten
   if (vocabSize === undefined) throw new ConfigError([`no vocabulary size: neither ${k('vocab_size')}, tokenizer.ggml.tokens nor ${GGUF_NAMES.embedding}`], file);
 
   // The router soft cap (grok.router_logit_softcapping) is ignored on purpose: Grok-1's router has
-  // none (REFERENCE.md §7.4); llama.cpp stores one by default.
+  // none (docs/REFERENCE.md §7.4); llama.cpp stores one by default.
   return makeConfig(
     {
       vocabSize,

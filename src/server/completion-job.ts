@@ -9,7 +9,7 @@
  * the scheduler ends it when its client reads nothing for the stall limit.
  */
 import type { ServerResponse } from 'node:http';
-import { AbortError } from '../errors.js';
+import { AbortError, StreamStalledError } from '../errors.js';
 import type { GenerationChunk, GenerationResult, SequenceState } from '../generate/sequence.js';
 import {
   chatChoice,
@@ -26,7 +26,7 @@ import {
 } from './openai-format.js';
 import { RequestError } from './errors.js';
 import { sendError, sendJson, SSE_HEADERS, sseEvent, type ErrorReporting } from './respond.js';
-import type { Scheduler, SequenceSink } from './scheduler.js';
+import type { SchedulerLane, SequenceSink } from '../generate/scheduler.js';
 
 export interface JobChoice {
   readonly seq: SequenceState;
@@ -83,9 +83,9 @@ export interface JobOptions {
  * Submits the job (a full queue or a closing server throws here, before anything is written) and
  * returns a promise that settles once the response is complete or the client has gone.
  */
-export function runJob(scheduler: Scheduler, job: Job, res: ServerResponse, reporting: ErrorReporting, opts: JobOptions): Promise<void> {
+export function runJob(scheduler: SchedulerLane, job: Job, res: ServerResponse, reporting: ErrorReporting, opts: JobOptions, makeOutput?: (job: Job, res: ServerResponse) => Output): Promise<void> {
   const controller = new AbortController();
-  const output = job.stream ? new StreamOutput(job, res) : new JsonOutput(job, res);
+  const output = makeOutput ? makeOutput(job, res) : job.stream ? new StreamOutput(job, res) : new JsonOutput(job, res);
   let failed = false;
   const fail = (err: unknown): void => {
     if (failed) return;
@@ -94,7 +94,7 @@ export function runJob(scheduler: Scheduler, job: Job, res: ServerResponse, repo
     if (!res.writableEnded && !res.destroyed) sendError(res, err, reporting);
     // A client that stopped reading does not keep its connection: closed once the error event is out.
     const socket = res.socket; // detached from the response once it finishes
-    if (err instanceof RequestError && err.apiCode === 'stream_stalled' && socket) {
+    if (err instanceof StreamStalledError && socket) {
       if (res.writableFinished) socket.end();
       else res.once('finish', () => socket.end());
     }
@@ -113,8 +113,7 @@ export function runJob(scheduler: Scheduler, job: Job, res: ServerResponse, repo
   const submission = scheduler.submit(
     job.choices.map((c) => c.seq),
     sinks,
-    controller.signal,
-    opts.client,
+    { signal: controller.signal, ...(opts.client !== undefined ? { client: opts.client } : {}) },
   );
   const deadline = setTimeout(() => fail(new RequestError(504, `the request did not finish within ${opts.timeoutMs} ms`, 'server_error', 'timeout')), opts.timeoutMs);
   return new Promise<void>((resolve) => {
@@ -156,7 +155,8 @@ function closeWhenStuck(res: ServerResponse, stallMs: number): void {
   socket.once('close', stop);
 }
 
-interface Output {
+/** How a job's output is written; the OpenAI shapes by default, another API's through runJob's `makeOutput`. */
+export interface Output {
   /** Returns false when the socket's buffer is full. */
   chunk(i: number, c: GenerationChunk): boolean;
   done(i: number, r: GenerationResult): void;

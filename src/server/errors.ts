@@ -1,10 +1,10 @@
 /**
  * The server's errors and the one place where any error becomes an OpenAI error body and an HTTP
  * status: `{"error": {"message", "type", "param", "code"}}`. Library errors (UsageError,
- * ContextLengthError, ...) are mapped here; server-only conditions (unknown route, body too large,
+ * ContextLengthError, QueueFullError, ...) are mapped here; server-only conditions (unknown route, body too large,
  * full queue, bad API key) are RequestErrors that carry their own status.
  */
-import { AbortError, ContextLengthError, GrokError, UnsupportedError, UsageError } from '../errors.js';
+import { AbortError, ContextLengthError, GrokError, QueueFullError, QueueTimeoutError, StreamStalledError, UnsupportedError, UsageError } from '../errors.js';
 
 /** OpenAI's error `type` values that this server uses. */
 export type ApiErrorType = 'invalid_request_error' | 'authentication_error' | 'not_found_error' | 'rate_limit_error' | 'server_error';
@@ -22,13 +22,6 @@ export class RequestError extends GrokError {
   ) {
     super('request_error', message);
   }
-}
-
-/** The queue is full, or the server is shutting down: try again later. */
-export function overloaded(status: 429 | 503, message: string, retryAfterSeconds: number): RequestError {
-  return new RequestError(status, message, status === 429 ? 'rate_limit_error' : 'server_error', status === 429 ? 'queue_full' : 'server_unavailable', null, {
-    'Retry-After': String(Math.max(1, Math.ceil(retryAfterSeconds))),
-  });
 }
 
 export interface ErrorResponse {
@@ -50,6 +43,10 @@ export function toErrorResponse(err: unknown, opts: { promptParam?: 'prompt' | '
     body: { error: { message, type, param, code } },
   });
   if (err instanceof RequestError) return make(err.status, err.message, err.type, err.param, err.apiCode, { ...err.headers });
+  const retry = (s: number) => ({ 'Retry-After': String(Math.max(1, Math.ceil(s))) });
+  if (err instanceof QueueFullError) return make(429, `the server is busy: ${err.queued} sequences are waiting (limit ${err.limit}); retry later`, 'rate_limit_error', null, 'queue_full', retry(err.retryAfterSeconds));
+  if (err instanceof QueueTimeoutError) return make(503, err.message, 'server_error', null, 'server_unavailable', retry(err.retryAfterSeconds));
+  if (err instanceof StreamStalledError) return make(408, err.message, 'server_error', null, 'stream_stalled');
   if (err instanceof ContextLengthError) return make(400, err.message, 'invalid_request_error', opts.promptParam ?? null, 'context_length_exceeded');
   if (err instanceof UsageError) return make(400, err.message, 'invalid_request_error', err.param ?? null, 'invalid_value');
   if (err instanceof UnsupportedError) return make(400, err.message, 'invalid_request_error', null, 'unsupported');

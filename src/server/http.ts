@@ -1,16 +1,22 @@
 /**
- * The OpenAI-compatible HTTP server on node:http: routing, body limits, API-key check, the two
- * generation endpoints over the batching scheduler, health, connection limits, and graceful
- * shutdown.
+ * The OpenAI-compatible HTTP server on node:http: the request pipeline (route lookup, overflow
+ * connections, API-key check, 404/405, draining), connection limits, listening and graceful
+ * shutdown. The endpoints themselves live in routes/*.ts, one module per group, and see the server
+ * through a ServerContext (context.ts).
  *
  *   GET  /health                 liveness and scheduler load (no API key needed)
- *   GET  /v1/models              the one served model
+ *   GET  /v1/models              the one served model (under each of its names)
  *   GET  /v1/models/{id}
  *   POST /v1/completions
  *   POST /v1/chat/completions
+ *   POST /v1/embeddings          (also /embeddings)
+ *   POST /completion             llama-server's native completion (also /completions)
+ *   POST /tokenize, /detokenize
+ *   GET  /props, /slots, /metrics
+ *   GET  /                       the chat page (unless webui is false; no API key needed)
  *
  * Requests never name files: the model is fixed when the server is created, and `model` in a
- * request must be its id. The model may still be loading when the server starts listening (a
+ * request must be its id or one of its aliases. The model may still be loading when the server starts listening (a
  * promise): until it is ready, /health says "loading" and every other route answers 503.
  *
  * Limits. With an API key set, every route but /health needs it, unknown ones too (404 and 405
@@ -19,20 +25,32 @@
  * /health only (everything else on them gets 503 and the connection is closed), and the rest are
  * closed at once. A connection must send its request headers within `headerTimeoutMs`.
  */
-import { createHash, randomUUID, timingSafeEqual } from 'node:crypto';
+import { createHash, timingSafeEqual } from 'node:crypto';
 import * as http from 'node:http';
 import type { AddressInfo, Socket } from 'node:net';
 import * as path from 'node:path';
 import { AbortError } from '../errors.js';
 import type { LanguageModel } from '../language-model.js';
 import { DEFAULT_CHAT_TEMPLATE, type ServerChatTemplate } from './chat-template-file.js';
-import { runJob, type JobChoice } from './completion-job.js';
+import { addressKey, notFound, type ConnectionStats, type Loaded, type ServerContext } from './context.js';
+import { Cors } from './cors.js';
 import { listenError, RequestError } from './errors.js';
-import { modelJson, type Envelope } from './openai-format.js';
-import { parseChatRequest, parseCompletionRequest, type CommonParams } from './openai-schema.js';
+import { LiveSequences } from './live.js';
+import { Metrics } from './metrics.js';
+import type { Logger } from './request-log.js';
 import { DEFAULT_MAX_CHARS_PER_TOKEN, PromptEncoder } from './prompt.js';
-import { sendError, sendJson, type ErrorReporting } from './respond.js';
-import { resolveLimits, Scheduler, type SchedulerLimits, type SchedulerStats } from './scheduler.js';
+import { sendError, type ErrorReporting } from './respond.js';
+import { Router } from './router.js';
+import { health, healthRoutes } from './routes/health.js';
+import { embeddingRoutes } from './routes/embeddings.js';
+import { llamaRoutes } from './routes/llama.js';
+import { metricsRoutes } from './routes/metrics.js';
+import { modelRoutes } from './routes/models.js';
+import { openaiRoutes } from './routes/openai.js';
+import { loadWebUi, webuiRoutes } from './routes/webui.js';
+import { resolveLimits, type SchedulerLane, type SchedulerLimits } from '../generate/scheduler.js';
+
+export type { ConnectionStats } from './context.js';
 
 export interface ServerOptions extends Partial<SchedulerLimits> {
   /** The id clients pass as `model`; default: `fortune-demo` for the demo, else the checkpoint's directory or file name. */
@@ -56,22 +74,21 @@ export interface ServerOptions extends Partial<SchedulerLimits> {
   readonly chatTemplate?: ServerChatTemplate;
   /** Receives one line per internal error (never request contents or the API key). */
   readonly log?: (line: string) => void;
-}
-
-export interface ConnectionStats {
-  /** Connections being served. */
-  readonly open: number;
-  /** Connections over a cap, let in to answer /health only. */
-  readonly overflow: number;
-  /** Connections closed at once because every cap was full. */
-  readonly refused: number;
+  /** More names clients may pass as `model` (listed by /v1/models after the id). */
+  readonly aliases?: readonly string[];
+  /** Origins whose browser pages may call the server (`*`: any); none by default. */
+  readonly corsOrigins?: readonly string[];
+  /** Writes one line per request (method, path, status, tokens, duration, client). */
+  readonly requestLog?: Logger;
+  /** Serve the chat page at `/`. Default true. */
+  readonly webui?: boolean;
 }
 
 export interface GrokServer {
   /** Throws while a model given as a promise is loading, unless `modelId` was given. */
   readonly modelId: string;
   /** Throws while a model given as a promise is loading. */
-  readonly scheduler: Scheduler;
+  readonly scheduler: SchedulerLane;
   /** Settles when the model is ready (at once for a loaded one); rejects when it failed to load. */
   readonly ready: Promise<void>;
   connections(): ConnectionStats;
@@ -94,8 +111,6 @@ export const DEFAULT_MAX_CONNECTIONS_PER_ADDRESS = 128;
 export const DEFAULT_HEADER_TIMEOUT_MS = 10_000;
 const DEFAULT_MAX_N = 16;
 const DEFAULT_REQUEST_TIMEOUT_MS = 10 * 60_000;
-/** OpenAI's default max_tokens for /v1/completions. */
-const COMPLETIONS_DEFAULT_MAX_TOKENS = 16;
 /** A request body must arrive within this time (slow uploads would otherwise hold a socket forever). */
 const REQUEST_BODY_TIMEOUT_MS = 30_000;
 /** At shutdown, how long finished responses may take to drain to their clients before sockets are closed. */
@@ -113,33 +128,8 @@ export function defaultModelId(lm: LanguageModel): string {
   return base.replace(/(?:-\d{5}-of-\d{5})?\.gguf(?:\.part\d+of\d+)?$/i, '') || 'grok-1';
 }
 
-type Handler = (req: http.IncomingMessage, res: http.ServerResponse, parts: { id?: string }) => Promise<void> | void;
-
-interface Route {
-  readonly pattern: RegExp;
-  readonly methods: Readonly<Record<string, Handler>>;
-  readonly open?: boolean;
-}
-
-/** What exists once the model is loaded. */
-interface Loaded {
-  readonly lm: LanguageModel;
-  readonly modelId: string;
-  readonly scheduler: Scheduler;
-  readonly prompts: PromptEncoder;
-}
-
 function digest(s: string): Buffer {
   return createHash('sha256').update(s, 'utf8').digest();
-}
-
-function notFound(req: http.IncomingMessage): RequestError {
-  return new RequestError(404, `Unknown request URL: ${req.method} ${req.url}`, 'invalid_request_error', 'unknown_url');
-}
-
-/** One key per remote address (an IPv4 client of a dual-stack socket is the same as over IPv4). */
-function addressKey(socket: Socket): string {
-  return (socket.remoteAddress ?? 'unknown').replace(/^::ffff:(?=\d+\.\d+\.\d+\.\d+$)/, '');
 }
 
 function isPromise<T>(v: T | Promise<T>): v is Promise<T> {
@@ -166,12 +156,18 @@ export function createServer(model: LanguageModel | Promise<LanguageModel>, opti
   const log = options.log ?? (() => {});
   const onInternal = (err: unknown): void => log(`internal error: ${(err as Error)?.stack ?? String(err)}`);
   const created = Math.floor(Date.now() / 1000);
+  const aliases = [...new Set(options.aliases ?? [])];
+  for (const a of aliases) if (a === '' || /[\s/]/.test(a)) throw new RangeError(`server option aliases: ${JSON.stringify(a)} is not a model name (no spaces or slashes)`);
+  const cors = new Cors(options.corsOrigins ?? []);
+  const webui = options.webui ?? true;
+  const webuiFiles = webui ? loadWebUi() : undefined;
   let draining = false;
 
   let loaded: Loaded | undefined;
   let loadFailed = false;
   const attach = (lm: LanguageModel): void => {
-    loaded = { lm, modelId: options.modelId ?? defaultModelId(lm), scheduler: new Scheduler(lm.model, limits), prompts: new PromptEncoder(lm, maxCharsPerToken) };
+    const modelId = options.modelId ?? defaultModelId(lm);
+    loaded = { lm, modelId, names: [modelId, ...aliases.filter((a) => a !== modelId)], scheduler: lm.openLane(limits), prompts: new PromptEncoder(lm, maxCharsPerToken) };
   };
   let ready: Promise<void>;
   if (isPromise(model)) {
@@ -185,13 +181,6 @@ export function createServer(model: LanguageModel | Promise<LanguageModel>, opti
     ready = Promise.resolve();
   }
 
-  /** The loaded model, or a 503 while it loads. */
-  function core(): Loaded {
-    if (loaded) return loaded;
-    if (loadFailed) throw new RequestError(503, 'the model failed to load', 'server_error', 'server_unavailable');
-    throw new RequestError(503, 'the model is still loading; retry shortly', 'server_error', 'model_loading', null, { 'Retry-After': '5' });
-  }
-
   function authorized(req: http.IncomingMessage): boolean {
     if (!keyDigest) return true;
     const m = /^Bearer\s+(\S+)\s*$/i.exec(req.headers.authorization ?? '');
@@ -199,138 +188,47 @@ export function createServer(model: LanguageModel | Promise<LanguageModel>, opti
     return m !== null && timingSafeEqual(digest(m[1]!), keyDigest);
   }
 
-  function checkModel(c: Loaded, id: string): void {
-    if (id !== c.modelId) {
-      throw new RequestError(404, `The model \`${id}\` does not exist; this server serves \`${c.modelId}\``, 'invalid_request_error', 'model_not_found', 'model');
-    }
-  }
-
-  function envelope(prefix: string, model: string): Envelope {
-    return { id: `${prefix}-${randomUUID().replace(/-/g, '')}`, created: Math.floor(Date.now() / 1000), model };
-  }
-
-  /** One SequenceState per choice: prompt-major, then n; with a seed, choice i of a prompt uses seed + i. */
-  function sequences(c: Loaded, promptIds: number[][], p: CommonParams, maxTokensFor: (ids: number[]) => number, extraStop: readonly string[], logprobs: number | undefined, textOffsets: number[]): JobChoice[] {
-    const choices: JobChoice[] = [];
-    promptIds.forEach((ids, k) => {
-      const maxTokens = maxTokensFor(ids);
-      for (let i = 0; i < p.n; i++) {
-        const seed = p.sampling.seed === undefined ? {} : { seed: p.sampling.seed + i };
-        const seq = c.lm.newSequence(
-          ids,
-          { ...p.sampling, ...seed, maxTokens, stop: [...extraStop, ...p.stop], ignoreEos: p.ignoreEos, ...(logprobs !== undefined ? { logprobs } : {}) },
-          // An empty cache: memory is taken when the sequence is admitted and runs, not while it waits.
-          c.lm.model.newCache(0),
-        );
-        choices.push({ seq, textOffset: textOffsets[k]! });
-      }
-    });
-    return choices;
-  }
-
-  const jobOptions = (req: http.IncomingMessage) => ({ timeoutMs: requestTimeoutMs, stallMs: limits.stallTimeoutMs, client: addressKey(req.socket) });
-
-  async function completions(req: http.IncomingMessage, res: http.ServerResponse): Promise<void> {
-    const c = core();
-    const p = parseCompletionRequest(await readJsonBody(req, maxBody), { maxN });
-    checkModel(c, p.model);
-    if (p.prompts.length * p.n > limits.maxQueue) {
-      throw new RequestError(400, `the request asks for ${p.prompts.length * p.n} sequences (prompts × n); this server takes at most ${limits.maxQueue} at once`, 'invalid_request_error', 'invalid_value', 'n');
-    }
-    const ids = await c.prompts.encodeAll(p.prompts);
-    const offsets = p.prompts.map((x, k) => (typeof x === 'string' ? x : c.lm.tokenizer.decode(ids[k]!)).length);
-    const choices = sequences(c, ids, p, (x) => c.prompts.budget(x.length, p.maxTokens, COMPLETIONS_DEFAULT_MAX_TOKENS), [], p.logprobs, offsets);
-    const job = {
-      kind: 'completion' as const,
-      env: envelope('cmpl', p.model),
-      choices,
-      promptTokens: ids.reduce((n, x) => n + x.length, 0),
-      stream: p.stream,
-      includeUsage: p.includeUsage,
-      logprobs: p.logprobs !== undefined,
-    };
-    await runJob(c.scheduler, job, res, { promptParam: 'prompt', onInternal }, jobOptions(req));
-  }
-
-  async function chat(req: http.IncomingMessage, res: http.ServerResponse): Promise<void> {
-    const c = core();
-    const p = parseChatRequest(await readJsonBody(req, maxBody), { maxN });
-    checkModel(c, p.model);
-    const [ids] = await c.prompts.encodeAll([template.render(p.messages)], 'messages');
-    const choices = sequences(c, [ids!], p, (x) => c.prompts.budget(x.length, p.maxTokens, Infinity), template.stop, p.logprobs ? p.topLogprobs : undefined, [0]);
-    const job = {
-      kind: 'chat' as const,
-      env: envelope('chatcmpl', p.model),
-      choices,
-      promptTokens: ids!.length,
-      stream: p.stream,
-      includeUsage: p.includeUsage,
-      logprobs: p.logprobs,
-    };
-    await runJob(c.scheduler, job, res, { promptParam: 'messages', onInternal }, jobOptions(req));
-  }
-
-  function health(res: http.ServerResponse, headers: Record<string, string> = {}): void {
-    const connections = conns();
-    if (!loaded) {
-      const status = draining ? 'shutting_down' : loadFailed ? 'failed' : 'loading';
-      sendJson(res, 503, { status, ...(options.modelId !== undefined ? { model: options.modelId } : {}), connections }, { 'Retry-After': '5', ...headers });
-      return;
-    }
-    const s: SchedulerStats = loaded.scheduler.stats();
-    sendJson(res, draining ? 503 : 200, { status: draining ? 'shutting_down' : 'ok', model: loaded.modelId, backend: loaded.lm.backend, ...s, connections, memory: loaded.lm.memoryHealth() }, headers);
-  }
-
-  const routes: Route[] = [
-    { pattern: /^\/health$/, open: true, methods: { GET: (_req, res) => health(res) } },
-    {
-      pattern: /^\/v1\/models$/,
-      methods: {
-        GET: (_req, res) => {
-          const c = core();
-          sendJson(res, 200, { object: 'list', data: [modelJson(c.modelId, created)] });
-        },
-      },
-    },
-    {
-      pattern: /^\/v1\/models\/(?<id>[^/]+)$/,
-      methods: {
-        GET: (_req, res, { id }) => {
-          const c = core();
-          let name = id!;
-          try {
-            name = decodeURIComponent(name);
-          } catch {
-            // not percent-encoded text: compare it as given
-          }
-          checkModel(c, name);
-          sendJson(res, 200, modelJson(c.modelId, created));
-        },
-      },
-    },
-    { pattern: /^\/v1\/completions$/, methods: { POST: completions } },
-    { pattern: /^\/v1\/chat\/completions$/, methods: { POST: chat } },
-  ];
+  const ctx: ServerContext = {
+    limits,
+    maxBodyBytes: maxBody,
+    maxN,
+    requestTimeoutMs,
+    template,
+    created,
+    configuredModelId: options.modelId,
+    onInternal,
+    live: new LiveSequences(),
+    metrics: new Metrics(),
+    webui,
+    loaded: () => loaded,
+    loadFailed: () => loadFailed,
+    draining: () => draining,
+    connections: () => conns(),
+  };
+  const router = new Router().add(
+    ...healthRoutes(ctx),
+    ...modelRoutes(ctx),
+    ...openaiRoutes(ctx),
+    ...embeddingRoutes(ctx),
+    ...llamaRoutes(ctx),
+    ...metricsRoutes(ctx),
+    ...(webuiFiles ? webuiRoutes(webuiFiles) : []),
+  );
 
   async function handle(req: http.IncomingMessage, res: http.ServerResponse): Promise<void> {
     const pathname = (req.url ?? '/').split('?')[0]!;
     let reporting: ErrorReporting = { onInternal };
     try {
-      let route: Route | undefined;
-      let match: RegExpExecArray | null = null;
-      for (const r of routes) {
-        match = r.pattern.exec(pathname);
-        if (match) {
-          route = r;
-          break;
-        }
-      }
+      const found = router.match(pathname);
+      const route = found?.route;
       if (overflow.has(req.socket)) {
         // A connection over the caps: health only, then it closes.
-        if (route?.open && req.method === 'GET') return health(res, { Connection: 'close' });
+        if (route?.health && req.method === 'GET') return health(ctx, res, { Connection: 'close' });
         throw new RequestError(503, 'too many connections; retry later', 'server_error', 'too_many_connections', null, { 'Retry-After': '1', Connection: 'close' });
       }
-      // The key first: without it, nothing (not even which routes exist) but the health probe.
+      // A browser's preflight carries no credentials: answered (for allowed origins) before the key.
+      if (cors.apply(req, res)) return;
+      // The key first: without it, nothing (not even which routes exist) but the open routes.
       if (!route?.open && !authorized(req)) {
         throw new RequestError(401, 'Incorrect API key provided: pass it as "Authorization: Bearer <key>"', 'authentication_error', 'invalid_api_key');
       }
@@ -342,7 +240,7 @@ export function createServer(model: LanguageModel | Promise<LanguageModel>, opti
       }
       if (draining && !route.open) throw new RequestError(503, 'the server is shutting down', 'server_error', 'server_unavailable', null, { 'Retry-After': '5', Connection: 'close' });
       reporting = { onInternal, promptParam: pathname.endsWith('/chat/completions') ? 'messages' : 'prompt' };
-      await handler(req, res, { ...(match?.groups?.id !== undefined ? { id: match.groups.id } : {}) });
+      await handler(req, res, found!.params);
     } catch (err) {
       if (err instanceof AbortError && (res.destroyed || req.destroyed)) return; // the client left
       sendError(res, err, reporting);
@@ -359,6 +257,24 @@ export function createServer(model: LanguageModel | Promise<LanguageModel>, opti
       connectionsCheckingInterval: Math.min(1000, Math.max(10, Math.floor(headerTimeoutMs / 10))),
     },
     (req, res) => {
+      const started = performance.now();
+      const client = addressKey(req.socket);
+      res.once('close', () => {
+        // A response cut off before its headers went out never reached the client: status 0.
+        const status = res.headersSent ? res.statusCode : 0;
+        ctx.metrics.request(status);
+        if (!options.requestLog) return;
+        const t = ctx.live.tokensOf(res);
+        options.requestLog.request({
+          method: req.method ?? '',
+          path: (req.url ?? '/').split('?')[0]!,
+          status,
+          promptTokens: t.prompt,
+          completionTokens: t.completion,
+          durationMs: performance.now() - started,
+          client,
+        });
+      });
       const closed = new Promise<void>((resolve) => res.once('close', resolve));
       inflight.add(closed);
       void closed.then(() => inflight.delete(closed));
@@ -410,7 +326,7 @@ export function createServer(model: LanguageModel | Promise<LanguageModel>, opti
       if (options.modelId !== undefined) return options.modelId;
       throw new Error('the model is still loading: its id is not known yet');
     },
-    get scheduler(): Scheduler {
+    get scheduler(): SchedulerLane {
       if (loaded) return loaded.scheduler;
       throw new Error('the model is still loading: there is no scheduler yet');
     },
@@ -446,40 +362,4 @@ export function createServer(model: LanguageModel | Promise<LanguageModel>, opti
       await closed;
     },
   };
-}
-/** Reads a JSON request body of at most `limit` bytes. */
-function readJsonBody(req: http.IncomingMessage, limit: number): Promise<unknown> {
-  const tooLarge = () =>
-    new RequestError(413, `the request body is larger than the limit of ${limit} bytes`, 'invalid_request_error', 'request_too_large', null, { Connection: 'close' });
-  const declared = Number(req.headers['content-length']);
-  if (Number.isFinite(declared) && declared > limit) return Promise.reject(tooLarge());
-  return new Promise((resolve, reject) => {
-    const chunks: Buffer[] = [];
-    let size = 0;
-    let settled = false;
-    const settle = (fn: () => void): void => {
-      if (settled) return;
-      settled = true;
-      req.off('data', onData);
-      fn();
-    };
-    const onData = (c: Buffer): void => {
-      size += c.length;
-      if (size > limit) settle(() => reject(tooLarge()));
-      else chunks.push(c);
-    };
-    req.on('data', onData);
-    req.on('end', () =>
-      settle(() => {
-        const text = Buffer.concat(chunks).toString('utf8');
-        try {
-          resolve(JSON.parse(text));
-        } catch (err) {
-          reject(new RequestError(400, `We could not parse the JSON body of your request: ${(err as Error).message}`, 'invalid_request_error', 'invalid_json'));
-        }
-      }),
-    );
-    req.on('error', (err) => settle(() => reject(new AbortError(`the request body did not arrive: ${err.message}`))));
-    req.on('close', () => settle(() => reject(new AbortError('the client went away while sending the request'))));
-  });
 }

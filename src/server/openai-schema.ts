@@ -59,20 +59,20 @@ function typeName(v: unknown): string {
   return typeof v;
 }
 
-function mistyped(param: string, expected: string, v: unknown): RequestError {
+export function mistyped(param: string, expected: string, v: unknown): RequestError {
   return new RequestError(400, `${param} must be ${expected}, got ${typeName(v)}`, 'invalid_request_error', 'invalid_type', param);
 }
 
-function unsupported(param: string, what: string): RequestError {
+export function unsupported(param: string, what: string): RequestError {
   return new RequestError(400, `${param}: ${what} is not supported by this server`, 'invalid_request_error', 'unsupported_parameter', param);
 }
 
-function isObject(v: unknown): v is Record<string, unknown> {
+export function isObject(v: unknown): v is Record<string, unknown> {
   return typeof v === 'object' && v !== null && !Array.isArray(v);
 }
 
 /** Typed reads of one JSON object's fields; refuses any field not listed. */
-class Fields {
+export class Fields {
   constructor(
     private readonly obj: Record<string, unknown>,
     allowed: readonly string[],

@@ -17,6 +17,7 @@ const GROUP_MAX_EPS = fr(1e-15);
 export const QUANTIZE_TYPES = ['f32', 'f16', 'bf16', 'q8_0', 'q4_0', 'q4_k', 'q6_k'] as const;
 export type QuantizeType = (typeof QUANTIZE_TYPES)[number];
 
+/** Whether `t` names one of QUANTIZE_TYPES (narrows a user-given string). */
 export function isQuantizeType(t: string): t is QuantizeType {
   return (QUANTIZE_TYPES as readonly string[]).includes(t);
 }

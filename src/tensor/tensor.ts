@@ -21,7 +21,7 @@ export interface TensorInfo {
   readonly byteLength: number;
   /**
    * Official int8 weights (`QuantizedWeight8bit`): the bf16 scales, shape [..., G, out] where the
-   * weight is [..., K, out]; row k uses scale row floor(k·G/K) (REFERENCE.md §4).
+   * weight is [..., K, out]; row k uses scale row floor(k·G/K) (docs/REFERENCE.md §4).
    */
   readonly scales?: TensorInfo;
 }
@@ -30,7 +30,7 @@ export interface TensorInfo {
 export interface TensorStore {
   /** What was opened, for messages (a directory or the first file). */
   readonly path: string;
-  readonly format: 'ckpt-0' | 'gguf';
+  readonly format: 'ckpt-0' | 'gguf' | 'safetensors';
   readonly tensors: ReadonlyMap<string, TensorInfo>;
   close(): void;
 }

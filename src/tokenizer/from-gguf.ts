@@ -66,7 +66,7 @@ export function ggufTokenizerKvs(model: SentencePieceModel): GgufKv[] {
     kv.f32s('tokenizer.ggml.scores', Float32Array.from(model.scores)),
     kv.i32s('tokenizer.ggml.token_type', Int32Array.from(model.types)),
     ...specialIds(model.pieces, model.types, { bos: t.bosPiece, eos: t.eosPiece, unk: t.unkPiece, pad: t.padPiece }),
-    // The official runner adds neither (REFERENCE.md §6).
+    // The official runner adds neither (docs/REFERENCE.md §6).
     kv.bool('tokenizer.ggml.add_bos_token', false),
     kv.bool('tokenizer.ggml.add_eos_token', false),
     kv.bool('tokenizer.ggml.add_space_prefix', model.normalizer.addDummyPrefix),

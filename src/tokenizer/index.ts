@@ -1,5 +1,5 @@
 /** The SentencePiece tokenizer: `Tokenizer` and the tokenizer.model reader it is built on. */
-export { BUNDLED_TOKENIZER_PATH, StreamingDecoder, Tokenizer, type EncodeOptions, type VocabularySpec } from './sentencepiece.js';
+export { BUNDLED_TOKENIZER_PATH, readTokenizerModel, StreamingDecoder, Tokenizer, type EncodeOptions, type VocabularySpec } from './sentencepiece.js';
 export {
   ModelType,
   PieceType,

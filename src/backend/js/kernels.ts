@@ -112,6 +112,12 @@ function matmul(out: Float32Array, x: Float32Array, T: number, w: LinearWeight):
   return matmulOutMajor(out, x, T, w, outMajorRowReader(w));
 }
 
+/** One matmul per weight: the oracle has nothing to share between them. */
+function matmulMany(outs: readonly Float32Array[], x: Float32Array, T: number, ws: readonly LinearWeight[]): void {
+  if (outs.length !== ws.length) throw new RangeError(`matmulMany: ${ws.length} weights but ${outs.length} outputs`);
+  ws.forEach((w, i) => matmul(outs[i]!, x, T, w));
+}
+
 function rmsNorm(out: Float32Array, x: Float32Array, T: number, D: number, scale: Float32Array, eps: number): void {
   for (let t = 0; t < T; t++) {
     let ss = 0;
@@ -121,7 +127,7 @@ function rmsNorm(out: Float32Array, x: Float32Array, T: number, D: number, scale
   }
 }
 
-/** Rotate-half RoPE with tiled frequencies (REFERENCE.md §2): lane i and i + d/2 share inv[i]. */
+/** Rotate-half RoPE, tiled frequencies (docs/REFERENCE.md §2): lanes i and i + d/2 share inv[i]. */
 function rope(x: Float32Array, T: number, heads: number, headDim: number, positions: Int32Array, base: number): void {
   const half = headDim / 2;
   const inv = new Float64Array(half);
@@ -142,7 +148,7 @@ function rope(x: Float32Array, T: number, heads: number, headDim: number, positi
   }
 }
 
-/** Scale, then soft cap, then mask, then softmax (REFERENCE.md §2); a row with every key masked is uniform, as in the reference. */
+/** Scale, then soft cap, then mask, then softmax (docs/REFERENCE.md §2); a row with every key masked is uniform, as in the reference. */
 function attention(a: AttentionArgs): void {
   const { out, q, k, v, keyValid, T, start, numQHeads: H, numKvHeads: Hkv, headDim: d, scale, softcap } = a;
   const group = H / Hkv;
@@ -201,6 +207,7 @@ function geluMul(gate: Float32Array, up: Float32Array, n: number): void {
 export const jsKernels: Kernels = {
   name: 'js',
   matmul,
+  matmulMany,
   rmsNorm,
   rope,
   attention,

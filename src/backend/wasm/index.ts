@@ -181,6 +181,14 @@ interface Packed {
   readonly parts: readonly Part[];
 }
 
+/** One packed part of one weight in a matmulMany call, and where its rows go. */
+interface PartJob {
+  readonly out: Float32Array;
+  readonly name: string;
+  readonly plan: PackPlan;
+  readonly part: Part;
+}
+
 const roundUp = (n: number, m: number) => Math.ceil(n / m) * m;
 const f32bits = (() => {
   const f = new Float32Array(1);
@@ -379,48 +387,69 @@ class WasmBackend implements WasmKernels {
   // matmul
 
   matmul(out: Float32Array, x: Float32Array, T: number, w: LinearWeight): void {
+    this.matmulMany([out], x, T, [w]);
+  }
+
+  /**
+   * Weights that share an input (q/k/v, an expert's gate/up) are grouped by the memory shard and
+   * the activation form they read: each group stages and quantises x once, then runs every weight's
+   * rows in one pool job. Results are those of separate matmuls, bit for bit.
+   */
+  matmulMany(outs: readonly Float32Array[], x: Float32Array, T: number, ws: readonly LinearWeight[]): void {
     this.check();
-    const p = this.packedFor(w);
-    if (!p) {
-      this.count('js', `matmul:${formatKey(w)}`);
-      jsKernels.matmul(out, x, T, w);
-      return;
+    if (outs.length !== ws.length) throw new UsageError(`matmulMany: ${ws.length} weights but ${outs.length} outputs`);
+    const groups = new Map<string, PartJob[]>();
+    for (const [i, w] of ws.entries()) {
+      const out = outs[i]!;
+      if (w.inDim !== ws[0]!.inDim) throw new UsageError(`matmulMany: ${w.name} takes ${w.inDim} inputs, ${ws[0]!.name} ${ws[0]!.inDim}`);
+      const p = this.packedFor(w);
+      if (!p) {
+        this.count('js', `matmul:${formatKey(w)}`);
+        jsKernels.matmul(out, x, T, w);
+        continue;
+      }
+      this.count('wasm', `matmul:${formatKey(w)}`);
+      if (x.length < T * w.inDim || out.length < T * w.outDim) {
+        throw new UsageError(`${w.name}: matmul of ${T} rows needs x ≥ ${T * w.inDim} and out ≥ ${T * w.outDim} floats, got ${x.length} and ${out.length}`);
+      }
+      const { plan } = p;
+      const quant = plan.kind === 'q4_0' && this.relaxed ? 'x8' : plan.xBlock ? 'x' : 'f32';
+      const stageKey = `${quant}:${plan.segs}:${plan.segLen}:${plan.segStride}:${plan.xBlock}:${plan.bsumLen}`;
+      for (const part of p.parts) {
+        const key = `${part.shard.index}:${stageKey}`;
+        let g = groups.get(key);
+        if (!g) groups.set(key, (g = []));
+        g.push({ out, name: w.name, plan, part });
+      }
     }
-    this.count('wasm', `matmul:${formatKey(w)}`);
-    if (x.length < T * w.inDim || out.length < T * w.outDim) {
-      throw new UsageError(`${w.name}: matmul of ${T} rows needs x ≥ ${T * w.inDim} and out ≥ ${T * w.outDim} floats, got ${x.length} and ${out.length}`);
-    }
-    const { plan } = p;
+    for (const g of groups.values()) this.matmulGroup(x, T, g);
+  }
+
+  /** Weights' parts in one shard that read the same staged activation, in chunks of tokens that fit the staging area. */
+  private matmulGroup(x: Float32Array, T: number, jobs: readonly PartJob[]): void {
+    const { plan } = jobs[0]!;
     const Lx = plan.segs * plan.segStride; // staged floats per token
     const nblk = plan.xBlock ? plan.segs * Math.ceil(plan.segStride / plan.xBlock) : 0; // x blocks per token
     const nbs = plan.bsumLen ? Lx / plan.bsumLen : 0;
-    const maxQuads = Math.max(...p.parts.map((q) => q.q1 - q.q0));
-    const perToken = Lx * 4 + (plan.xBlock ? Lx * 2 + nblk * 4 : 0) + nbs * 4 + maxQuads * 16 + 320; // + alignment slack
-    const stage = p.parts[0]!.shard.stageBytes;
+    const outBytes = jobs.reduce((n, j) => n + (j.part.q1 - j.part.q0) * 16, 0);
+    const perToken = Lx * 4 + (plan.xBlock ? Lx * 2 + nblk * 4 : 0) + nbs * 4 + outBytes + 64 * (jobs.length + 4); // + alignment slack
+    const stage = jobs[0]!.part.shard.stageBytes;
     const Tc = Math.min(T, Math.floor(stage / perToken));
-    if (Tc < 1) throw new UnsupportedError('wasm-stage', `${w.name}: one token's activations (${perToken} bytes) exceed the ${stage}-byte staging area`);
-    for (let t0 = 0; t0 < T; t0 += Tc) {
-      const tn = Math.min(Tc, T - t0);
-      for (const part of p.parts) this.matmulPart(out, x, t0, tn, plan, part, { Lx, nblk, nbs, Tc });
-    }
+    if (Tc < 1) throw new UnsupportedError('wasm-stage', `${jobs.map((j) => j.name).join(', ')}: one token's activations (${perToken} bytes) exceed the ${stage}-byte staging area`);
+    for (let t0 = 0; t0 < T; t0 += Tc) this.matmulChunk(x, t0, Math.min(Tc, T - t0), Tc, jobs, { Lx, nblk, nbs });
   }
 
-  private matmulPart(
-    out: Float32Array, x: Float32Array, t0: number, tn: number, plan: PackPlan, part: Part,
-    dims: { Lx: number; nblk: number; nbs: number; Tc: number },
-  ): void {
-    const { Lx, nblk, nbs, Tc } = dims;
-    const s = part.shard;
+  private matmulChunk(x: Float32Array, t0: number, tn: number, Tc: number, jobs: readonly PartJob[], dims: { Lx: number; nblk: number; nbs: number }): void {
+    const { Lx, nblk, nbs } = dims;
+    const { plan } = jobs[0]!;
+    const s = jobs[0]!.part.shard;
     const I = plan.inDim;
-    const O = plan.outDim;
-    const nq = part.q1 - part.q0;
-    const outP = 4 * nq;
-    // staging layout for Tc tokens
+    // staging layout for Tc tokens: x as f32, its int16 form and block scales, block sums, then each job's output rows
     const xf = s.stageBase;
     const xq = roundUp(xf + Tc * Lx * 4, 64);
     const xs = roundUp(xq + Tc * Lx * 2, 64);
     const bs = roundUp(xs + Tc * nblk * 4, 64);
-    const ob = roundUp(bs + Tc * nbs * 4, 64);
+    let ob = roundUp(bs + Tc * nbs * 4, 64);
     // x rows → [tn][segs·segStride] f32, zero padded
     const f32 = s.f32;
     if (plan.segs === 1 && plan.segStride === I) {
@@ -444,10 +473,31 @@ class WasmBackend implements WasmKernels {
       rt.exec(s, 'quant_x', [xf, xq, xs, plan.xBlock, plan.segStride], blocks, blocks * plan.xBlock >= PARALLEL_MIN);
       if (plan.bsumLen) rt.exec(s, 'bsum_x', [xq, bs, plan.bsumLen], tn * nbs, tn * Lx >= PARALLEL_MIN);
     }
-    const wp = part.ptr;
-    const macs = nq * 4 * Lx * tn;
-    const par = macs >= PARALLEL_MIN && nq >= 2;
-    const kernel: KernelName = `mm_${plan.kind}`;
+    const kernels: { name: KernelName; args: number[]; units: number }[] = [];
+    const obs: number[] = [];
+    let macs = 0;
+    for (const j of jobs) {
+      const nq = j.part.q1 - j.part.q0;
+      obs.push(ob);
+      kernels.push(this.mmJob(j.plan, j.part.ptr, nq, xf, xq, xs, bs, ob, tn, Lx));
+      macs += nq * 4 * Lx * tn;
+      ob = roundUp(ob + Tc * 4 * nq * 4, 64);
+    }
+    rt.execMany(s, kernels, macs >= PARALLEL_MIN);
+    const res = s.f32;
+    jobs.forEach((j, i) => {
+      const O = j.plan.outDim;
+      const outP = 4 * (j.part.q1 - j.part.q0);
+      const rows = Math.min(outP, O - 4 * j.part.q0);
+      const o32 = obs[i]! >>> 2;
+      for (let t = 0; t < tn; t++) j.out.set(res.subarray(o32 + t * outP, o32 + t * outP + rows), (t0 + t) * O + 4 * j.part.q0);
+    });
+  }
+
+  /** The kernel call for one packed part: nq quads at wp against tn staged tokens, results at ob. */
+  private mmJob(plan: PackPlan, wp: number, nq: number, xf: number, xq: number, xs: number, bs: number, ob: number, tn: number, Lx: number): { name: KernelName; args: number[]; units: number } {
+    const I = plan.inDim;
+    const outP = 4 * nq;
     // tokens per tile: their activations (int16, or f32 for dense) for one column panel stay
     // within ~192 KiB of L2
     const tile = Math.max(1, Math.floor(TILE_BYTES / (Math.min(Lx, plan.panel) * (plan.xBlock ? 2 : 4))));
@@ -455,32 +505,22 @@ class WasmBackend implements WasmKernels {
     const pb = (inputs: number) => Math.ceil(Math.min(plan.panel, plan.segStride) / inputs);
     switch (plan.kind) {
       case 'i8g':
-        rt.exec(s, kernel, [wp, wp + nq * plan.quadBytes, xq, xs, ob, tn, plan.segs, plan.segStride, plan.xBlock, outP, tile, pb(16)], nq, par);
-        break;
+        return { name: 'mm_i8g', args: [wp, wp + nq * plan.quadBytes, xq, xs, ob, tn, plan.segs, plan.segStride, plan.xBlock, outP, tile, pb(16)], units: nq };
       case 'f32':
       case 'bf16':
       case 'f16':
-        rt.exec(s, kernel, [wp, xf, ob, tn, plan.segStride, outP, tile, pb(plan.kind === 'f32' ? 4 : 8)], nq, par);
-        break;
+        return { name: `mm_${plan.kind}`, args: [wp, xf, ob, tn, plan.segStride, outP, tile, pb(plan.kind === 'f32' ? 4 : 8)], units: nq };
       case 'q8_0':
-        rt.exec(s, kernel, [wp, xq, xs, ob, tn, I / 32, outP, tile, pb(32)], nq / 2, par); // units of 2 quads
-        break;
+        return { name: 'mm_q8_0', args: [wp, xq, xs, ob, tn, I / 32, outP, tile, pb(32)], units: nq / 2 }; // units of 2 quads
       case 'q4_0':
-        rt.exec(s, relaxedQ4 ? 'mm_q4_0r' : kernel, [wp, xq, xs, bs, ob, tn, I / 32, outP, tile, pb(32)], nq, par);
-        break;
+        return { name: this.relaxed ? 'mm_q4_0r' : 'mm_q4_0', args: [wp, xq, xs, bs, ob, tn, I / 32, outP, tile, pb(32)], units: nq };
       case 'q4_k':
-        rt.exec(s, kernel, [wp, xq, xs, bs, ob, tn, I / 256, outP, tile, pb(256)], nq, par);
-        break;
+        return { name: 'mm_q4_k', args: [wp, xq, xs, bs, ob, tn, I / 256, outP, tile, pb(256)], units: nq };
       case 'block': {
         const bf = plan.block!;
-        rt.exec(s, kernelName(bf), [wp, xq, xs, bs, ob, tn, I / bf.blockInputs, outP, tile, pb(bf.blockInputs)], nq, par);
-        break;
+        return { name: kernelName(bf), args: [wp, xq, xs, bs, ob, tn, I / bf.blockInputs, outP, tile, pb(bf.blockInputs)], units: nq };
       }
     }
-    const rows = Math.min(outP, O - 4 * part.q0);
-    const o32 = ob >>> 2;
-    const res = s.f32;
-    for (let t = 0; t < tn; t++) out.set(res.subarray(o32 + t * outP, o32 + t * outP + rows), (t0 + t) * O + 4 * part.q0);
   }
 
   // -------------------------------------------------------------------------------------------

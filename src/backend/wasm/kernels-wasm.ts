@@ -34,7 +34,7 @@ export const RELAXED_KERNELS: readonly KernelName[] = ['mm_q4_0r'];
 export type KernelName = (typeof BASE_KERNELS)[number] | `mm_${string}`;
 
 export interface ModuleOptions {
-  /** Use `i32x4.relaxed_dot_i8x16_i7x16_add_s` in the int8-grouped kernel (only where the runtime validates it). */
+  /** Emit mm_q4_0r, the Q4_0 kernel on `i16x8.relaxed_dot_i8x16_i7x16_s` (only where the runtime validates it). */
   readonly relaxed: boolean;
   readonly maxPages: number;
 }

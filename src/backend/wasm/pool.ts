@@ -25,7 +25,8 @@ export const CTL = {
   CHUNK: 9,
   ARGS: 10,
 } as const;
-export const MAX_ARGS = 24;
+/** Room for a multi-job (FN_MULTI): a count, then per job its kernel, units, argument count and arguments. */
+export const MAX_ARGS = 96;
 export const CTL_INTS = CTL.ARGS + MAX_ARGS;
 /**
  * Units are claimed in chunks (about this many per thread and job) rather than split in fixed
@@ -47,6 +48,56 @@ export function claimChunks(ctl: Int32Array, units: number, run: (start: number,
 /** Special FN values. */
 export const FN_ATTACH = -1;
 export const FN_STOP = -2;
+/** Several kernels' units as one job (runMany): the ARGS area holds their list, see encodeJobs. */
+export const FN_MULTI = -3;
+
+/** One kernel's share of a multi-job. */
+export interface Job {
+  readonly fn: number;
+  readonly args: readonly number[];
+  readonly units: number;
+}
+
+/** The ARGS ints of a multi-job: count, then per job fn, units, number of args, args. */
+export function encodeJobs(jobs: readonly Job[]): number[] {
+  const out = [jobs.length];
+  for (const j of jobs) out.push(j.fn, j.units, j.args.length, ...j.args);
+  return out;
+}
+
+/** Reads a multi-job's list back from the control block. */
+export function decodeJobs(ctl: Int32Array): Job[] {
+  const jobs: Job[] = [];
+  let i = CTL.ARGS;
+  const n = ctl[i++]!;
+  for (let j = 0; j < n; j++) {
+    const fn = ctl[i++]!;
+    const units = ctl[i++]!;
+    const nargs = ctl[i++]!;
+    const args: number[] = [];
+    for (let a = 0; a < nargs; a++) args.push(ctl[i++]!);
+    jobs.push({ fn, args, units });
+  }
+  return jobs;
+}
+
+/**
+ * Claims chunks of a multi-job's units, numbered through the jobs in order, and runs each chunk's
+ * piece of each job it overlaps as run(job, start, end) in that job's own unit numbers.
+ */
+export function claimJobChunks(ctl: Int32Array, jobs: readonly Job[], run: (job: Job, start: number, end: number) => void): void {
+  const total = jobs.reduce((n, j) => n + j.units, 0);
+  claimChunks(ctl, total, (s, e) => {
+    let base = 0;
+    for (const j of jobs) {
+      const a = Math.max(s, base);
+      const b = Math.min(e, base + j.units);
+      if (a < b) run(j, a - base, b - base);
+      base += j.units;
+      if (base >= e) break;
+    }
+  });
+}
 /** Atomics.load polls before a thread sleeps: ~50–100 µs, enough to bridge the gap between two matmuls of one token. */
 export const SPIN = 20000;
 /**
@@ -136,6 +187,23 @@ export class WorkerPool {
     let ownError: unknown;
     try {
       claimChunks(this.ctl, units, own);
+    } catch (err) {
+      ownError = err;
+    }
+    this.wait();
+    if (ownError !== undefined) throw ownError;
+  }
+
+  /**
+   * Runs several kernels on `shard` as one job: their units are claimed from one counter, so the
+   * threads wake once and none waits between kernels. The main thread's pieces run in `own`.
+   */
+  runMany(shard: number, jobs: readonly Job[], own: (job: Job, start: number, end: number) => void): void {
+    const units = jobs.reduce((n, j) => n + j.units, 0);
+    this.post(FN_MULTI, shard, encodeJobs(jobs), units);
+    let ownError: unknown;
+    try {
+      claimJobChunks(this.ctl, jobs, own);
     } catch (err) {
       ownError = err;
     }

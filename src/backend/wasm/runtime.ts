@@ -8,7 +8,7 @@
  */
 import { UnsupportedError } from '../../errors.js';
 import { KERNEL_NAMES, type KernelName } from './kernels-wasm.js';
-import { WorkerPool } from './pool.js';
+import { MAX_ARGS, WorkerPool } from './pool.js';
 import { BLOCK_FORMATS } from './formats/index.js';
 
 const PAGE = 65536;
@@ -136,6 +136,27 @@ export class Runtime {
     this.pool.run(fn, shard.index, args, units, (s, e) => {
       if (s < e) k(...args, s, e, 0);
     });
+  }
+
+  /**
+   * Runs several kernels on `shard` as one pool job (see WorkerPool.runMany) when `parallel`, else
+   * one after another on the main thread. Each job's units are its own, as in exec.
+   */
+  execMany(shard: Shard, jobs: readonly { name: KernelName; args: readonly number[]; units: number }[], parallel: boolean): void {
+    const list = jobs.filter((j) => j.units > 0).map((j) => ({ fn: KERNEL_NAMES.indexOf(j.name), args: j.args, units: j.units }));
+    const total = list.reduce((n, j) => n + j.units, 0);
+    if (!parallel || !this.pool || total < 2) {
+      for (const j of list) shard.kernels[j.fn]!(...j.args, 0, j.units, 0);
+      return;
+    }
+    // as many jobs per pool job as its control block holds
+    for (let i = 0; i < list.length; ) {
+      let n = 0;
+      let ints = 1;
+      while (i + n < list.length && (n === 0 || ints + 3 + list[i + n]!.args.length <= MAX_ARGS)) ints += 3 + list[i + n++]!.args.length;
+      this.pool.runMany(shard.index, list.slice(i, i + n), (j, s, e) => shard.kernels[j.fn]!(...j.args, s, e, 0));
+      i += n;
+    }
   }
 
   async close(): Promise<void> {

@@ -3,7 +3,7 @@
  * runs its slice of each job posted through the shared control block until told to stop.
  */
 import { parentPort, receiveMessageOnPort, workerData } from 'node:worker_threads';
-import { CTL, FN_ATTACH, FN_STOP, SPIN, claimChunks, type WorkerData } from './pool.js';
+import { CTL, FN_ATTACH, FN_MULTI, FN_STOP, SPIN, claimChunks, claimJobChunks, decodeJobs, type WorkerData } from './pool.js';
 import { KERNEL_NAMES } from './kernels-wasm.js';
 
 type Kernel = (...args: number[]) => void;
@@ -39,6 +39,11 @@ function runJob(fn: number): void {
   claimChunks(ctl, units, (start, end) => kernel(...args, start, end, tid));
 }
 
+function runMulti(): void {
+  const kernels = shards[ctl[CTL.SHARD]!]!;
+  claimJobChunks(ctl, decodeJobs(ctl), (job, start, end) => kernels[job.fn]!(...job.args, start, end, tid));
+}
+
 // read before announcing readiness: the first job may be posted the moment 'ready' arrives
 let seen = Atomics.load(ctl, CTL.SEQ);
 parentPort!.postMessage('ready');
@@ -55,6 +60,7 @@ for (;;) {
   if (fn === FN_STOP) break;
   try {
     if (fn === FN_ATTACH) attach();
+    else if (fn === FN_MULTI) runMulti();
     else runJob(fn);
   } catch (err) {
     data.port.postMessage({ error: `worker ${tid}: ${(err as Error).message}` });

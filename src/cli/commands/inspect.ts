@@ -1,10 +1,5 @@
 /** `grok-ts inspect`: what a checkpoint holds and what running it needs. */
-import { parameterCount } from '../../config.js';
-import { UsageError } from '../../errors.js';
-import { describeGguf } from '../../formats/gguf-split.js';
-import { openModelFiles } from '../../model/load.js';
-import { planResidency } from '../../model/residency.js';
-import { shapeString, storedBytes } from '../../tensor/tensor.js';
+import { inspectModel, UsageError } from '../../index.js';
 import { type Command } from '../command.js';
 import { formatBytes } from '../progress.js';
 
@@ -23,63 +18,34 @@ need, and for GGUF the files, metadata and bytes per quantisation type.
   allowPositionals: true,
   async run(ctx) {
     if (ctx.positionals.length !== 1) throw new UsageError('give exactly one PATH to inspect');
-    const files = openModelFiles(ctx.positionals[0]!);
-    try {
-      const c = files.config;
-      const tensors = [...files.store.tensors.values()].map((t) => ({
-        name: t.name,
-        dtype: t.scales ? `${t.dtype}+${t.scales.dtype} scales ${shapeString(t.scales.shape)}` : t.dtype,
-        shape: t.shape,
-        bytes: storedBytes(t),
-      }));
-      const weightBytes = tensors.reduce((n, t) => n + t.bytes, 0);
-      const kvPerToken = 2 * c.numLayers * c.numKvHeads * c.keySize * 4;
-      const activations = 4 * (c.vocabSize + 4 * c.embSize + 2 * c.ffnSize + c.numQHeads * c.sequenceLen);
-      const summary = {
-        path: files.path,
-        format: files.format,
-        config: c,
-        parameters: parameterCount(c),
-        weightBytes,
-        kvCacheBytesPerToken: kvPerToken,
-        memoryForFullContext: weightBytes + kvPerToken * c.sequenceLen + activations,
-        residency: residencySummary(files.weights),
-      };
-      const gguf = files.format === 'gguf' ? describeGguf(ctx.positionals[0]!) : undefined;
-      if (ctx.values.json === true) {
-        ctx.stdout.write(JSON.stringify({ ...summary, ...(gguf ? { gguf } : { tensors }) }, null, 1) + '\n');
-        return 0;
-      }
-      const out: string[] = [];
-      out.push(`${summary.path} (${summary.format})`);
-      out.push(`config: ${Object.entries(c).map(([k, v]) => `${k}=${v}`).join(' ')}`);
-      out.push(`parameters: ${summary.parameters.toLocaleString('en-US')} (${(summary.parameters / 1e9).toFixed(3)} B)`);
-      out.push(`weights: ${formatBytes(weightBytes)} in ${tensors.length} tensors`);
-      out.push(`KV cache: ${formatBytes(kvPerToken)} per token, ${formatBytes(kvPerToken * c.sequenceLen)} for the full ${c.sequenceLen}-token context`);
-      out.push(`memory for a run at full context: about ${formatBytes(summary.memoryForFullContext)}`);
-      const r = summary.residency;
-      out.push(`resident under --memory-budget: at least ${formatBytes(r.minimumBytes)} (non-expert weights ${formatBytes(r.nonExpertBytes)} + ${c.numSelectedExperts} experts × ${formatBytes(r.expertBytes)}); all of it: ${formatBytes(r.totalBytes)}`);
-      out.push(`read per decoded token: ${formatBytes(r.bytesPerToken)} (non-expert ${formatBytes(r.nonExpertBytes)} + selected experts ${formatBytes(r.expertBytesPerToken)}); under a budget, the experts missing from the cache come from disk`);
-      if (gguf) {
-        out.push(`files (${gguf.split === 'none' ? 'single file' : gguf.split}):`);
-        for (const f of gguf.files) out.push(`  ${f.path}: GGUF v${f.version}, ${formatBytes(f.bytes)}, ${f.metadata} metadata keys, ${f.tensors} tensors, data at ${f.dataOffset} (alignment ${f.alignment})`);
-        out.push(`types: ${Object.entries(gguf.types).map(([t, a]) => `${t} ×${a.tensors} (${formatBytes(a.bytes)})`).join(', ')}`);
-        out.push('metadata:');
-        for (const m of gguf.metadata) out.push(`  ${m.key} (${m.type}) = ${m.value}`);
-      }
-      out.push('');
-      const w = Math.max(...tensors.map((t) => t.name.length));
-      for (const t of tensors) out.push(`${t.name.padEnd(w)}  ${t.dtype.padEnd(8)} ${shapeString(t.shape).padEnd(22)} ${formatBytes(t.bytes)}`);
-      ctx.stdout.write(out.join('\n') + '\n');
+    const { tensors, gguf, ...summary } = inspectModel(ctx.positionals[0]!);
+    const c = summary.config;
+    if (ctx.values.json === true) {
+      ctx.stdout.write(JSON.stringify({ ...summary, ...(gguf ? { gguf } : { tensors }) }, null, 1) + '\n');
       return 0;
-    } finally {
-      files.close();
     }
+    const kvPerToken = summary.kvCacheBytesPerToken;
+    const out: string[] = [];
+    out.push(`${summary.path} (${summary.format})`);
+    out.push(`config: ${Object.entries(c).map(([k, v]) => `${k}=${v}`).join(' ')}`);
+    out.push(`parameters: ${summary.parameters.toLocaleString('en-US')} (${(summary.parameters / 1e9).toFixed(3)} B)`);
+    out.push(`weights: ${formatBytes(summary.weightBytes)} in ${tensors.length} tensors`);
+    out.push(`KV cache: ${formatBytes(kvPerToken)} per token, ${formatBytes(kvPerToken * c.sequenceLen)} for the full ${c.sequenceLen}-token context`);
+    out.push(`memory for a run at full context: about ${formatBytes(summary.memoryForFullContext)}`);
+    const r = summary.residency;
+    out.push(`resident under --memory-budget: at least ${formatBytes(r.minimumBytes)} (non-expert weights ${formatBytes(r.nonExpertBytes)} + ${c.numSelectedExperts} experts × ${formatBytes(r.expertBytes)}); all of it: ${formatBytes(r.totalBytes)}`);
+    out.push(`read per decoded token: ${formatBytes(r.bytesPerToken)} (non-expert ${formatBytes(r.nonExpertBytes)} + selected experts ${formatBytes(r.expertBytesPerToken)}); under a budget, the experts missing from the cache come from disk`);
+    if (gguf) {
+      out.push(`files (${gguf.split === 'none' ? 'single file' : gguf.split}):`);
+      for (const f of gguf.files) out.push(`  ${f.path}: GGUF v${f.version}, ${formatBytes(f.bytes)}, ${f.metadata} metadata keys, ${f.tensors} tensors, data at ${f.dataOffset} (alignment ${f.alignment})`);
+      out.push(`types: ${Object.entries(gguf.types).map(([t, a]) => `${t} ×${a.tensors} (${formatBytes(a.bytes)})`).join(', ')}`);
+      out.push('metadata:');
+      for (const m of gguf.metadata) out.push(`  ${m.key} (${m.type}) = ${m.value}`);
+    }
+    out.push('');
+    const w = Math.max(...tensors.map((t) => t.name.length));
+    for (const t of tensors) out.push(`${t.name.padEnd(w)}  ${t.dtype.padEnd(8)} ${`[${t.shape.join(', ')}]`.padEnd(22)} ${formatBytes(t.bytes)}`);
+    ctx.stdout.write(out.join('\n') + '\n');
+    return 0;
   },
 };
-
-/** What a run must hold resident at least, and what one decoded token reads (stored sizes; packed ones differ by ≤ 6 %). */
-function residencySummary(w: Parameters<typeof planResidency>[0]): { minimumBytes: number; nonExpertBytes: number; expertBytes: number; totalBytes: number; expertBytesPerToken: number; bytesPerToken: number } {
-  const p = planResidency(w, (x) => x.byteLength);
-  return { minimumBytes: p.minimumBytes, nonExpertBytes: p.nonExpertBytes, expertBytes: p.expertBytes, totalBytes: p.totalBytes, expertBytesPerToken: p.expertBytesPerToken, bytesPerToken: p.nonExpertBytes + p.expertBytesPerToken };
-}

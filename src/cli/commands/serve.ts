@@ -5,7 +5,8 @@ import { createServer, DEFAULT_HEADER_TIMEOUT_MS, DEFAULT_MAX_CONNECTIONS, DEFAU
 import { loadChatTemplateFile } from '../../server/chat-template-file.js';
 import { ListenError } from '../../server/errors.js';
 import { DEFAULT_MAX_CHARS_PER_TOKEN } from '../../server/prompt.js';
-import { DEFAULT_LIMITS } from '../../server/scheduler.js';
+import { LOG_LEVELS, Logger, type LogFormat, type LogLevel } from '../../server/request-log.js';
+import { DEFAULT_LIMITS } from '../../generate/scheduler.js';
 import { num, str, type Command, type CommandContext } from '../command.js';
 import { MODEL_HELP, MODEL_OPTIONS, openModel } from '../model-options.js';
 
@@ -32,18 +33,33 @@ function defined<T extends object>(o: T): { [K in keyof T]?: Exclude<T[K], undef
   return Object.fromEntries(Object.entries(o).filter(([, v]) => v !== undefined)) as { [K in keyof T]?: Exclude<T[K], undefined> };
 }
 
+/** A repeatable string flag's values (none: empty). */
+function list(ctx: CommandContext, flag: string): string[] {
+  const v = ctx.values[flag];
+  return v === undefined || typeof v === 'boolean' ? [] : Array.isArray(v) ? v : [v];
+}
+
+function oneOf<T extends string>(ctx: CommandContext, flag: string, allowed: readonly T[], fallback: T): T {
+  const v = str(ctx, flag);
+  if (v === undefined) return fallback;
+  if (!(allowed as readonly string[]).includes(v)) throw new UsageError(`--${flag} must be one of ${allowed.join(', ')}, got "${v}"`, flag);
+  return v as T;
+}
+
 function isLoopback(host: string): boolean {
   return host === 'localhost' || host === '::1' || /^127\./.test(host);
 }
 
 export const serveCommand: Command = {
   name: 'serve',
-  summary: 'OpenAI-compatible HTTP server (/v1/completions, /v1/chat/completions) with request batching',
+  summary: 'OpenAI- and llama-server-compatible HTTP server with request batching and a chat page',
   help: `Usage: grok-ts serve [--model PATH] [--host 127.0.0.1] [--port 8080] [options]
 
 Serves the model over HTTP with the OpenAI API: GET /v1/models, POST /v1/completions,
-POST /v1/chat/completions (streaming with server-sent events), and GET /health. Concurrent
-requests are batched into one forward pass per step. The port is bound before the model loads (a
+POST /v1/chat/completions (streaming with server-sent events), POST /v1/embeddings; llama-server's
+POST /completion, /tokenize, /detokenize and GET /props, /slots, /metrics (Prometheus); GET /health;
+and a chat page at / (open it in a browser). Concurrent requests are batched into one forward pass
+per step. The port is bound before the model loads (a
 port in use fails at once, exit 1; a bad --host exits 2); while it loads, /health answers 503
 "loading" and so does every other route. Prints "listening on URL" once ready; SIGTERM or Ctrl-C
 stops taking requests, lets running ones finish (--shutdown-grace), and exits.
@@ -57,6 +73,13 @@ that the model continues; --chat-template replaces that format.
                              the ${API_KEY_ENV} environment variable (flags show up in process lists)
       --model-id NAME        the id clients pass as "model" (default: fortune-demo for the demo,
                              else the checkpoint's directory or file name)
+      --alias NAME           another name clients may pass as "model" (repeatable)
+      --cors ORIGIN          let browser pages from ORIGIN (e.g. http://localhost:3000; * for any)
+                             call the API (repeatable; off by default)
+      --no-webui             do not serve the chat page at /
+      --log-format F         request logs on stderr as text (default) or json
+      --log-level L          debug, info (default: one line per request), warn (only failures
+                             and warnings) or error
       --chat-template FILE   chat format as JSON: {"system": "{content}\\n\\n", "user": "User: {content}\\n\\n",
                              "assistant": "Assistant: {content}\\n\\n", "assistant_start": "Assistant:",
                              "stop": ["\\nUser:"]}
@@ -108,6 +131,11 @@ ${MODEL_HELP}
     'header-timeout': { type: 'string' },
     'shutdown-grace': { type: 'string' },
     'chat-template': { type: 'string' },
+    alias: { type: 'string', multiple: true },
+    cors: { type: 'string', multiple: true },
+    'no-webui': { type: 'boolean' },
+    'log-format': { type: 'string' },
+    'log-level': { type: 'string' },
   },
   async run(ctx) {
     const host = str(ctx, 'host') ?? '127.0.0.1';
@@ -138,6 +166,22 @@ ${MODEL_HELP}
     const templateFile = str(ctx, 'chat-template');
     const chatTemplate = templateFile !== undefined ? loadChatTemplateFile(templateFile) : undefined; // before loading weights: fail fast
     const modelId = str(ctx, 'model-id');
+    const aliases = list(ctx, 'alias');
+    for (const a of aliases) if (a === '' || /[\s/]/.test(a)) throw new UsageError(`--alias: "${a}" is not a model name (no spaces or slashes)`, 'alias');
+    const corsOrigins = list(ctx, 'cors');
+    for (const o of corsOrigins) {
+      if (o !== '*' && !/^https?:\/\/[^/\s]+$/.test(o.replace(/\/+$/, ''))) throw new UsageError(`--cors: "${o}" is not an origin such as http://localhost:3000 (or *)`, 'cors');
+    }
+    const logger = new Logger({
+      format: oneOf<LogFormat>(ctx, 'log-format', ['text', 'json'], 'text'),
+      level: oneOf<LogLevel>(ctx, 'log-level', LOG_LEVELS, 'info'),
+      write: (line) => ctx.stderr.write(line),
+    });
+    /** Messages about the server itself: plain lines as before, or log records in JSON. */
+    const note = (level: LogLevel, text: string): void => {
+      if (logger.format === 'json') logger.message(level, text);
+      else if (logger.enabled(level)) ctx.stderr.write(`grok-ts serve: ${text}\n`);
+    };
 
     // Bind first, then load: a port in use or a bad host is reported at once, not after minutes of
     // loading; requests that arrive meanwhile are answered 503 "loading".
@@ -152,7 +196,11 @@ ${MODEL_HELP}
       ...(modelId !== undefined ? { modelId } : {}),
       ...(apiKey ? { apiKey } : {}),
       ...(chatTemplate ? { chatTemplate } : {}),
-      log: (line) => ctx.stderr.write(`grok-ts serve: ${line}\n`),
+      aliases,
+      corsOrigins,
+      webui: ctx.values['no-webui'] !== true,
+      requestLog: logger,
+      log: (line) => note('error', line),
     });
     let url: string;
     try {
@@ -163,7 +211,7 @@ ${MODEL_HELP}
     }
     let lm: LanguageModel;
     try {
-      ctx.stderr.write(`grok-ts serve: bound to ${url}; loading the model (requests get 503 until it is ready)\n`);
+      note('info', `bound to ${url}; loading the model (requests get 503 until it is ready)`);
       lm = await openModel(ctx);
     } catch (err) {
       failLoad(err);
@@ -179,10 +227,10 @@ ${MODEL_HELP}
       });
       if (!ctx.signal.aborted) ctx.stdout.write(`listening on ${url}\n`);
       if (!isLoopback(host) && !apiKey) {
-        ctx.stderr.write(`grok-ts serve: warning: listening on ${host} without an API key; anyone who can reach this port can use the model (set ${API_KEY_ENV})\n`);
+        note('warn', `warning: listening on ${host} without an API key; anyone who can reach this port can use the model (set ${API_KEY_ENV})`);
       }
       await stopped;
-      ctx.stderr.write(`grok-ts serve: shutting down (up to ${graceMs} ms for running requests)\n`);
+      note('info', `shutting down (up to ${graceMs} ms for running requests)`);
       await server.close(graceMs);
       return 0;
     } finally {
