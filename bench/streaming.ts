@@ -29,7 +29,8 @@ import type { Shard } from '../src/backend/wasm/runtime.js';
 import { loadModel } from '../src/language-model.js';
 import type { LinearWeight } from '../src/tensor/linear.js';
 import { nodeLlamaCppDir } from './llama-cpp.js';
-import { ensureMixGguf } from './mixes.js';
+import { ensureMixGguf, mixPlan } from './mixes.js';
+import { tensorBytes } from '../src/formats/gguf-writer.js';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 const GiB = 2 ** 30;
@@ -186,6 +187,10 @@ export async function benchStreaming(log: (l: string) => void, cacheDir: string,
     out['streaming.page_cache_dropped'] = dropped ? 1 : 0;
     const disk = sequentialReadSpeed(file, Math.min(4e9, size / 4));
     out['streaming.disk_read_gbs'] = disk / 1e9;
+    const computeS = { Q8_0: 4.0, Q4_K_M: 3.7, Q2_K: 2.7, IQ2_XXS: 3.2, IQ1_S: 2.2 }; // README's mix table: resident s/token on this VM
+    const projection = grok1Projection(disk, computeS);
+    log(`Grok-1 under --memory-budget (RAM − 8 GB) at this disk's ${(disk / 1e9).toFixed(2)} GB/s, uniform routing:\n${projection.join('\n')}`);
+    log(`the same at 3 GB/s (a PCIe 3 NVMe drive):\n${grok1Projection(3e9, computeS).join('\n')}`);
     log(`disk sequential read (${dropped ? 'page cache dropped' : 'page cache NOT dropped: not permitted'}): ${(disk / 1e9).toFixed(2)} GB/s`);
 
     // 4. grok-ts under budgets, each cold
@@ -257,4 +262,45 @@ export async function benchStreaming(log: (l: string) => void, cacheDir: string,
     }
   }
   return out;
+}
+
+/**
+ * What a machine with `ramGB` of RAM runs of Grok-1 in each llama.cpp mix under a budget of
+ * RAM − 8 GB (KV cache at 4k context, node, the OS): experts cached out of 512, the hit rate if
+ * routing were uniform (the pessimistic case; the trained demo model did better, see above), the
+ * expert bytes read from disk per token at `diskBps`, and seconds per token = disk time + compute
+ * time (`computeSPerToken`: the resident speed on this VM, README's mix table), assuming reads do
+ * not overlap compute (they partly do).
+ */
+export function grok1Projection(diskBps: number, computeSPerToken: Readonly<Record<string, number>>): string[] {
+  const { GROK1 } = { GROK1: makeConfig({}) };
+  const rows: string[] = [];
+  for (const mix of ['Q8_0', 'Q4_K_M', 'Q2_K', 'IQ2_XXS', 'IQ1_S'] as const) {
+    const plans = mixPlan(GROK1, mix);
+    let nonExpert = 0;
+    let experts = 0;
+    for (const p of plans) {
+      const b = tensorBytes(p);
+      if (/_exps\./.test(p.name)) experts += b;
+      else nonExpert += b;
+    }
+    const n = GROK1.numLayers * GROK1.numExperts;
+    const per = experts / n;
+    const perToken = GROK1.numLayers * GROK1.numSelectedExperts * per;
+    const cells = [64, 128, 256].map((ram) => {
+      const budget = ram * 1e9 - 8e9;
+      if (budget < nonExpert + 2 * per) return 'does not fit';
+      const slots = Math.min(n, Math.floor((budget - nonExpert) / per));
+      const hit = slots / n;
+      const miss = perToken * (1 - hit);
+      const s = miss / diskBps + (computeSPerToken[mix] ?? NaN);
+      return hit >= 1 ? `resident: ${(computeSPerToken[mix] ?? NaN).toFixed(1)} s/token` : `${(100 * hit).toFixed(0)} % cached, ${(miss / 1e9).toFixed(0)} GB/token from disk, ≈ ${s.toFixed(0)} s/token`;
+    });
+    rows.push(`| ${mix} | ${((nonExpert + experts) / 1e9).toFixed(0)} GB | ${(nonExpert / 1e9).toFixed(1)} GB | ${(per / 1e6).toFixed(0)} MB | ${cells.join(' | ')} |`);
+  }
+  return [
+    `| Grok-1 mix | file | non-expert | one expert | 64 GB machine | 128 GB | 256 GB |`,
+    `|---|---|---|---|---|---|---|`,
+    ...rows,
+  ];
 }
