@@ -105,7 +105,7 @@ for (const readers of [0, 2]) {
     fs.copyFileSync(src, file);
     try {
       const { base, memory } = await withModel(src, {}, (lm) => ({ base: lm.logits(PROMPT, true), memory: lm.memory }));
-      await withModel(file, { memoryBudget: memory.minimumBytes, expertReaders: readers }, (lm) => {
+      await withModel(file, { memoryBudget: memory.minimumBytes, expertReaders: readers }, async (lm) => {
         assert.ok(bitIdentical(lm.logits(PROMPT, true), base));
         const original = fs.readFileSync(file);
         const st = fs.statSync(file);
@@ -115,10 +115,13 @@ for (const readers of [0, 2]) {
           assert.match((err as Error).message, /model\.gguf/);
           return true;
         });
-        // the same bytes back in place (same inode, size and mtime): the next request runs
+        // through the scheduler (generate): the request fails with the typed error, nothing else does
+        await assert.rejects(lm.generate(PROMPT.slice(0, 5), { maxTokens: 4, temperature: 0 }), (err: unknown) => err instanceof GrokError);
+        // the same bytes back in place (same inode, size and mtime): the next requests run
         fs.writeFileSync(file, original);
         fs.utimesSync(file, st.atimeMs / 1000, st.mtimeMs / 1000);
         assert.ok(bitIdentical(lm.logits(PROMPT, true), base));
+        assert.equal((await lm.generate(PROMPT.slice(0, 5), { maxTokens: 4, temperature: 0 })).usage.completionTokens, 4);
         // removed: typed again
         fs.rmSync(file);
         assert.throws(() => lm.logits(PROMPT, true), FileAccessError);
