@@ -38,5 +38,5 @@ export { RemoteModel, RemoteChat, RemoteTokenizer, loadRemoteModel, isRemoteUrl,
 export { RemoteError, type RetryPolicy } from './remote/http.js';
 export type { TextModel, TextChat, TextChatOptions, TextTokenizer } from './remote/text-model.js';
 export { openSafetensorsStore, type SafetensorsStore } from './formats/safetensors.js';
-export { convertToSafetensors, DEFAULT_SHARD_BYTES, type SafetensorsConvertOptions } from './convert/to-safetensors.js';
+export { convertToSafetensors, DEFAULT_SHARD_BYTES, type SafetensorsConvertOptions, type SafetensorsConvertResult } from './convert/to-safetensors.js';
 export { HF_NAMINGS, type HfNaming } from './model/weights-safetensors.js';

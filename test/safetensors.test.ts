@@ -22,7 +22,7 @@ import { after, before, describe, it } from 'node:test';
 import { jsKernels } from '../src/backend/js/kernels.js';
 import { main } from '../src/cli/main.js';
 import { convertToGguf } from '../src/convert/to-gguf.js';
-import { convertToSafetensors } from '../src/convert/to-safetensors.js';
+import { convertToSafetensors, PLAIN_CHAT_JINJA } from '../src/convert/to-safetensors.js';
 import { AbortError, FormatError } from '../src/errors.js';
 import { encodeSafetensorsHeader, SafetensorsWriter } from '../src/formats/safetensors-writer.js';
 import { openSafetensors, openSafetensorsStore } from '../src/formats/safetensors.js';
@@ -172,7 +172,7 @@ describe('convert --to safetensors: the tiny fixture', FIXTURES, () => {
       assert.equal(index.metadata.total_size, total);
       const cfg = JSON.parse(fs.readFileSync(path.join(out, 'config.json'), 'utf8')) as Record<string, unknown>;
       // the fields the two engines' configs read (see weights-safetensors.ts hfConfigJson)
-      assert.deepEqual(cfg.architectures, ['Grok1ForCausalLM']);
+      assert.deepEqual(cfg.architectures, ['Grok1ModelForCausalLM'], 'registered by every vLLM version and by SGLang');
       assert.equal(cfg.hidden_size, 48);
       assert.equal(cfg.num_attention_heads, 6);
       assert.equal(cfg.num_key_value_heads, 2);
@@ -219,6 +219,9 @@ describe('convert --to safetensors: the demo model', FIXTURES, () => {
     const tc = JSON.parse(fs.readFileSync(path.join(out, 'tokenizer_config.json'), 'utf8')) as Record<string, unknown>;
     assert.equal(tc.add_bos_token, false);
     assert.equal(tc.eos_token, '[EOS]');
+    // the plain transcript as Jinja; rendered with jinja2 3.1.6 under transformers' settings
+    // (ImmutableSandboxedEnvironment, trim_blocks, lstrip_blocks) it equals plainChatTemplate
+    assert.equal(tc.chat_template, PLAIN_CHAT_JINJA);
     const sample = readJson<{ samples: { prompt: string; prompt_ids: number[]; greedy: { ids: number[] } }[] }>('demo', 'fortune', 'samples.json').samples[0]!;
     const lm = await loadModel(out, { backend: 'js' });
     const demo = await loadModel(undefined, { backend: 'js' });

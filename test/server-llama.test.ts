@@ -271,3 +271,29 @@ test('request logs: text format, and --log-level warn keeps only 5xx', () => {
   assert.equal(out.length, 1);
   assert.match(out[0]!, / warn POST \/v1\/completions 503 /);
 });
+
+test('/v1/embeddings: LanguageModel.embed per input, as floats or base64, with usage', async () => {
+  const inputs = ['The sea is calm tonight', 'Hello'];
+  const r = await post('/v1/embeddings', { model: 'grok-1', input: inputs });
+  assert.equal(r.status, 200, JSON.stringify(r.json));
+  assert.equal(r.json.object, 'list');
+  assert.equal(r.json.model, 'grok-1');
+  assert.equal(r.json.data.length, 2);
+  for (const [i, text] of inputs.entries()) {
+    const d = r.json.data[i];
+    assert.equal(d.index, i);
+    assert.equal(d.object, 'embedding');
+    assert.deepEqual(d.embedding, Array.from(await lm.embed(text)));
+    assert.equal(d.embedding.length, lm.config.embSize);
+    assert.ok(Math.abs(Math.hypot(...d.embedding) - 1) < 1e-5, 'L2-normalised');
+  }
+  assert.equal(r.json.usage.prompt_tokens, inputs.reduce((n, t) => n + lm.encodePrompt(t).length, 0));
+  const b64 = await post('/embeddings', { model: 'fortune-demo', input: lm.encodePrompt('Hello'), encoding_format: 'base64' });
+  assert.equal(b64.status, 200);
+  const buf = Buffer.from(b64.json.data[0].embedding, 'base64');
+  assert.deepEqual(Array.from(new Float32Array(buf.buffer, buf.byteOffset, buf.byteLength / 4)), r.json.data[1].embedding);
+  const empty = await post('/v1/embeddings', { model: 'fortune-demo', input: '' });
+  assert.equal(empty.status, 400);
+  assert.equal(empty.json.error.param, 'input');
+  assert.equal((await post('/v1/embeddings', { model: 'text-embedding-3-small', input: 'x' })).json.error.code, 'model_not_found');
+});

@@ -91,6 +91,17 @@ export function engineWarnings(c: Readonly<GrokConfig>): string[] {
   return w;
 }
 
+/**
+ * generate/chat-template.ts's plain transcript as the Jinja template transformers renders for
+ * /v1/chat/completions, so vLLM and SGLang render a chat exactly as grok-ts does (their stop
+ * strings are CHAT_STOP, which RemoteChat sends).
+ */
+export const PLAIN_CHAT_JINJA =
+  "{% for m in messages %}{% if m['role'] == 'system' %}{{ m['content'] | trim }}\n\n" +
+  "{% elif m['role'] == 'user' %}User: {{ m['content'] | trim }}\n\n" +
+  "{% else %}Assistant: {{ m['content'] | trim }}\n\n{% endif %}{% endfor %}" +
+  '{% if add_generation_prompt %}Assistant:{% endif %}';
+
 /** Tokenizer files the engines' AutoTokenizer reads: the SentencePiece model behind a slow LlamaTokenizer. */
 function tokenizerFiles(c: Readonly<GrokConfig>): Record<string, unknown> {
   const special = { bos_token: '[BOS]', eos_token: '[EOS]', pad_token: '[PAD]', unk_token: '[UNK]' };
@@ -105,6 +116,7 @@ function tokenizerFiles(c: Readonly<GrokConfig>): Record<string, unknown> {
       clean_up_tokenization_spaces: false,
       model_max_length: c.sequenceLen,
       sp_model_kwargs: {},
+      chat_template: PLAIN_CHAT_JINJA,
     },
     'special_tokens_map.json': special,
   };
@@ -155,7 +167,6 @@ function* convertSteps(weights: GrokWeights, _store: TensorStore, outDir: string
       yield;
     }
     throwIfAborted(opts.signal);
-    writer.commit();
   } catch (err) {
     writer.abort();
     throw err;
@@ -166,12 +177,14 @@ function* convertSteps(weights: GrokWeights, _store: TensorStore, outDir: string
     writeFileAtomic(path.join(outDir, name), data);
     extra.push(path.join(outDir, name));
   };
-  put('config.json', json(hfConfigJson(c, naming, dtype)));
-  put('generation_config.json', json({ bos_token_id: c.bosToken, eos_token_id: c.eosToken, pad_token_id: c.padToken }));
-  if (withTokenizer) {
-    put('tokenizer.model', fs.readFileSync(opts.tokenizerFile!));
-    for (const [name, v] of Object.entries(tokenizerFiles(c))) put(name, json(v));
-  }
+  writer.commit(() => {
+    put('config.json', json(hfConfigJson(c, naming, dtype)));
+    put('generation_config.json', json({ bos_token_id: c.bosToken, eos_token_id: c.eosToken, pad_token_id: c.padToken }));
+    if (withTokenizer) {
+      put('tokenizer.model', fs.readFileSync(opts.tokenizerFile!));
+      for (const [name, v] of Object.entries(tokenizerFiles(c))) put(name, json(v));
+    }
+  });
   return { files: [...writer.files, path.join(outDir, SAFETENSORS_INDEX), ...extra], bytes: writer.totalBytes, tokenizer: withTokenizer ? 'copied' : 'absent', warnings: engineWarnings(c) };
 }
 

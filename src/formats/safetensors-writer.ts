@@ -151,8 +151,12 @@ export class SafetensorsWriter {
     s.remaining[s.at]! -= bytes.length;
   }
 
-  /** Closes every shard, renames them into place and writes the index (an index is written for a single file too, so that the directory is recognised the same way). */
-  commit(extraMetadata: Readonly<Record<string, unknown>> = {}): void {
+  /**
+   * Closes every shard, renames them into place, calls `beforeIndex` (the files that go beside the
+   * weights), then writes the index, last, so that its presence means a complete directory. An
+   * index is written for a single file too, so that the directory is recognised the same way.
+   */
+  commit(beforeIndex?: () => void, extraMetadata: Readonly<Record<string, unknown>> = {}): void {
     const missing = this.nextTensor;
     if (missing) throw new Error(`tensor ${missing.name} was not (completely) written`);
     for (const s of this.shards) {
@@ -161,6 +165,7 @@ export class SafetensorsWriter {
     }
     for (const s of this.shards) fs.renameSync(s.tempPath, s.path);
     this.finished = true;
+    beforeIndex?.();
     const weightMap: Record<string, string> = {};
     for (const s of this.shards) for (const t of s.tensors) weightMap[t.name] = path.basename(s.path);
     writeFileAtomic(path.join(this.dir, SAFETENSORS_INDEX), `${JSON.stringify({ metadata: { total_size: this.dataBytes, ...extraMetadata }, weight_map: weightMap }, null, 2)}\n`);

@@ -89,7 +89,9 @@ function runPyConfig(c: Readonly<GrokConfig>): Record<string, number> {
 
 /**
  * config.json for the engines. Field by field, what reads it:
- * - `architectures` Grok1ForCausalLM: registered by both (vLLM registry.py → GrokForCausalLM; SGLang EntryClass).
+ * - `architectures` Grok1ModelForCausalLM: the one name every vLLM version registers (registry.py:
+ *   → Grok1ForCausalLM before its Grok-2 support, → the GrokForCausalLM factory since; the bare
+ *   Grok1ForCausalLM is missing from older registries) and an SGLang EntryClass alias.
  * - `model_type` "git": a type transformers' AutoConfig knows that keeps unknown fields, so no
  *   remote code is needed; xai-org/grok-2's published config.json does the same.
  * - sizes (vocab_size, hidden_size, intermediate_size, num_hidden_layers, num_attention_heads,
@@ -109,7 +111,7 @@ function runPyConfig(c: Readonly<GrokConfig>): Record<string, number> {
  */
 export function hfConfigJson(c: Readonly<GrokConfig>, naming: HfNaming, dtype: 'bf16' | 'f32'): Record<string, unknown> {
   return {
-    architectures: ['Grok1ForCausalLM'],
+    architectures: ['Grok1ModelForCausalLM'],
     model_type: 'git',
     torch_dtype: dtype === 'bf16' ? 'bfloat16' : 'float32',
     vocab_size: c.vocabSize,

@@ -10,6 +10,7 @@
  * which (vLLM's and grok-ts's `stop_reason`; otherwise a `stop` finish is reported as `eos`).
  */
 import { UnsupportedError, UsageError } from '../errors.js';
+import { CHAT_STOP } from '../generate/chat-template.js';
 import type { GenerateOptions, GenerationChunk, GenerationResult, StopReason, Usage } from '../generate/sequence.js';
 import { validateGenerateOptions } from '../generate/sequence.js';
 import type { GenerationStream } from '../language-model.js';
@@ -334,7 +335,10 @@ export class RemoteChat implements TextChat {
   send(message: string, options: GenerateOptions = {}): GenerationStream {
     if (typeof message !== 'string' || message === '') throw new UsageError('a chat message must be a non-empty string', 'message');
     const messages = [...this.messages, { role: 'user' as const, content: message }];
-    const stream = this.model.run('chat/completions', { messages }, options);
+    // As a local chat: a turn ends where the model starts the next one (the plain transcript's
+    // stops; grok-ts serve applies them itself, vLLM and SGLang need them sent).
+    const stop = [...new Set([...CHAT_STOP, ...(options.stop ?? [])])];
+    const stream = this.model.run('chat/completions', { messages }, { ...options, stop });
     const chat = this;
     return {
       result: stream.result,

@@ -36,7 +36,7 @@ export interface ErrorResponse {
  * `onInternal` receives them for the server log. `promptParam` names the field a context overflow
  * blames (`prompt` or `messages`).
  */
-export function toErrorResponse(err: unknown, opts: { promptParam?: 'prompt' | 'messages'; onInternal?: (err: unknown) => void } = {}): ErrorResponse {
+export function toErrorResponse(err: unknown, opts: { promptParam?: 'prompt' | 'messages' | 'input'; onInternal?: (err: unknown) => void } = {}): ErrorResponse {
   const make = (status: number, message: string, type: ApiErrorType, param: string | null = null, code: string | null = null, headers: Record<string, string> = {}): ErrorResponse => ({
     status,
     headers,

@@ -239,7 +239,7 @@ export function createServer(model: LanguageModel | Promise<LanguageModel>, opti
         throw new RequestError(405, `Method ${req.method} is not allowed on ${pathname}; use ${allow}`, 'invalid_request_error', 'method_not_allowed', null, { Allow: allow });
       }
       if (draining && !route.open) throw new RequestError(503, 'the server is shutting down', 'server_error', 'server_unavailable', null, { 'Retry-After': '5', Connection: 'close' });
-      reporting = { onInternal, promptParam: pathname.endsWith('/chat/completions') ? 'messages' : 'prompt' };
+      reporting = { onInternal, promptParam: pathname.endsWith('/chat/completions') ? 'messages' : pathname.endsWith('/embeddings') ? 'input' : 'prompt' };
       await handler(req, res, found!.params);
     } catch (err) {
       if (err instanceof AbortError && (res.destroyed || req.destroyed)) return; // the client left

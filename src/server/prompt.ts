@@ -43,7 +43,7 @@ export class PromptEncoder {
    * request field it came from). An empty prompt
    * becomes BOS alone, the start of a document. Throws ContextLengthError when it leaves no room.
    */
-  encode(prompt: string | readonly number[], param: 'prompt' | 'messages' = 'prompt'): number[] {
+  encode(prompt: string | readonly number[], param: 'prompt' | 'messages' | 'input' = 'prompt'): number[] {
     const context = this.lm.config.sequenceLen;
     if (typeof prompt === 'string' && prompt.length > context * this.longestPiece) {
       throw new ContextLengthError(Math.ceil(prompt.length / this.longestPiece), context, `at least that many: ${prompt.length} characters`);
@@ -75,7 +75,7 @@ export class PromptEncoder {
    * Every prompt of a request, each text prompt in a turn of the event loop of its own (running
    * streams step in between), after all of them passed the length checks.
    */
-  async encodeAll(prompts: readonly (string | readonly number[])[], param: 'prompt' | 'messages' = 'prompt'): Promise<number[][]> {
+  async encodeAll(prompts: readonly (string | readonly number[])[], param: 'prompt' | 'messages' | 'input' = 'prompt'): Promise<number[][]> {
     for (const p of prompts) if (typeof p === 'string' && p.length > this.maxChars) this.encode(p, param); // throws, before any work
     const out: number[][] = [];
     for (const p of prompts) {

@@ -13,7 +13,7 @@ export function sendJson(res: ServerResponse, status: number, body: unknown, hea
 }
 
 export interface ErrorReporting {
-  readonly promptParam?: 'prompt' | 'messages';
+  readonly promptParam?: 'prompt' | 'messages' | 'input';
   readonly onInternal?: (err: unknown) => void;
 }
 

@@ -5,21 +5,13 @@
  * has, not a tuned retrieval embedding.
  */
 import type * as http from 'node:http';
+import { setImmediate as nextTurn } from 'node:timers/promises';
 import { readJsonBody } from '../body.js';
-import { checkModel, core, type Loaded, type ServerContext } from '../context.js';
-import { RequestError } from '../errors.js';
+import { checkModel, core, type ServerContext } from '../context.js';
 import { parseEmbeddings } from '../llama-schema.js';
 import { usageJson } from '../openai-format.js';
 import { sendJson } from '../respond.js';
 import type { Route } from '../router.js';
-
-type Embed = (input: string | readonly number[]) => Promise<Float32Array>;
-
-function embedder(c: Loaded): Embed {
-  const lm = c.lm as unknown as { embed?: Embed };
-  if (typeof lm.embed !== 'function') throw new RequestError(501, 'this build has no embeddings (LanguageModel.embed)', 'server_error', 'not_implemented');
-  return lm.embed.bind(c.lm);
-}
 
 /** Float32 little-endian bytes in base64, as OpenAI's encoding_format "base64". */
 function base64(v: Float32Array): string {
@@ -31,13 +23,16 @@ async function embeddings(ctx: ServerContext, req: http.IncomingMessage, res: ht
   const c = core(ctx);
   const p = parseEmbeddings(await readJsonBody(req, ctx.maxBodyBytes));
   checkModel(c, p.model);
-  const embed = embedder(c);
-  const ids = await c.prompts.encodeAll(p.inputs, 'prompt');
+  const ids = await c.prompts.encodeAll(p.inputs, 'input');
+  let gone = false; // the client left: the remaining inputs are not worth a forward pass
+  res.once('close', () => (gone = true));
   const data: object[] = [];
   let tokens = 0;
   for (const [index, x] of ids.entries()) {
-    if (req.destroyed) return;
-    const v = await embed(x);
+    // A forward pass per input, each in a turn of its own: running streams step in between.
+    await nextTurn();
+    if (gone) return;
+    const v = await c.lm.embed(x);
     tokens += x.length;
     data.push({ object: 'embedding', index, embedding: p.encodingFormat === 'base64' ? base64(v) : Array.from(v) });
   }
