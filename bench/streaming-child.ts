@@ -2,13 +2,13 @@
  * One grok-ts run of the streaming benchmark in its own process (so peak RSS and /proc/self/io
  * belong to this run alone): load under a memory budget, time to first token, then greedy decode
  * steps. Prints one JSON line. Run as
- * `node dist/bench/streaming-child.js MODEL.gguf BUDGET_BYTES|resident TOKENS THREADS [policy] [readers] [predict]`.
+ * `node dist/bench/streaming-child.js MODEL.gguf BUDGET_BYTES|resident TOKENS THREADS [policy] [readers] [predict 0|1] [lazy|eager]`.
  */
 import { loadModel } from '../src/language-model.js';
 import { diskReadBytes } from './proc-io.js';
 
 async function main(): Promise<void> {
-  const [file, budgetArg, tokensArg, threadsArg, policy, readersArg, predictArg] = process.argv.slice(2);
+  const [file, budgetArg, tokensArg, threadsArg, policy, readersArg, predictArg, startArg] = process.argv.slice(2);
   const tokens = Number(tokensArg);
   const t0 = performance.now();
   const trace: number[][] = [];
@@ -20,6 +20,7 @@ async function main(): Promise<void> {
     ...(policy ? { evictionPolicy: policy as 'lru' } : {}),
     ...(readersArg ? { expertReaders: Number(readersArg) } : {}),
     predictExperts: predictArg === '1',
+    ...(startArg === 'eager' ? { lazyExperts: false } : {}),
     onRoute: (layer, experts) => {
       if (layer === 0) step++;
       (trace[step] ??= []).push(layer, experts.length, ...experts);

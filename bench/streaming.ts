@@ -175,7 +175,23 @@ export async function benchStreaming(log: (l: string) => void, cacheDir: string,
     out['streaming.demo_prediction_precision'] = demo.predictedUsed / demo.predicted;
     log(`demo model: layer l+1's experts predicted through its router from layer l's input: ${(100 * demo.predictedUsed / demo.predicted).toFixed(1)} % of predictions used (chance: ${(100 * demo.K / demo.E).toFixed(0)} % for one row)`);
 
-    // 2. the file
+    // 2. the start on the bench model's shape (6 layers × 8 experts, 3.6 GB): lazy vs packing everything first
+    const startFile = path.join(cacheDir, 'streaming-start-6l-q8_0.gguf');
+    ensureMixGguf(makeConfig({ embSize: 2048, numQHeads: 16, numKvHeads: 8, keySize: 128, numLayers: 6, ffnSize: 10240, sequenceLen: 1024 }), 'Q8_0', startFile, log);
+    for (const start of ['eager', 'lazy'] as const) {
+      dropCaches();
+      try {
+        const r = runChild('streaming-child.js', [startFile, 'resident', '4', String(os.availableParallelism()), 'lru', '2', '0', start], 1800_000) as ChildResult;
+        out[`streaming.start_6l.${start}.ttft_s`] = r.ttftS;
+        out[`streaming.start_6l.${start}.load_s`] = r.loadS;
+        log(`start, 6-layer bench shape (${(fs.statSync(startFile).size / 1e9).toFixed(2)} GB, cold page cache), ${start === 'eager' ? 'packing every weight first' : 'lazy (non-expert weights, then experts on demand and in the background)'}: load ${r.loadS.toFixed(1)} s, first token at ${r.ttftS.toFixed(1)} s`);
+      } catch (err) {
+        log(`start (${start}): ${(err as Error).message.split('\n')[0]}`);
+      }
+    }
+    if (!keep) fs.rmSync(startFile, { force: true });
+
+    // 3. the file
     const tw = performance.now();
     ensureMixGguf(config, 'Q8_0', file, log);
     const size = fs.statSync(file).size;
