@@ -167,3 +167,26 @@ fixtureTest('lazy start: only non-expert weights are packed before the first tok
     assert.ok(bitIdentical(lm.logits(PROMPT, true), base));
   });
 });
+
+fixtureTest('memory reports: the server health form under a budget, and the js backend (lazy reads, same minimum rule)', async () => {
+  const file = shared('fixtures', 'gguf', 'mini-q8_0.gguf');
+  const memory = await withModel(file, { lazyExperts: false }, (lm) => lm.memory);
+  await withModel(file, { memoryBudget: memory.minimumBytes + memory.expertBytes }, (lm) => {
+    lm.logits(PROMPT.slice(0, 3));
+    const h = lm.memoryHealth();
+    assert.equal(h['mode'], 'stream');
+    assert.equal(h['budget_bytes'], memory.minimumBytes + memory.expertBytes);
+    assert.equal(h['expert_slots'], 3);
+    assert.ok(Number(h['resident_bytes']) <= Number(h['budget_bytes']));
+    assert.ok(Number(h['hit_rate']) >= 0 && Number(h['hit_rate']) <= 1);
+    assert.ok(Number(h['disk_read_bytes']) > 0);
+  });
+  const js = await loadModel(file, { backend: 'js', memoryBudget: '100M' });
+  try {
+    assert.equal(js.memory.mode, 'resident');
+    assert.equal(js.memory.cache, undefined);
+  } finally {
+    await js.close();
+  }
+  await assert.rejects(loadModel(file, { backend: 'js', memoryBudget: 1000 }), MemoryBudgetError);
+});
