@@ -32,6 +32,10 @@ function run(job: ReaderJob): void {
   if (job.memory) memories[job.shard] = job.memory;
   const memory = memories[job.shard];
   if (!memory) throw new Error(`reader: memory shard ${job.shard} was never sent`);
+  // The main thread grows shared memories; this thread's buffer object can still have the old
+  // length (V8 refreshes it at interrupt checks), and grow(0) brings it up to date.
+  if (job.ptr + job.bytes > memory.buffer.byteLength) memory.grow(0);
+  if (job.ptr + job.bytes > memory.buffer.byteLength) throw new Error(`reader: slot at ${job.ptr} + ${job.bytes} lies beyond memory shard ${job.shard}'s ${memory.buffer.byteLength} bytes`);
   const dst = new Uint8Array(memory.buffer, job.ptr, job.bytes);
   dst.fill(0);
   for (const p of job.parts) {
