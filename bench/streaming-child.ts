@@ -64,6 +64,7 @@ async function main(): Promise<void> {
   };
   // trace: [0] the first-token prompt, [1] its 1-token step if any… decode steps are the last `decoded`
   for (let s = trace.length - decoded + 1; s < trace.length; s++) {
+    if (s < 1 || !trace[s - 1] || !trace[s]) continue; // no expert cache (packed resident): no trace
     const a = perLayer(trace[s - 1]!);
     const b = perLayer(trace[s]!);
     for (const [layer, ex] of b) {
