@@ -17,6 +17,7 @@ import { benchFormats, mixesFromEnv } from './formats.js';
 import { benchTrueWidth } from './true-width.js';
 import { benchModel, benchModelPath, type BenchFormat } from './model.js';
 import { benchServer } from './server.js';
+import { benchStreaming } from './streaming.js';
 import { benchTokenizer } from './tokenizer.js';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
@@ -88,6 +89,7 @@ export const SECTIONS: Record<string, Section> = {
   'model-q8_0': (log, cache) => modelSection('q8_0', log, cache),
   formats: (log, cache) => benchFormats(log, cache, { layers: BENCH_LAYERS, mixes: mixesFromEnv(), prefillTokens: 256 }),
   'true-width': (log, cache) => benchTrueWidth(log, cache, { mixes: mixesFromEnv() }),
+  streaming: (log, cache) => benchStreaming(log, cache),
   server: async (log, cache) => {
     const lm = await loadModel(benchModelPath(cache, 'int8', BENCH_LAYERS), { backend: 'auto' });
     log(`server bench on the int8 bench model (${lm.backend} backend)`);
@@ -100,7 +102,7 @@ export const SECTIONS: Record<string, Section> = {
 };
 
 /** Sections that run only when named (they write and read tens of GB and take half an hour or more). */
-export const OPT_IN_SECTIONS: readonly string[] = ['true-width'];
+export const OPT_IN_SECTIONS: readonly string[] = ['true-width', 'streaming'];
 
 function prefixed(prefix: string, r: Record<string, number>): Record<string, number> {
   return Object.fromEntries(Object.entries(r).map(([k, v]) => [`${prefix}.${k}`, v]));

@@ -148,3 +148,14 @@ export function throwIfAborted(signal: AbortSignal | undefined): void {
     throw reason instanceof AbortError ? reason : new AbortError();
   }
 }
+
+/** A memory budget below what the model needs resident at the least; `minimumBytes` says how much that is. */
+export class MemoryBudgetError extends UsageError {
+  readonly budgetBytes: number;
+  readonly minimumBytes: number;
+  constructor(budgetBytes: number, minimumBytes: number, detail: string) {
+    super(`memory budget ${budgetBytes} bytes is below this model's minimum of ${minimumBytes} bytes (${(minimumBytes / 2 ** 30).toFixed(2)} GiB: ${detail})`, 'memoryBudget');
+    this.budgetBytes = budgetBytes;
+    this.minimumBytes = minimumBytes;
+  }
+}

@@ -6,7 +6,10 @@
 import * as fs from 'node:fs';
 import type { Kernels } from './backend/kernels.js';
 import { jsKernels } from './backend/js/kernels.js';
-import { createWasmKernels, wasmAvailable } from './backend/wasm/index.js';
+import { createWasmKernels, wasmAvailable, type WasmKernels } from './backend/wasm/index.js';
+import type { EvictionPolicy, ExpertCache, ExpertCacheStats } from './backend/wasm/expert-cache.js';
+import { weightFile } from './backend/wasm/file-identity.js';
+import { expertGroups, parseByteSize, planResidency, setExpertHooks, StreamingHooks, type ResidencyPlan, type StreamingOptions } from './model/residency.js';
 import type { GrokConfig } from './config.js';
 import { ContextLengthError, throwIfAborted, UnsupportedError, UsageError } from './errors.js';
 import { LIBRARY_LIMITS, Scheduler, type SchedulerLane, type SchedulerLimits } from './generate/scheduler.js';
@@ -54,6 +57,47 @@ export interface LoadOptions {
    * server's batch and queue sizes, no queue timeout and no stall limit.
    */
   readonly scheduler?: Partial<SchedulerLimits>;
+  /**
+   * Resident weight bytes at most: a number, or a size such as '16G' (K/M/G/T = powers of 1024).
+   * Non-expert weights stay resident and experts are streamed from the file through a cache of
+   * the rest (wasm backend; the js backend then reads experts lazily). Default: everything
+   * resident. Below the non-expert bytes plus one layer's top-K experts: a MemoryBudgetError
+   * stating the minimum. A budget that holds every weight changes nothing.
+   */
+  readonly memoryBudget?: number | string;
+  /** Which cached expert a load evicts under a budget: 'lru' (default), 'lfu' or 'decay'. */
+  readonly evictionPolicy?: EvictionPolicy;
+  /** Reader threads for expert loads under a budget (default 2; 0 = read on the main thread). */
+  readonly expertReaders?: number;
+  /** Prefetch layer l+1's experts predicted through its router from layer l (default off: measured no gain on random routing). */
+  readonly predictExperts?: boolean;
+  /**
+   * Read experts on first use (and in the background after load) instead of packing every weight
+   * before the first token. Default: on the wasm backend when every expert lies in a plain file
+   * (GGUF); the start then costs the non-expert weights only, whatever the model's size.
+   */
+  readonly lazyExperts?: boolean;
+  /** @internal Called per MoE call with its layer and distinct experts (benchmark traces). */
+  readonly onRoute?: StreamingOptions['onRoute'];
+}
+
+/** What a model holds resident and, under a budget, how its expert cache fares. */
+export interface MemoryReport {
+  readonly mode: 'resident' | 'stream';
+  readonly budgetBytes: number | undefined;
+  /** Weight bytes resident now (packed in wasm memory; on the js backend, the planned figure). */
+  readonly residentBytes: number;
+  readonly nonExpertBytes: number;
+  readonly expertBytes: number;
+  readonly experts: number;
+  readonly slots: number;
+  readonly minimumBytes: number;
+  readonly totalBytes: number;
+  readonly expertBytesPerToken: number;
+  /** Under a budget on the wasm backend: the cache's counters and its hit rate (hits / uses). */
+  readonly cache?: ExpertCacheStats & { readonly hitRate: number; readonly policy: EvictionPolicy };
+  /** With predictExperts: experts predicted for the next layer, and how many of them it then used. */
+  readonly prediction?: { readonly predicted: number; readonly used: number };
 }
 
 export type { GenerationStream };
@@ -89,6 +133,10 @@ export class LanguageModel implements TextModel {
      */
     readonly slowTensors: readonly { readonly name: string; readonly format: string }[] = [],
     schedulerLimits: Partial<SchedulerLimits> = {},
+    /** How the weights are held (set by loadModel; a plain resident plan otherwise). */
+    readonly residency?: ResidencyPlan,
+    private readonly expertCache?: ExpertCache,
+    private readonly hooks?: StreamingHooks,
   ) {
     this.model = new GrokModel(files.weights, kernels);
     this.config = files.config;
@@ -107,6 +155,36 @@ export class LanguageModel implements TextModel {
 
   get backend(): string {
     return this.kernels.name;
+  }
+
+  /** Resident bytes, the budget, and the expert cache's hits and reads. */
+  get memory(): MemoryReport {
+    const plan = this.residency ?? planResidency(this.files.weights, (w) => w.byteLength);
+    const k = this.kernels as Partial<WasmKernels>;
+    const c = this.expertCache;
+    const uses = c ? c.stats.hits + c.stats.misses : 0;
+    return {
+      mode: plan.mode, budgetBytes: plan.budgetBytes, nonExpertBytes: plan.nonExpertBytes, expertBytes: plan.expertBytes, experts: plan.experts,
+      slots: plan.slots, minimumBytes: plan.minimumBytes, totalBytes: plan.totalBytes, expertBytesPerToken: plan.expertBytesPerToken,
+      residentBytes: k.packedBytes ?? (plan.mode === 'stream' ? plan.nonExpertBytes : plan.totalBytes),
+      ...(c ? { cache: { ...c.stats, hitRate: uses ? c.stats.hits / uses : 0, policy: c.policy } } : {}),
+      ...(this.hooks?.predicting ? { prediction: { predicted: this.hooks.predicted, used: this.hooks.predictedUsed } } : {}),
+    };
+  }
+
+  /** Resolves when every weight is resident (experts read in the background after a lazy start; at once otherwise). */
+  whenResident(): Promise<void> {
+    const c = this.expertCache;
+    return c && this.residency?.mode === 'resident' ? c.startBackgroundFill(Math.max(1, 2)) : Promise.resolve();
+  }
+
+  /** The memory report as the server's /health shows it (snake_case, bytes). */
+  memoryHealth(): Record<string, number | string | null> {
+    const m = this.memory;
+    return {
+      mode: m.mode, budget_bytes: m.budgetBytes ?? null, resident_bytes: m.residentBytes, minimum_bytes: m.minimumBytes, total_bytes: m.totalBytes,
+      ...(m.cache ? { expert_slots: m.slots, experts: m.experts, hit_rate: m.cache.hitRate, expert_hits: m.cache.hits, expert_misses: m.cache.misses, disk_read_bytes: m.cache.bytesRead, eviction_policy: m.cache.policy } : {}),
+    };
   }
 
   /** Prompt text → ids (no BOS unless asked, as the reference), or ids passed through after a range check. */
@@ -336,13 +414,34 @@ async function loadLocalModel(modelPath: string | undefined, options: LoadOption
         : Tokenizer.fromFile(files.tokenizerFile); // ckpt-0 ships without one: the official tokenizer.model
     const kernels = await makeKernels(options.backend ?? 'auto', options.threads);
     let slow: { name: string; format: string }[] = [];
+    let plan: ResidencyPlan | undefined;
+    let cache: ExpertCache | undefined;
+    let hooks: StreamingHooks | undefined;
     try {
-      if (options.preload ?? true) slow = preload(files, kernels, options.onProgress);
+      const budget = options.memoryBudget === undefined ? undefined : parseByteSize(options.memoryBudget);
+      const wk = kernels as Partial<WasmKernels>;
+      plan = planResidency(files.weights, (w) => wk.packedSize?.(w) ?? w.byteLength, budget);
+      const groups = expertGroups(files.weights);
+      const readers = options.expertReaders ?? 2;
+      const lazy = plan.mode === 'resident' && !!wk.streamExperts && (options.preload ?? true) &&
+        (options.lazyExperts ?? (readers > 0 && groups.every((g) => g.every((x) => weightFile(x) !== undefined && wk.packedSize!(x) !== undefined))));
+      if ((plan.mode === 'stream' || lazy) && wk.streamExperts) {
+        cache = wk.streamExperts(groups, plan.slots, {
+          ...(options.evictionPolicy ? { policy: options.evictionPolicy } : {}),
+          readers,
+        });
+        hooks = new StreamingHooks(files.weights, kernels, cache, {
+          predict: options.predictExperts ?? false, ...(options.onRoute ? { onRoute: options.onRoute } : {}), fillInFlight: lazy ? Math.max(1, readers) : 0,
+        });
+        setExpertHooks(kernels, hooks);
+        if (lazy) void cache.startBackgroundFill(Math.max(1, readers));
+      }
+      if (options.preload ?? true) slow = preload(files, kernels, options.onProgress, cache !== undefined);
     } catch (err) {
       await kernels.close();
       throw err;
     }
-    return new LanguageModel(files, tokenizer, kernels, modelPath === undefined, slow, options.scheduler);
+    return new LanguageModel(files, tokenizer, kernels, modelPath === undefined, slow, options.scheduler, plan, cache, hooks);
   } catch (err) {
     files.close();
     throw err;
@@ -352,6 +451,9 @@ async function loadLocalModel(modelPath: string | undefined, options: LoadOption
 function validateLoadOptions(o: LoadOptions): void {
   if (o.backend !== undefined && !['auto', 'wasm', 'js'].includes(o.backend)) {
     throw new UsageError(`backend must be "auto", "wasm" or "js", got ${JSON.stringify(o.backend)}`, 'backend');
+  }
+  if (o.evictionPolicy !== undefined && !['lru', 'lfu', 'decay'].includes(o.evictionPolicy)) {
+    throw new UsageError(`evictionPolicy must be "lru", "lfu" or "decay", got ${JSON.stringify(o.evictionPolicy)}`, 'evictionPolicy');
   }
   if (o.threads !== undefined && (!Number.isSafeInteger(o.threads) || o.threads < 1 || o.threads > 256)) {
     throw new UsageError(`threads must be an integer in [1, 256], got ${o.threads}`, 'threads');
@@ -363,10 +465,11 @@ function validateLoadOptions(o: LoadOptions): void {
  * dropped as it goes and memory stays near the weight bytes), else into memory as stored. Returns
  * the weights a fast backend (one with `prepare`) could not take: they will run in the js kernel.
  */
-function preload(files: ModelFiles, kernels: Kernels, onProgress: LoadOptions['onProgress']): { name: string; format: string }[] {
+function preload(files: ModelFiles, kernels: Kernels, onProgress: LoadOptions['onProgress'], skipExperts = false): { name: string; format: string }[] {
   const slow: { name: string; format: string }[] = [];
   const w = files.weights;
-  const all = [w.embedding, ...w.layers.flatMap((l) => [l.wq, l.wk, l.wv, l.wo, l.router, ...l.experts.flatMap((e) => [e.gate, e.up, e.down])])];
+  // Under a budget experts are read when a batch routes to them (and counted, not preloaded).
+  const all = [w.embedding, ...w.layers.flatMap((l) => [l.wq, l.wk, l.wv, l.wo, l.router, ...(skipExperts ? [] : l.experts.flatMap((e) => [e.gate, e.up, e.down]))])];
   const total = all.reduce((n, x) => n + x.byteLength, 0);
   let done = 0;
   for (const x of all) {

@@ -2,13 +2,15 @@
 import { UsageError } from '../errors.js';
 import { loadModel, type BackendName, type LanguageModel } from '../language-model.js';
 import { num, str, type CommandContext, type OptionSpec } from './command.js';
-import { ProgressBar } from './progress.js';
+import { formatBytes, ProgressBar } from './progress.js';
 
 export const MODEL_OPTIONS: OptionSpec = {
   model: { type: 'string', short: 'm' },
   backend: { type: 'string' },
   threads: { type: 'string' },
   tokenizer: { type: 'string' },
+  'memory-budget': { type: 'string' },
+  'eviction-policy': { type: 'string' },
 };
 
 export const MODEL_HELP = `Model:
@@ -17,7 +19,12 @@ export const MODEL_HELP = `Model:
                          safetensors); default: the built-in demo model
       --backend NAME     auto (default: wasm where it runs), wasm, or js (the exact reference backend)
       --threads N        worker threads for the wasm backend (default: all cores)
-      --tokenizer PATH   tokenizer.model to use (default: the GGUF's own, else the bundled official one)`;
+      --tokenizer PATH   tokenizer.model to use (default: the GGUF's own, else the bundled official one)
+      --memory-budget SIZE  resident weight bytes at most, e.g. 16G or 512M (K/M/G/T = powers of
+                         1024): non-expert weights stay resident, experts are read from the file
+                         into a cache of the rest as the router picks them (default: all resident;
+                         \`grok-ts inspect\` prints the minimum)
+      --eviction-policy P   which cached expert a load replaces: lru (default), lfu or decay`;
 
 export async function openModel(ctx: CommandContext): Promise<LanguageModel> {
   const backend = str(ctx, 'backend') ?? 'auto';
@@ -26,14 +33,20 @@ export async function openModel(ctx: CommandContext): Promise<LanguageModel> {
   const modelPath = str(ctx, 'model');
   if (/^https?:\/\//i.test(modelPath ?? '')) throw new UsageError(`--model ${modelPath} is a server URL; the CLI runs local models (a directory or a .gguf). Use the server directly, or loadModel(url) from the library`, 'model');
   const tokenizer = str(ctx, 'tokenizer');
+  const memoryBudget = str(ctx, 'memory-budget');
+  const policy = str(ctx, 'eviction-policy');
+  if (policy !== undefined && !['lru', 'lfu', 'decay'].includes(policy)) throw new UsageError(`--eviction-policy must be lru, lfu or decay, got "${policy}"`, 'eviction-policy');
   const bar = new ProgressBar(ctx.stderr, 'loading');
   const lm = await loadModel(modelPath, {
     backend: backend as BackendName,
     ...(threads !== undefined ? { threads } : {}),
     ...(tokenizer !== undefined ? { tokenizer } : {}),
+    ...(memoryBudget !== undefined ? { memoryBudget } : {}),
+    ...(policy !== undefined ? { evictionPolicy: policy as 'lru' | 'lfu' | 'decay' } : {}),
     onProgress: (p) => bar.update(p.loadedBytes, p.totalBytes),
   });
   bar.done();
+  if (lm.memory.mode === 'stream' && ctx.stderr.isTTY) ctx.stderr.write(`(${memoryLine(lm)})\n`);
   if (lm.slowTensors.length) {
     const formats = [...new Set(lm.slowTensors.map((t) => t.format))].join(', ');
     ctx.stderr.write(`warning: ${lm.slowTensors.length} weight matrices (${formats}) have no ${lm.backend} kernel and run in the slow js fallback\n`);
@@ -103,4 +116,17 @@ export function generationOptions(
     ignoreEos: ctx.values['ignore-eos'] === true || (ctx.values['stop-at-eos'] !== true && (defaults.ignoreEos ?? false)),
     addBos: ctx.values['add-bos'] === true,
   };
+}
+
+/** One line on what is resident and, under a budget, how the expert cache fares (--verbose, and at load under a budget). */
+export function memoryLine(lm: LanguageModel, tokens?: number): string {
+  const m = lm.memory;
+  const head = m.mode === 'stream'
+    ? `memory budget ${formatBytes(m.budgetBytes!)}: ${formatBytes(m.residentBytes)} resident, ${m.slots} of ${m.experts} experts cached`
+    : `all weights resident: ${formatBytes(m.residentBytes)}`;
+  const c = m.cache;
+  if (!c) return head;
+  const uses = c.hits + c.misses;
+  const perToken = tokens ? `, ${formatBytes(c.bytesRead / tokens)}/token` : '';
+  return `${head}; expert hits ${c.hits}/${uses} (${(100 * c.hitRate).toFixed(1)} %), read ${formatBytes(c.bytesRead)} from disk${perToken}, waited ${(c.waitMs / 1000).toFixed(1)} s`;
 }

@@ -101,7 +101,7 @@ export class SafetensorsWriter {
 
   constructor(
     private readonly dir: string,
-    private readonly tensors: readonly SafetensorsTensorPlan[],
+    tensors: readonly SafetensorsTensorPlan[],
     opts: { splitMaxBytes?: number; metadata?: Readonly<Record<string, string>> } = {},
   ) {
     const plan = planSafetensorsShards(tensors, opts.splitMaxBytes);

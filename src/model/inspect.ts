@@ -6,6 +6,7 @@ import { parameterCount, type GrokConfig } from '../config.js';
 import { describeGguf, type GgufDescription } from '../formats/gguf-split.js';
 import { shapeString, storedBytes } from '../tensor/tensor.js';
 import { openModelFiles } from './load.js';
+import { planResidency } from './residency.js';
 
 export interface TensorSummary {
   readonly name: string;
@@ -26,6 +27,12 @@ export interface ModelReport {
   readonly kvCacheBytesPerToken: number;
   /** Weights, a full-context KV cache and the activations of one step: a lower bound for a run. */
   readonly memoryForFullContext: number;
+  /**
+   * Under --memory-budget (stored sizes; packed ones differ by ≤ 6 %): the least that must stay
+   * resident (non-expert weights + top-K experts), one expert's bytes, everything, and the bytes
+   * one decoded token reads (the non-expert weights and its top-K experts per layer).
+   */
+  readonly residency: { readonly minimumBytes: number; readonly nonExpertBytes: number; readonly expertBytes: number; readonly totalBytes: number; readonly expertBytesPerToken: number; readonly bytesPerToken: number };
   readonly tensors: readonly TensorSummary[];
   /** For a GGUF: its files, metadata and bytes per quantisation type. */
   readonly gguf?: GgufDescription;
@@ -57,10 +64,16 @@ export function inspectModel(path: string): ModelReport {
       weightBytes,
       kvCacheBytesPerToken: kvPerToken,
       memoryForFullContext: weightBytes + kvPerToken * c.sequenceLen + activations,
+      residency: residencySummary(files.weights),
       tensors,
       ...(gguf ? { gguf } : {}),
     };
   } finally {
     files.close();
   }
+}
+
+function residencySummary(w: Parameters<typeof planResidency>[0]): ModelReport['residency'] {
+  const p = planResidency(w, (x) => x.byteLength);
+  return { minimumBytes: p.minimumBytes, nonExpertBytes: p.nonExpertBytes, expertBytes: p.expertBytes, totalBytes: p.totalBytes, expertBytesPerToken: p.expertBytesPerToken, bytesPerToken: p.nonExpertBytes + p.expertBytesPerToken };
 }

@@ -57,14 +57,15 @@ export class LazyLinear implements LinearWeight {
     readonly inDim: number,
     readonly outDim: number,
     readonly format: LinearFormat,
-    private readonly weights: ByteRange,
-    private readonly scales?: ByteRange,
+    /** Where the weight bytes lie (reader threads open the file themselves). */
+    readonly range: ByteRange,
+    readonly scales?: ByteRange,
   ) {
-    this.byteLength = weights.byteLength + (scales ? scales.byteLength : 0);
+    this.byteLength = range.byteLength + (scales ? scales.byteLength : 0);
   }
 
   bytes(): Uint8Array {
-    this.data ??= this.weights.source.read(this.weights.offset, this.weights.byteLength);
+    this.data ??= this.range.source.read(this.range.offset, this.range.byteLength);
     return this.data;
   }
 
@@ -78,7 +79,7 @@ export class LazyLinear implements LinearWeight {
     const size = outMajorRowSize(this.format, this.inDim, this.name);
     checkRows(this, first, count);
     if (this.data) return this.data.subarray(first * size, (first + count) * size);
-    return this.weights.source.read(this.weights.offset + first * size, count * size);
+    return this.range.source.read(this.range.offset + first * size, count * size);
   }
 
   release(): void {

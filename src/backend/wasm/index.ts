@@ -18,6 +18,16 @@ import { ggmlRowBytes } from '../../tensor/ggml.js';
 import { MemoryLinear } from '../../tensor/linear.js';
 import { kernelName } from './block-format.js';
 import { BLOCK_FORMATS } from './formats/index.js';
+import { ExpertCache, expertLayout, SyncLoader, type EvictionPolicy } from './expert-cache.js';
+import { ReaderLoader } from './expert-reader.js';
+import { FileIdentities } from './file-identity.js';
+
+export interface ExpertStreamOptions {
+  /** Which resident expert a load evicts (default lru; see expert-cache.ts). */
+  readonly policy?: EvictionPolicy;
+  /** Reader threads that read and pack experts while the kernels compute; 0 loads on the calling thread (default 2). */
+  readonly readers?: number;
+}
 
 export interface WasmKernelOptions {
   /** Threads including the main thread; default: the machine's cores (os.availableParallelism()). */
@@ -69,6 +79,13 @@ export interface WasmKernels extends Kernels {
    * the work memory (which then stays committed).
    */
   measureReadBandwidth(bytes: number, repeats: number): number;
+  /** Bytes `w` occupies packed in wasm memory, or undefined when it has no wasm kernel. */
+  packedSize(w: LinearWeight): number | undefined;
+  /**
+   * Streams `groups` (each an expert's gate, up, down) through a cache of `slots` packed slots
+   * instead of packing them resident: a matmul on one of them loads it on demand (expert-cache.ts).
+   */
+  streamExperts(groups: readonly (readonly LinearWeight[])[], slots: number, opts?: ExpertStreamOptions): ExpertCache;
 }
 
 const MAX_SHARD = 4 * 1024 * 1024 * 1024;
@@ -148,6 +165,7 @@ function warmUp(k: WasmBackend): void {
   }
   k.stats.wasm.clear();
   k.stats.js.clear();
+  k.packedTotal = 0; // a few KB of warm-up weights are not the model's: budgets count the model's
 }
 
 /** One contiguous run of quads of a packed weight, in one shard. */
@@ -195,7 +213,11 @@ class WasmBackend implements WasmKernels {
   readonly name = 'wasm';
   readonly stats: WasmStats = { wasm: new Map(), js: new Map() };
   private readonly packed = new WeakMap<LinearWeight, Packed | null>();
-  private packedTotal = 0;
+  /** Weights streamed through an expert cache: which cache, group and matrix of the group. */
+  private readonly streamed = new WeakMap<LinearWeight, { cache: ExpertCache; group: number; index: number; plan: PackPlan }>();
+  private readonly caches: ExpertCache[] = [];
+  /** Bytes of resident packed weights (warmUp resets it). */
+  packedTotal = 0;
   private readonly invFreq = new Map<string, Float64Array>();
   private closed = false;
   private lastWeightShard: Shard | undefined;
@@ -235,7 +257,7 @@ class WasmBackend implements WasmKernels {
   }
 
   get packedBytes(): number {
-    return this.packedTotal;
+    return this.packedTotal + this.caches.reduce((n, c) => n + c.residentBytes, 0);
   }
 
   get weightShards(): number {
@@ -255,10 +277,55 @@ class WasmBackend implements WasmKernels {
   // weights
 
   prepare(w: LinearWeight): boolean {
+    if (this.streamed.has(w)) return true; // loaded when a batch routes to it
     return this.packedFor(w) !== null;
   }
 
+  private planOf(w: LinearWeight): PackPlan | undefined {
+    return this.jsFormats.has(formatKey(w)) ? undefined : planFor(w, this.panelInputs, { relaxedQ4_0: this.relaxed });
+  }
+
+  packedSize(w: LinearWeight): number | undefined {
+    const plan = this.planOf(w);
+    return plan && partBytes(plan, plan.quads);
+  }
+
+  streamExperts(groups: readonly (readonly LinearWeight[])[], slots: number, opts: ExpertStreamOptions = {}): ExpertCache {
+    this.check();
+    const layouts = groups.map((ws) => expertLayout(ws.map((w) => {
+      const plan = this.planOf(w);
+      if (!plan) throw new UnsupportedError('expert-streaming', `${w.name}: format ${formatKey(w)} has no wasm kernel, so it cannot be streamed`);
+      return plan;
+    })));
+    const readers = opts.readers ?? 2;
+    if (!(Number.isInteger(readers) && readers >= 0 && readers <= 16)) throw new UsageError(`readers must be an integer from 0 to 16, got ${readers}`, 'readers');
+    const ids = new FileIdentities();
+    ids.record(groups.flat());
+    const loader = readers > 0 ? ReaderLoader.create(readers, this.panelInputs, this.relaxed, ids) : new SyncLoader(ids);
+    const cache = new ExpertCache(groups, layouts, slots, (bytes) => this.allocSlot(bytes), loader, opts.policy ? { policy: opts.policy } : {});
+    groups.forEach((ws, group) => ws.forEach((w, index) => this.streamed.set(w, { cache, group, index, plan: layouts[group]!.plans[index]! })));
+    this.caches.push(cache);
+    return cache;
+  }
+
+  /** Memory for one expert slot, never split across shards. */
+  private allocSlot(bytes: number): { shard: Shard; ptr: number } {
+    let shard = this.lastWeightShard ?? this.newWeightShard();
+    let ptr = shard.alloc(bytes);
+    if (ptr === undefined) {
+      shard = this.newWeightShard();
+      ptr = shard.alloc(bytes);
+      if (ptr === undefined) throw new UnsupportedError('wasm-memory', `one expert slot of ${bytes} bytes does not fit a memory shard`);
+    }
+    return { shard, ptr };
+  }
+
   private packedFor(w: LinearWeight): Packed | null {
+    const st = this.streamed.get(w);
+    if (st) {
+      const at = st.cache.locate(st.group, st.index);
+      return { plan: st.plan, parts: [{ shard: at.shard, ptr: at.ptr, q0: 0, q1: st.plan.quads }] };
+    }
     let p = this.packed.get(w);
     if (p === undefined) {
       const plan = this.jsFormats.has(formatKey(w)) ? undefined : planFor(w, this.panelInputs, { relaxedQ4_0: this.relaxed });
@@ -590,6 +657,7 @@ class WasmBackend implements WasmKernels {
   async close(): Promise<void> {
     if (this.closed) return;
     this.closed = true;
+    await Promise.all(this.caches.map((c) => c.close()));
     await this.rt.close();
   }
 }

@@ -2,7 +2,7 @@
 import { ContextLengthError, UsageError } from '../../errors.js';
 import { num, parseIds, str, type Command } from '../command.js';
 import { CONSTRAINT_HELP, CONSTRAINT_OPTIONS, constraintOptions } from '../constraint-options.js';
-import { GENERATION_HELP, GENERATION_OPTIONS, generationOptions, MODEL_HELP, MODEL_OPTIONS, openModel } from '../model-options.js';
+import { GENERATION_HELP, GENERATION_OPTIONS, generationOptions, memoryLine, MODEL_HELP, MODEL_OPTIONS, openModel } from '../model-options.js';
 import { readAll } from '../stdin.js';
 
 export const generateCommand: Command = {
@@ -20,6 +20,8 @@ runs the built-in demo model.
       --json            print {"text", "ids", "finish_reason", "usage", "seed"} at the end instead of streaming
       --logprobs N      with --json: log-probabilities of each token and N alternatives (0-20)
       --truncate left   keep the end of a prompt longer than the context (default: error)
+  -v, --verbose         a progress line on standard error about once a second: tokens, memory,
+                        expert cache hits and bytes read from disk
 
 ${GENERATION_HELP}
 
@@ -37,6 +39,7 @@ ${MODEL_HELP}
     'no-echo': { type: 'boolean' },
     logprobs: { type: 'string' },
     truncate: { type: 'string' },
+    verbose: { type: 'boolean', short: 'v' },
   },
   async run(ctx) {
     const rawPrompt = str(ctx, 'prompt');
@@ -74,8 +77,16 @@ ${MODEL_HELP}
         ctx.stdout.write(prompt);
         wrote = prompt !== '';
       }
+      const verbose = ctx.values.verbose === true;
+      let tokens = 0;
+      let lastLine = performance.now();
       try {
         for await (const chunk of stream) {
+          tokens++;
+          if (verbose && performance.now() - lastLine >= 1000) {
+            lastLine = performance.now();
+            ctx.stderr.write(`[${tokens} chunks; ${memoryLine(lm, tokens)}]\n`);
+          }
           if (!json && chunk.text) {
             ctx.stdout.write(chunk.text);
             wrote = true;
@@ -85,6 +96,7 @@ ${MODEL_HELP}
         if (!json && wrote) ctx.stdout.write('\n');
       }
       const r = await stream.result;
+      if (verbose) ctx.stderr.write(`[done: ${r.usage.completionTokens} tokens; ${memoryLine(lm, Math.max(1, r.usage.completionTokens))}]\n`);
       if (r.stopReason === 'context_length') {
         ctx.stderr.write(`(stopped after ${r.usage.completionTokens} of ${options.maxTokens} tokens: the model's context holds ${lm.config.sequenceLen} tokens, prompt included)\n`);
       }

@@ -32,6 +32,9 @@ need, and for GGUF the files, metadata and bytes per quantisation type.
     out.push(`weights: ${formatBytes(summary.weightBytes)} in ${tensors.length} tensors`);
     out.push(`KV cache: ${formatBytes(kvPerToken)} per token, ${formatBytes(kvPerToken * c.sequenceLen)} for the full ${c.sequenceLen}-token context`);
     out.push(`memory for a run at full context: about ${formatBytes(summary.memoryForFullContext)}`);
+    const r = summary.residency;
+    out.push(`resident under --memory-budget: at least ${formatBytes(r.minimumBytes)} (non-expert weights ${formatBytes(r.nonExpertBytes)} + ${c.numSelectedExperts} experts × ${formatBytes(r.expertBytes)}); all of it: ${formatBytes(r.totalBytes)}`);
+    out.push(`read per decoded token: ${formatBytes(r.bytesPerToken)} (non-expert ${formatBytes(r.nonExpertBytes)} + selected experts ${formatBytes(r.expertBytesPerToken)}); under a budget, the experts missing from the cache come from disk`);
     if (gguf) {
       out.push(`files (${gguf.split === 'none' ? 'single file' : gguf.split}):`);
       for (const f of gguf.files) out.push(`  ${f.path}: GGUF v${f.version}, ${formatBytes(f.bytes)}, ${f.metadata} metadata keys, ${f.tensors} tensors, data at ${f.dataOffset} (alignment ${f.alignment})`);

@@ -14,7 +14,7 @@ export function health(ctx: ServerContext, res: http.ServerResponse, headers: Re
     return;
   }
   const s = loaded.scheduler.stats();
-  sendJson(res, draining ? 503 : 200, { status: draining ? 'shutting_down' : 'ok', model: loaded.modelId, backend: loaded.lm.backend, ...s, connections }, headers);
+  sendJson(res, draining ? 503 : 200, { status: draining ? 'shutting_down' : 'ok', model: loaded.modelId, backend: loaded.lm.backend, ...s, connections, memory: loaded.lm.memoryHealth() }, headers);
 }
 
 export function healthRoutes(ctx: ServerContext): Route[] {

@@ -1,0 +1,322 @@
+/**
+ * `grok-ts bench streaming` (opt-in: it writes a file larger than this machine's RAM): a
+ * Grok-architecture Q8_0 GGUF of ≈ 30 GB (D 2048, F 10240, 14 layers × 32 experts, top-2; random
+ * weights, so routing is near-uniform, the pessimistic case for a cache), then in one run:
+ *
+ * - the disk's own sequential read speed (page cache dropped first where permitted);
+ * - grok-ts decode tok/s under memory budgets of 4, 8 and 16 GiB, each in a fresh process with a
+ *   cold page cache: time to first token, expert bytes read per token (requested, and fetched from
+ *   storage per /proc/self/io), cache hit rate, peak RSS against budget + KV + 1 GB, and how many
+ *   of a layer's experts consecutive tokens share;
+ * - llama.cpp (node-llama-cpp, default mmap) on the same file;
+ * - the eviction policies (LRU, LFU, decayed frequency) replayed through the real ExpertCache on
+ *   the measured trace and on the trained demo model's routing (the random model cannot tell them
+ *   apart: every policy gets ≈ slots / experts there).
+ *
+ * The file is deleted afterwards unless GROK_TS_BENCH_KEEP=1 (`--keep`). GROK_TS_STREAMING_GB
+ * resizes it (layers scale), GROK_TS_STREAMING_EXPERTS its experts per layer (32),
+ * GROK_TS_STREAMING_BUDGETS the budgets in GiB (4,8,16), GROK_TS_STREAMING_TOKENS the decode steps
+ * per budget (8).
+ */
+import { spawnSync } from 'node:child_process';
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { makeConfig } from '../src/config.js';
+import { ExpertCache, type EvictionPolicy, type ExpertLoader } from '../src/backend/wasm/expert-cache.js';
+import type { Shard } from '../src/backend/wasm/runtime.js';
+import { loadModel } from '../src/language-model.js';
+import type { LinearWeight } from '../src/tensor/linear.js';
+import { nodeLlamaCppDir } from './llama-cpp.js';
+import { ensureMixGguf, mixPlan } from './mixes.js';
+import { tensorBytes } from '../src/formats/gguf-writer.js';
+
+const here = path.dirname(fileURLToPath(import.meta.url));
+const GiB = 2 ** 30;
+
+/** MemAvailable from /proc/meminfo (free RAM plus reclaimable page cache), else os.freemem(). */
+function memAvailable(): number {
+  try {
+    const m = /MemAvailable:\s*(\d+) kB/.exec(fs.readFileSync('/proc/meminfo', 'utf8'));
+    if (m) return Number(m[1]) * 1024;
+  } catch {
+    // not Linux
+  }
+  return os.freemem();
+}
+
+/** Drops the page cache (root only); false where not permitted. */
+export function dropCaches(): boolean {
+  try {
+    spawnSync('sync');
+    fs.writeFileSync('/proc/sys/vm/drop_caches', '3');
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/** Sequential read speed of `file` in bytes/s: `bytes` from its middle in 16 MB positioned reads. */
+export function sequentialReadSpeed(file: string, bytes: number): number {
+  const fd = fs.openSync(file, 'r');
+  try {
+    const size = fs.fstatSync(fd).size;
+    const buf = new Uint8Array(16 << 20);
+    const start = Math.max(0, Math.floor((size - bytes) / 2 / 4096) * 4096);
+    const t = performance.now();
+    let done = 0;
+    while (done < bytes) {
+      const n = fs.readSync(fd, buf, 0, Math.min(buf.length, bytes - done), start + done);
+      if (n <= 0) break;
+      done += n;
+    }
+    return done / ((performance.now() - t) / 1000);
+  } finally {
+    fs.closeSync(fd);
+  }
+}
+
+/**
+ * Hit rate of `policy` with `slots` slots on a routing trace (per MoE call: layer, count, experts…),
+ * replayed through the production ExpertCache with a loader that reads nothing.
+ */
+export function replayHitRate(trace: readonly (readonly number[])[], experts: number, E: number, slots: number, policy: EvictionPolicy): number {
+  const groups = Array.from({ length: experts }, () => [{ byteLength: 1 } as LinearWeight]);
+  const layouts = groups.map(() => ({ plans: [], offsets: [0], bytes: 64 }));
+  const loader: ExpertLoader = { start: () => 1, done: () => true, wait: () => {}, close: async () => {} };
+  const cache = new ExpertCache(groups, layouts, slots, () => ({ shard: undefined as unknown as Shard, ptr: 0 }), loader, { policy });
+  for (const step of trace) {
+    for (let i = 0; i < step.length;) {
+      const layer = step[i]!;
+      const k = step[i + 1]!;
+      const gs = step.slice(i + 2, i + 2 + k).map((e) => layer * E + e);
+      for (const g of cache.begin(gs)) cache.done(g);
+      cache.end();
+      i += 2 + k;
+    }
+  }
+  const s = cache.stats;
+  return s.hits / (s.hits + s.misses);
+}
+
+interface ChildResult {
+  loadS: number; ttftS: number; decodeTokS: number; decodedTokens: number; bytesReadPerToken: number; diskBytesPerToken: number;
+  hitRate: number; waitSPerToken: number; peakRssBytes: number; residentBytes: number; kvBytes: number; slots: number; experts: number;
+  consecutiveOverlap: number; trace: number[][];
+}
+
+function runChild(script: string, args: string[], timeoutMs: number): unknown {
+  const r = spawnSync(process.execPath, [path.join(here, script), ...args], { encoding: 'utf8', maxBuffer: 256 << 20, timeout: timeoutMs });
+  if (r.error || r.status !== 0) throw new Error(`${script} failed: ${r.error?.message ?? ''} ${r.stderr.slice(-600)}`);
+  return JSON.parse(r.stdout.trim().split('\n').pop()!);
+}
+
+const POLICIES: readonly EvictionPolicy[] = ['lru', 'lfu', 'decay'];
+
+/** The demo model's routing while it writes text: the trained case for the policy comparison. */
+async function demoTrace(tokens: number): Promise<{ trace: number[][]; experts: number; E: number; K: number; predicted: number; predictedUsed: number }> {
+  const trace: number[][] = [];
+  let step = -1;
+  const probe = await loadModel(undefined, { backend: 'wasm', threads: 1, preload: false });
+  const minimum = probe.memory.minimumBytes;
+  await probe.close();
+  const lm = await loadModel(undefined, {
+    backend: 'wasm', threads: 1, memoryBudget: minimum, expertReaders: 0, predictExperts: true,
+    onRoute: (layer, experts) => {
+      if (layer === 0) step++;
+      (trace[step] ??= []).push(layer, experts.length, ...experts);
+    },
+  });
+  try {
+    for (const [i, p] of ['A wise man', 'You will', 'Good fortune', 'The stars say'].entries()) {
+      step = trace.length - 1;
+      await lm.generate(p, { maxTokens: tokens / 4, temperature: 0.8, seed: i + 1, ignoreEos: true });
+    }
+    const p = lm.memory.prediction!;
+    return { predicted: p.predicted, predictedUsed: p.used, trace: trace.filter((s) => s.length > 0 && s[1]! <= lm.config.numSelectedExperts), experts: lm.memory.experts, E: lm.config.numExperts, K: lm.config.numSelectedExperts };
+  } finally {
+    await lm.close();
+  }
+}
+
+export async function benchStreaming(log: (l: string) => void, cacheDir: string, opts: { keep?: boolean } = {}): Promise<Record<string, number>> {
+  const out: Record<string, number> = {};
+  const keep = opts.keep ?? process.env['GROK_TS_BENCH_KEEP'] === '1';
+  const targetGB = Number(process.env['GROK_TS_STREAMING_GB'] ?? 30);
+  const tokens = Number(process.env['GROK_TS_STREAMING_TOKENS'] ?? 8);
+  const budgetsGiB = (process.env['GROK_TS_STREAMING_BUDGETS'] ?? '4,8,16').split(',').map(Number);
+  const E = Number(process.env['GROK_TS_STREAMING_EXPERTS'] ?? 32);
+  const expertBytes = 3 * 2048 * 10240 * (34 / 32);
+  const layers = Math.max(1, Math.round((targetGB * 1e9) / (E * expertBytes)));
+  const config = makeConfig({ embSize: 2048, numQHeads: 16, numKvHeads: 8, keySize: 128, numLayers: layers, numExperts: E, numSelectedExperts: 2, ffnSize: 10240, sequenceLen: 1024 });
+  const file = path.join(cacheDir, `streaming-${layers}l-${E}e-q8_0.gguf`);
+  const need = layers * E * expertBytes * 1.02 + 1e9;
+  fs.mkdirSync(cacheDir, { recursive: true });
+  const free = fs.statfsSync(cacheDir);
+  if (!fs.existsSync(file) && free.bavail * free.bsize < need + 5e9) {
+    log(`streaming: ${(need / 1e9).toFixed(1)} GB needed in ${cacheDir}, ${(free.bavail * free.bsize / 1e9).toFixed(1)} GB free; skipped`);
+    return out;
+  }
+  log(`load average at the start: ${os.loadavg().map((x) => x.toFixed(1)).join(' ')} on ${os.availableParallelism()} cores (the machine is shared: figures move with it)`);
+  log(`streaming: ${layers} layers × ${E} experts (top 2), D 2048, F 10240, Q8_0: ${(need / 1e9).toFixed(1)} GB on a ${(os.totalmem() / GiB).toFixed(0)} GiB machine`);
+  try {
+    // 1. the demo model's routing (trained): policies compared where they can differ
+    const demo = await demoTrace(256);
+    const demoCaps = [0.25, 0.5, 0.75].map((f) => Math.max(demo.K, Math.round(f * demo.experts)));
+    for (const cap of demoCaps) {
+      const cells = POLICIES.map((p) => {
+        const h = replayHitRate(demo.trace, demo.experts, demo.E, cap, p);
+        out[`streaming.demo_hit_rate.${p}.slots_${cap}_of_${demo.experts}`] = h;
+        return `${p} ${(100 * h).toFixed(1)} %`;
+      });
+      log(`demo model routing (${demo.trace.length} decode steps), ${cap} of ${demo.experts} experts cached: ${cells.join(', ')}`);
+    }
+    out['streaming.demo_prediction_precision'] = demo.predictedUsed / demo.predicted;
+    log(`demo model: layer l+1's experts predicted through its router from layer l's input: ${(100 * demo.predictedUsed / demo.predicted).toFixed(1)} % of predictions used (chance: ${(100 * demo.K / demo.E).toFixed(0)} % for one row)`);
+
+    // 2. the start on the bench model's shape (6 layers × 8 experts, 3.6 GB): lazy vs packing everything first
+    const startFile = path.join(cacheDir, 'streaming-start-6l-q8_0.gguf');
+    ensureMixGguf(makeConfig({ embSize: 2048, numQHeads: 16, numKvHeads: 8, keySize: 128, numLayers: 6, ffnSize: 10240, sequenceLen: 1024 }), 'Q8_0', startFile, log);
+    for (const start of ['eager', 'lazy'] as const) {
+      dropCaches();
+      try {
+        const r = runChild('streaming-child.js', [startFile, 'resident', '4', String(os.availableParallelism()), 'lru', '2', '0', start], 1800_000) as ChildResult;
+        out[`streaming.start_6l.${start}.ttft_s`] = r.ttftS;
+        out[`streaming.start_6l.${start}.load_s`] = r.loadS;
+        log(`start, 6-layer bench shape (${(fs.statSync(startFile).size / 1e9).toFixed(2)} GB, cold page cache), ${start === 'eager' ? 'packing every weight first' : 'lazy (non-expert weights, then experts on demand and in the background)'}: load ${r.loadS.toFixed(1)} s, first token at ${r.ttftS.toFixed(1)} s`);
+      } catch (err) {
+        log(`start (${start}): ${(err as Error).message.split('\n')[0]}`);
+      }
+    }
+    if (!keep) fs.rmSync(startFile, { force: true });
+
+    // 3. the file
+    const tw = performance.now();
+    ensureMixGguf(config, 'Q8_0', file, log);
+    const size = fs.statSync(file).size;
+    out['streaming.file_bytes'] = size;
+    log(`file: ${file}, ${(size / 1e9).toFixed(2)} GB (written in ${((performance.now() - tw) / 1000).toFixed(0)} s, or found)`);
+
+    // 3. the disk
+    const dropped = dropCaches();
+    out['streaming.page_cache_dropped'] = dropped ? 1 : 0;
+    const disk = sequentialReadSpeed(file, Math.min(4e9, size / 4));
+    out['streaming.disk_read_gbs'] = disk / 1e9;
+    const computeS = { Q8_0: 4.0, Q4_K_M: 3.7, Q2_K: 2.7, IQ2_XXS: 3.2, IQ1_S: 2.2 }; // README's mix table: resident s/token on this VM
+    const projection = grok1Projection(disk, computeS);
+    log(`Grok-1 under --memory-budget (RAM − 8 GB) at this disk's ${(disk / 1e9).toFixed(2)} GB/s, uniform routing:\n${projection.join('\n')}`);
+    log(`the same at 3 GB/s (a PCIe 3 NVMe drive):\n${grok1Projection(3e9, computeS).join('\n')}`);
+    log(`disk sequential read (${dropped ? 'page cache dropped' : 'page cache NOT dropped: not permitted'}): ${(disk / 1e9).toFixed(2)} GB/s`);
+
+    // 4. grok-ts under budgets, each cold
+    const threads = os.availableParallelism();
+    const runs: { gib: number; predict: boolean }[] = [...budgetsGiB.map((gib) => ({ gib, predict: false })), { gib: budgetsGiB[1] ?? budgetsGiB[0]!, predict: true }];
+    for (const { gib, predict } of runs) {
+      dropCaches();
+      const budget = gib * GiB;
+      const available = memAvailable();
+      out[`streaming.budget_${gib}g${predict ? '_predict' : ''}.load_average`] = os.loadavg()[0]!;
+      if (budget + 2 * GiB > available) {
+        log(`budget ${gib} GiB: skipped, only ${(available / GiB).toFixed(1)} GiB of RAM available now (other processes on this shared machine)`);
+        continue;
+      }
+      let r: ChildResult;
+      try {
+        r = runChild('streaming-child.js', [file, String(budget), String(tokens), String(threads), 'lru', '2', predict ? '1' : '0'], 3600_000) as ChildResult;
+      } catch (err) {
+        log(`budget ${gib} GiB: ${(err as Error).message.split('\n')[0]}`);
+        continue;
+      }
+      const k = (s: string) => `streaming.budget_${gib}g${predict ? '_predict' : ''}.${s}`;
+      out[k('decode_tok_s')] = r.decodeTokS;
+      out[k('ttft_s')] = r.ttftS;
+      out[k('load_s')] = r.loadS;
+      out[k('bytes_read_per_token')] = r.bytesReadPerToken;
+      out[k('disk_bytes_per_token')] = r.diskBytesPerToken;
+      out[k('hit_rate')] = r.hitRate;
+      out[k('wait_s_per_token')] = r.waitSPerToken;
+      out[k('peak_rss_bytes')] = r.peakRssBytes;
+      out[k('resident_bytes')] = r.residentBytes;
+      out[k('rss_bound_bytes')] = budget + r.kvBytes + 1e9;
+      out[k('slots')] = r.slots;
+      out[k('consecutive_overlap')] = r.consecutiveOverlap;
+      const replay = POLICIES.map((p) => `${p} ${(100 * replayHitRate(r.trace, r.experts, E, r.slots, p)).toFixed(1)} %`).join(', ');
+      log(`budget ${gib} GiB${predict ? ' with next-layer prediction' : ''} (${r.slots} of ${r.experts} experts cached): decode ${r.decodeTokS.toFixed(3)} tok/s over ${r.decodedTokens} tokens, TTFT ${r.ttftS.toFixed(1)} s (load ${r.loadS.toFixed(1)} s), ` +
+        `${(r.bytesReadPerToken / 1e9).toFixed(2)} GB/token read (${(r.diskBytesPerToken / 1e9).toFixed(2)} from storage), hit rate ${(100 * r.hitRate).toFixed(1)} %, ` +
+        `waiting ${r.waitSPerToken.toFixed(2)} s/token, peak RSS ${(r.peakRssBytes / GiB).toFixed(2)} GiB (bound ${((budget + r.kvBytes + 1e9) / GiB).toFixed(2)}), ` +
+        `consecutive-token overlap ${(100 * r.consecutiveOverlap).toFixed(0)} %; policies replayed on this trace: ${replay}`);
+    }
+
+    // 5. llama.cpp, cold
+    const dir = nodeLlamaCppDir();
+    if (!dir) {
+      log('llama.cpp: GROK_TS_NODE_LLAMA_CPP is not set; no side-by-side figure');
+    } else {
+      dropCaches();
+      try {
+        const l = runChild('streaming-llama.js', [dir, file, String(threads), String(tokens)], 3600_000) as { loadS: number; ttftS: number; decodeTokS: number; medianStepTokS: number; diskBytesPerToken: number; peakRssBytes: number };
+        out['streaming.llama_cpp.decode_tok_s'] = l.decodeTokS;
+        out['streaming.llama_cpp.median_step_tok_s'] = l.medianStepTokS;
+        out['streaming.llama_cpp.ttft_s'] = l.ttftS;
+        out['streaming.llama_cpp.disk_bytes_per_token'] = l.diskBytesPerToken;
+        out['streaming.llama_cpp.peak_rss_bytes'] = l.peakRssBytes;
+        log(`llama.cpp (node-llama-cpp, mmap, cold): decode ${l.decodeTokS.toFixed(3)} tok/s (median step ${l.medianStepTokS.toFixed(3)}), TTFT ${l.ttftS.toFixed(1)} s, ` +
+          `${(l.diskBytesPerToken / 1e9).toFixed(2)} GB/token from storage, peak RSS ${(l.peakRssBytes / GiB).toFixed(2)} GiB (mapped file pages included)`);
+        for (const gib of budgetsGiB) {
+          const ours = out[`streaming.budget_${gib}g.decode_tok_s`];
+          if (ours) out[`streaming.ratio_vs_llama_cpp.budget_${gib}g`] = ours / l.decodeTokS;
+        }
+      } catch (err) {
+        log(`llama.cpp: ${(err as Error).message.split('\n')[0]}`);
+      }
+    }
+  } finally {
+    if (!keep && fs.existsSync(file)) {
+      fs.rmSync(file);
+      log(`deleted ${file} (GROK_TS_BENCH_KEEP=1 or --keep keeps it)`);
+    }
+  }
+  return out;
+}
+
+/**
+ * What a machine with `ramGB` of RAM runs of Grok-1 in each llama.cpp mix under a budget of
+ * RAM − 8 GB (KV cache at 4k context, node, the OS): experts cached out of 512, the hit rate if
+ * routing were uniform (the pessimistic case; the trained demo model did better, see above), the
+ * expert bytes read from disk per token at `diskBps`, and seconds per token = disk time + compute
+ * time (`computeSPerToken`: the resident speed on this VM, README's mix table), assuming reads do
+ * not overlap compute (they partly do).
+ */
+export function grok1Projection(diskBps: number, computeSPerToken: Readonly<Record<string, number>>): string[] {
+  const { GROK1 } = { GROK1: makeConfig({}) };
+  const rows: string[] = [];
+  for (const mix of ['Q8_0', 'Q4_K_M', 'Q2_K', 'IQ2_XXS', 'IQ1_S'] as const) {
+    const plans = mixPlan(GROK1, mix);
+    let nonExpert = 0;
+    let experts = 0;
+    for (const p of plans) {
+      const b = tensorBytes(p);
+      if (/_exps\./.test(p.name)) experts += b;
+      else nonExpert += b;
+    }
+    const n = GROK1.numLayers * GROK1.numExperts;
+    const per = experts / n;
+    const perToken = GROK1.numLayers * GROK1.numSelectedExperts * per;
+    const cells = [64, 128, 256].map((ram) => {
+      const budget = ram * 1e9 - 8e9;
+      if (budget < nonExpert + 2 * per) return 'does not fit';
+      const slots = Math.min(n, Math.floor((budget - nonExpert) / per));
+      const hit = slots / n;
+      const miss = perToken * (1 - hit);
+      const s = miss / diskBps + (computeSPerToken[mix] ?? NaN);
+      return hit >= 1 ? `resident: ${(computeSPerToken[mix] ?? NaN).toFixed(1)} s/token` : `${(100 * hit).toFixed(0)} % cached, ${(miss / 1e9).toFixed(0)} GB/token from disk, ≈ ${s.toFixed(0)} s/token`;
+    });
+    rows.push(`| ${mix} | ${((nonExpert + experts) / 1e9).toFixed(0)} GB | ${(nonExpert / 1e9).toFixed(1)} GB | ${(per / 1e6).toFixed(0)} MB | ${cells.join(' | ')} |`);
+  }
+  return [
+    `| Grok-1 mix | file | non-expert | one expert | 64 GB machine | 128 GB | 256 GB |`,
+    `|---|---|---|---|---|---|---|`,
+    ...rows,
+  ];
+}

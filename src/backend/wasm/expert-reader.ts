@@ -1,0 +1,223 @@
+/**
+ * Expert loads on reader threads: each reader opens the model file itself, reads an expert's
+ * matrices with large positioned reads (fs.readSync of up to 16 MB, its own thread, so the main
+ * thread and the kernel workers keep computing) and packs them straight into the slot in the shared
+ * wasm memory. Several readers keep several reads in flight. Completion is a word in a shared
+ * status array (Atomics.wait on the main thread: the forward pass is synchronous), errors come back
+ * as JSON text in a shared buffer and are rethrown as the typed error they were.
+ *
+ * Only weights read from one plain file (a GGUF, or one gguf-split shard) qualify; others (ckpt-0's
+ * tensor files, raw .partNofM splits, memory) load on the calling thread as before.
+ */
+import * as fs from 'node:fs';
+import { Worker } from 'node:worker_threads';
+import { FileAccessError, FormatError, GrokError } from '../../errors.js';
+import type { LinearFormat, LinearWeight } from '../../tensor/linear.js';
+import { loadGroupNow, type ExpertLoader, type LoadJob } from './expert-cache.js';
+import { weightFile, type FileIdentities, type FileIdentity } from './file-identity.js';
+
+/** In-flight tickets at most (tickets are ring indices). */
+const RING = 1024;
+const ERROR_BYTES = 1024;
+/** A read that has not finished after this long means a reader is gone. */
+const LOAD_DEADLINE_MS = 600_000;
+
+export interface ReaderPart {
+  readonly file: string;
+  readonly offset: number;
+  readonly byteLength: number;
+  readonly format: LinearFormat;
+  readonly name: string;
+  readonly inDim: number;
+  readonly outDim: number;
+  readonly dstOffset: number;
+  readonly expect: FileIdentity;
+}
+
+export interface ReaderJob {
+  readonly idx: number;
+  readonly shard: number;
+  readonly memory?: WebAssembly.Memory;
+  readonly ptr: number;
+  readonly bytes: number;
+  readonly parts: readonly ReaderPart[];
+  readonly panel: number;
+  readonly relaxed: boolean;
+}
+
+export interface ReaderInit {
+  readonly status: SharedArrayBuffer;
+  readonly errors: SharedArrayBuffer;
+}
+
+/** The error a reader reports, as the typed error it was. */
+export function errorFromJson(text: string): Error {
+  try {
+    const e = JSON.parse(text) as { kind: string; file?: string; offset?: number; expected?: string; found?: string; message: string };
+    if (e.kind === 'FileAccessError' || e.kind === 'FormatError') {
+      const args = { file: e.file ?? '?', expected: e.expected ?? 'readable bytes', ...(e.found !== undefined ? { found: e.found } : {}), ...(e.offset !== undefined ? { offset: e.offset } : {}) };
+      return e.kind === 'FileAccessError' ? new FileAccessError(args) : new FormatError(args);
+    }
+    return new GrokError('expert_load_failed', e.message);
+  } catch {
+    return new GrokError('expert_load_failed', text);
+  }
+}
+
+/** The file-backed parts of a job's weights, or undefined when one of them is not a plain file range. */
+function fileParts(job: LoadJob, ids: FileIdentities): ReaderPart[] | undefined {
+  const parts: ReaderPart[] = [];
+  for (const [i, w] of job.weights.entries()) {
+    const f = weightFile(w);
+    const expect = f && ids.get(f.file);
+    if (!f || !expect) return undefined;
+    parts.push({ ...f, format: w.format, name: w.name, inDim: w.inDim, outDim: w.outDim, dstOffset: job.layout.offsets[i]!, expect });
+  }
+  return parts;
+}
+
+export class ReaderLoader implements ExpertLoader {
+  private readonly status: Int32Array;
+  private readonly errors: Uint8Array;
+  private next = 1;
+  private readonly outstanding: number[];
+  private readonly sent: Set<number>[];
+  private readonly ticketReader = new Map<number, number>();
+  private readonly syncFailed = new Map<number, unknown>();
+  private closed = false;
+
+  private constructor(
+    private readonly workers: Worker[],
+    init: ReaderInit,
+    private readonly panel: number,
+    private readonly relaxed: boolean,
+    private readonly ids: FileIdentities,
+  ) {
+    this.status = new Int32Array(init.status);
+    this.errors = new Uint8Array(init.errors);
+    this.outstanding = workers.map(() => 0);
+    this.sent = workers.map(() => new Set());
+  }
+
+  static create(readers: number, panel: number, relaxed: boolean, ids: FileIdentities): ReaderLoader {
+    const init: ReaderInit = { status: new SharedArrayBuffer(RING * 4), errors: new SharedArrayBuffer(RING * ERROR_BYTES) };
+    const url = new URL('./expert-reader-worker.js', import.meta.url);
+    const workers: Worker[] = [];
+    for (let i = 0; i < readers; i++) {
+      const w = new Worker(url, { workerData: init });
+      w.unref();
+      workers.push(w);
+    }
+    return new ReaderLoader(workers, init, panel, relaxed, ids);
+  }
+
+  start(job: LoadJob): number {
+    const t = this.next++;
+    const parts = this.closed ? undefined : fileParts(job, this.ids);
+    if (!parts) {
+      try {
+        loadGroupNow(job, this.ids);
+      } catch (err) {
+        this.syncFailed.set(t, err);
+      }
+      return t;
+    }
+    const idx = t % RING;
+    Atomics.store(this.status, idx, 0);
+    // the least busy reader; each reads its jobs in order
+    let r = 0;
+    for (let i = 1; i < this.workers.length; i++) if (this.outstanding[i]! < this.outstanding[r]!) r = i;
+    const shard = job.slot.shard;
+    const first = !this.sent[r]!.has(shard.index);
+    this.sent[r]!.add(shard.index);
+    const msg: ReaderJob = {
+      idx, shard: shard.index, ...(first ? { memory: shard.memory } : {}), ptr: job.slot.ptr, bytes: job.layout.bytes,
+      parts, panel: this.panel, relaxed: this.relaxed,
+    };
+    this.workers[r]!.postMessage(msg);
+    this.outstanding[r]!++;
+    this.ticketReader.set(t, r);
+    return t;
+  }
+
+  done(ticket: number): boolean {
+    if (!this.ticketReader.has(ticket)) return true;
+    return Atomics.load(this.status, ticket % RING) !== 0;
+  }
+
+  wait(ticket: number): void {
+    const r = this.ticketReader.get(ticket);
+    if (r === undefined) {
+      const err = this.syncFailed.get(ticket);
+      if (err !== undefined) {
+        this.syncFailed.delete(ticket);
+        throw err;
+      }
+      return;
+    }
+    const idx = ticket % RING;
+    const deadline = Date.now() + LOAD_DEADLINE_MS;
+    while (Atomics.load(this.status, idx) === 0) {
+      Atomics.wait(this.status, idx, 0, 1000);
+      if (Date.now() > deadline) throw new GrokError('expert_load_failed', `an expert read did not finish within ${LOAD_DEADLINE_MS / 1000} s`);
+    }
+    this.ticketReader.delete(ticket);
+    this.outstanding[r]!--;
+    if (Atomics.load(this.status, idx) === 2) {
+      const bytes = this.errors.subarray(idx * ERROR_BYTES, (idx + 1) * ERROR_BYTES);
+      const end = bytes.indexOf(0);
+      throw errorFromJson(new TextDecoder().decode(bytes.slice(0, end < 0 ? ERROR_BYTES : end)));
+    }
+  }
+
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    await Promise.all(this.workers.map((w) => w.terminate()));
+  }
+}
+
+export const READER_ERROR_BYTES = ERROR_BYTES;
+
+/** A LinearWeight over a file range, read with positioned reads into one reused buffer (reader threads). */
+export class FileRangeLinear implements LinearWeight {
+  private buf = new Uint8Array(0);
+  constructor(
+    readonly name: string,
+    readonly inDim: number,
+    readonly outDim: number,
+    readonly format: LinearFormat,
+    readonly byteLength: number,
+    private readonly fd: number,
+    private readonly offset: number,
+    private readonly file: string,
+    private readonly rowSize: number,
+  ) {}
+  bytes(): Uint8Array {
+    return this.rowBytes(0, this.outDim);
+  }
+  scaleBytes(): Uint8Array {
+    throw new Error(`${this.name}: no scales`);
+  }
+  rowBytes(first: number, count: number): Uint8Array {
+    const n = count * this.rowSize;
+    if (this.buf.length < n) this.buf = new Uint8Array(n);
+    const out = this.buf.subarray(0, n);
+    let done = 0;
+    const at = this.offset + first * this.rowSize;
+    while (done < n) {
+      let got: number;
+      try {
+        got = fs.readSync(this.fd, out, done, n - done, at + done);
+      } catch (err) {
+        throw new FileAccessError({ file: this.file, offset: at + done, expected: 'a readable regular file', found: (err as Error).message, cause: err });
+      }
+      if (got <= 0) throw new FormatError({ file: this.file, offset: at + done, expected: `${n - done} more bytes of ${this.name}`, found: 'end of file (the file shrank while the model was running?)' });
+      done += got;
+    }
+    return out;
+  }
+  release(): void {
+    this.buf = new Uint8Array(0);
+  }
+}
