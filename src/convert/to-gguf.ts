@@ -10,6 +10,7 @@
 import type { LinearWeight } from '../tensor/linear.js';
 import type { GrokConfig } from '../config.js';
 import { AbortError } from '../errors.js';
+import type { ConvertCommon, ConvertOutput } from './options.js';
 import { GGUF_DEFAULT_ALIGNMENT, type GgufMetadata } from '../formats/gguf.js';
 import { GgufWriter, kv, planShards, shardNames, type GgufKv, type GgufTensorPlan } from '../formats/gguf-writer.js';
 import { bf16ToF32, f16ToF32 } from '../tensor/dtype.js';
@@ -21,25 +22,17 @@ import { ggufTokenizerKvs, syntheticTokenizerKvs } from '../tokenizer/from-gguf.
 import { GGUF_ARCH, GGUF_NAMES } from '../model/weights-gguf.js';
 import type { GrokWeights } from '../model/weights.js';
 
-export interface ConvertOptions {
+export interface ConvertOptions extends ConvertCommon {
   /** Type of the matrices; norms and routers stay f32 (as llama-quantize keeps them). */
   readonly type: QuantizeType;
-  readonly splitMaxBytes?: number;
   /** The tokenizer to embed; used only when its size equals the model's vocabulary (else a placeholder is written). */
   readonly tokenizer?: SentencePieceModel;
   /** Metadata of a GGUF being re-quantised: its tokenizer.ggml.* entries are carried over as they are. */
   readonly sourceMetadata?: GgufMetadata;
   readonly name?: string;
-  /** Called after every chunk with bytes written so far and the output's total. */
-  readonly onProgress?: (done: number, total: number) => void;
-  readonly signal?: AbortSignal;
-  /** Called with the output file names before anything is written (e.g. to refuse overwriting). */
-  readonly beforeWrite?: (files: readonly string[]) => void;
 }
 
-export interface ConvertResult {
-  readonly files: readonly string[];
-  readonly bytes: number;
+export interface ConvertResult extends ConvertOutput {
   /** Tensors written in a type other than the requested one because their rows do not fit its blocks. */
   readonly fallbacks: ReadonlyArray<{ tensor: string; type: string }>;
   /** Whether the tokenizer was embedded, or a placeholder vocabulary written. */

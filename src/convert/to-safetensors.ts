@@ -13,6 +13,7 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import type { GrokConfig } from '../config.js';
+import type { ConvertCommon, ConvertOutput } from './options.js';
 import { throwIfAborted } from '../errors.js';
 import { SafetensorsWriter, writeFileAtomic, type SafetensorsTensorPlan } from '../formats/safetensors-writer.js';
 import { SAFETENSORS_INDEX } from '../formats/safetensors.js';
@@ -25,24 +26,17 @@ import { outMajorRows } from './to-gguf.js';
 
 export type SafetensorsDtype = 'bf16' | 'f32';
 
-export interface SafetensorsConvertOptions {
+/** splitMaxBytes defaults to 5 GB (as transformers' save_pretrained). */
+export interface SafetensorsConvertOptions extends ConvertCommon {
   readonly dtype?: SafetensorsDtype;
   readonly naming?: HfNaming;
-  /** Largest shard, in bytes of data (default 5 GB, as transformers' save_pretrained). */
-  readonly splitMaxBytes?: number;
   /** A tokenizer.model to copy beside the weights (written only when its vocabulary matches the model's). */
   readonly tokenizerFile?: string;
   /** Its vocabulary size (to check it against the model's). */
   readonly tokenizerVocabSize?: number;
-  readonly onProgress?: (done: number, total: number) => void;
-  readonly signal?: AbortSignal;
-  /** Called with the output file names before anything is written (e.g. to refuse overwriting). */
-  readonly beforeWrite?: (files: readonly string[]) => void;
 }
 
-export interface SafetensorsConvertResult {
-  readonly files: readonly string[];
-  readonly bytes: number;
+export interface SafetensorsConvertResult extends ConvertOutput {
   readonly tokenizer: 'copied' | 'absent';
   /** Things the engines will compute differently from grok-ts for this model (empty for Grok-1). */
   readonly warnings: readonly string[];

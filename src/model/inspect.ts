@@ -5,7 +5,7 @@
 import { parameterCount, type GrokConfig } from '../config.js';
 import { describeGguf, type GgufDescription } from '../formats/gguf-split.js';
 import { shapeString, storedBytes } from '../tensor/tensor.js';
-import { openModelFiles } from './load.js';
+import { openModelFiles, type ModelFiles } from './load.js';
 import { planResidency } from './residency.js';
 
 export interface TensorSummary {
@@ -19,7 +19,7 @@ export interface TensorSummary {
 
 export interface ModelReport {
   readonly path: string;
-  readonly format: 'ckpt-0' | 'gguf' | 'safetensors';
+  readonly format: ModelFiles['format'];
   readonly config: Readonly<GrokConfig>;
   readonly parameters: number;
   readonly weightBytes: number;
