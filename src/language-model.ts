@@ -112,6 +112,9 @@ async function makeKernels(name: BackendName, threads: number | undefined): Prom
   return createWasmKernels(threads ? { threads } : {});
 }
 
+/** Reader threads that load experts when `expertReaders` is not given. */
+const DEFAULT_EXPERT_READERS = 2;
+
 export class LanguageModel implements TextModel {
   readonly model: GrokModel;
   readonly config: Readonly<GrokConfig>;
@@ -172,10 +175,11 @@ export class LanguageModel implements TextModel {
     };
   }
 
-  /** Resolves when every weight is resident (experts read in the background after a lazy start; at once otherwise). */
+  /** Resolves when the background fill has nothing left to read (experts read in the background after a lazy start; at once otherwise). An expert whose background read failed is read again when first used; close() resolves it too. */
   whenResident(): Promise<void> {
     const c = this.expertCache;
-    return c && this.residency?.mode === 'resident' ? c.startBackgroundFill(Math.max(1, 2)) : Promise.resolve();
+    // Joins the fill loadModel started, when it did.
+    return c && this.residency?.mode === 'resident' ? c.startBackgroundFill(DEFAULT_EXPERT_READERS) : Promise.resolve();
   }
 
   /** The memory report as the server's /health shows it (snake_case, bytes). */
@@ -209,7 +213,13 @@ export class LanguageModel implements TextModel {
     const spec = constraintSpec(options);
     const matcher = constraint ?? (spec ? compileFor(spec, this.tokenizer).matcher() : undefined);
     const ids = fitPrompt(this.encodePrompt(prompt, options.addBos), cache?.length ?? 0, this.config.sequenceLen, options);
-    return new SequenceState(cache ?? this.model.newCache(ids.length + (options.maxTokens ?? 128)), ids, this.tokenizer, this.config.vocabSize, this.config.sequenceLen, options, matcher);
+    const own = cache ?? this.model.newCache(ids.length + (options.maxTokens ?? 128));
+    try {
+      return new SequenceState(own, ids, this.tokenizer, this.config.vocabSize, this.config.sequenceLen, options, matcher);
+    } catch (err) {
+      if (own !== cache) own.free();
+      throw err;
+    }
   }
 
   /** Streams text deltas as they are produced. */
@@ -335,11 +345,12 @@ export class ChatSession {
     const reserve = Math.max(1, Math.min(options.maxTokens ?? DEFAULT_MAX_TOKENS, Math.floor(ctx / 2)));
     if (this.transcript.length + turn.length + reserve > ctx && this.turnStarts.length > 0) this.dropOldestTurns(turn.length + reserve);
     const ids = [...this.transcript.slice(this.cache.length), ...turn];
-    this.turnStarts.push(this.transcript.length);
-    this.transcript.push(...turn);
     // A constrained reply ends where its constraint says; the template's stops could cut it.
     const stop = [...(constraintSpec(options) ? [] : CHAT_STOP), ...(options.stop ?? [])];
+    // Before the turn joins the history: a bad option (e.g. a ConstraintError) leaves it untouched.
     const seq = this.lm.newSequence(ids, { ...options, stop }, this.cache);
+    this.turnStarts.push(this.transcript.length);
+    this.transcript.push(...turn);
     const stream = this.lm.streamSequence(seq, options.signal, false);
     const session = this;
     return {
@@ -422,7 +433,7 @@ async function loadLocalModel(modelPath: string | undefined, options: LoadOption
       const wk = kernels as Partial<WasmKernels>;
       plan = planResidency(files.weights, (w) => wk.packedSize?.(w) ?? w.byteLength, budget);
       const groups = expertGroups(files.weights);
-      const readers = options.expertReaders ?? 2;
+      const readers = options.expertReaders ?? DEFAULT_EXPERT_READERS;
       const lazy = plan.mode === 'resident' && !!wk.streamExperts && (options.preload ?? true) &&
         (options.lazyExperts ?? (readers > 0 && groups.every((g) => g.every((x) => weightFile(x) !== undefined && wk.packedSize!(x) !== undefined))));
       if ((plan.mode === 'stream' || lazy) && wk.streamExperts) {

@@ -8,7 +8,6 @@
  * set bits, `m.accept(id)`; stop when the EOS token is picked or `!m.canContinue()`.
  */
 import { ConstraintError } from '../errors.js';
-import type { Tokenizer } from '../tokenizer/index.js';
 import { compileGrammar, type Automaton } from './automaton.js';
 import type { Grammar } from './grammar.js';
 import { parseGbnf } from './gbnf.js';
@@ -118,13 +117,15 @@ export function compileConstraint(spec: ConstraintSpec, vocab: ConstraintVocabul
     perVocab.set(key, hit);
     return hit;
   }
-  const compiled = new Compiled(compileGrammar(constraintGrammar(spec)), vocab);
+  let compiled: Compiled;
+  try {
+    compiled = new Compiled(compileGrammar(constraintGrammar(spec)), vocab);
+  } catch (err) {
+    // The parsers recurse on nesting: a hostile pattern nested thousands deep ends here, not in a crash.
+    if (err instanceof RangeError) throw new ConstraintError(`the ${spec.kind} is nested too deeply or too large to compile (${err.message})`);
+    throw err;
+  }
   perVocab.set(key, compiled);
   if (perVocab.size > CACHE_PER_VOCAB) perVocab.delete(perVocab.keys().next().value!);
   return compiled;
-}
-
-/** Convenience: compile for a tokenizer's vocabulary. */
-export function compileForTokenizer(spec: ConstraintSpec, tok: Tokenizer): CompiledConstraint {
-  return compileConstraint(spec, vocabularyFromTokenizer(tok));
 }

@@ -284,9 +284,14 @@ class Converter {
     if (path !== '' && !path.startsWith('/')) this.fail(pointer, `$ref ${JSON.stringify(refStr)}: anchors are not supported, use a JSON pointer`);
     let cur: unknown = this.root;
     for (const raw of path === '' ? [] : path.slice(1).split('/')) {
-      const key = decodeURIComponent(raw).replaceAll('~1', '/').replaceAll('~0', '~');
-      if (Array.isArray(cur)) cur = cur[Number(key)];
-      else if (isObject(cur)) cur = cur[key];
+      let key: string;
+      try {
+        key = decodeURIComponent(raw).replaceAll('~1', '/').replaceAll('~0', '~');
+      } catch {
+        this.fail(pointer, `$ref ${JSON.stringify(refStr)}: ${JSON.stringify(raw)} is not a valid percent-encoded pointer segment`);
+      }
+      if (Array.isArray(cur)) cur = /^(0|[1-9]\d*)$/.test(key) ? cur[Number(key)] : undefined;
+      else if (isObject(cur)) cur = Object.hasOwn(cur, key) ? cur[key] : undefined;
       else cur = undefined;
       if (cur === undefined) this.fail(pointer, `$ref ${JSON.stringify(refStr)} points to nothing`);
     }
@@ -507,7 +512,8 @@ class Converter {
 
   private object(s: Record<string, unknown>, pointer: string): Node {
     if (s.properties !== undefined && !isObject(s.properties)) this.fail(`${pointer}/properties`, 'properties must be an object');
-    const props: Record<string, unknown> = { ...((s.properties as Record<string, unknown> | undefined) ?? {}) };
+    // No prototype: a property named `constructor` or `__proto__` is a property like any other.
+    const props: Record<string, unknown> = Object.assign(Object.create(null) as Record<string, unknown>, (s.properties as Record<string, unknown> | undefined) ?? {});
     const required = new Set<string>();
     if (s.required !== undefined) {
       if (!Array.isArray(s.required)) this.fail(`${pointer}/required`, 'required must be an array of strings');
@@ -515,7 +521,7 @@ class Converter {
     }
     const extra = s.additionalProperties;
     // Required but undeclared: written like a declared property with any value.
-    for (const r of required) if (!(r in props)) props[r] = extra === undefined || typeof extra === 'boolean' ? true : extra;
+    for (const r of required) if (!Object.hasOwn(props, r)) props[r] = extra === undefined || typeof extra === 'boolean' ? true : extra;
     interface Item {
       node: Node;
       required: boolean;

@@ -66,7 +66,7 @@ export function encodeSafetensorsHeader(tensors: readonly SafetensorsTensorPlan[
   return out;
 }
 
-/** Writes `text` to `file` through a temporary name and a rename. */
+/** Writes `data` to `file` through a temporary name and a rename. */
 export function writeFileAtomic(file: string, data: string | Uint8Array): void {
   const tmp = `${file}.tmp-${process.pid}`;
   try {

@@ -77,6 +77,9 @@ export const DEFAULT_LIMITS: SchedulerLimits = {
 /** The library's lane: the server's batch and queue sizes, but no timeouts and no stall limits. */
 export const LIBRARY_LIMITS: Partial<SchedulerLimits> = { queueTimeoutMs: Infinity, maxPaused: Infinity, stallTimeoutMs: Infinity };
 
+/** The longest delay setTimeout honours; a longer one fires at once. */
+export const MAX_TIMER_MS = 2 ** 31 - 1;
+
 /** Limits that may be Infinity ("no limit"); the rest are positive integers. */
 const UNBOUNDED_OK = new Set(['queueTimeoutMs', 'maxPaused', 'stallTimeoutMs']);
 
@@ -104,6 +107,8 @@ export function resolveLimits(limits: Partial<SchedulerLimits> = {}, base: Parti
   for (const [k, v] of Object.entries(resolved)) {
     if (v === Infinity && UNBOUNDED_OK.has(k)) continue;
     if (!Number.isSafeInteger(v) || v < 1) throw new RangeError(`scheduler limit ${k} must be a positive integer, got ${v}`);
+    // Node fires a timer longer than this after 1 ms.
+    if (k.endsWith('Ms') && v > MAX_TIMER_MS) throw new RangeError(`scheduler limit ${k} must be at most ${MAX_TIMER_MS} ms (or Infinity), got ${v}`);
   }
   return resolved;
 }

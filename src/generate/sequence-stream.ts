@@ -1,6 +1,6 @@
 /**
  * One library generation as an AsyncIterable over the scheduler: nothing is submitted until the
- * stream is first iterated (an untouched stream costs nothing); chunks are buffered for the reader,
+ * stream is first iterated (an untouched stream holds only its KV cache, freed by return()); chunks are buffered for the reader,
  * and a reader that falls behind by more than a few chunks blocks its sequence (out of the batch,
  * cache kept) until it reads again. Breaking out of the loop aborts the sequence; an AbortSignal
  * ends it at the next step boundary.
@@ -86,6 +86,8 @@ export function sequenceStream(lane: SchedulerLane, seq: SequenceState, signal: 
               submit();
             } catch (err) {
               detach();
+              // Refused (full queue, closing lane): nothing will run, so the cache goes now.
+              if (!keepCache) seq.cache.free();
               ended = { ok: false, err };
               reject(err);
             }

@@ -69,7 +69,7 @@ export function openModelFiles(p: string): ModelFiles {
   }
   if (st.isFile()) {
     if (looksLikeGguf(p)) return openGgufFiles(p);
-    if (p.endsWith('.safetensors') || path.basename(p) === SAFETENSORS_INDEX) return openSafetensorsFiles(path.dirname(p));
+    if (p.endsWith('.safetensors') || path.basename(p) === SAFETENSORS_INDEX) return openSafetensorsFiles(path.dirname(p), path.basename(p) === SAFETENSORS_INDEX ? undefined : p);
     throw new FormatError({ file: p, expected: MODEL_PATH, found: 'a file that does not start with the GGUF magic' });
   }
   if (!st.isDirectory()) throw new FileAccessError({ file: p, expected: MODEL_PATH, found: fileKind(st) });
@@ -100,10 +100,11 @@ function openGgufFiles(p: string): ModelFiles {
 }
 
 /** A Hugging Face directory: config.json, safetensors (one file or an index and shards), maybe tokenizer.model. */
-function openSafetensorsFiles(dir: string): ModelFiles {
+function openSafetensorsFiles(dir: string, file?: string): ModelFiles {
   const cfgPath = path.join(dir, 'config.json');
   const config = configFromHfJson(readJsonFile(cfgPath), cfgPath);
-  const store = openSafetensorsStore(dir);
+  // The file given, when one was: never another file of its directory.
+  const store = openSafetensorsStore(file ?? dir);
   try {
     const weights = grokWeightsFromSafetensors(store, config);
     const tok = path.join(dir, 'tokenizer.model');

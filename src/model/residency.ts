@@ -27,13 +27,6 @@ export function parseByteSize(v: string | number, what = 'memoryBudget'): number
   return n;
 }
 
-/** Human size, binary units. */
-export function formatBytes(n: number): string {
-  if (n >= 2 ** 30) return `${(n / 2 ** 30).toFixed(2)} GiB`;
-  if (n >= 2 ** 20) return `${(n / 2 ** 20).toFixed(1)} MiB`;
-  return `${(n / 2 ** 10).toFixed(1)} KiB`;
-}
-
 /** Every expert of the model as [gate, up, down], group index = layer · E + expert. */
 export function expertGroups(w: GrokWeights): LinearWeight[][] {
   return w.layers.flatMap((l) => l.experts.map((e) => [e.gate, e.up, e.down]));

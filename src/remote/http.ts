@@ -12,6 +12,9 @@
 import { AbortError, ContextLengthError, GrokError, UnsupportedError, UsageError } from '../errors.js';
 
 /** A failure of the remote server or of the way to it, with what the server said. */
+/** The longest server-sent event line accepted (a chunk is a few hundred bytes). */
+const MAX_SSE_LINE_CHARS = 4 << 20;
+
 export class RemoteError extends GrokError {
   constructor(
     message: string,
@@ -208,6 +211,8 @@ export async function* sseEvents(res: Response, url: string, signal: AbortSignal
       }
       if (chunk.done) return;
       buf += decoder.decode(chunk.value, { stream: true });
+      // A server that never ends a line must not grow this without bound.
+      if (buf.length > MAX_SSE_LINE_CHARS && buf.indexOf('\n') < 0) throw new RemoteError(`${url}: an event line longer than ${MAX_SSE_LINE_CHARS} characters`, 0);
       let nl: number;
       while ((nl = buf.indexOf('\n')) >= 0) {
         const line = buf.slice(0, nl).replace(/\r$/, '');

@@ -127,7 +127,9 @@ export function runJob(scheduler: SchedulerLane, job: Job, res: ServerResponse, 
     sinks,
     { signal: controller.signal, ...(opts.client !== undefined ? { client: opts.client } : {}) },
   );
-  const deadline = setTimeout(() => fail(new RequestError(504, `the request did not finish within ${opts.timeoutMs} ms`, 'server_error', 'timeout')), opts.timeoutMs);
+  const deadline = Number.isFinite(opts.timeoutMs)
+    ? setTimeout(() => fail(new RequestError(504, `the request did not finish within ${opts.timeoutMs} ms`, 'server_error', 'timeout')), opts.timeoutMs)
+    : undefined;
   return new Promise<void>((resolve) => {
     res.on('drain', () => submission.resume());
     res.on('close', () => {
@@ -150,7 +152,7 @@ const watched = new WeakSet<ServerResponse>();
  */
 function closeWhenStuck(res: ServerResponse, stallMs: number): void {
   const socket = res.socket;
-  if (!res.writableEnded || res.writableFinished || !socket || socket.destroyed || watched.has(res)) return;
+  if (!Number.isFinite(stallMs) || !res.writableEnded || res.writableFinished || !socket || socket.destroyed || watched.has(res)) return;
   watched.add(res);
   let last = Infinity;
   const timer = setInterval(() => {

@@ -48,7 +48,7 @@ import { metricsRoutes } from './routes/metrics.js';
 import { modelRoutes } from './routes/models.js';
 import { openaiRoutes } from './routes/openai.js';
 import { loadWebUi, webuiRoutes } from './routes/webui.js';
-import { resolveLimits, type SchedulerLane, type SchedulerLimits } from '../generate/scheduler.js';
+import { MAX_TIMER_MS, resolveLimits, type SchedulerLane, type SchedulerLimits } from '../generate/scheduler.js';
 
 export type { ConnectionStats } from './context.js';
 
@@ -145,6 +145,9 @@ export function createServer(model: LanguageModel | Promise<LanguageModel>, opti
   const limits = resolveLimits(options);
   const maxBody = options.maxBodyBytes ?? DEFAULT_MAX_BODY_BYTES;
   const requestTimeoutMs = options.requestTimeoutMs ?? DEFAULT_REQUEST_TIMEOUT_MS;
+  if (!(requestTimeoutMs === Infinity || (Number.isSafeInteger(requestTimeoutMs) && requestTimeoutMs >= 1 && requestTimeoutMs <= MAX_TIMER_MS))) {
+    throw new RangeError(`requestTimeoutMs must be a whole number of ms from 1 to ${MAX_TIMER_MS}, or Infinity; got ${requestTimeoutMs}`);
+  }
   const maxN = Math.min(options.maxN ?? DEFAULT_MAX_N, limits.maxQueue);
   const maxConnections = positive('maxConnections', options.maxConnections ?? DEFAULT_MAX_CONNECTIONS);
   const maxPerAddress = positive('maxConnectionsPerAddress', options.maxConnectionsPerAddress ?? DEFAULT_MAX_CONNECTIONS_PER_ADDRESS);

@@ -44,9 +44,9 @@ export function llamaTimings(promptN: number, promptMs: number, predictedN: numb
   };
 }
 
-/** llama-server's stop_type: `eos`, `word` (a stop string), `limit` (n_predict or the context). */
+/** llama-server's stop_type: `eos` (the model's end, or a constraint's complete match), `word` (a stop string), `limit` (n_predict or the context). */
 export function stopType(r: StopReason): 'eos' | 'word' | 'limit' {
-  return r === 'eos' ? 'eos' : r === 'stop_string' ? 'word' : 'limit';
+  return r === 'eos' || r === 'constraint' ? 'eos' : r === 'stop_string' ? 'word' : 'limit';
 }
 
 export function nativeFinal(info: NativeJobInfo, job: Job, r: GenerationResult, content: string): Record<string, unknown> {

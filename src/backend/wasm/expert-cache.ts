@@ -166,6 +166,7 @@ export class ExpertCache {
   private fillNext = 0;
   private fillTimer: ReturnType<typeof setInterval> | undefined;
   private filled: Promise<void> | undefined;
+  private fillDone: (() => void) | undefined;
 
   constructor(
     private readonly groups: readonly (readonly LinearWeight[])[],
@@ -193,10 +194,6 @@ export class ExpertCache {
     return this.slots.reduce((n, s) => n + s.bytes, 0);
   }
 
-  /** Bytes the full cache takes. */
-  get capacityBytes(): number {
-    return this.exact ? this.layouts.reduce((n, l) => n + l.bytes, 0) : this.capacity * this.slotBytes;
-  }
 
   /**
    * Background fill: starts loads of groups not yet resident (in order: layer 0's experts first)
@@ -233,6 +230,7 @@ export class ExpertCache {
   /** Runs fill() from a timer while the event loop is idle (between tokens); resolves when nothing is left to fill. */
   startBackgroundFill(maxInFlight: number, everyMs = 5): Promise<void> {
     this.filled ??= new Promise<void>((resolve) => {
+      this.fillDone = resolve;
       const tick = () => {
         let more: boolean;
         try {
@@ -253,15 +251,6 @@ export class ExpertCache {
     return this.filled;
   }
 
-  /** Experts resident now. */
-  get residentGroups(): number {
-    return this.slots.filter((s) => s.state === READY).length;
-  }
-
-  isResident(g: number): boolean {
-    const s = this.slotOf[g]!;
-    return s >= 0 && this.slots[s]!.state === READY;
-  }
 
   /** Where matrix i of group g lies, loading or waiting for g first. */
   locate(g: number, i: number): { shard: Shard; ptr: number } {
@@ -341,9 +330,8 @@ export class ExpertCache {
   acquire(g: number): Slot {
     let si = this.slotOf[g]!;
     if (si < 0) {
-      const s = this.takeSlot(g, false) ?? this.takeSlotAfterWaiting(g);
+      if (this.takeSlot(g, false) === undefined) this.takeSlotAfterWaiting(g);
       si = this.slotOf[g]!;
-      void s;
     }
     const s = this.slots[si]!;
     if (s.state === LOADING) this.settle(s, true);
@@ -454,6 +442,7 @@ export class ExpertCache {
 
   async close(): Promise<void> {
     clearInterval(this.fillTimer);
+    this.fillDone?.(); // nothing more will be filled: a waiter must not hang
     await this.loader.close();
   }
 }

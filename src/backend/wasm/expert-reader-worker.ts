@@ -6,13 +6,11 @@
 import * as fs from 'node:fs';
 import { parentPort, workerData } from 'node:worker_threads';
 import { FileAccessError } from '../../errors.js';
-import { ggmlRowBytes } from '../../tensor/ggml.js';
 import { outMajorRowSize } from '../../tensor/rows.js';
 import { packQuads, partBytes, planFor } from './layout.js';
 import { FileRangeLinear, READER_ERROR_BYTES, type ReaderInit, type ReaderJob } from './expert-reader.js';
 import { checkIdentity } from './file-identity.js';
 
-void ggmlRowBytes;
 const init = workerData as ReaderInit;
 const status = new Int32Array(init.status);
 const errors = new Uint8Array(init.errors);

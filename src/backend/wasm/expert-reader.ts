@@ -97,7 +97,21 @@ export class ReaderLoader implements ExpertLoader {
     this.errors = new Uint8Array(init.errors);
     this.outstanding = workers.map(() => 0);
     this.sent = workers.map(() => new Set());
+    // A reader that dies must not take the process with it: its jobs fail (typed) and later jobs
+    // go to the other readers, or are read on the main thread when none is left.
+    workers.forEach((w, r) => {
+      const down = (why: string) => {
+        if (this.broken[r] === undefined) this.broken[r] = new GrokError('expert_load_failed', `expert reader ${r} stopped: ${why}`);
+      };
+      w.on('error', (err: Error) => down(err.message));
+      w.on('exit', (code) => {
+        if (!this.closed) down(`exit code ${code}`);
+      });
+    });
   }
+
+  /** Why reader r can take no more jobs (it died, or missed a deadline and was stopped). */
+  private readonly broken: (GrokError | undefined)[] = [];
 
   static create(readers: number, panel: number, relaxed: boolean, ids: FileIdentities): ReaderLoader {
     const init: ReaderInit = { status: new SharedArrayBuffer(RING * 4), errors: new SharedArrayBuffer(RING * ERROR_BYTES) };
@@ -113,7 +127,8 @@ export class ReaderLoader implements ExpertLoader {
 
   start(job: LoadJob): number {
     const t = this.next++;
-    const parts = this.closed ? undefined : fileParts(job, this.ids);
+    const alive = this.workers.some((_, i) => this.broken[i] === undefined);
+    const parts = this.closed || !alive ? undefined : fileParts(job, this.ids);
     if (!parts) {
       try {
         loadGroupNow(job, this.ids);
@@ -125,8 +140,8 @@ export class ReaderLoader implements ExpertLoader {
     const idx = t % RING;
     Atomics.store(this.status, idx, 0);
     // the least busy reader; each reads its jobs in order
-    let r = 0;
-    for (let i = 1; i < this.workers.length; i++) if (this.outstanding[i]! < this.outstanding[r]!) r = i;
+    let r = this.workers.findIndex((_, i) => this.broken[i] === undefined);
+    for (let i = r + 1; i < this.workers.length; i++) if (this.broken[i] === undefined && this.outstanding[i]! < this.outstanding[r]!) r = i;
     const shard = job.slot.shard;
     const first = !this.sent[r]!.has(shard.index);
     this.sent[r]!.add(shard.index);
@@ -159,7 +174,18 @@ export class ReaderLoader implements ExpertLoader {
     const deadline = Date.now() + LOAD_DEADLINE_MS;
     while (Atomics.load(this.status, idx) === 0) {
       Atomics.wait(this.status, idx, 0, 1000);
-      if (Date.now() > deadline) throw new GrokError('expert_load_failed', `an expert read did not finish within ${LOAD_DEADLINE_MS / 1000} s`);
+      const dead = this.broken[r];
+      if (dead !== undefined) {
+        this.ticketReader.delete(ticket);
+        throw dead;
+      }
+      if (Date.now() > deadline) {
+        // Stopped, so that it cannot write into the slot after the slot is given to another expert.
+        this.broken[r] = new GrokError('expert_load_failed', `expert reader ${r} was stopped: a read did not finish within ${LOAD_DEADLINE_MS / 1000} s`);
+        void this.workers[r]!.terminate();
+        this.ticketReader.delete(ticket);
+        throw this.broken[r]!;
+      }
     }
     this.ticketReader.delete(ticket);
     this.outstanding[r]!--;
