@@ -411,6 +411,14 @@ export class SchedulerLane {
     try {
       if (outcome === 'finished') e.sink.done(e.seq.result());
       else e.sink.fail(err);
+    } catch (sinkErr) {
+      // A sink's bug must not end the step for the rest of the batch, nor the process.
+      try {
+        if (outcome === 'finished') e.sink.fail(sinkErr);
+        else throw sinkErr;
+      } catch (again) {
+        process.emitWarning(`a generation's consumer threw while it was being told the outcome: ${(again as Error)?.message ?? String(again)}`);
+      }
     } finally {
       if (this.idle()) for (const w of this.idleWaiters.splice(0)) w();
       this.engine.kick(); // a freed slot lets a queued sequence in

@@ -7,6 +7,7 @@ import { describeGguf, type GgufDescription } from '../formats/gguf-split.js';
 import { shapeString, storedBytes } from '../tensor/tensor.js';
 import { openModelFiles, type ModelFiles } from './load.js';
 import { planResidency } from './residency.js';
+import { partBytes, planFor } from '../backend/wasm/layout.js';
 
 export interface TensorSummary {
   readonly name: string;
@@ -74,6 +75,10 @@ export function inspectModel(path: string): ModelReport {
 }
 
 function residencySummary(w: Parameters<typeof planResidency>[0]): ModelReport['residency'] {
-  const p = planResidency(w, (x) => x.byteLength);
+  // Sized as the wasm backend (the default) packs them, so the minimum is the one loadModel checks.
+  const p = planResidency(w, (x) => {
+    const plan = planFor(x);
+    return plan ? partBytes(plan, plan.quads) : x.byteLength;
+  });
   return { minimumBytes: p.minimumBytes, nonExpertBytes: p.nonExpertBytes, expertBytes: p.expertBytes, totalBytes: p.totalBytes, expertBytesPerToken: p.expertBytesPerToken, bytesPerToken: p.nonExpertBytes + p.expertBytesPerToken };
 }

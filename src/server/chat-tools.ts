@@ -22,9 +22,13 @@ export interface ChatPlan {
   readonly toolCallTag: string | undefined;
 }
 
+/** The template chats use: the one given, else the model's own (a GGUF's Jinja template) if it has one, else the plain transcript. */
+export function effectiveTemplate(lm: LanguageModel, given: ServerChatTemplate): ServerChatTemplate {
+  return given === DEFAULT_CHAT_TEMPLATE ? defaultTemplateFor(lm) : given;
+}
+
 export function planChat(lm: LanguageModel, given: ServerChatTemplate, p: ChatParams): ChatPlan {
-  // No template given: the model's own (a GGUF's Jinja template) if it has one, else the plain transcript.
-  const template = given === DEFAULT_CHAT_TEMPLATE ? defaultTemplateFor(lm) : given;
+  const template = effectiveTemplate(lm, given);
   const calling = p.toolChoice !== 'none' && p.tools.length > 0;
   const prompt = template.render(p.messages, calling ? p.tools : undefined);
   const constrained = p.constraint.jsonSchema !== undefined || p.constraint.jsonObject === true || p.constraint.grammar !== undefined;

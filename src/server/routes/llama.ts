@@ -8,6 +8,7 @@
  */
 import type * as http from 'node:http';
 import { readJsonBody } from '../body.js';
+import { effectiveTemplate } from '../chat-tools.js';
 import { runJob } from '../completion-job.js';
 import { core, type ServerContext } from '../context.js';
 import { NativeOutput, type NativeJobInfo } from '../llama-format.js';
@@ -99,7 +100,8 @@ async function detokenize(ctx: ServerContext, req: http.IncomingMessage, res: ht
 
 function props(ctx: ServerContext, res: http.ServerResponse): void {
   const c = core(ctx);
-  const example = ctx.template.render([
+  const template = effectiveTemplate(c.lm, ctx.template); // what /v1/chat/completions renders with
+  const example = template.render([
     { role: 'system', content: '{system}' },
     { role: 'user', content: '{user}' },
   ]);
@@ -111,7 +113,7 @@ function props(ctx: ServerContext, res: http.ServerResponse): void {
     total_slots: ctx.limits.maxBatch,
     backend: c.lm.backend,
     chat_template: example,
-    chat_template_stop: ctx.template.stop,
+    chat_template_stop: template.stop,
     default_generation_settings: { n_ctx: c.lm.config.sequenceLen, params: { ...LLAMA_DEFAULTS, stop: [], stream: false } },
     build_info: 'grok-ts',
     modalities: { vision: false, audio: false },
