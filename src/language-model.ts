@@ -179,7 +179,7 @@ export class LanguageModel implements TextModel {
   whenResident(): Promise<void> {
     const c = this.expertCache;
     // Joins the fill loadModel started, when it did.
-    return c && this.residency?.mode === 'resident' ? c.startBackgroundFill(DEFAULT_EXPERT_READERS) : Promise.resolve();
+    return c && this.residency?.mode === 'resident' ? c.waitFilled(DEFAULT_EXPERT_READERS) : Promise.resolve();
   }
 
   /** The memory report as the server's /health shows it (snake_case, bytes). */

@@ -251,6 +251,16 @@ export class ExpertCache {
     return this.filled;
   }
 
+  /**
+   * startBackgroundFill for a caller that waits on it: the fill's timer then holds the process
+   * open (an idle model's fill does not), else a process awaiting only this would exit unsettled.
+   */
+  waitFilled(maxInFlight: number): Promise<void> {
+    const filled = this.startBackgroundFill(maxInFlight);
+    this.fillTimer?.ref();
+    return filled;
+  }
+
 
   /** Where matrix i of group g lies, loading or waiting for g first. */
   locate(g: number, i: number): { shard: Shard; ptr: number } {
