@@ -16,6 +16,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { compileConstraint, vocabularyFromTokenizer, type CompiledConstraint, type ConstraintSpec } from '../src/constrain/index.js';
+import { countAllowed, nthAllowed } from '../src/constrain/token-mask.js';
 import { Tokenizer } from '../src/tokenizer/index.js';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
@@ -71,29 +72,9 @@ function rng(seed: number): () => number {
   };
 }
 
-function popcount(x: number): number {
-  x -= (x >>> 1) & 0x55555555;
-  x = (x & 0x33333333) + ((x >>> 2) & 0x33333333);
-  return (((x + (x >>> 4)) & 0x0f0f0f0f) * 0x01010101) >>> 24;
-}
-
+/** A uniformly drawn allowed token; -1 when none is. */
 function pick(mask: Uint32Array, random: () => number): number {
-  let n = 0;
-  for (let w = 0; w < mask.length; w++) if (mask[w]) n += popcount(mask[w]!);
-  let r = Math.floor(random() * n);
-  for (let w = 0; w < mask.length; w++) {
-    const c = mask[w] ? popcount(mask[w]!) : 0;
-    if (r < c) {
-      let bits = mask[w]!;
-      for (;;) {
-        const bit = bits & -bits;
-        if (r-- === 0) return w * 32 + (31 - Math.clz32(bit));
-        bits ^= bit;
-      }
-    }
-    r -= c;
-  }
-  return -1;
+  return nthAllowed(mask, Math.floor(random() * countAllowed(mask)));
 }
 
 /** Mask times (ms) of every step of `walks` seeded walks. */

@@ -6,6 +6,7 @@
  */
 import assert from 'node:assert/strict';
 import { compileConstraint, vocabularyFromTokenizer, type CompiledConstraint, type ConstraintSpec, type ConstraintVocabulary } from '../src/constrain/index.js';
+import { countAllowed, nthAllowed as nthAllowedOrNone } from '../src/constrain/token-mask.js';
 import { Tokenizer } from '../src/tokenizer/index.js';
 
 let tokenizer: Tokenizer | undefined;
@@ -29,46 +30,11 @@ export function rng(seed: number): () => number {
   };
 }
 
-export function allowedIds(mask: Uint32Array): number[] {
-  const out: number[] = [];
-  for (let w = 0; w < mask.length; w++) {
-    let bits = mask[w]!;
-    while (bits) {
-      const bit = bits & -bits;
-      bits ^= bit;
-      out.push(w * 32 + (31 - Math.clz32(bit)));
-    }
-  }
-  return out;
-}
-
-function popcount(x: number): number {
-  x -= (x >>> 1) & 0x55555555;
-  x = (x & 0x33333333) + ((x >>> 2) & 0x33333333);
-  return (((x + (x >>> 4)) & 0x0f0f0f0f) * 0x01010101) >>> 24;
-}
-
-export function countAllowed(mask: Uint32Array): number {
-  let n = 0;
-  for (let w = 0; w < mask.length; w++) if (mask[w]) n += popcount(mask[w]!);
-  return n;
-}
-
-/** The id of the r-th set bit (0-based). */
-export function nthAllowed(mask: Uint32Array, r: number): number {
-  for (let w = 0; w < mask.length; w++) {
-    const c = mask[w] ? popcount(mask[w]!) : 0;
-    if (r < c) {
-      let bits = mask[w]!;
-      for (;;) {
-        const bit = bits & -bits;
-        if (r-- === 0) return w * 32 + (31 - Math.clz32(bit));
-        bits ^= bit;
-      }
-    }
-    r -= c;
-  }
-  throw new RangeError('fewer set bits than asked for');
+/** The id of the r-th allowed token (0-based). */
+function nthAllowed(mask: Uint32Array, r: number): number {
+  const id = nthAllowedOrNone(mask, r);
+  if (id < 0) throw new RangeError('fewer set bits than asked for');
+  return id;
 }
 
 const isSet = (mask: Uint32Array, id: number): boolean => (mask[id >>> 5]! & (1 << (id & 31))) !== 0;

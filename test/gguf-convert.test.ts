@@ -7,10 +7,9 @@ import assert from 'node:assert/strict';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { PassThrough } from 'node:stream';
 import { after, before, describe, it } from 'node:test';
 import { jsKernels } from '../src/backend/js/kernels.js';
-import { main } from '../src/cli/main.js';
+import { runCli } from './cli-harness.js';
 import { parseSize } from '../src/cli/commands/convert.js';
 import { AbortError } from '../src/errors.js';
 import { openGguf, type GgufModel } from '../src/formats/gguf-split.js';
@@ -286,16 +285,7 @@ describe('convert: the embedded tokenizer as llama.cpp reads it', FIXTURES, () =
 });
 
 describe('grok-ts convert (CLI)', FIXTURES, () => {
-  const run = async (args: string[]) => {
-    const stdout = new PassThrough();
-    const stderr = new PassThrough();
-    let out = '';
-    let err = '';
-    stdout.on('data', (d) => (out += d));
-    stderr.on('data', (d) => (err += d));
-    const code = await main(args, { stdout, stderr });
-    return { code, out, err };
-  };
+  const run = runCli;
 
   it('converts, refuses to overwrite without --force, and rejects bad flags', async () => {
     const ckpt = shared('fixtures', 'tiny', 'ckpt-0');

@@ -17,10 +17,9 @@ import assert from 'node:assert/strict';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { PassThrough } from 'node:stream';
 import { after, before, describe, it } from 'node:test';
 import { jsKernels } from '../src/backend/js/kernels.js';
-import { main } from '../src/cli/main.js';
+import { runCli } from './cli-harness.js';
 import { convertToGguf } from '../src/convert/to-gguf.js';
 import { convertToSafetensors, PLAIN_CHAT_JINJA } from '../src/convert/to-safetensors.js';
 import { AbortError, FormatError } from '../src/errors.js';
@@ -380,16 +379,7 @@ describe('safetensors reader: hostile files', () => {
 });
 
 describe('grok-ts convert --to safetensors (CLI)', FIXTURES, () => {
-  const run = async (args: string[]) => {
-    const stdout = new PassThrough();
-    const stderr = new PassThrough();
-    let out = '';
-    let err = '';
-    stdout.on('data', (d) => (out += d));
-    stderr.on('data', (d) => (err += d));
-    const code = await main(args, { stdout, stderr });
-    return { code, out, err };
-  };
+  const run = runCli;
 
   it('converts, refuses to overwrite without --force, rejects bad flags, and the directory loads', async () => {
     const ckpt = shared('fixtures', 'tiny', 'ckpt-0');

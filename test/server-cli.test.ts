@@ -1,9 +1,10 @@
 /** `grok-ts serve` as a real process: it announces its URL, serves, and on SIGTERM finishes running requests and exits 0. */
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
+import { spawn, type ChildProcessByStdio } from 'node:child_process';
 import * as http from 'node:http';
 import * as net from 'node:net';
 import * as path from 'node:path';
+import type { Readable } from 'node:stream';
 import { test } from 'node:test';
 import { parseDuration } from '../src/cli/commands/serve.js';
 import { runCli } from './cli-harness.js';
@@ -11,24 +12,29 @@ import { FIXTURES, PROJECT_ROOT, shared } from './shared.js';
 
 const BIN = path.join(PROJECT_ROOT, 'bin', 'grok-ts.js');
 
-test('SIGTERM: stop taking requests, let the running stream finish, exit 0', { ...FIXTURES, timeout: 30_000 }, async () => {
-  const child = spawn(process.execPath, [BIN, 'serve', '--model', shared('fixtures', 'tiny'), '--backend', 'js', '--port', '0', '--model-id', 'tiny'], {
+/** `grok-ts serve ARGS` as a child process, once it has printed the address it listens on. */
+async function spawnServe(args: string[]): Promise<{ child: ChildProcessByStdio<null, Readable, Readable>; url: string; io: { stdout: string; stderr: string }; exited: Promise<number | null> }> {
+  const child = spawn(process.execPath, [BIN, 'serve', ...args], {
     stdio: ['ignore', 'pipe', 'pipe'],
     env: { ...process.env, GROK_TS_API_KEY: '' },
   });
-  let stdout = '';
-  let stderr = '';
-  child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
+  const io = { stdout: '', stderr: '' };
+  child.stderr.on('data', (d: Buffer) => (io.stderr += d.toString()));
   const exited = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)));
-  try {
-    const url = await new Promise<string>((resolve, reject) => {
-      child.stdout.on('data', (d: Buffer) => {
-        stdout += d.toString();
-        const m = /^listening on (http:\/\/127\.0\.0\.1:\d+)\n/.exec(stdout);
-        if (m) resolve(m[1]!);
-      });
-      void exited.then((code) => reject(new Error(`serve exited early (${code}): ${stderr}`)));
+  const url = await new Promise<string>((resolve, reject) => {
+    child.stdout.on('data', (d: Buffer) => {
+      io.stdout += d.toString();
+      const m = /^listening on (http:\/\/127\.0\.0\.1:\d+)\n/.exec(io.stdout);
+      if (m) resolve(m[1]!);
     });
+    void exited.then((code) => reject(new Error(`serve exited early (${code}): ${io.stderr}`)));
+  });
+  return { child, url, io, exited };
+}
+
+test('SIGTERM: stop taking requests, let the running stream finish, exit 0', { ...FIXTURES, timeout: 30_000 }, async () => {
+  const { child, url, io, exited } = await spawnServe(['--model', shared('fixtures', 'tiny'), '--backend', 'js', '--port', '0', '--model-id', 'tiny']);
+  try {
     const at = new URL(url);
     const agent = new http.Agent({ keepAlive: false });
     let text = '';
@@ -43,11 +49,11 @@ test('SIGTERM: stop taking requests, let the running stream finish, exit 0', { .
       req.end(body);
     });
     await finished;
-    assert.equal(await exited, 0, stderr);
+    assert.equal(await exited, 0, io.stderr);
     assert.match(text, /"finish_reason":"length"/);
     assert.ok(text.endsWith('data: [DONE]\n\n'), 'the running stream completed');
-    assert.equal(stdout, `listening on ${url}\n`, 'one line on stdout');
-    assert.match(stderr, /shutting down/);
+    assert.equal(io.stdout, `listening on ${url}\n`, 'one line on stdout');
+    assert.match(io.stderr, /shutting down/);
     agent.destroy();
   } finally {
     if (child.exitCode === null) child.kill('SIGKILL');
@@ -111,23 +117,8 @@ test('durations: seconds by default, ms, s and m suffixes', () => {
 });
 
 test('serve --alias, --cors, --no-webui, --log-format json: flags reach the server; one JSON log line per request on stderr', { timeout: 60_000 }, async () => {
-  const child = spawn(process.execPath, [BIN, 'serve', '--backend', 'js', '--port', '0', '--alias', 'grok-1', '--alias', 'local', '--cors', 'http://page.example', '--no-webui', '--log-format', 'json'], {
-    stdio: ['ignore', 'pipe', 'pipe'],
-    env: { ...process.env, GROK_TS_API_KEY: '' },
-  });
-  let stdout = '';
-  let stderr = '';
-  child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
-  const exited = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)));
+  const { child, url, io, exited } = await spawnServe(['--backend', 'js', '--port', '0', '--alias', 'grok-1', '--alias', 'local', '--cors', 'http://page.example', '--no-webui', '--log-format', 'json']);
   try {
-    const url = await new Promise<string>((resolve, reject) => {
-      child.stdout.on('data', (d: Buffer) => {
-        stdout += d.toString();
-        const m = /^listening on (http:\/\/127\.0\.0\.1:\d+)\n/.exec(stdout);
-        if (m) resolve(m[1]!);
-      });
-      void exited.then((code) => reject(new Error(`serve exited early (${code}): ${stderr}`)));
-    });
     const models = (await (await fetch(`${url}/v1/models`, { headers: { Origin: 'http://page.example' } })).json()) as { data: { id: string }[] };
     assert.deepEqual(models.data.map((m) => m.id), ['fortune-demo', 'grok-1', 'local']);
     const r = await fetch(`${url}/v1/completions`, { method: 'POST', headers: { 'Content-Type': 'application/json', Origin: 'http://page.example' }, body: JSON.stringify({ model: 'local', prompt: 'Hi', max_tokens: 2, seed: 1 }) });
@@ -135,10 +126,10 @@ test('serve --alias, --cors, --no-webui, --log-format json: flags reach the serv
     assert.equal(r.headers.get('access-control-allow-origin'), 'http://page.example');
     assert.equal((await fetch(`${url}/`)).status, 404);
     child.kill('SIGTERM');
-    assert.equal(await exited, 0, stderr);
-    const records = stderr.trim().split('\n').map((l) => JSON.parse(l) as Record<string, unknown>);
+    assert.equal(await exited, 0, io.stderr);
+    const records = io.stderr.trim().split('\n').map((l) => JSON.parse(l) as Record<string, unknown>);
     const completion = records.find((x) => x.path === '/v1/completions');
-    assert.ok(completion, stderr);
+    assert.ok(completion, io.stderr);
     assert.equal(completion.status, 200);
     assert.equal(completion.method, 'POST');
     assert.ok(records.some((x) => x.path === '/' && x.status === 404));

@@ -10,7 +10,7 @@
 import type { LinearWeight } from '../tensor/linear.js';
 import type { GrokConfig } from '../config.js';
 import { AbortError } from '../errors.js';
-import type { ConvertCommon, ConvertOutput } from './options.js';
+import { runSteps, type ConvertCommon, type ConvertOutput } from './common.js';
 import { GGUF_DEFAULT_ALIGNMENT, type GgufMetadata } from '../formats/gguf.js';
 import { GgufWriter, kv, planShards, shardNames, type GgufKv, type GgufTensorPlan } from '../formats/gguf-writer.js';
 import { bf16ToF32, f16ToF32 } from '../tensor/dtype.js';
@@ -193,12 +193,7 @@ export function convertToGguf(weights: GrokWeights, store: TensorStore, out: str
  * the temporary files are then removed and an AbortError thrown.
  */
 export async function convertToGgufAsync(weights: GrokWeights, store: TensorStore, out: string, opts: ConvertOptions): Promise<ConvertResult> {
-  const steps = convertSteps(weights, store, out, opts);
-  for (;;) {
-    const r = steps.next();
-    if (r.done) return r.value;
-    await new Promise<void>((resolve) => setImmediate(resolve));
-  }
+  return runSteps(convertSteps(weights, store, out, opts));
 }
 
 /** The conversion as a sequence of steps: it yields after every chunk it writes. */

@@ -13,7 +13,7 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import type { GrokConfig } from '../config.js';
-import type { ConvertCommon, ConvertOutput } from './options.js';
+import { runSteps, type ConvertCommon, type ConvertOutput } from './common.js';
 import { throwIfAborted } from '../errors.js';
 import { SafetensorsWriter, writeFileAtomic, type SafetensorsTensorPlan } from '../formats/safetensors-writer.js';
 import { SAFETENSORS_INDEX } from '../formats/safetensors.js';
@@ -125,18 +125,14 @@ function outputNames(shards: readonly string[], withTokenizer: boolean): string[
  * Converts into directory `outDir` (created if missing; its parent must exist). Yields the event
  * loop after every chunk so `opts.signal` (Ctrl-C) stops it within one chunk; temporary files are
  * then removed and an AbortError thrown. Nothing under its final name exists until the weights are
- * complete; the index is written last.
+ * complete; the index is written last. `_store` is not read (the weights carry their byte
+ * ranges); it keeps convertToGguf's signature, so callers treat both converters alike.
  */
-export async function convertToSafetensors(weights: GrokWeights, store: TensorStore, outDir: string, opts: SafetensorsConvertOptions = {}): Promise<SafetensorsConvertResult> {
-  const steps = convertSteps(weights, store, outDir, opts);
-  for (;;) {
-    const r = steps.next();
-    if (r.done) return r.value;
-    await new Promise<void>((resolve) => setImmediate(resolve));
-  }
+export async function convertToSafetensors(weights: GrokWeights, _store: TensorStore, outDir: string, opts: SafetensorsConvertOptions = {}): Promise<SafetensorsConvertResult> {
+  return runSteps(convertSteps(weights, outDir, opts));
 }
 
-function* convertSteps(weights: GrokWeights, _store: TensorStore, outDir: string, opts: SafetensorsConvertOptions): Generator<void, SafetensorsConvertResult, void> {
+function* convertSteps(weights: GrokWeights, outDir: string, opts: SafetensorsConvertOptions): Generator<void, SafetensorsConvertResult, void> {
   const c = weights.config;
   const dtype = opts.dtype ?? 'bf16';
   const naming = opts.naming ?? 'sglang';

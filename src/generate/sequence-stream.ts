@@ -17,14 +17,20 @@ export interface GenerationStream extends AsyncIterable<GenerationChunk> {
 /** Chunks a reader may fall behind before its sequence sits out steps. */
 const READ_AHEAD = 8;
 
-export function sequenceStream(lane: SchedulerLane, seq: SequenceState, signal: AbortSignal | undefined, keepCache: boolean): GenerationStream {
+/** A stream's `result`, settled by its producer; the iterator rethrows, so an unawaited rejection is not a crash. */
+export function pendingResult(): { result: Promise<GenerationResult>; resolve: (r: GenerationResult) => void; reject: (e: unknown) => void } {
   let resolve!: (r: GenerationResult) => void;
   let reject!: (e: unknown) => void;
   const result = new Promise<GenerationResult>((res, rej) => {
     resolve = res;
     reject = rej;
   });
-  result.catch(() => {}); // the iterator rethrows; an unawaited result must not crash the process
+  result.catch(() => {});
+  return { result, resolve, reject };
+}
+
+export function sequenceStream(lane: SchedulerLane, seq: SequenceState, signal: AbortSignal | undefined, keepCache: boolean): GenerationStream {
+  const { result, resolve, reject } = pendingResult();
   let started = false;
   return {
     result,

@@ -13,6 +13,7 @@ import { UnsupportedError, UsageError } from '../errors.js';
 import { CHAT_STOP } from '../generate/chat-template.js';
 import type { GenerateOptions, GenerationChunk, GenerationResult, StopReason, Usage } from '../generate/sequence.js';
 import { validateGenerateOptions } from '../generate/sequence.js';
+import { pendingResult } from '../generate/sequence-stream.js';
 import type { GenerationStream } from '../language-model.js';
 import { abortErrorOf, HttpClient, RemoteError, sseEvents, type HttpClientOptions, type RetryPolicy } from './http.js';
 import type { TextChat, TextChatOptions, TextModel, TextTokenizer } from './text-model.js';
@@ -269,13 +270,7 @@ export class RemoteModel implements TextModel {
     const signal = tracked.signal;
     const url = `${this.baseUrl}/${endpoint}`;
     const chat = endpoint !== 'completions';
-    let resolve!: (r: GenerationResult) => void;
-    let reject!: (e: unknown) => void;
-    const result = new Promise<GenerationResult>((res, rej) => {
-      resolve = res;
-      reject = rej;
-    });
-    result.catch(() => {}); // the iterator rethrows; an unawaited result must not crash the process
+    const { result, resolve, reject } = pendingResult();
     const http = this.http;
     let started = false;
     async function* produce(): AsyncGenerator<GenerationChunk> {
