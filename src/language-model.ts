@@ -67,7 +67,7 @@ export interface LoadOptions {
   readonly memoryBudget?: number | string;
   /** Which cached expert a load evicts under a budget: 'lru' (default), 'lfu' or 'decay'. */
   readonly evictionPolicy?: EvictionPolicy;
-  /** Reader threads for expert loads under a budget (default 2; 0 = read on the main thread). */
+  /** Reader threads for expert loads under a budget (default 4; 0 = read on the main thread). */
   readonly expertReaders?: number;
   /** Prefetch layer l+1's experts predicted through its router from layer l (default off: measured no gain on random routing). */
   readonly predictExperts?: boolean;
@@ -112,8 +112,12 @@ async function makeKernels(name: BackendName, threads: number | undefined): Prom
   return createWasmKernels(threads ? { threads } : {});
 }
 
-/** Reader threads that load experts when `expertReaders` is not given. */
-const DEFAULT_EXPERT_READERS = 2;
+/**
+ * Reader threads that load experts when `expertReaders` is not given: each keeps one 8 MB read in
+ * flight, and the disk here read 0.61 GB/s with one stream, 1.08 with 2, 1.37 with 4, 1.41 with 8.
+ * They mostly wait on the disk (repacking runs at ≈ 6 GB/s), so they cost little CPU.
+ */
+const DEFAULT_EXPERT_READERS = 4;
 
 export class LanguageModel implements TextModel {
   readonly model: GrokModel;

@@ -205,6 +205,7 @@ export const i32 = {
   load16U: mem(0x2f, 1),
   store: store(0x36, 2),
   store8: store(0x3a, 0),
+  store16: store(0x3b, 1),
   truncSatF32S: (a: Op): Op => [...a, 0xfc, 0x00],
   reinterpretF32: un(0xbc),
 };

@@ -19,13 +19,13 @@ import { MemoryLinear } from '../../tensor/linear.js';
 import { kernelName } from './block-format.js';
 import { BLOCK_FORMATS } from './formats/index.js';
 import { ExpertCache, expertLayout, SyncLoader, type EvictionPolicy } from './expert-cache.js';
-import { ReaderLoader } from './expert-reader.js';
+import { ReaderLoader, STAGE_BYTES } from './expert-reader.js';
 import { FileIdentities } from './file-identity.js';
 
 export interface ExpertStreamOptions {
   /** Which resident expert a load evicts (default lru; see expert-cache.ts). */
   readonly policy?: EvictionPolicy;
-  /** Reader threads that read and pack experts while the kernels compute; 0 loads on the calling thread (default 2). */
+  /** Reader threads that read and pack experts while the kernels compute; 0 loads on the calling thread (default 4). */
   readonly readers?: number;
 }
 
@@ -297,11 +297,11 @@ class WasmBackend implements WasmKernels {
       if (!plan) throw new UnsupportedError('expert-streaming', `${w.name}: format ${formatKey(w)} has no wasm kernel, so it cannot be streamed`);
       return plan;
     })));
-    const readers = opts.readers ?? 2;
+    const readers = opts.readers ?? 4;
     if (!(Number.isInteger(readers) && readers >= 0 && readers <= 16)) throw new UsageError(`readers must be an integer from 0 to 16, got ${readers}`, 'readers');
     const ids = new FileIdentities();
     ids.record(groups.flat());
-    const loader = readers > 0 ? ReaderLoader.create(readers, this.panelInputs, this.relaxed, ids) : new SyncLoader(ids);
+    const loader = readers > 0 ? ReaderLoader.create(readers, this.panelInputs, this.relaxed, ids, (shard) => shard.alloc(STAGE_BYTES)) : new SyncLoader(ids);
     const cache = new ExpertCache(groups, layouts, slots, (bytes) => this.allocSlot(bytes), loader, opts.policy ? { policy: opts.policy } : {});
     groups.forEach((ws, group) => ws.forEach((w, index) => this.streamed.set(w, { cache, group, index, plan: layouts[group]!.plans[index]! })));
     this.caches.push(cache);
