@@ -8,7 +8,7 @@
  * The output is byte for byte layout.ts's packQuads for the same plan (tested against it).
  */
 import { Func, ValType, encodeModule, get, set, seq, select, forLoop, i32, v128, i8x16, type Local, type Op } from './asm.js';
-import { Q8_0_QUAD_BYTES } from './layout.js';
+import { Q8_0_QUAD_BYTES, type PackPlan } from './layout.js';
 
 const I32 = ValType.i32;
 const V = ValType.v128;
@@ -115,4 +115,30 @@ let module: WebAssembly.Module | undefined;
 export function packKernels(memory: WebAssembly.Memory): PackKernels {
   module ??= new WebAssembly.Module(packModuleBytes() as Uint8Array<ArrayBuffer>);
   return new WebAssembly.Instance(module, { env: { mem: memory } }).exports as unknown as PackKernels;
+}
+
+/**
+ * Packs quads q0..q1-1 of a Q8_0 weight (plan) into `dst` of `memory` the way packQuads would,
+ * through a staging area [stage, stage + stageBytes) of the same memory: as many 8-row units at a
+ * time as fit are staged by `fill(firstRow, into)` (stored rows firstRow.., into.length bytes),
+ * rows past the weight's end zeroed, and repacked in one call.
+ */
+export function packQ8_0Staged(
+  k: PackKernels, memory: WebAssembly.Memory, stage: number, stageBytes: number,
+  plan: PackPlan, q0: number, q1: number, dst: number, fill: (firstRow: number, into: Uint8Array) => void,
+): void {
+  const rowBytes = (plan.inDim / 32) * 34;
+  const units = (q1 - q0) / 2;
+  const perCall = Math.floor(stageBytes / (8 * rowBytes));
+  if (perCall < 1) throw new RangeError(`a staging area of ${stageBytes} bytes cannot hold 8 rows of ${rowBytes} bytes`);
+  const bpp = Math.min(plan.panel, plan.segStride) / 32;
+  for (let u = 0; u < units; u += perCall) {
+    const n = Math.min(perCall, units - u);
+    const first = 4 * q0 + 8 * u;
+    const rows = Math.max(0, Math.min(plan.outDim - first, 8 * n));
+    const view = new Uint8Array(memory.buffer, stage, 8 * n * rowBytes);
+    fill(first, view.subarray(0, rows * rowBytes));
+    view.fill(0, rows * rowBytes);
+    k.pack_q8_0(stage, rowBytes, plan.inDim / 32, n, u, units, bpp, dst);
+  }
 }
