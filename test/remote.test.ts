@@ -4,6 +4,7 @@
  * with the same model loaded locally; retries against a tiny node:http server that answers 429/503.
  */
 import assert from 'node:assert/strict';
+import { getEventListeners } from 'node:events';
 import * as http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { after, before, describe, it } from 'node:test';
@@ -175,6 +176,40 @@ const completion = (text: string) => (_q: http.IncomingMessage, r: http.ServerRe
   r.write(`data: ${JSON.stringify({ choices: [], usage: { prompt_tokens: 3, completion_tokens: 2, total_tokens: 5 } })}\n\n`);
   r.end('data: [DONE]\n\n');
 };
+
+describe('a stream holds the caller\'s signal only while it is iterated', () => {
+  it('no abort listener before the first chunk or after the last; a closed model still refuses stream() at once', async () => {
+    const s = scripted([models, notFound, notFound, completion('hi')]);
+    const url = await s.start();
+    try {
+      const m = await loadModel(url);
+      const requests = s.seen.length;
+      const controller = new AbortController();
+      const listeners = () => getEventListeners(controller.signal, 'abort').length;
+      const never = m.stream('x', { signal: controller.signal });
+      const stream = m.stream('x', { signal: controller.signal });
+      assert.equal(listeners(), 0, 'created, not iterated: nothing on the signal');
+      assert.equal(s.seen.length, requests, 'and no request sent');
+      const during: number[] = [];
+      for await (const c of stream) {
+        assert.equal(c.text, 'hi');
+        during.push(listeners());
+      }
+      assert.deepEqual(during, [1], 'one listener while the request runs');
+      assert.equal((await stream.result).text, 'hi');
+      assert.equal(listeners(), 0, 'removed when the stream ends');
+      await m.close();
+      assert.equal(listeners(), 0, 'the stream never iterated left nothing behind either');
+      assert.throws(() => m.stream('x'), (e: unknown) => e instanceof UsageError && /closed/.test(e.message));
+      // Created before close(), iterated after it: aborted, as a stream in flight is, without a request.
+      await assert.rejects(collect(never), AbortError);
+      await assert.rejects(never.result, AbortError);
+      assert.equal(s.seen.length, requests + 1);
+    } finally {
+      await s.close();
+    }
+  });
+});
 
 describe('retries on 429/503', () => {
   it('honours Retry-After (seconds), then succeeds; the key goes with every attempt', async () => {

@@ -7,10 +7,11 @@
 import assert from 'node:assert/strict';
 import { spawn, type ChildProcess } from 'node:child_process';
 import * as path from 'node:path';
-import { after, before, test } from 'node:test';
+import { after, before, describe, test } from 'node:test';
 import OpenAI from 'openai';
 import { zodResponseFormat } from 'openai/helpers/zod';
 import { z } from 'zod';
+import { vocabularyFromTokenizer } from '../src/constrain/index.js';
 import { plainChatTemplate } from '../src/generate/chat-template.js';
 import { Tokenizer } from '../src/tokenizer/sentencepiece.js';
 import { UnsupportedError } from '../src/errors.js';
@@ -203,3 +204,94 @@ test('a remote model (loadRemoteModel) passes jsonSchema and grammar on as respo
   }
 });
 
+
+/** A call as short as one can be (the demo model's context is 128 tokens): arguments `{}`. */
+const TIME: OpenAI.Chat.ChatCompletionTool = { type: 'function', function: { name: 'time', parameters: { type: 'object' } } };
+
+describe('parallel tool calls: several calls in one reply', () => {
+  // The demo model's context is 128 tokens and it likes whitespace, so logit_bias steers it:
+  //  - EOS away: after a call it cannot end the reply, so it writes another for as long as the
+  //    tokens left leave room for one (the constraint's budget, each byte a token at worst:
+  //    "\n<tool_call>" and the shortest call, 12 + 30 = 42), then it must end;
+  //  - whitespace away, a lone newline less so: it is written only where nothing else may be, the
+  //    separator between calls;
+  //  - the tag's pieces first: "<", "tool", "_", "call", ">".
+  // A call then takes at most 5 + 33 tokens, and max_tokens, all the context leaves after the
+  // prompt (84), leaves room for a second (84 - 38 ≥ 42) but not a third.
+  const tok = Tokenizer.fromFile();
+  const bias: Record<number, number> = { [tok.eosId]: -100 };
+  const tagPieces = new Set(['<', 'tool', '_', 'call', '>']);
+  const dec = new TextDecoder();
+  vocabularyFromTokenizer(tok).tokenBytes.forEach((b, id) => {
+    if (b === null || b.length === 0) return;
+    const text = dec.decode(b);
+    if (text === '\n') bias[id] = -50;
+    else if (/^\s+$/.test(text)) bias[id] = -100;
+    else if (tagPieces.has(text)) bias[id] = 100;
+  });
+  const prompt = plainChatTemplate([{ role: 'user', content: 'Time?' }], [{ name: 'time', parameters: { type: 'object' } }]);
+  const maxTokens = 128 - tok.encode(prompt).length;
+  const request = { model: MODEL, messages: [{ role: 'user' as const, content: 'Time?' }], tools: [TIME], tool_choice: 'required' as const, temperature: 0.9, seed: 11, max_tokens: maxTokens, logit_bias: bias };
+  const callsOf = (m: OpenAI.Chat.ChatCompletionMessage) => (m.tool_calls ?? []).map((t) => (assert.ok(t.type === 'function'), { name: t.function.name, arguments: t.function.arguments }));
+
+  test('non-streamed: message.tool_calls holds every call, with distinct ids; parallel_tool_calls false gives one', async () => {
+    const r = await client.chat.completions.create(request);
+    const c = r.choices[0]!;
+    assert.equal(c.finish_reason, 'tool_calls');
+    assert.equal(c.message.content, null);
+    const calls = c.message.tool_calls!;
+    assert.ok(calls.length >= 2, `${calls.length} calls`);
+    assert.equal(new Set(calls.map((t) => t.id)).size, calls.length, 'distinct ids');
+    for (const t of calls) {
+      assert.match(t.id, /^call_[A-Za-z0-9]{24}$/);
+      assert.ok(t.type === 'function' && t.function.name === 'time');
+      assert.deepEqual(JSON.parse(t.function.arguments), {});
+    }
+    // The calls fed back: the transcript writes them one per line, as the model wrote them.
+    const transcript = plainChatTemplate([
+      { role: 'user', content: 'Time?' },
+      { role: 'assistant', content: '', toolCalls: calls.map((t) => (assert.ok(t.type === 'function'), { id: t.id, name: t.function.name, arguments: t.function.arguments })) },
+    ]);
+    assert.equal(transcript.match(/^(Assistant: )?<tool_call>\{"name": "time", "arguments": \{\}\}$/gm)?.length, calls.length);
+
+    const single = await client.chat.completions.create({ ...request, parallel_tool_calls: false });
+    assert.equal(single.choices[0]!.finish_reason, 'tool_calls');
+    assert.equal(single.choices[0]!.message.tool_calls!.length, 1);
+    assert.deepEqual(callsOf(single.choices[0]!.message), callsOf(c.message).slice(0, 1), 'the same first call, then the reply ends');
+  });
+
+  test('streamed: delta.tool_calls entries with each call\'s index; the client helper assembles the same calls', async () => {
+    const whole = callsOf((await client.chat.completions.create(request)).choices[0]!.message);
+    const raw = await client.chat.completions.create({ ...request, stream: true });
+    const opened: { index: number; id: string; name: string; withRole: boolean }[] = [];
+    const args = new Map<number, string>();
+    let finish: string | null = null;
+    for await (const chunk of raw) {
+      const ch = chunk.choices[0];
+      if (!ch) continue;
+      finish = ch.finish_reason ?? finish;
+      assert.ok(!ch.delta.content, 'no text');
+      for (const t of ch.delta.tool_calls ?? []) {
+        if (t.id !== undefined) {
+          assert.equal(t.type, 'function');
+          assert.equal(t.function!.arguments, '');
+          opened.push({ index: t.index, id: t.id, name: t.function!.name!, withRole: ch.delta.role === 'assistant' });
+        } else {
+          assert.ok(opened.some((o) => o.index === t.index), `arguments for call ${t.index} after it opened`);
+          args.set(t.index, (args.get(t.index) ?? '') + t.function!.arguments!);
+        }
+      }
+    }
+    assert.equal(finish, 'tool_calls');
+    assert.ok(opened.length >= 2, `${opened.length} calls`);
+    assert.deepEqual(opened.map((o) => o.index), opened.map((_, i) => i), 'indices 0, 1, … in order, each opened once');
+    assert.deepEqual(opened.map((o) => o.withRole), opened.map((_, i) => i === 0), 'the role comes with the first delta only');
+    assert.equal(new Set(opened.map((o) => o.id)).size, opened.length, 'distinct ids');
+    const streamed = opened.map((o) => ({ name: o.name, arguments: args.get(o.index) ?? '' }));
+    assert.deepEqual(streamed, whole, 'the same calls as the non-streamed reply (same seed)');
+    const helper = client.chat.completions.stream(request);
+    const final = await helper.finalChatCompletion();
+    assert.deepEqual(callsOf(final.choices[0]!.message), whole);
+    assert.equal(final.choices[0]!.finish_reason, 'tool_calls');
+  });
+});

@@ -9,10 +9,9 @@
  */
 import { ConstraintError } from '../errors.js';
 import type { Grammar, Node } from './grammar.js';
+import { MAX_DFA_STATES, MAX_NFA_STATES } from './limits.js';
 
-/** Caps so a hostile or huge schema/grammar fails clearly instead of exhausting memory. */
-export const MAX_NFA_STATES = 1_000_000;
-export const MAX_DFA_STATES = 200_000;
+export { MAX_DFA_STATES, MAX_NFA_STATES };
 
 export interface Automaton {
   /** Global state count. */
@@ -185,12 +184,58 @@ function byteClasses(g: Grammar): { cls: Uint8Array; C: number } {
   return { cls, C: c + 1 };
 }
 
+function tooManyNfaStates(g: Grammar, ruleName: string): ConstraintError {
+  return new ConstraintError(`too large: more than ${MAX_NFA_STATES} automaton states (reduce repetition counts or lengths)`, where(g, ruleName));
+}
+
+/**
+ * The number of states buildNfa would create for a framed rule, counted without building: a
+ * product of counts (`(a{10000}){10000}`) is refused at once rather than after a million states.
+ * Mirrors buildNfa case by case; inlined rules are counted once (memo) and multiplied.
+ */
+export function nfaStateCount(g: Grammar, ruleName: string, framedIndex: ReadonlyMap<string, number>): number {
+  const memo = new Map<string, number>();
+  let depth = 0;
+  const count = (n: Node): number => {
+    switch (n.k) {
+      case 'byte':
+        return 0;
+      case 'seq': {
+        let c = Math.max(0, n.items.length - 1);
+        for (const it of n.items) c += count(it);
+        return c;
+      }
+      case 'alt': {
+        let c = 0;
+        for (const it of n.items) c += 2 + count(it);
+        return c;
+      }
+      case 'rep': {
+        const per = 1 + count(n.item);
+        return n.min * per + (n.max === Infinity ? 1 + per : (n.max - n.min) * per);
+      }
+      case 'ref': {
+        if (framedIndex.has(n.name)) return 0;
+        let c = memo.get(n.name);
+        if (c === undefined) {
+          if (depth > 10_000) throw new ConstraintError('rules nest too deeply', where(g, n.name));
+          depth++;
+          c = count(g.rules.get(n.name)!);
+          depth--;
+          memo.set(n.name, c);
+        }
+        return c;
+      }
+    }
+  };
+  return 2 + count(g.rules.get(ruleName)!);
+}
+
 function buildNfa(g: Grammar, ruleName: string, framedIndex: Map<string, number>): { nfa: Nfa; start: number; end: number } {
+  if (nfaStateCount(g, ruleName, framedIndex) > MAX_NFA_STATES) throw tooManyNfaStates(g, ruleName);
   const nfa: Nfa = { eps: [], bytes: [], calls: [] };
   const newState = (): number => {
-    if (nfa.eps.length >= MAX_NFA_STATES) {
-      throw new ConstraintError(`too large: more than ${MAX_NFA_STATES} automaton states (reduce repetition counts or lengths)`, where(g, ruleName));
-    }
+    if (nfa.eps.length >= MAX_NFA_STATES) throw tooManyNfaStates(g, ruleName);
     nfa.eps.push([]);
     nfa.bytes.push([]);
     nfa.calls.push([]);
@@ -557,22 +602,34 @@ function computeDistances(a: Automaton): void {
     }
     return best;
   };
-  const work: number[] = [];
+  // A FIFO queue, each state in it at most once: byte edges all weigh 1, so states settle in
+  // about breadth-first order. A LIFO stack re-relaxed long counted chains (minItems 1000 over
+  // ~50k states) quadratically, ~12 s.
+  const queued = new Uint8Array(G);
+  let work: number[] = [];
   for (let gs = 0; gs < G; gs++) if (a.accepting[gs]) {
     dist[gs] = 0;
     work.push(gs);
+    queued[gs] = 1;
   }
   while (work.length) {
-    const t = work.pop()!;
-    const others = startOf.has(t) ? callersOfRule[startOf.get(t)!]! : [];
-    for (const list of [preds[t]!, others]) {
-      for (const p of list) {
-        const d = relax(p);
-        if (d < dist[p]!) {
-          dist[p] = d;
-          work.push(p);
+    const next: number[] = [];
+    for (const t of work) {
+      queued[t] = 0;
+      const others = startOf.has(t) ? callersOfRule[startOf.get(t)!]! : [];
+      for (const list of [preds[t]!, others]) {
+        for (const p of list) {
+          const d = relax(p);
+          if (d < dist[p]!) {
+            dist[p] = d;
+            if (!queued[p]) {
+              queued[p] = 1;
+              next.push(p);
+            }
+          }
         }
       }
     }
+    work = next;
   }
 }

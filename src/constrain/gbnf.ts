@@ -8,6 +8,7 @@
  */
 import { ConstraintError } from '../errors.js';
 import { EMPTY, alt, ref, rep, seq, utf8Class, type Grammar, type Node } from './grammar.js';
+import { MAX_REPEAT } from './limits.js';
 
 export function parseGbnf(text: string, root = 'root'): Grammar {
   const cps = Array.from(text, (c) => c.codePointAt(0)!);
@@ -172,6 +173,9 @@ export function parseGbnf(text: string, root = 'root'): Grammar {
           if (ch() !== '}') fail('expected "}" to close a repetition', qat);
           if (min === undefined && max === undefined) fail('a repetition needs a count', qat);
           if (max! < (min ?? 0)) fail('repetition maximum below its minimum', qat);
+          // Refused here, before x{n} is unrolled into n copies (limits.ts).
+          const count = max === Infinity ? min ?? 0 : max!;
+          if (count > MAX_REPEAT) fail(`repetition count ${count} is above the limit of ${MAX_REPEAT}`, qat);
           item = rep(item, min ?? 0, max!);
         } else break;
         pos++;

@@ -15,6 +15,7 @@
  */
 import { ConstraintError } from '../errors.js';
 import { EMPTY, NOTHING, alt, byteRange, literal, opt, ref, rep, seq, star, utf8Class, type Grammar, type Node } from './grammar.js';
+import { MAX_ARRAY_ITEMS, MAX_STRING_LENGTH } from './limits.js';
 import { regexToNode } from './regex.js';
 
 type Schema = Record<string, unknown> | boolean;
@@ -409,10 +410,15 @@ class Converter {
     return ref('json-value');
   }
 
-  private count(schema: Record<string, unknown>, key: string, pointer: string): number | undefined {
+  /** A length or item count; above `limit` (limits.ts) it is refused before anything is unrolled. */
+  private count(schema: Record<string, unknown>, key: string, pointer: string, limit: number, unit: string): number | undefined {
     const v = schema[key];
     if (v === undefined) return undefined;
     if (typeof v !== 'number' || !Number.isInteger(v) || v < 0) this.fail(`${pointer}/${key}`, `${key} must be a non-negative integer`);
+    if (v > limit) {
+      const hint = key.startsWith('max') ? '; leave it out for no upper bound' : '';
+      this.fail(`${pointer}/${key}`, `${key} ${v} is above the limit of ${limit} ${unit} (a counted bound is unrolled into automaton states${hint})`);
+    }
     return v;
   }
 
@@ -437,8 +443,8 @@ class Converter {
   }
 
   private string(s: Record<string, unknown>, pointer: string): Node {
-    const minLength = this.count(s, 'minLength', pointer) ?? 0;
-    const maxLength = this.count(s, 'maxLength', pointer) ?? Infinity;
+    const minLength = this.count(s, 'minLength', pointer, MAX_STRING_LENGTH, 'characters') ?? 0;
+    const maxLength = this.count(s, 'maxLength', pointer, MAX_STRING_LENGTH, 'characters') ?? Infinity;
     if (minLength > maxLength) this.fail(pointer, `minLength ${minLength} exceeds maxLength ${maxLength}`);
     if (s.format !== undefined) {
       if (typeof s.format !== 'string') this.fail(`${pointer}/format`, 'format must be a string');
@@ -568,8 +574,8 @@ class Converter {
   }
 
   private array(s: Record<string, unknown>, pointer: string): Node {
-    const minItems = this.count(s, 'minItems', pointer) ?? 0;
-    const maxItems = this.count(s, 'maxItems', pointer) ?? Infinity;
+    const minItems = this.count(s, 'minItems', pointer, MAX_ARRAY_ITEMS, 'items') ?? 0;
+    const maxItems = this.count(s, 'maxItems', pointer, MAX_ARRAY_ITEMS, 'items') ?? Infinity;
     if (minItems > maxItems) this.fail(pointer, `minItems ${minItems} exceeds maxItems ${maxItems}`);
     let prefix: unknown[] = [];
     let rest: unknown = s.items ?? true;

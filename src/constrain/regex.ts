@@ -6,6 +6,7 @@
  */
 import { ConstraintError } from '../errors.js';
 import { EMPTY, NOTHING, alt, rep, seq, utf8Class, type Node } from './grammar.js';
+import { MAX_REPEAT } from './limits.js';
 
 type Ranges = [number, number][];
 
@@ -298,6 +299,8 @@ export function regexToNode(pattern: string, opts: { dotAll?: boolean; where?: s
           return node;
         }
         if (max < min) fail('numbers out of order in {} quantifier', at);
+        // Refused here, before x{n} is unrolled into n copies (limits.ts).
+        if (min > MAX_REPEAT || (max !== Infinity && max > MAX_REPEAT)) fail(`{} quantifier count ${max === Infinity ? min : max} is above the limit of ${MAX_REPEAT}`, at);
       } else return node;
       eat('?'); // lazy: the same language
       node = rep(node, min, max);

@@ -14,7 +14,8 @@
  * Tool calls (the convention, also a base model's: it has none of its own). With tools, the system
  * part lists them, one JSON line each, under a sentence saying how to call one; a call is the tag
  * `<tool_call>` followed by one JSON object on the same line, `{"name": …, "arguments": {…}}`, as
- * the whole assistant turn; a tool's result is a turn of its own:
+ * the whole assistant turn; several calls in one turn are one such line each (CALL_SEPARATOR); a
+ * tool's result is a turn of its own:
  *
  *   {system}\n\n
  *   Tools (to call one, reply <tool_call>{"name": …, "arguments": {…}}):\n
@@ -74,6 +75,8 @@ export interface ToolConvention {
 }
 
 export const TOOL_CALL_TAG = '<tool_call>';
+/** Between the calls of one turn (and after its text): each call on a line of its own. */
+export const CALL_SEPARATOR = '\n';
 
 /** JSON text without its whitespace (a call is one line in the transcript); text that is not JSON as it is. */
 function compactJson(text: string): string {
@@ -103,7 +106,7 @@ export const TOOL_STOP = '\nTool result';
 /** The assistant turn's text: its content, then each call on a line of its own. */
 export function assistantText(m: ChatMessage, convention: ToolConvention = DEFAULT_TOOL_CONVENTION): string {
   const parts = [m.content.trim(), ...(m.toolCalls ?? []).map((c) => convention.renderCall(c))].filter((x) => x !== '');
-  return parts.join('\n');
+  return parts.join(CALL_SEPARATOR);
 }
 
 /** The plain template with another tool convention. */

@@ -9,7 +9,7 @@
  * OpenAI API returns text), `stopReason` is `eos` or `stop_string` only where the server says
  * which (vLLM's and grok-ts's `stop_reason`; otherwise a `stop` finish is reported as `eos`).
  */
-import { UnsupportedError, UsageError } from '../errors.js';
+import { AbortError, UnsupportedError, UsageError } from '../errors.js';
 import { CHAT_STOP } from '../generate/chat-template.js';
 import type { GenerateOptions, GenerationChunk, GenerationResult, StopReason, Usage } from '../generate/sequence.js';
 import { validateGenerateOptions } from '../generate/sequence.js';
@@ -132,6 +132,8 @@ export class RemoteModel implements TextModel {
   private readonly http: HttpClient;
   /** One controller per request in flight, so that abort() and close() can end them all. */
   private readonly inFlight = new Set<AbortController>();
+  /** abort() calls so far: a stream created before one and started after it is aborted too. */
+  private aborts = 0;
   private closed = false;
 
   constructor(
@@ -156,7 +158,7 @@ export class RemoteModel implements TextModel {
    * `done()` must be called when the request ends.
    */
   private track(signal: AbortSignal | undefined): { signal: AbortSignal; done: () => void } {
-    if (this.closed) throw new UsageError('the remote model is closed');
+    this.checkOpen();
     const c = new AbortController();
     const onAbort = () => c.abort(signal!.reason);
     if (signal?.aborted) c.abort(signal.reason);
@@ -169,6 +171,10 @@ export class RemoteModel implements TextModel {
         this.inFlight.delete(c);
       },
     };
+  }
+
+  private checkOpen(): void {
+    if (this.closed) throw new UsageError('the remote model is closed');
   }
 
   /** @internal One JSON request under this model's key, retries and abort. */
@@ -251,6 +257,7 @@ export class RemoteModel implements TextModel {
 
   /** Aborts every generation in flight (each rejects with AbortError); the model stays usable. */
   abort(): void {
+    this.aborts++;
     for (const c of this.inFlight) c.abort();
     this.inFlight.clear();
   }
@@ -266,14 +273,21 @@ export class RemoteModel implements TextModel {
     validateGenerateOptions(options);
     const seed = options.seed ?? Math.floor(Math.random() * 2 ** 31);
     const body = { model: this.modelId, ...input, ...samplingFields(options, seed), stream: true, stream_options: { include_usage: true } };
-    const tracked = this.track(options.signal);
-    const signal = tracked.signal;
+    // A closed model refuses here; the request (and the listener on the caller's signal) starts
+    // with the first next(), so a stream that is never iterated holds nothing.
+    this.checkOpen();
+    const abortsAtCreation = this.aborts;
+    const start = (): { signal: AbortSignal; done: () => void } => {
+      if (this.aborts !== abortsAtCreation) throw new AbortError('the remote model was aborted or closed before this stream started');
+      return this.track(options.signal);
+    };
+    let tracked: { signal: AbortSignal; done: () => void } | undefined;
     const url = `${this.baseUrl}/${endpoint}`;
     const chat = endpoint !== 'completions';
     const { result, resolve, reject } = pendingResult();
     const http = this.http;
     let started = false;
-    async function* produce(): AsyncGenerator<GenerationChunk> {
+    async function* produce(signal: AbortSignal): AsyncGenerator<GenerationChunk> {
       const t0 = performance.now();
       let tFirst: number | undefined;
       let text = '';
@@ -323,23 +337,27 @@ export class RemoteModel implements TextModel {
       [Symbol.asyncIterator]() {
         if (started) throw new UsageError('a generation stream can be iterated once');
         started = true;
-        const inner = produce();
+        let inner: AsyncGenerator<GenerationChunk> | undefined;
         return {
           async next() {
             try {
+              if (!inner) {
+                tracked = start();
+                inner = produce(tracked.signal);
+              }
               const r = await inner.next();
-              if (r.done) tracked.done();
+              if (r.done) tracked!.done();
               return r;
             } catch (err) {
-              tracked.done();
+              tracked?.done();
               reject(err);
               throw err;
             }
           },
           async return() {
             // Leaving early (break) ends the HTTP request too.
-            tracked.done();
-            await inner.return(undefined);
+            tracked?.done();
+            await inner?.return(undefined);
             reject(new UsageError('the stream was closed before generation finished'));
             return { done: true as const, value: undefined };
           },

@@ -1,7 +1,8 @@
 /**
  * A chat request → what its sequences need: the prompt text (tools listed by the template when the
  * model may call one), the stop strings, and for tool calls a fresh constraint per choice (the
- * call's tag, then the tool's parameter schema; generate/tool-call.ts).
+ * call's tag, then the tool's parameter schema, for as many calls as parallel_tool_calls allows;
+ * generate/tool-call.ts).
  */
 import { vocabularyFromTokenizer } from '../constrain/index.js';
 import { TOOL_CALL_TAG, TOOL_STOP } from '../generate/chat-template.js';
@@ -41,5 +42,6 @@ export function planChat(lm: LanguageModel, given: ServerChatTemplate, p: ChatPa
   const compiled = compileFor({ kind: 'json-schema', schema: toolCallSchema(p.tools, named) }, lm.tokenizer);
   const vocab = vocabularyFromTokenizer(lm.tokenizer);
   const mode = p.toolChoice === 'auto' ? 'auto' : 'required';
-  return { prompt, stop, constraint: () => new ToolCallConstraint(vocab, compiled.matcher(), mode, tag), toolCallTag: tag };
+  const maxCalls = p.parallelToolCalls ? Infinity : 1;
+  return { prompt, stop, constraint: () => new ToolCallConstraint(vocab, () => compiled.matcher(), mode, tag, maxCalls), toolCallTag: tag };
 }

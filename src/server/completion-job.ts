@@ -52,9 +52,9 @@ export interface Job {
   readonly toolCallTag?: string;
 }
 
-/** A call's finish reason: `tool_calls` when the call was complete, `length` when max_tokens cut it. */
-function callFinish(r: GenerationResult): FinishReason {
-  return r.finishReason === 'stop' ? 'tool_calls' : 'length';
+/** A reply of calls: `tool_calls` when every call was complete, `length` when max_tokens cut one. */
+function callFinish(r: GenerationResult, parser: ToolCallParser): FinishReason {
+  return r.finishReason === 'stop' || parser.complete ? 'tool_calls' : 'length';
 }
 
 /**
@@ -199,10 +199,11 @@ class JsonOutput implements Output {
       const lps = job.logprobs ? (r.logprobs ?? []) : undefined;
       if (job.kind === 'chat' && job.toolCallTag !== undefined) {
         const parser = new ToolCallParser(job.toolCallTag);
-        parser.push(r.text);
-        parser.finish();
-        if (parser.isCall && parser.name !== undefined) {
-          return chatToolCallChoice(index, { id: newToolCallId(), name: parser.name, arguments: parser.argumentsText }, callFinish(r), lps ? chatLogprobs(lps) : null);
+        const events = [...parser.push(r.text), ...parser.finish()];
+        if (parser.isCall) {
+          const calls = parser.calls.map((c) => ({ id: newToolCallId(), name: c.name, arguments: c.arguments }));
+          const after = events.flatMap((e) => (e.kind === 'content' ? [e.text] : [])).join('').trim();
+          return chatToolCallChoice(index, calls, after === '' ? null : after, callFinish(r, parser), lps ? chatLogprobs(lps) : null);
         }
       }
       if (job.kind === 'chat') return chatChoice(index, r.text.trim(), r.finishReason, lps ? chatLogprobs(lps) : null);
@@ -229,7 +230,7 @@ class StreamOutput implements Output {
     this.left = job.choices.length;
   }
 
-  /** A tool-call reply's events as OpenAI's deltas: the call opens with its id and name, then arguments arrive in pieces. */
+  /** A tool-call reply's events as OpenAI's deltas: each call opens with its index, id and name, then its arguments arrive in pieces. */
   private callEvents(i: number, events: ReturnType<ToolCallParser['push']>, lps: TokenLogprob[]): boolean {
     let ok = true;
     for (const e of events) {
@@ -239,10 +240,11 @@ class StreamOutput implements Output {
         this.open(i);
         ok = this.send([chatDeltaChoice(i, { content: text }, null, this.job.logprobs ? chatLogprobs(lps) : null)]) && ok;
       } else if (e.kind === 'call') {
+        const first = !this.opened[i];
         this.opened[i] = true;
-        ok = this.send([chatDeltaChoice(i, toolCallOpenDelta(newToolCallId(), e.name), null, null)]) && ok;
+        ok = this.send([chatDeltaChoice(i, toolCallOpenDelta(e.index, newToolCallId(), e.name, first), null, null)]) && ok;
       } else {
-        ok = this.send([chatDeltaChoice(i, toolCallArgumentsDelta(e.text), null, null)]) && ok;
+        ok = this.send([chatDeltaChoice(i, toolCallArgumentsDelta(e.index, e.text), null, null)]) && ok;
       }
     }
     return ok;
@@ -274,7 +276,7 @@ class StreamOutput implements Output {
     if (parser) {
       this.callEvents(i, parser.finish(), []);
       this.open(i);
-      this.send([chatDeltaChoice(i, {}, parser.isCall ? callFinish(r) : r.finishReason, null)]);
+      this.send([chatDeltaChoice(i, {}, parser.isCall ? callFinish(r, parser) : r.finishReason, null)]);
     } else if (this.job.kind === 'chat') {
       this.open(i);
       this.send([chatDeltaChoice(i, {}, r.finishReason, null)]);

@@ -117,19 +117,23 @@ export function toolCallJson(id: string, name: string, args: string): object {
   return { id, type: 'function', function: { name, arguments: args } };
 }
 
-/** A reply that is a tool call: no content, the call, and finish reason `tool_calls` (or `length` when cut). */
-export function chatToolCallChoice(index: number, call: { id: string; name: string; arguments: string }, finishReason: FinishReason, logprobs: ReturnType<typeof chatLogprobs> | null): object {
-  return { index, message: { role: 'assistant', content: null, refusal: null, tool_calls: [toolCallJson(call.id, call.name, call.arguments)] }, logprobs, finish_reason: finishReason };
+/** A reply that is tool calls: no content (unless text followed them), the calls in order, and finish reason `tool_calls` (or `length` when cut). */
+export function chatToolCallChoice(index: number, calls: readonly { id: string; name: string; arguments: string }[], content: string | null, finishReason: FinishReason, logprobs: ReturnType<typeof chatLogprobs> | null): object {
+  return { index, message: { role: 'assistant', content, refusal: null, tool_calls: calls.map((c) => toolCallJson(c.id, c.name, c.arguments)) }, logprobs, finish_reason: finishReason };
 }
 
-/** The first delta of a streamed call: role, the call's id, type and name, empty arguments (as OpenAI streams it). */
-export function toolCallOpenDelta(id: string, name: string): object {
-  return { role: 'assistant', content: null, tool_calls: [{ index: 0, id, type: 'function', function: { name, arguments: '' } }], refusal: null };
+/**
+ * The first delta of streamed call `callIndex`: its id, type and name, empty arguments; the
+ * choice's first delta also carries the role (as OpenAI streams them).
+ */
+export function toolCallOpenDelta(callIndex: number, id: string, name: string, first: boolean): object {
+  const call = { index: callIndex, id, type: 'function', function: { name, arguments: '' } };
+  return first ? { role: 'assistant', content: null, tool_calls: [call], refusal: null } : { tool_calls: [call] };
 }
 
-/** A streamed piece of a call's arguments. */
-export function toolCallArgumentsDelta(text: string): object {
-  return { tool_calls: [{ index: 0, function: { arguments: text } }] };
+/** A streamed piece of call `callIndex`'s arguments. */
+export function toolCallArgumentsDelta(callIndex: number, text: string): object {
+  return { tool_calls: [{ index: callIndex, function: { arguments: text } }] };
 }
 
 export function chatDeltaChoice(index: number, delta: { role?: 'assistant'; content?: string } | object, finishReason: FinishReason | null, logprobs: ReturnType<typeof chatLogprobs> | null): object {

@@ -60,6 +60,8 @@ export interface ChatParams extends CommonParams {
   /** The functions the model may call (empty: none). */
   readonly tools: ToolSpec[];
   readonly toolChoice: ToolChoice;
+  /** `parallel_tool_calls` (default true, as OpenAI's): several calls in one reply; false stops after the first. */
+  readonly parallelToolCalls: boolean;
   /** `logprobs: true`, with `top_logprobs` alternatives. */
   readonly logprobs: boolean;
   readonly topLogprobs: number;
@@ -432,8 +434,7 @@ export function parseChatRequest(body: unknown, limits: SchemaLimits): ChatParam
     ...CHAT_UNSUPPORTED,
   ]);
   for (const name of CHAT_UNSUPPORTED) if (f.raw(name) !== undefined) throw unsupported(name, name.replace(/_/g, ' '));
-  // One call per reply at most: parallel_tool_calls is accepted, and false is what this server does anyway.
-  f.boolean('parallel_tool_calls');
+  const parallelToolCalls = f.boolean('parallel_tool_calls') ?? true;
   const tools = parseTools(f);
   const toolChoice = parseToolChoice(f, tools);
   const maxTokens = f.number('max_tokens', { integer: true, min: 1 });
@@ -452,6 +453,7 @@ export function parseChatRequest(body: unknown, limits: SchemaLimits): ChatParam
     ...common,
     tools,
     toolChoice,
+    parallelToolCalls,
     messages: parseMessages(f.raw('messages')),
     logprobs,
     topLogprobs: topLogprobs ?? 0,
