@@ -4,6 +4,7 @@
  * all run through this one object.
  */
 import * as fs from 'node:fs';
+import * as os from 'node:os';
 import type { Kernels } from './backend/kernels.js';
 import { jsKernels } from './backend/js/kernels.js';
 import { createWasmKernels, wasmAvailable, type WasmKernels } from './backend/wasm/index.js';
@@ -71,6 +72,12 @@ export interface LoadOptions {
   readonly expertReaders?: number;
   /** Prefetch layer l+1's experts predicted through its router from layer l (default off: measured no gain on random routing). */
   readonly predictExperts?: boolean;
+  /**
+   * Read streamed Q8_0 experts with O_DIRECT, bypassing the page cache (where the file system
+   * allows it). Default: when the budget is at least half the machine's RAM, where the cache under
+   * the budget is the larger one and the page cache would only hold second copies and readahead.
+   */
+  readonly expertDirectReads?: boolean;
   /**
    * Read experts on first use (and in the background after load) instead of packing every weight
    * before the first token. Default: on the wasm backend when every expert lies in a plain file
@@ -444,6 +451,7 @@ async function loadLocalModel(modelPath: string | undefined, options: LoadOption
         cache = wk.streamExperts(groups, plan.slots, {
           ...(options.evictionPolicy ? { policy: options.evictionPolicy } : {}),
           readers,
+          directReads: options.expertDirectReads ?? (plan.mode === 'stream' && plan.budgetBytes !== undefined && plan.budgetBytes >= os.totalmem() / 2),
         });
         hooks = new StreamingHooks(files.weights, kernels, cache, {
           predict: options.predictExperts ?? false, ...(options.onRoute ? { onRoute: options.onRoute } : {}), fillInFlight: lazy ? Math.max(1, readers) : 0,

@@ -5,10 +5,10 @@
  */
 import * as fs from 'node:fs';
 import { parentPort, workerData } from 'node:worker_threads';
-import { FileAccessError } from '../../errors.js';
+import { FileAccessError, FormatError } from '../../errors.js';
 import { outMajorRowSize } from '../../tensor/rows.js';
 import { packQuads, partBytes, planFor } from './layout.js';
-import { FileRangeLinear, READER_ERROR_BYTES, readFully, STAGE_BYTES, type ReaderInit, type ReaderJob } from './expert-reader.js';
+import { DIRECT_ALIGN, FileRangeLinear, READER_ERROR_BYTES, READER_STAGE_ALLOC, readFully, STAGE_BYTES, type ReaderInit, type ReaderJob } from './expert-reader.js';
 import { checkIdentity } from './file-identity.js';
 import { packKernels, packQ8_0Staged, type PackKernels } from './pack-kernels.js';
 
@@ -18,6 +18,8 @@ const errors = new Uint8Array(init.errors);
 const memories: WebAssembly.Memory[] = [];
 const packers: PackKernels[] = [];
 const fds = new Map<string, number>();
+/** O_DIRECT descriptors by file; undefined where the file system refused O_DIRECT (then reads are buffered). */
+const directFds = new Map<string, number | undefined>();
 
 function fdOf(file: string): number {
   let fd = fds.get(file);
@@ -28,15 +30,59 @@ function fdOf(file: string): number {
   return fd;
 }
 
+function directFdOf(file: string): number | undefined {
+  if (!directFds.has(file)) {
+    let fd: number | undefined;
+    try {
+      fd = fs.constants.O_DIRECT === undefined ? undefined : fs.openSync(file, fs.constants.O_RDONLY | fs.constants.O_DIRECT);
+    } catch {
+      fd = undefined; // tmpfs and some others: EINVAL
+    }
+    directFds.set(file, fd);
+  }
+  return directFds.get(file);
+}
+
+const alignUp = (n: number) => Math.ceil(n / DIRECT_ALIGN) * DIRECT_ALIGN;
+
+/**
+ * Reads `bytes` at file offset `at` into memory with O_DIRECT, from the aligned address at or after
+ * `stage`: the read starts at the block boundary below `at` and ends at the one above, so the
+ * bytes wanted begin `at mod 4096` bytes in; returns their address, or undefined when the file
+ * system refused the read (EINVAL: then the caller reads buffered).
+ */
+function readDirect(fd: number, memory: WebAssembly.Memory, stage: number, file: string, name: string, at: number, bytes: number): number | undefined {
+  const from = Math.floor(at / DIRECT_ALIGN) * DIRECT_ALIGN;
+  const shift = at - from;
+  const base = alignUp(stage);
+  const view = new Uint8Array(memory.buffer, base, alignUp(shift + bytes));
+  let done = 0;
+  while (done < shift + bytes) {
+    let got: number;
+    try {
+      got = fs.readSync(fd, view, done, view.length - done, from + done);
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === 'EINVAL' && done === 0) return undefined;
+      throw new FileAccessError({ file, offset: from + done, expected: 'a readable regular file', found: (err as Error).message, cause: err });
+    }
+    // a short read ends at the end of the file: only a file that shrank ends before the bytes wanted
+    if (got <= 0 || (done + got < shift + bytes && got % DIRECT_ALIGN !== 0)) {
+      throw new FormatError({ file, offset: from + done + Math.max(0, got), expected: `${shift + bytes - done} more bytes of ${name}`, found: 'end of file (the file shrank while the model was running?)' });
+    }
+    done += got;
+  }
+  return base + shift;
+}
+
 function run(job: ReaderJob): void {
   if (job.memory) memories[job.shard] = job.memory;
   const memory = memories[job.shard];
   if (!memory) throw new Error(`reader: memory shard ${job.shard} was never sent`);
   // The main thread grows shared memories; this thread's buffer object can still have the old
   // length (V8 refreshes it at interrupt checks), and grow(0) brings it up to date.
-  const end = Math.max(job.ptr + job.bytes, job.stage === undefined ? 0 : job.stage + STAGE_BYTES);
+  const end = Math.max(job.ptr + job.bytes, job.stage === undefined ? 0 : job.stage + READER_STAGE_ALLOC);
   if (end > memory.buffer.byteLength) memory.grow(0);
-  if (job.stage !== undefined && job.stage + STAGE_BYTES > memory.buffer.byteLength) throw new Error(`reader: staging at ${job.stage} lies beyond memory shard ${job.shard}'s ${memory.buffer.byteLength} bytes`);
+  if (job.stage !== undefined && job.stage + READER_STAGE_ALLOC > memory.buffer.byteLength) throw new Error(`reader: staging at ${job.stage} lies beyond memory shard ${job.shard}'s ${memory.buffer.byteLength} bytes`);
   if (job.ptr + job.bytes > memory.buffer.byteLength) throw new Error(`reader: slot at ${job.ptr} + ${job.bytes} lies beyond memory shard ${job.shard}'s ${memory.buffer.byteLength} bytes`);
   const dst = new Uint8Array(memory.buffer, job.ptr, job.bytes);
   for (const p of job.parts) {
@@ -55,8 +101,17 @@ function run(job: ReaderJob): void {
     if (!plan) throw new Error(`${p.name}: no packed layout`);
     if (plan.kind === 'q8_0' && job.stage !== undefined && 8 * rowSize <= STAGE_BYTES) {
       // stored rows read straight into the staging area, then repacked in wasm
-      const fill = (first: number, into: Uint8Array) => readFully(fd, p.file, p.name, into, p.offset + first * rowSize);
-      packQ8_0Staged(packers[job.shard] ??= packKernels(memory), memory, job.stage, STAGE_BYTES, plan, 0, plan.quads, job.ptr + p.dstOffset, fill);
+      const stage = job.stage;
+      const stageRows = (first: number, bytes: number): number => {
+        const at = p.offset + first * rowSize;
+        const dfd = job.direct ? directFdOf(p.file) : undefined;
+        const src = dfd === undefined ? undefined : readDirect(dfd, memory, stage, p.file, p.name, at, bytes);
+        if (src !== undefined) return src;
+        if (dfd !== undefined) directFds.set(p.file, undefined); // refused: buffered from now on
+        readFully(fd, p.file, p.name, new Uint8Array(memory.buffer, stage, bytes), at);
+        return stage;
+      };
+      packQ8_0Staged(packers[job.shard] ??= packKernels(memory), memory, STAGE_BYTES, plan, 0, plan.quads, job.ptr + p.dstOffset, stageRows);
       continue;
     }
     // the JavaScript packers write into zeroed memory (only this part's: other readers fill the rest of the slot)
@@ -65,3 +120,20 @@ function run(job: ReaderJob): void {
     packQuads(plan, w, 0, plan.quads, out);
   }
 }
+
+parentPort!.on('message', (job: ReaderJob) => {
+  let code = 1;
+  try {
+    run(job);
+  } catch (err) {
+    code = 2;
+    const e = err as Error & { file?: string; offset?: number; expected?: string; found?: string };
+    const json = JSON.stringify({ kind: e.name, message: e.message, file: e.file, offset: e.offset, expected: e.expected, found: e.found });
+    const bytes = new TextEncoder().encode(json).subarray(0, READER_ERROR_BYTES - 1);
+    const at = job.idx * READER_ERROR_BYTES;
+    errors.fill(0, at, at + READER_ERROR_BYTES);
+    errors.set(bytes, at);
+  }
+  Atomics.store(status, job.idx, code);
+  Atomics.notify(status, job.idx);
+});

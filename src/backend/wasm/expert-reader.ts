@@ -17,8 +17,12 @@ import { loadGroupNow, type ExpertLoader, type LoadJob } from './expert-cache.js
 import { weightFile, type FileIdentities, type FileIdentity } from './file-identity.js';
 import type { Shard } from './runtime.js';
 
-/** Bytes of one reader's staging area in a shard: the size of its positioned reads. */
+/** Bytes of stored rows one reader stages in a shard at a time: the size of its positioned reads. */
 export const STAGE_BYTES = 8 << 20;
+/** Direct reads are aligned to this (address, offset and length). */
+export const DIRECT_ALIGN = 4096;
+/** A reader's staging allocation: STAGE_BYTES, plus room to align a direct read's start and end. */
+export const READER_STAGE_ALLOC = STAGE_BYTES + 3 * DIRECT_ALIGN;
 
 /**
  * Reads in flight at most (one status word and error text each, taken from a free list and given
@@ -45,8 +49,10 @@ export interface ReaderJob {
   readonly idx: number;
   readonly shard: number;
   readonly memory?: WebAssembly.Memory;
-  /** This reader's staging area in the shard (STAGE_BYTES), when one could be allocated: stored rows are read into it and repacked in wasm. */
+  /** This reader's staging area in the shard (READER_STAGE_ALLOC bytes), when one could be allocated: stored rows are read into it and repacked in wasm. */
   readonly stage?: number;
+  /** Read Q8_0 parts with O_DIRECT where the file system allows it. */
+  readonly direct: boolean;
   readonly ptr: number;
   readonly bytes: number;
   readonly parts: readonly ReaderPart[];
@@ -109,6 +115,7 @@ export class ReaderLoader implements ExpertLoader {
     private readonly relaxed: boolean,
     private readonly ids: FileIdentities,
     private readonly allocStage: ((shard: Shard) => number | undefined) | undefined,
+    private readonly direct: boolean,
   ) {
     this.status = new Int32Array(init.status);
     this.errors = new Uint8Array(init.errors);
@@ -133,8 +140,8 @@ export class ReaderLoader implements ExpertLoader {
   /** Each reader's staging area per shard (undefined: none could be allocated; the reader packs in JavaScript). */
   private readonly stages: Map<number, number | undefined>[] = [];
 
-  /** `allocStage` reserves STAGE_BYTES in a shard for a reader's reads (not counted as resident weights). */
-  static create(readers: number, panel: number, relaxed: boolean, ids: FileIdentities, allocStage?: (shard: Shard) => number | undefined): ReaderLoader {
+  /** `allocStage` reserves READER_STAGE_ALLOC bytes in a shard for a reader's reads (not counted as resident weights). */
+  static create(readers: number, panel: number, relaxed: boolean, ids: FileIdentities, allocStage?: (shard: Shard) => number | undefined, direct = false): ReaderLoader {
     const init: ReaderInit = { status: new SharedArrayBuffer(RING * 4), errors: new SharedArrayBuffer(RING * ERROR_BYTES) };
     const url = new URL('./expert-reader-worker.js', import.meta.url);
     const workers: Worker[] = [];
@@ -143,7 +150,7 @@ export class ReaderLoader implements ExpertLoader {
       w.unref();
       workers.push(w);
     }
-    return new ReaderLoader(workers, init, panel, relaxed, ids, allocStage);
+    return new ReaderLoader(workers, init, panel, relaxed, ids, allocStage, direct);
   }
 
   start(job: LoadJob): number {
@@ -174,7 +181,7 @@ export class ReaderLoader implements ExpertLoader {
       const stage = stages.get(shard.index);
       const msg: ReaderJob = {
         idx, shard: shard.index, ...(first ? { memory: shard.memory } : {}), ...(stage !== undefined ? { stage } : {}), ptr: job.slot.ptr, bytes: job.layout.bytes,
-        parts: [part], panel: this.panel, relaxed: this.relaxed,
+        parts: [part], panel: this.panel, relaxed: this.relaxed, direct: this.direct,
       };
       this.workers[r]!.postMessage(msg);
       this.outstanding[r]!++;

@@ -20,7 +20,7 @@ import { MemoryLinear } from '../../tensor/linear.js';
 import { kernelName } from './block-format.js';
 import { BLOCK_FORMATS } from './formats/index.js';
 import { ExpertCache, expertLayout, SyncLoader, type EvictionPolicy } from './expert-cache.js';
-import { ReaderLoader, STAGE_BYTES } from './expert-reader.js';
+import { READER_STAGE_ALLOC, ReaderLoader, STAGE_BYTES } from './expert-reader.js';
 import { FileIdentities } from './file-identity.js';
 
 export interface ExpertStreamOptions {
@@ -28,6 +28,13 @@ export interface ExpertStreamOptions {
   readonly policy?: EvictionPolicy;
   /** Reader threads that read and pack experts while the kernels compute; 0 loads on the calling thread (default 4). */
   readonly readers?: number;
+  /**
+   * Q8_0 experts read with O_DIRECT (where the file system allows it): no kernel readahead past
+   * what a load needs (8 MB here, so up to a third more bytes from storage per expert) and no
+   * second copy in the page cache. Pays when the budget is most of the RAM; a small budget gains
+   * more from the page cache the OS keeps beside it (default false).
+   */
+  readonly directReads?: boolean;
 }
 
 export interface WasmKernelOptions {
@@ -313,7 +320,7 @@ class WasmBackend implements WasmKernels {
     if (!(Number.isInteger(readers) && readers >= 0 && readers <= 16)) throw new UsageError(`readers must be an integer from 0 to 16, got ${readers}`, 'readers');
     const ids = new FileIdentities();
     ids.record(groups.flat());
-    const loader = readers > 0 ? ReaderLoader.create(readers, this.panelInputs, this.relaxed, ids, (shard) => shard.alloc(STAGE_BYTES)) : new SyncLoader(ids);
+    const loader = readers > 0 ? ReaderLoader.create(readers, this.panelInputs, this.relaxed, ids, (shard) => shard.alloc(READER_STAGE_ALLOC), opts.directReads ?? false) : new SyncLoader(ids);
     const cache = new ExpertCache(groups, layouts, slots, (bytes) => this.allocSlot(bytes), loader, opts.policy ? { policy: opts.policy } : {});
     groups.forEach((ws, group) => ws.forEach((w, index) => this.streamed.set(w, { cache, group, index, plan: layouts[group]!.plans[index]! })));
     this.caches.push(cache);
@@ -368,7 +375,10 @@ class WasmBackend implements WasmKernels {
       if (stage !== undefined && 8 * (plan.inDim / 32) * 34 <= STAGE_BYTES) {
         // the wasm repack (pack-kernels.ts): ≈ 10× the JavaScript one, which set the start's pace
         const rowBytes = (plan.inDim / 32) * 34;
-        packQ8_0Staged(stage.k, shard.memory, stage.ptr, STAGE_BYTES, plan, q, q + n, ptr, (first, into) => into.set(w.rowBytes(first, into.length / rowBytes)));
+        packQ8_0Staged(stage.k, shard.memory, STAGE_BYTES, plan, q, q + n, ptr, (first, bytes) => {
+          shard.u8.set(w.rowBytes(first, bytes / rowBytes), stage.ptr);
+          return stage.ptr;
+        });
       } else {
         packQuads(plan, w, q, q + n, shard.u8.subarray(ptr, ptr + bytes));
       }

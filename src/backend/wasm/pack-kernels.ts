@@ -118,14 +118,15 @@ export function packKernels(memory: WebAssembly.Memory): PackKernels {
 }
 
 /**
- * Packs quads q0..q1-1 of a Q8_0 weight (plan) into `dst` of `memory` the way packQuads would,
- * through a staging area [stage, stage + stageBytes) of the same memory: as many 8-row units at a
- * time as fit are staged by `fill(firstRow, into)` (stored rows firstRow.., into.length bytes),
- * rows past the weight's end zeroed, and repacked in one call.
+ * Packs quads q0..q1-1 of a Q8_0 weight (plan) into `dst` of `memory` the way packQuads would, as
+ * many 8-row units at a time as `stageBytes` of stored rows hold: `stage(firstRow, bytes)` puts
+ * the stored rows firstRow.. (`bytes` of them) somewhere in `memory` and returns where, with room
+ * after them for the zeros that stand for rows past the weight's end (up to 8 rows); one call
+ * repacks each batch.
  */
 export function packQ8_0Staged(
-  k: PackKernels, memory: WebAssembly.Memory, stage: number, stageBytes: number,
-  plan: PackPlan, q0: number, q1: number, dst: number, fill: (firstRow: number, into: Uint8Array) => void,
+  k: PackKernels, memory: WebAssembly.Memory, stageBytes: number,
+  plan: PackPlan, q0: number, q1: number, dst: number, stage: (firstRow: number, bytes: number) => number,
 ): void {
   const rowBytes = (plan.inDim / 32) * 34;
   const units = (q1 - q0) / 2;
@@ -136,9 +137,8 @@ export function packQ8_0Staged(
     const n = Math.min(perCall, units - u);
     const first = 4 * q0 + 8 * u;
     const rows = Math.max(0, Math.min(plan.outDim - first, 8 * n));
-    const view = new Uint8Array(memory.buffer, stage, 8 * n * rowBytes);
-    fill(first, view.subarray(0, rows * rowBytes));
-    view.fill(0, rows * rowBytes);
-    k.pack_q8_0(stage, rowBytes, plan.inDim / 32, n, u, units, bpp, dst);
+    const src = stage(first, rows * rowBytes);
+    if (rows < 8 * n) new Uint8Array(memory.buffer, src + rows * rowBytes, (8 * n - rows) * rowBytes).fill(0);
+    k.pack_q8_0(src, rowBytes, plan.inDim / 32, n, u, units, bpp, dst);
   }
 }
