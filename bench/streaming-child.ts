@@ -2,13 +2,14 @@
  * One grok-ts run of the streaming benchmark in its own process (so peak RSS and /proc/self/io
  * belong to this run alone): load under a memory budget, time to first token, then greedy decode
  * steps. Prints one JSON line. Run as
- * `node dist/bench/streaming-child.js MODEL.gguf BUDGET_BYTES|resident TOKENS THREADS [policy] [readers] [predict 0|1] [lazy|eager]`.
+ * `node dist/bench/streaming-child.js MODEL.gguf BUDGET_BYTES|resident TOKENS THREADS [policy] [readers] [predict 0|1] [lazy|eager] [direct|buffered]`
+ * (an empty argument keeps the default).
  */
 import { loadModel } from '../src/language-model.js';
 import { diskReadBytes } from './proc-io.js';
 
 async function main(): Promise<void> {
-  const [file, budgetArg, tokensArg, threadsArg, policy, readersArg, predictArg, startArg] = process.argv.slice(2);
+  const [file, budgetArg, tokensArg, threadsArg, policy, readersArg, predictArg, startArg, readsArg] = process.argv.slice(2);
   const tokens = Number(tokensArg);
   const t0 = performance.now();
   const trace: number[][] = [];
@@ -21,6 +22,7 @@ async function main(): Promise<void> {
     ...(readersArg ? { expertReaders: Number(readersArg) } : {}),
     predictExperts: predictArg === '1',
     ...(startArg === 'eager' ? { lazyExperts: false } : {}),
+    ...(readsArg ? { expertDirectReads: readsArg === 'direct' } : {}),
     onRoute: (layer, experts) => {
       if (layer === 0) step++;
       (trace[step] ??= []).push(layer, experts.length, ...experts);
@@ -87,6 +89,7 @@ async function main(): Promise<void> {
     residentBytes: m.residentBytes,
     kvBytes: (lm.kernels as { arenaBytes?: number }).arenaBytes ?? 0,
     slots: m.slots,
+    policy: m.cache?.policy ?? '',
     experts: m.experts,
     consecutiveOverlap: pairs ? same / pairs : NaN,
     trace: trace.slice(trace.length - decoded),

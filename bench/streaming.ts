@@ -117,7 +117,7 @@ export function replayHitRate(trace: readonly (readonly number[])[], experts: nu
 
 interface ChildResult {
   loadS: number; ttftS: number; decodeTokS: number; decodedTokens: number; bytesReadPerToken: number; diskBytesPerToken: number;
-  hitRate: number; waitSPerToken: number; peakRssBytes: number; residentBytes: number; kvBytes: number; slots: number; experts: number;
+  hitRate: number; waitSPerToken: number; peakRssBytes: number; residentBytes: number; kvBytes: number; slots: number; policy: string; experts: number;
   consecutiveOverlap: number; trace: number[][];
 }
 
@@ -249,7 +249,7 @@ export async function benchStreaming(log: (l: string) => void, cacheDir: string,
       }
       let r: ChildResult;
       try {
-        r = runChild('streaming-child.js', [file, String(budget), String(tokens), String(threads), 'lru', '', predict ? '1' : '0'], 3600_000) as ChildResult;
+        r = runChild('streaming-child.js', [file, String(budget), String(tokens), String(threads), '', '', predict ? '1' : '0'], 3600_000) as ChildResult;
       } catch (err) {
         log(`budget ${gib} GiB: ${(err as Error).message.split('\n')[0]}`);
         continue;
@@ -268,7 +268,7 @@ export async function benchStreaming(log: (l: string) => void, cacheDir: string,
       out[k('slots')] = r.slots;
       out[k('consecutive_overlap')] = r.consecutiveOverlap;
       const replay = POLICIES.map((p) => `${p} ${(100 * replayHitRate(r.trace, r.experts, E, r.slots, p)).toFixed(1)} %`).join(', ');
-      log(`budget ${gib} GiB${predict ? ' with next-layer prediction' : ''} (${r.slots} of ${r.experts} experts cached): decode ${r.decodeTokS.toFixed(3)} tok/s over ${r.decodedTokens} tokens, TTFT ${r.ttftS.toFixed(1)} s (load ${r.loadS.toFixed(1)} s), ` +
+      log(`budget ${gib} GiB${predict ? ' with next-layer prediction' : ''} (${r.slots} of ${r.experts} experts cached, ${r.policy}): decode ${r.decodeTokS.toFixed(3)} tok/s over ${r.decodedTokens} tokens, TTFT ${r.ttftS.toFixed(1)} s (load ${r.loadS.toFixed(1)} s), ` +
         `${(r.bytesReadPerToken / 1e9).toFixed(2)} GB/token read (${(r.diskBytesPerToken / 1e9).toFixed(2)} from storage), hit rate ${(100 * r.hitRate).toFixed(1)} %, ` +
         `waiting ${r.waitSPerToken.toFixed(2)} s/token, peak RSS ${(r.peakRssBytes / GiB).toFixed(2)} GiB (bound ${((budget + r.kvBytes + 1e9) / GiB).toFixed(2)}), ` +
         `consecutive-token overlap ${(100 * r.consecutiveOverlap).toFixed(0)} %; policies replayed on this trace: ${replay}`);

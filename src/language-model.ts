@@ -66,7 +66,13 @@ export interface LoadOptions {
    * stating the minimum. A budget that holds every weight changes nothing.
    */
   readonly memoryBudget?: number | string;
-  /** Which cached expert a load evicts under a budget: 'lru' (default), 'lfu' or 'decay'. */
+  /**
+   * Which cached expert a load evicts under a budget: 'lru', 'lfu' or 'decay'. Default: LRU when
+   * the cache holds at least one token's experts (layers × top-K), else LFU: a forward pass visits
+   * the layers in order, so a cache smaller than that is a cyclic scan for LRU, which then evicts
+   * every expert just before its next use (0 % hits on uniform routing, where LFU keeps ≈ slots /
+   * experts; bench/streaming.ts replays both).
+   */
   readonly evictionPolicy?: EvictionPolicy;
   /** Reader threads for expert loads under a budget (default 4; 0 = read on the main thread). */
   readonly expertReaders?: number;
@@ -117,6 +123,11 @@ async function makeKernels(name: BackendName, threads: number | undefined): Prom
     return jsKernels;
   }
   return createWasmKernels(threads ? { threads } : {});
+}
+
+/** See LoadOptions.evictionPolicy. */
+export function defaultEvictionPolicy(slots: number, c: GrokConfig): EvictionPolicy {
+  return slots >= c.numLayers * c.numSelectedExperts ? 'lru' : 'lfu';
 }
 
 /**
@@ -449,7 +460,7 @@ async function loadLocalModel(modelPath: string | undefined, options: LoadOption
         (options.lazyExperts ?? (readers > 0 && groups.every((g) => g.every((x) => weightFile(x) !== undefined && wk.packedSize!(x) !== undefined))));
       if ((plan.mode === 'stream' || lazy) && wk.streamExperts) {
         cache = wk.streamExperts(groups, plan.slots, {
-          ...(options.evictionPolicy ? { policy: options.evictionPolicy } : {}),
+          policy: options.evictionPolicy ?? defaultEvictionPolicy(plan.slots, files.weights.config),
           readers,
           directReads: options.expertDirectReads ?? (plan.mode === 'stream' && plan.budgetBytes !== undefined && plan.budgetBytes >= os.totalmem() / 2),
         });

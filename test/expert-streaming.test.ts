@@ -191,3 +191,20 @@ fixtureTest('memory reports: the server health form under a budget, and the js b
   }
   await assert.rejects(loadModel(file, { backend: 'js', memoryBudget: 1000 }), MemoryBudgetError);
 });
+
+fixtureTest('default eviction policy: LFU while the cache holds less than one token of experts (LRU would cycle), LRU from there on; an explicit one is kept', async () => {
+  const file = shared('fixtures', 'gguf', 'mini-q8_0.gguf');
+  const m = await withModel(file, { lazyExperts: false }, (lm) => lm.memory);
+  const perToken = await withModel(file, { memoryBudget: m.minimumBytes }, (lm) => {
+    const c = lm.config;
+    assert.equal(lm.memory.slots, c.numSelectedExperts);
+    assert.equal(lm.memory.cache!.policy, 'lfu');
+    return c.numLayers * c.numSelectedExperts;
+  });
+  assert.ok(m.experts > perToken, 'the fixture must have room for a token of experts and more');
+  await withModel(file, { memoryBudget: m.totalBytes - 1 }, (lm) => {
+    assert.ok(lm.memory.slots >= perToken);
+    assert.equal(lm.memory.cache!.policy, 'lru');
+  });
+  await withModel(file, { memoryBudget: m.minimumBytes, evictionPolicy: 'decay' }, (lm) => assert.equal(lm.memory.cache!.policy, 'decay'));
+});

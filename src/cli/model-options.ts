@@ -24,7 +24,8 @@ export const MODEL_HELP = `Model:
                          1024): non-expert weights stay resident, experts are read from the file
                          into a cache of the rest as the router picks them (default: all resident;
                          \`grok-ts inspect\` prints the minimum)
-      --eviction-policy P   which cached expert a load replaces: lru (default), lfu or decay`;
+      --eviction-policy P   which cached expert a load replaces: lru, lfu or decay (default:
+                         lru when the cache holds a token's experts, else lfu)`;
 
 export async function openModel(ctx: CommandContext): Promise<LanguageModel> {
   const backend = str(ctx, 'backend') ?? 'auto';
