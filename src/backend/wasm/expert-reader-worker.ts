@@ -111,9 +111,11 @@ function run(job: ReaderJob): void {
         readFully(fd, p.file, p.name, new Uint8Array(memory.buffer, stage, bytes), at);
         return stage;
       };
-      packQ8_0Staged(packers[job.shard] ??= packKernels(memory), memory, STAGE_BYTES, plan, 0, plan.quads, job.ptr + p.dstOffset, stageRows);
+      const [from, to] = p.units ?? [0, plan.quads / 2];
+      packQ8_0Staged(packers[job.shard] ??= packKernels(memory), memory, STAGE_BYTES, plan, 0, plan.quads, job.ptr + p.dstOffset, stageRows, from, to);
       continue;
     }
+    if (p.units) throw new Error(`reader: ${p.name}: a piece of a matrix came without a staging area`);
     // the JavaScript packers write into zeroed memory (only this part's: other readers fill the rest of the slot)
     const out = dst.subarray(p.dstOffset, p.dstOffset + partBytes(plan, plan.quads));
     out.fill(0);

@@ -117,6 +117,11 @@ export function packKernels(memory: WebAssembly.Memory): PackKernels {
   return new WebAssembly.Instance(module, { env: { mem: memory } }).exports as unknown as PackKernels;
 }
 
+/** 8-row units of a Q8_0 weight with `inDim` inputs that `stageBytes` of stored rows hold. */
+export function q8_0UnitsPerStage(inDim: number, stageBytes: number): number {
+  return Math.floor(stageBytes / (8 * (inDim / 32) * 34));
+}
+
 /**
  * Packs quads q0..q1-1 of a Q8_0 weight (plan) into `dst` of `memory` the way packQuads would, as
  * many 8-row units at a time as `stageBytes` of stored rows hold: `stage(firstRow, bytes)` puts
@@ -127,14 +132,16 @@ export function packKernels(memory: WebAssembly.Memory): PackKernels {
 export function packQ8_0Staged(
   k: PackKernels, memory: WebAssembly.Memory, stageBytes: number,
   plan: PackPlan, q0: number, q1: number, dst: number, stage: (firstRow: number, bytes: number) => number,
+  /** Only units [from, to) of the part (of (q1 − q0) / 2), written where the whole part's packing puts them. */
+  from = 0, to = (q1 - q0) / 2,
 ): void {
   const rowBytes = (plan.inDim / 32) * 34;
   const units = (q1 - q0) / 2;
-  const perCall = Math.floor(stageBytes / (8 * rowBytes));
+  const perCall = q8_0UnitsPerStage(plan.inDim, stageBytes);
   if (perCall < 1) throw new RangeError(`a staging area of ${stageBytes} bytes cannot hold 8 rows of ${rowBytes} bytes`);
   const bpp = Math.min(plan.panel, plan.segStride) / 32;
-  for (let u = 0; u < units; u += perCall) {
-    const n = Math.min(perCall, units - u);
+  for (let u = from; u < to; u += perCall) {
+    const n = Math.min(perCall, to - u);
     const first = 4 * q0 + 8 * u;
     const rows = Math.max(0, Math.min(plan.outDim - first, 8 * n));
     const src = stage(first, rows * rowBytes);
