@@ -1,7 +1,8 @@
 /**
- * A reader thread (expert-reader.ts): reads an expert's matrices from the model file with
- * positioned reads and packs them into their slot in the shared wasm memory, then sets the job's
- * status word (1 done, 2 failed with the error as JSON text) and wakes the main thread.
+ * A reader thread (expert-reader.ts): reads a piece of an expert (a matrix, or a run of a Q8_0
+ * matrix's 8-row units) from the model file with positioned reads and packs it into its place in
+ * the slot in the shared wasm memory, then sets the job's status word (1 done, 2 failed with the
+ * error as JSON text) and wakes the main thread.
  */
 import * as fs from 'node:fs';
 import { parentPort, workerData } from 'node:worker_threads';

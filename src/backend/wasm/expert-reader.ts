@@ -1,10 +1,12 @@
 /**
- * Expert loads on reader threads: each reader opens the model file itself, reads an expert's
- * matrices with large positioned reads (fs.readSync of up to 16 MB, its own thread, so the main
- * thread and the kernel workers keep computing) and packs them straight into the slot in the shared
- * wasm memory. Several readers keep several reads in flight. Completion is a word in a shared
- * status array (Atomics.wait on the main thread: the forward pass is synchronous), errors come back
- * as JSON text in a shared buffer and are rethrown as the typed error they were.
+ * Expert loads on reader threads: each reader opens the model file itself and reads pieces of an
+ * expert's matrices with large positioned reads (fs.readSync of up to 8 MB, its own thread, so the
+ * main thread and the kernel workers keep computing). Q8_0 pieces are read straight into the
+ * reader's staging area in the slot's memory shard (with O_DIRECT when asked) and repacked there by
+ * a wasm kernel (pack-kernels.ts); other formats are packed in JavaScript. A load is split so that
+ * every reader has a read in flight. Completion is a word per piece in a shared status array
+ * (Atomics.wait on the main thread: the forward pass is synchronous), errors come back as JSON text
+ * in a shared buffer and are rethrown as the typed error they were.
  *
  * Only weights read from one plain file (a GGUF, or one gguf-split shard) qualify; others (ckpt-0's
  * tensor files, raw .partNofM splits, memory) load on the calling thread as before.
@@ -156,6 +158,16 @@ export class ReaderLoader implements ExpertLoader {
     return new ReaderLoader(workers, init, panel, relaxed, ids, allocStage, direct);
   }
 
+  /** Loads on the calling thread, keeping a failure for wait(). */
+  private loadHere(job: LoadJob, t: number): number {
+    try {
+      loadGroupNow(job, this.ids);
+    } catch (err) {
+      this.syncFailed.set(t, err);
+    }
+    return t;
+  }
+
   /** Reader r's staging area in `shard`, allocated on first use (undefined: the shard is full). */
   private stageOf(r: number, shard: Shard): number | undefined {
     const stages = (this.stages[r] ??= new Map());
@@ -167,14 +179,7 @@ export class ReaderLoader implements ExpertLoader {
     const t = this.next++;
     const alive = this.workers.some((_, i) => this.broken[i] === undefined);
     const parts = this.closed || !alive ? undefined : fileParts(job, this.ids);
-    if (!parts) {
-      try {
-        loadGroupNow(job, this.ids);
-      } catch (err) {
-        this.syncFailed.set(t, err);
-      }
-      return t;
-    }
+    if (!parts) return this.loadHere(job, t);
     // Pieces to the least busy reader: a Q8_0 matrix in as many reads as there are readers (each at
     // most a staging area), so one expert keeps every reader busy (the disk here read 0.61 GB/s
     // with 1 stream, 1.37 with 4); other formats a matrix per reader (their packers take whole matrices).
@@ -192,14 +197,7 @@ export class ReaderLoader implements ExpertLoader {
       for (let u = 0; u < units; u += per) out.push({ ...part, units: [u, Math.min(units, u + per)] });
       return out;
     });
-    if (this.free.length < pieces.length) {
-      try {
-        loadGroupNow(job, this.ids);
-      } catch (err) {
-        this.syncFailed.set(t, err);
-      }
-      return t;
-    }
+    if (this.free.length < pieces.length) return this.loadHere(job, t);
     const pending: Pending[] = [];
     for (const piece of pieces) {
       const idx = this.free.pop()!;
