@@ -13,6 +13,7 @@ import { benchConstrain } from './constrain.js';
 import { benchKernels } from './kernels.js';
 import { benchThreadCounts, llamaCppRunner } from './llama-cpp.js';
 import { benchMemory } from './memory.js';
+import { benchPack } from './pack.js';
 import { benchFormats, mixesFromEnv } from './formats.js';
 import { benchTrueWidth } from './true-width.js';
 import { benchModel, benchModelPath, type BenchFormat } from './model.js';
@@ -85,6 +86,7 @@ export const SECTIONS: Record<string, Section> = {
   tokenizer: async (log) => prefixed('tokenizer', await benchTokenizer(log)),
   constrain: async (log) => prefixed('constrain', await benchConstrain(log)),
   kernels: async (log) => prefixed('kernels', await benchKernels(log)),
+  pack: async (log) => prefixed('pack', await benchPack(log)),
   'model-int8': (log, cache) => modelSection('int8', log, cache),
   'model-q8_0': (log, cache) => modelSection('q8_0', log, cache),
   formats: (log, cache) => benchFormats(log, cache, { layers: BENCH_LAYERS, mixes: mixesFromEnv(), prefillTokens: 256 }),

@@ -161,7 +161,9 @@ export function packQuads(plan: PackPlan, w: LinearWeight, q0: number, q1: numbe
   const rowBytes = ggmlRowBytes(plan.block?.type ?? plan.kind, plan.inDim); // a stored out-major row: ggml's sizes serve the dense kinds too
   const tmp = new Uint8Array(unitRows * rowBytes);
   const panels = panelCount(plan);
-  const unitBuf = panels > 1 ? new Uint8Array(unitBytes) : undefined;
+  // The packers store 32-bit words into a 4-aligned unit, and read rows as 16-bit units from a
+  // 4-aligned start: a unit goes through unitBuf when it has panels to scatter or dst is not aligned.
+  const unitBuf = panels > 1 || dst.byteOffset % 4 !== 0 ? new Uint8Array(unitBytes) : undefined;
   const fullPanel = U * panelQuadBytes(plan, 0);
   // Out-major rows are read a chunk at a time (from the cached bytes, or from disk when none are
   // held), so packing a large table (the embedding) never holds a second full copy of it.
@@ -177,30 +179,19 @@ export function packQuads(plan: PackPlan, w: LinearWeight, q0: number, q1: numbe
       src = w.rowBytes(first, Math.min(plan.outDim, unitRows * Math.min(u1, u + chunkUnits)) - first);
     }
     const rows = Math.min(unitRows, plan.outDim - unitRows * u);
-    tmp.fill(0);
-    tmp.set(src.subarray(unitRows * (u - srcU) * rowBytes, (unitRows * (u - srcU) + rows) * rowBytes));
+    const from = unitRows * (u - srcU) * rowBytes;
+    let unitRowsBytes: Uint8Array;
+    if (rows === unitRows && (src.byteOffset + from) % 4 === 0) {
+      unitRowsBytes = src.subarray(from, from + unitRows * rowBytes);
+    } else {
+      // a last unit with missing rows (zero), or rows at an odd address
+      tmp.fill(0);
+      tmp.set(src.subarray(from, from + rows * rowBytes));
+      unitRowsBytes = tmp;
+    }
     const out = unitBuf ?? dst.subarray((u - u0) * unitBytes, (u - u0 + 1) * unitBytes);
     if (unitBuf) unitBuf.fill(0);
-    switch (plan.kind) {
-      case 'f32':
-      case 'bf16':
-      case 'f16':
-        interleaveChunks(tmp, rowBytes, out);
-        break;
-      case 'q8_0':
-        packQ8_0(tmp, rowBytes, out);
-        break;
-      case 'q4_0':
-        if (plan.ggmlNibbles) packBlocks(tmp, rowBytes, out, 18, 2, Q4_0_QUAD_BYTES);
-        else packQ4_0(tmp, rowBytes, out);
-        break;
-      case 'q4_k':
-        packQ4K(tmp, rowBytes, out);
-        break;
-      case 'block':
-        plan.block!.pack(tmp, rowBytes, out);
-        break;
-    }
+    packUnit(plan, unitRowsBytes, rowBytes, out);
     if (unitBuf) {
       // panel p of unit u sits at p·(units·fullPanel) + u·(its panel's bytes)
       for (let p = 0; p < panels; p++) {
@@ -211,20 +202,55 @@ export function packQuads(plan: PackPlan, w: LinearWeight, q0: number, q1: numbe
   }
 }
 
+/**
+ * One unit of an out-major plan: its 4 · unitQuads stored rows (row r at rows[r·rowBytes], missing
+ * rows zero) → its packed bytes in `out` (zeroed, unitQuads · quadBytes, 4-aligned), one panel.
+ */
+export function packUnit(plan: PackPlan, rows: Uint8Array, rowBytes: number, out: Uint8Array): void {
+  switch (plan.kind) {
+    case 'f32':
+    case 'bf16':
+    case 'f16':
+      interleaveChunks(rows, rowBytes, out);
+      break;
+    case 'q8_0':
+      packQ8_0(rows, rowBytes, out);
+      break;
+    case 'q4_0':
+      if (plan.ggmlNibbles) packBlocks(rows, rowBytes, out, 18, 2, Q4_0_QUAD_BYTES);
+      else packQ4_0(rows, rowBytes, out);
+      break;
+    case 'q4_k':
+      packQ4K(rows, rowBytes, out);
+      break;
+    case 'block':
+      plan.block!.pack(rows, rowBytes, out);
+      break;
+    default:
+      throw new Error(`packUnit: plan kind ${plan.kind} is not packed by units`);
+  }
+}
+
 /** 4 rows of `rowBytes` (row r at tmp[r·rowBytes]) → per 16-byte chunk, the 4 rows' chunks (a row's last chunk zero-padded). */
 function interleaveChunks(tmp: Uint8Array, rowBytes: number, out: Uint8Array): void {
   // in 16-bit units (f16/bf16/f32 rows are even): 8 per chunk; padding stays zero
   const t16 = u16View(tmp);
   const o16 = u16View(out);
   const rowH = rowBytes >> 1;
+  const full = rowH >> 3;
   for (let r = 0; r < 4; r++) {
     const base = r * rowH;
-    for (let c = 0; c * 8 < rowH; c++) {
-      const n = Math.min(8, rowH - c * 8);
-      const o = c * 32 + r * 8;
-      const i = base + c * 8;
-      for (let k = 0; k < n; k++) o16[o + k] = t16[i + k]!;
+    for (let c = 0, o = r * 8, i = base; c < full; c++, o += 32, i += 8) {
+      o16[o] = t16[i]!;
+      o16[o + 1] = t16[i + 1]!;
+      o16[o + 2] = t16[i + 2]!;
+      o16[o + 3] = t16[i + 3]!;
+      o16[o + 4] = t16[i + 4]!;
+      o16[o + 5] = t16[i + 5]!;
+      o16[o + 6] = t16[i + 6]!;
+      o16[o + 7] = t16[i + 7]!;
     }
+    for (let k = 0, o = full * 32 + r * 8, i = base + full * 8; k < rowH - full * 8; k++) o16[o + k] = t16[i + k]!;
   }
 }
 
@@ -233,17 +259,20 @@ function interleaveChunks(tmp: Uint8Array, rowBytes: number, out: Uint8Array): v
  * 8 rows' values 2p, 2p+1 (rows 0–3 are the unit's first quad, 4–7 its second).
  */
 function packQ8_0(tmp: Uint8Array, rowBytes: number, out: Uint8Array): void {
-  // in 16-bit units (a scale, or an input pair): blocks are 17 of them, octet-blocks 136
+  // rows in 16-bit units (a scale, or an input pair; blocks are 17 of them), written as 32-bit
+  // words of two rows' units (octet-blocks are 68 words; `out` is 4-aligned, see packQuads)
   const t16 = u16View(tmp);
-  const o16 = u16View(out);
+  const o32 = u32View(out);
   const rowH = rowBytes >> 1;
   const nb = rowBytes / 34;
   for (let b = 0; b < nb; b++) {
-    const o = b * Q8_0_QUAD_BYTES;
-    for (let r = 0; r < 8; r++) {
+    const o = b * 68;
+    for (let r = 0; r < 8; r += 2) {
       const s = r * rowH + b * 17;
-      o16[o + r] = t16[s]!;
-      for (let p = 0; p < 16; p++) o16[o + 8 + 8 * p + r] = t16[s + 1 + p]!;
+      const t = s + rowH;
+      const h = o + (r >> 1);
+      o32[h] = t16[s]! | (t16[t]! << 16);
+      for (let p = 1, k = h + 4; p <= 16; p++, k += 4) o32[k] = t16[s + p]! | (t16[t + p]! << 16);
     }
   }
 }
@@ -253,21 +282,41 @@ export function u16View(a: Uint8Array): Uint16Array {
   return new Uint16Array(a.buffer, a.byteOffset, a.byteLength >>> 1);
 }
 
+/** A Uint32Array over the same bytes (offset a multiple of 4; a trailing partial word is left out). */
+export function u32View(a: Uint8Array): Uint32Array {
+  return new Uint32Array(a.buffer, a.byteOffset, a.byteLength >>> 2);
+}
+
+/** Bytes 0, 1 (pairLo) or 2, 3 (pairHi) of a word as 16-bit lanes: byte 0 (2) at bit 0, byte 1 (3) at bit 16. */
+const pairLo = (w: number): number => (w & 0xff) | ((w & 0xff00) << 8);
+const pairHi = (w: number): number => ((w >>> 16) & 0xff) | ((w >>> 8) & 0xff0000);
+
+/** A DataView over a byte array (stored blocks sit at any alignment). */
+const viewOf = (a: Uint8Array): DataView => new DataView(a.buffer, a.byteOffset, a.byteLength);
+
 /** Q4_0 blocks (f16 d, 16 bytes: value l low nibble, 16 + l high): quad-block = 4 scales, then per row 16 bytes of nibble lanes. */
 function packQ4_0(tmp: Uint8Array, rowBytes: number, out: Uint8Array): void {
+  const dv = viewOf(tmp);
+  const o16 = u16View(out);
+  const o32 = u32View(out);
   const nb = rowBytes / 18;
   for (let b = 0; b < nb; b++) {
     const o = b * Q4_0_QUAD_BYTES;
     for (let r = 0; r < 4; r++) {
       const s = r * rowBytes + b * 18;
-      out[o + 2 * r] = tmp[s]!;
-      out[o + 2 * r + 1] = tmp[s + 1]!;
-      // values i, 8 + i from the low nibbles of qs[i], qs[8 + i]; 16 + i, 24 + i from their high nibbles
-      for (let i = 0; i < 8; i++) {
-        const a = tmp[s + 2 + i]!;
-        const c = tmp[s + 10 + i]!;
-        out[o + 8 + 16 * r + 2 * i] = (a & 15) | ((c & 15) << 4);
-        out[o + 8 + 16 * r + 2 * i + 1] = (a >> 4) | (c & 0xf0);
+      o16[(o >> 1) + r] = dv.getUint16(s, true);
+      // lane i: values i, 8 + i from the low nibbles of qs[i], qs[8 + i]; 16 + i, 24 + i from their
+      // high nibbles; lanes i, i + 1 as one word
+      const h = (o + 8 + 16 * r) >> 2;
+      for (let k = 0; k < 2; k++) {
+        const a = dv.getUint32(s + 2 + 4 * k, true);
+        const c = dv.getUint32(s + 10 + 4 * k, true);
+        const a0 = pairLo(a);
+        const c0 = pairLo(c);
+        const a1 = pairHi(a);
+        const c1 = pairHi(c);
+        o32[h + 2 * k] = (a0 & 0xf000f) | ((c0 & 0xf000f) << 4) | ((a0 & 0xf000f0) << 4) | ((c0 & 0xf000f0) << 8);
+        o32[h + 2 * k + 1] = (a1 & 0xf000f) | ((c1 & 0xf000f) << 4) | ((a1 & 0xf000f0) << 4) | ((c1 & 0xf000f0) << 8);
       }
     }
   }
@@ -294,30 +343,65 @@ function packBlocks(tmp: Uint8Array, rowBytes: number, out: Uint8Array, blockByt
   }
 }
 
-/** ggml get_scale_min_k4: the 6-bit scale and min of sub-block j from the 12 packed bytes at q[p]. */
-export function scaleMinK4(j: number, q: Uint8Array, p: number): [number, number] {
-  if (j < 4) return [q[p + j]! & 63, q[p + j + 4]! & 63];
-  return [(q[p + j + 4]! & 0xf) | ((q[p + j - 4]! >> 6) << 4), (q[p + j + 4]! >> 4) | ((q[p + j]! >> 6) << 4)];
+/**
+ * ggml get_scale_min_k4 for all 8 sub-blocks: the 6-bit scales and mins from the 12 packed bytes
+ * at q[p] into sc[at..at+7] and m[at..at+7].
+ */
+export function scalesMinsK4(q: Uint8Array, p: number, sc: Uint8Array, m: Uint8Array, at: number): void {
+  for (let j = 0; j < 4; j++) {
+    const a = q[p + j]!;
+    const b = q[p + j + 4]!;
+    const c = q[p + j + 8]!;
+    sc[at + j] = a & 63;
+    m[at + j] = b & 63;
+    sc[at + 4 + j] = (c & 15) | ((a >> 6) << 4);
+    m[at + 4 + j] = (c >> 4) | ((b >> 6) << 4);
+  }
 }
 
+/** One row's 6-bit scales and mins (scalesMinsK4). */
+const kSc = new Uint8Array(8);
+const kM = new Uint8Array(8);
+
 function packQ4K(tmp: Uint8Array, rowBytes: number, out: Uint8Array): void {
+  const dv = viewOf(tmp);
+  const o16 = u16View(out);
+  const o32 = u32View(out);
   const nsb = rowBytes / 144;
   for (let b = 0; b < nsb; b++) {
     const o = b * Q4K_QUAD_BYTES;
+    const oh = o >> 1;
     for (let r = 0; r < 4; r++) {
       const s = r * rowBytes + b * 144;
-      out[o + 2 * r] = tmp[s]!; // d
-      out[o + 2 * r + 1] = tmp[s + 1]!;
-      out[o + 8 + 2 * r] = tmp[s + 2]!; // dmin
-      out[o + 8 + 2 * r + 1] = tmp[s + 3]!;
+      o16[oh + r] = dv.getUint16(s, true); // d
+      o16[oh + 4 + r] = dv.getUint16(s + 2, true); // dmin
+      scalesMinsK4(tmp, s + 4, kSc, kM, 0);
       for (let j = 0; j < 8; j++) {
-        const [sc, m] = scaleMinK4(j, tmp, s + 4);
-        out[o + 16 + 8 * r + j] = sc;
-        out[o + 48 + 4 * j + r] = m;
+        out[o + 16 + 8 * r + j] = kSc[j]!;
+        out[o + 48 + 4 * j + r] = kM[j]!;
       }
       // ggml: qs[32c + l] holds value 64c + l (low nibble) and 64c + 32 + l (high nibble), so
-      // sub-block j's values are the (j & 1 ? high : low) nibbles of qs[32·(j >> 1) + 0..31]
-      for (let j = 0; j < 8; j++) packNibbleLanes(tmp, s + 16 + 32 * (j >> 1), 4 * (j & 1), out, o + 80 + 128 * r + 16 * j);
+      // sub-block j's values are the (j & 1 ? high : low) nibbles of qs[32·(j >> 1) + 0..31];
+      // nibble lanes as packNibbleLanes, both sub-blocks of a qs run at once, lanes i, i + 1 as one word
+      for (let c = 0; c < 4; c++) {
+        const from = s + 16 + 32 * c;
+        const lo = ((o + 80 + 128 * r) >> 2) + 8 * c;
+        for (let k = 0; k < 2; k++) {
+          const w0 = dv.getUint32(from + 4 * k, true);
+          const w1 = dv.getUint32(from + 8 + 4 * k, true);
+          const w2 = dv.getUint32(from + 16 + 4 * k, true);
+          const w3 = dv.getUint32(from + 24 + 4 * k, true);
+          for (let half = 0; half < 2; half++) {
+            const a = half ? pairHi(w0) : pairLo(w0);
+            const b8 = half ? pairHi(w1) : pairLo(w1);
+            const c16 = half ? pairHi(w2) : pairLo(w2);
+            const d = half ? pairHi(w3) : pairLo(w3);
+            const i = lo + 2 * k + half;
+            o32[i] = (a & 0xf000f) | ((b8 & 0xf000f) << 4) | ((c16 & 0xf000f) << 8) | ((d & 0xf000f) << 12);
+            o32[i + 4] = ((a >>> 4) & 0xf000f) | (b8 & 0xf000f0) | ((c16 & 0xf000f0) << 4) | ((d & 0xf000f0) << 8);
+          }
+        }
+      }
     }
   }
 }

@@ -191,8 +191,6 @@ function emitKernel(S: Spec): Func {
   return f;
 }
 
-const u32 = (a: Uint8Array, p: number): number => (a[p]! | (a[p + 1]! << 8) | (a[p + 2]! << 16) | (a[p + 3]! << 24)) >>> 0;
-
 // ---------------------------------------------------------------------------------------------
 // IQ2_XXS
 
@@ -203,22 +201,42 @@ const u32 = (a: Uint8Array, p: number): number => (a[p]! | (a[p + 1]! << 8) | (a
 const XXS_QB = 280;
 
 function packXXS(rows: Uint8Array, rowBytes: number, out: Uint8Array): void {
+  const dv = new DataView(rows.buffer, rows.byteOffset, rows.byteLength);
+  const o32 = new Uint32Array(out.buffer, out.byteOffset, out.byteLength >>> 2);
   const nb = rowBytes / 66;
   for (let b = 0; b < nb; b++) {
     const o = b * XXS_QB;
+    const s0 = b * 66;
+    const s1 = s0 + rowBytes;
+    const s2 = s1 + rowBytes;
+    const s3 = s2 + rowBytes;
     for (let r = 0; r < 4; r++) {
-      const s = r * rowBytes + b * 66;
-      out[o + 2 * r] = rows[s]!;
-      out[o + 2 * r + 1] = rows[s + 1]!;
-      for (let ib = 0; ib < 8; ib++) {
-        const q = s + 2 + 8 * ib;
-        const aux1 = u32(rows, q + 4);
-        out[o + 8 + 4 * (ib >> 1) + r]! |= (aux1 >>> 28) << (4 * (ib & 1));
-        for (let l = 0; l < 4; l++) {
-          const k = 4 * ib + l;
-          out[o + 24 + 8 * k + r] = rows[q + l]!;
-          out[o + 24 + 8 * k + 4 + r] = KSIGNS_IQ2XS[(aux1 >>> (7 * l)) & 127]!;
-        }
+      out[o + 2 * r] = rows[s0 + r * rowBytes]!;
+      out[o + 2 * r + 1] = rows[s0 + r * rowBytes + 1]!;
+    }
+    for (let ib = 0; ib < 8; ib++) {
+      const q = 2 + 8 * ib;
+      const g0 = dv.getUint32(s0 + q, true);
+      const g1 = dv.getUint32(s1 + q, true);
+      const g2 = dv.getUint32(s2 + q, true);
+      const g3 = dv.getUint32(s3 + q, true);
+      const a0 = dv.getUint32(s0 + q + 4, true);
+      const a1 = dv.getUint32(s1 + q + 4, true);
+      const a2 = dv.getUint32(s2 + q + 4, true);
+      const a3 = dv.getUint32(s3 + q + 4, true);
+      const sh = 4 * (ib & 1);
+      const sc = o + 8 + 4 * (ib >> 1);
+      out[sc] |= (a0 >>> 28) << sh;
+      out[sc + 1] |= (a1 >>> 28) << sh;
+      out[sc + 2] |= (a2 >>> 28) << sh;
+      out[sc + 3] |= (a3 >>> 28) << sh;
+      // entry k = 4ib + l: the 4 rows' grid index bytes as a word, then their sign bytes
+      for (let l = 0, e = (o + 24 + 32 * ib) >> 2; l < 4; l++, e += 2) {
+        const gs = 8 * l;
+        const ss = 7 * l;
+        o32[e] = ((g0 >>> gs) & 255) | (((g1 >>> gs) & 255) << 8) | (((g2 >>> gs) & 255) << 16) | (((g3 >>> gs) & 255) << 24);
+        o32[e + 1] = KSIGNS_IQ2XS[(a0 >>> ss) & 127]! | (KSIGNS_IQ2XS[(a1 >>> ss) & 127]! << 8)
+          | (KSIGNS_IQ2XS[(a2 >>> ss) & 127]! << 16) | (KSIGNS_IQ2XS[(a3 >>> ss) & 127]! << 24);
       }
     }
   }
@@ -242,18 +260,25 @@ const XXS: Spec = {
 const XS_QB = 296;
 
 function packXS(rows: Uint8Array, rowBytes: number, out: Uint8Array): void {
+  const dv = new DataView(rows.buffer, rows.byteOffset, rows.byteLength);
+  const o32 = new Uint32Array(out.buffer, out.byteOffset, out.byteLength >>> 2);
   const nb = rowBytes / 74;
   for (let b = 0; b < nb; b++) {
     const o = b * XS_QB;
+    const s0 = b * 74;
+    const s1 = s0 + rowBytes;
+    const s2 = s1 + rowBytes;
+    const s3 = s2 + rowBytes;
     for (let r = 0; r < 4; r++) {
-      const s = r * rowBytes + b * 74;
+      const s = s0 + r * rowBytes;
       out[o + 2 * r] = rows[s]!;
       out[o + 2 * r + 1] = rows[s + 1]!;
       for (let j = 0; j < 8; j++) out[o + 8 + 4 * j + r] = rows[s + 66 + j]!;
-      for (let k = 0; k < 32; k++) {
-        out[o + 40 + 8 * k + 2 * r] = rows[s + 2 + 2 * k]!;
-        out[o + 40 + 8 * k + 2 * r + 1] = rows[s + 3 + 2 * k]!;
-      }
+    }
+    // entry k: rows 0, 1 and rows 2, 3 as two words of their u16 codes
+    for (let k = 0, e = (o + 40) >> 2, p = 2; k < 32; k++, e += 2, p += 2) {
+      o32[e] = dv.getUint16(s0 + p, true) | (dv.getUint16(s1 + p, true) << 16);
+      o32[e + 1] = dv.getUint16(s2 + p, true) | (dv.getUint16(s3 + p, true) << 16);
     }
   }
 }
@@ -280,17 +305,28 @@ function packS(rows: Uint8Array, rowBytes: number, out: Uint8Array): void {
   const nb = rowBytes / 82;
   for (let b = 0; b < nb; b++) {
     const o = b * S_QB;
+    const s0 = b * 82;
+    const s1 = s0 + rowBytes;
+    const s2 = s1 + rowBytes;
+    const s3 = s2 + rowBytes;
     for (let r = 0; r < 4; r++) {
-      const s = r * rowBytes + b * 82;
+      const s = s0 + r * rowBytes;
       out[o + 2 * r] = rows[s]!;
       out[o + 2 * r + 1] = rows[s + 1]!;
       for (let j = 0; j < 8; j++) out[o + 8 + 4 * j + r] = rows[s + 74 + j]!;
-      for (let k = 0; k < 32; k++) {
-        const p = o + 40 + 9 * k;
-        out[p + r] = rows[s + 2 + k]!;
-        out[p + 4 + r] = rows[s + 34 + k]!;
-        out[p + 8]! |= ((rows[s + 66 + (k >> 2)]! >> (2 * (k & 3))) & 3) << (2 * r);
-      }
+    }
+    for (let k = 0, p = o + 40; k < 32; k++, p += 9) {
+      out[p] = rows[s0 + 2 + k]!;
+      out[p + 1] = rows[s1 + 2 + k]!;
+      out[p + 2] = rows[s2 + 2 + k]!;
+      out[p + 3] = rows[s3 + 2 + k]!;
+      out[p + 4] = rows[s0 + 34 + k]!;
+      out[p + 5] = rows[s1 + 34 + k]!;
+      out[p + 6] = rows[s2 + 34 + k]!;
+      out[p + 7] = rows[s3 + 34 + k]!;
+      const h = 66 + (k >> 2);
+      const sh = 2 * (k & 3);
+      out[p + 8] = ((rows[s0 + h]! >> sh) & 3) | (((rows[s1 + h]! >> sh) & 3) << 2) | (((rows[s2 + h]! >> sh) & 3) << 4) | (((rows[s3 + h]! >> sh) & 3) << 6);
     }
   }
 }

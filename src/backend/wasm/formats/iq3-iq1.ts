@@ -64,17 +64,7 @@ const IQ1M_SIGNS = table(i32Bytes(Array.from({ length: 64 }, (_, i) => (bit(i >>
 const IQ1M_SCALES = table(i32Bytes(Array.from({ length: 128 }, (_, i) => 2 * (((i >> 1) >> (3 * (i & 1))) & 7) + 1)));
 
 // ---------------------------------------------------------------------------------------------
-// bit fields shared by the packers and the kernels
-
-/** ORs the n-bit value v into `out` at bit `pos` (LSB first; n ≤ 24; `out` starts zeroed). */
-function putBits(out: Uint8Array, pos: number, v: number, n: number): void {
-  const b = pos >> 3;
-  const w = v << (pos & 7);
-  out[b] |= w & 255;
-  if ((pos & 7) + n > 8) out[b + 1] |= (w >>> 8) & 255;
-  if ((pos & 7) + n > 16) out[b + 2] |= (w >>> 16) & 255;
-  if ((pos & 7) + n > 24) out[b + 3] |= (w >>> 24) & 255;
-}
+// bit fields of the packed groups (the packers below write them with shifts of their own)
 
 /** A bit field of a packed step: `bits` bits at bit `pos` from the step's first byte. */
 interface Field {
@@ -173,8 +163,6 @@ interface Iq3Spec {
   readonly s: (r: number) => Field;
   /** Float factor on d · Σ (2n+1) · Σ grid · sign · x. */
   readonly dFactor: number;
-  /** Of the stored block at src[p…], sub-block ib: into o the 4-bit scale, then grid index A, B and sign byte per group. */
-  readonly read: (src: Uint8Array, p: number, ib: number, o: Int32Array) => void;
 }
 
 const IQ3_SB_HEADER = 2;
@@ -185,27 +173,79 @@ function packIq3(s: Iq3Spec, rows: Uint8Array, rowBytes: number, out: Uint8Array
   const QB = iq3QuadBytes(s);
   const SB = iq3SubBytes(s);
   const nb = rowBytes / s.storedBytes;
-  const f = new Int32Array(13);
-  const pos = [0, 1, 2, 3].map((r) => [s.a(r).pos, s.b(r).pos, s.s(r).pos] as const);
+  const xxs = s.type === 'iq3_xxs';
   for (let b = 0; b < nb; b++) {
     const o = b * QB;
     for (let r = 0; r < 4; r++) {
       const p = r * rowBytes + b * s.storedBytes;
-      const [pa, pb, ps] = pos[r]!;
       out[o + 2 * r] = rows[p]!;
       out[o + 2 * r + 1] = rows[p + 1]!;
-      for (let ib = 0; ib < 8; ib++) {
-        const sb = o + 8 + ib * SB;
-        s.read(rows, p, ib, f);
-        putBits(out, 8 * sb + 4 * r, f[0]!, 4);
-        for (let l = 0; l < 4; l++) {
-          const g = 8 * (sb + IQ3_SB_HEADER + l * s.gBytes);
-          putBits(out, g + pa, f[1 + 3 * l]!, s.idxBits);
-          putBits(out, g + pb, f[2 + 3 * l]!, s.idxBits);
-          putBits(out, g + ps, f[3 + 3 * l]!, 8);
-        }
-      }
     }
+    for (let ib = 0; ib < 8; ib++) {
+      const sb = o + 8 + ib * SB;
+      if (xxs) packIq3XxsSub(rows, rowBytes, b * s.storedBytes, ib, out, sb);
+      else packIq3SSub(rows, rowBytes, b * s.storedBytes, ib, out, sb);
+    }
+  }
+}
+
+/**
+ * IQ3_XXS sub-block ib of the 4 rows (row r's block at p + r·rowBytes) → packed at sb: header of
+ * the scale nibbles (row r at bit 4r), per group l the rows' grid indices a, b at bytes 2r, 2r + 1
+ * and their sign bytes (KSIGNS applied) at 8 + r.
+ */
+function packIq3XxsSub(rows: Uint8Array, rowBytes: number, p: number, ib: number, out: Uint8Array, sb: number): void {
+  for (let r = 0; r < 4; r++, p += rowBytes) {
+    const aux = u32At(rows, p + 66 + 4 * ib);
+    out[sb + (r >> 1)]! |= (aux >>> 28) << (4 * (r & 1));
+    const q = p + 2 + 8 * ib;
+    for (let l = 0, g = sb + IQ3_SB_HEADER; l < 4; l++, g += 12) {
+      out[g + 2 * r] = rows[q + 2 * l]!;
+      out[g + 2 * r + 1] = rows[q + 2 * l + 1]!;
+      out[g + 8 + r] = KSIGNS_IQ2XS[(aux >>> (7 * l)) & 127]!;
+    }
+  }
+}
+
+/**
+ * IQ3_S sub-block ib of the 4 rows → packed at sb: header of the scale nibbles, per group l the
+ * rows' 9-bit indices a | b << 9 at bit 18r (72 bits, bytes 0-8), then their sign bytes at 9 + r.
+ */
+function packIq3SSub(rows: Uint8Array, rowBytes: number, p: number, ib: number, out: Uint8Array, sb: number): void {
+  const p1 = p + rowBytes;
+  const p2 = p1 + rowBytes;
+  const p3 = p2 + rowBytes;
+  const sc = 106 + (ib >> 1);
+  const ssh = 4 * (ib & 1);
+  out[sb] = ((rows[p + sc]! >> ssh) & 15) | (((rows[p1 + sc]! >> ssh) & 15) << 4);
+  out[sb + 1] = ((rows[p2 + sc]! >> ssh) & 15) | (((rows[p3 + sc]! >> ssh) & 15) << 4);
+  const h0 = rows[p + 66 + ib]!;
+  const h1 = rows[p1 + 66 + ib]!;
+  const h2 = rows[p2 + 66 + ib]!;
+  const h3 = rows[p3 + 66 + ib]!;
+  for (let l = 0, g = sb + IQ3_SB_HEADER; l < 4; l++, g += 13) {
+    const q = 2 + 8 * ib + 2 * l; // a at q, b at q + 1; their ninth bits 2l, 2l + 1 of qh[ib]
+    const hs = 2 * l;
+    const v0 = rows[p + q]! | (rows[p + q + 1]! << 9) | (((h0 >> hs) & 1) << 8) | (((h0 >> hs) & 2) << 16);
+    const v1 = rows[p1 + q]! | (rows[p1 + q + 1]! << 9) | (((h1 >> hs) & 1) << 8) | (((h1 >> hs) & 2) << 16);
+    const v2 = rows[p2 + q]! | (rows[p2 + q + 1]! << 9) | (((h2 >> hs) & 1) << 8) | (((h2 >> hs) & 2) << 16);
+    const v3 = rows[p3 + q]! | (rows[p3 + q + 1]! << 9) | (((h3 >> hs) & 1) << 8) | (((h3 >> hs) & 2) << 16);
+    const lo = v0 | (v1 << 18);
+    const mid = (v1 >>> 14) | (v2 << 4) | (v3 << 22);
+    out[g] = lo;
+    out[g + 1] = lo >>> 8;
+    out[g + 2] = lo >>> 16;
+    out[g + 3] = lo >>> 24;
+    out[g + 4] = mid;
+    out[g + 5] = mid >>> 8;
+    out[g + 6] = mid >>> 16;
+    out[g + 7] = mid >>> 24;
+    out[g + 8] = v3 >>> 10;
+    const sg = 74 + 4 * ib + l;
+    out[g + 9] = rows[p + sg]!;
+    out[g + 10] = rows[p1 + sg]!;
+    out[g + 11] = rows[p2 + sg]!;
+    out[g + 12] = rows[p3 + sg]!;
   }
 }
 
@@ -298,12 +338,7 @@ const IQ3S: Iq3Spec = {
   b: (r) => ({ pos: 18 * r + 9, bits: 9 }),
   s: (r) => ({ pos: 72 + 8 * r, bits: 8 }),
   dFactor: 1,
-  read: (src, p, ib, o) => {
-    o[0] = (src[p + 106 + (ib >> 1)]! >> (4 * (ib & 1))) & 15;
-    const qh = src[p + 66 + ib]!;
-    for (let j = 0; j < 8; j++) o[1 + 3 * (j >> 1) + (j & 1)] = src[p + 2 + 8 * ib + j]! | (bit(qh, j) << 8);
-    for (let l = 0; l < 4; l++) o[3 + 3 * l] = src[p + 74 + 4 * ib + l]!;
-  },
+
 };
 
 /**
@@ -323,15 +358,7 @@ const IQ3XXS: Iq3Spec = {
   b: (r) => ({ pos: 16 * r + 8, bits: 8 }),
   s: (r) => ({ pos: 64 + 8 * r, bits: 8 }),
   dFactor: 0.5,
-  read: (src, p, ib, o) => {
-    const aux = u32At(src, p + 66 + 4 * ib);
-    o[0] = aux >>> 28;
-    for (let l = 0; l < 4; l++) {
-      o[1 + 3 * l] = src[p + 2 + 8 * ib + 2 * l]!;
-      o[2 + 3 * l] = src[p + 3 + 8 * ib + 2 * l]!;
-      o[3 + 3 * l] = KSIGNS_IQ2XS[(aux >>> (7 * l)) & 127]!;
-    }
-  },
+
 };
 
 // ---------------------------------------------------------------------------------------------
@@ -514,41 +541,102 @@ function emitIq1M(split: RowSplit, sizes: readonly number[], name = 'mm_iq1_m'):
 
 function packIq1S(rows: Uint8Array, rowBytes: number, out: Uint8Array): void {
   const nb = rowBytes / 50;
+  const o16 = new Uint16Array(out.buffer, out.byteOffset, out.byteLength >>> 1);
   for (let b = 0; b < nb; b++) {
     const o = b * 200;
+    const p0 = b * 50;
+    const p1 = p0 + rowBytes;
+    const p2 = p1 + rowBytes;
+    const p3 = p2 + rowBytes;
     for (let r = 0; r < 4; r++) {
-      const p = r * rowBytes + b * 50;
-      out[o + 2 * r] = rows[p]!;
-      out[o + 2 * r + 1] = rows[p + 1]!;
-      for (let ib = 0; ib < 8; ib++) {
-        const qh = rows[p + 34 + 2 * ib]! | (rows[p + 35 + 2 * ib]! << 8);
-        const sb = 8 * (o + 8 + 24 * ib);
-        putBits(out, sb + 48 * r + IQ1_NIB.pos, qh >> 12, 4);
-        for (let l = 0; l < 4; l++) putBits(out, sb + 48 * l + iq1Idx(r).pos, rows[p + 2 + 4 * ib + l]! | (((qh >> (3 * l)) & 7) << 8), 11);
+      out[o + 2 * r] = rows[p0 + r * rowBytes]!;
+      out[o + 2 * r + 1] = rows[p0 + r * rowBytes + 1]!;
+    }
+    for (let ib = 0; ib < 8; ib++) {
+      const h = 34 + 2 * ib;
+      const qh0 = rows[p0 + h]! | (rows[p0 + h + 1]! << 8);
+      const qh1 = rows[p1 + h]! | (rows[p1 + h + 1]! << 8);
+      const qh2 = rows[p2 + h]! | (rows[p2 + h + 1]! << 8);
+      const qh3 = rows[p3 + h]! | (rows[p3 + h + 1]! << 8);
+      // group l (48 bits, 3 lanes of 16): row r's 11-bit index at bit 11r, row l's scale nibble at 44
+      for (let l = 0, g = (o + 8 + 24 * ib) >> 1; l < 4; l++, g += 3) {
+        const q = 2 + 4 * ib + l;
+        const sh = 3 * l;
+        const i0 = rows[p0 + q]! | (((qh0 >> sh) & 7) << 8);
+        const i1 = rows[p1 + q]! | (((qh1 >> sh) & 7) << 8);
+        const i2 = rows[p2 + q]! | (((qh2 >> sh) & 7) << 8);
+        const i3 = rows[p3 + q]! | (((qh3 >> sh) & 7) << 8);
+        const nib = (l === 0 ? qh0 : l === 1 ? qh1 : l === 2 ? qh2 : qh3) >> 12;
+        const lo = i0 | (i1 << 11) | (i2 << 22);
+        o16[g] = lo;
+        o16[g + 1] = lo >>> 16;
+        o16[g + 2] = (i2 >>> 10) | (i3 << 1) | (nib << 12);
       }
     }
   }
 }
 
+/** IQ1_M scale words of the 4 rows of a block: row r's u16 k at 4r + k. */
+const iq1mScales = new Uint16Array(16);
+
 function packIq1M(rows: Uint8Array, rowBytes: number, out: Uint8Array): void {
   const nb = rowBytes / 56;
-  const u16 = (p: number) => rows[p]! | (rows[p + 1]! << 8);
+  const dv = new DataView(rows.buffer, rows.byteOffset, rows.byteLength);
+  const s = iq1mScales;
   for (let b = 0; b < nb; b++) {
     const o = b * 224;
+    const p0 = b * 56;
     for (let r = 0; r < 4; r++) {
-      const p = r * rowBytes + b * 56;
-      const s = [0, 1, 2, 3].map((k) => u16(p + 48 + 2 * k));
-      const d = (s[0]! >> 12) | ((s[1]! >> 8) & 0x00f0) | ((s[2]! >> 4) & 0x0f00) | (s[3]! & 0xf000);
+      const p = p0 + r * rowBytes;
+      for (let k = 0; k < 4; k++) s[4 * r + k] = rows[p + 48 + 2 * k]! | (rows[p + 49 + 2 * k]! << 8);
+      const d = (s[4 * r]! >> 12) | ((s[4 * r + 1]! >> 8) & 0x00f0) | ((s[4 * r + 2]! >> 4) & 0x0f00) | (s[4 * r + 3]! & 0xf000);
       out[o + 2 * r] = d & 255;
       out[o + 2 * r + 1] = d >> 8;
-      for (let k = 0; k < 32; k++) {
-        const sb = 8 * (o + 8 + 27 * (k >> 2));
-        const h = (k >> 1) & 1;
-        if ((k & 1) === 0) putBits(out, sb + 12 * h + 3 * r, (s[k >> 3]! >> (3 * ((k >> 1) & 3))) & 7, 3);
-        const nib = (rows[p + 32 + (k >> 1)]! >> (4 * (k & 1))) & 15;
-        const g = sb + 24 + 48 * (k & 3);
-        putBits(out, g + iq1Idx(r).pos, rows[p + k]! | ((nib & 7) << 8), 11);
-        putBits(out, g + IQ1_NIB.pos + r, nib >> 3, 1);
+    }
+    const p1 = p0 + rowBytes;
+    const p2 = p1 + rowBytes;
+    const p3 = p2 + rowBytes;
+    for (let ib = 0; ib < 8; ib++) {
+      const sb = o + 8 + 27 * ib;
+      // header: half h's 3-bit scale of row r at bit 12h + 3r (24 bits)
+      const w = ib >> 1;
+      const sh = 6 * (ib & 1);
+      let hdr = 0;
+      for (let r = 0; r < 4; r++) {
+        const v = s[4 * r + w]! >> sh;
+        hdr |= ((v & 7) << (3 * r)) | (((v >> 3) & 7) << (12 + 3 * r));
+      }
+      out[sb] = hdr;
+      out[sb + 1] = hdr >>> 8;
+      out[sb + 2] = hdr >>> 16;
+      // group j = k & 3 (48 bits at byte 3 + 6j): row r's 11-bit index at bit 11r, its delta-sign bit
+      // at 44 + r; a sub-block's 4 qs bytes and 2 qh bytes of a row are read as one word each
+      const q0 = dv.getUint32(p0 + 4 * ib, true);
+      const q1 = dv.getUint32(p1 + 4 * ib, true);
+      const q2 = dv.getUint32(p2 + 4 * ib, true);
+      const q3 = dv.getUint32(p3 + 4 * ib, true);
+      const e0 = dv.getUint16(p0 + 32 + 2 * ib, true);
+      const e1 = dv.getUint16(p1 + 32 + 2 * ib, true);
+      const e2 = dv.getUint16(p2 + 32 + 2 * ib, true);
+      const e3 = dv.getUint16(p3 + 32 + 2 * ib, true);
+      for (let j = 0; j < 4; j++) {
+        const n0 = (e0 >> (4 * j)) & 15;
+        const n1 = (e1 >> (4 * j)) & 15;
+        const n2 = (e2 >> (4 * j)) & 15;
+        const n3 = (e3 >> (4 * j)) & 15;
+        const i0 = ((q0 >>> (8 * j)) & 255) | ((n0 & 7) << 8);
+        const i1 = ((q1 >>> (8 * j)) & 255) | ((n1 & 7) << 8);
+        const i2 = ((q2 >>> (8 * j)) & 255) | ((n2 & 7) << 8);
+        const i3 = ((q3 >>> (8 * j)) & 255) | ((n3 & 7) << 8);
+        const lo = i0 | (i1 << 11) | (i2 << 22);
+        const hi = (i2 >>> 10) | (i3 << 1) | ((n0 >> 3) << 12) | ((n1 >> 3) << 13) | ((n2 >> 3) << 14) | ((n3 >> 3) << 15);
+        const g = sb + 3 + 6 * j;
+        out[g] = lo;
+        out[g + 1] = lo >>> 8;
+        out[g + 2] = lo >>> 16;
+        out[g + 3] = lo >>> 24;
+        out[g + 4] = hi;
+        out[g + 5] = hi >>> 8;
       }
     }
   }

@@ -46,7 +46,7 @@ import {
 } from '../asm.js';
 import type { BlockFormat } from '../block-format.js';
 import { I32, V, zero, inc, mulC, f16x4, initAcc, blockPointers, tokenGroupLoop, type Panel } from '../kernel-parts.js';
-import { scaleMinK4 } from '../layout.js';
+import { scalesMinsK4 } from '../layout.js';
 
 // ---------------------------------------------------------------------------------------------
 // shared kernel frame
@@ -204,23 +204,36 @@ const perBlock = (o: KOpts, n: number): number => (n === 1 ? o.p1 : n === 2 ? o.
 export const Q2K_QUAD_BYTES = 336;
 
 function packQ2K(tmp: Uint8Array, rowBytes: number, out: Uint8Array): void {
+  const dv = new DataView(tmp.buffer, tmp.byteOffset, tmp.byteLength);
+  const o16 = new Uint16Array(out.buffer, out.byteOffset, out.byteLength >>> 1);
   const nsb = rowBytes / 84;
   for (let b = 0; b < nsb; b++) {
     const o = b * Q2K_QUAD_BYTES;
     for (let r = 0; r < 4; r++) {
       const s = r * rowBytes + b * 84;
-      out[o + 2 * r] = tmp[s + 80]!;
-      out[o + 2 * r + 1] = tmp[s + 81]!;
-      out[o + 8 + 2 * r] = tmp[s + 82]!;
-      out[o + 8 + 2 * r + 1] = tmp[s + 83]!;
+      o16[(o >> 1) + r] = dv.getUint16(s + 80, true);
+      o16[(o >> 1) + 4 + r] = dv.getUint16(s + 82, true);
       for (let g = 0; g < 16; g++) out[o + 16 + 4 * g + r] = tmp[s + g]!;
-      const code = (i: number) => (tmp[s + 16 + 32 * (i >> 7) + (i & 31)]! >> (2 * ((i >> 5) & 3))) & 3;
-      for (let g = 0; g < 16; g++) {
-        for (let e = 0; e < 2; e++) {
-          for (let h = 0; h < 2; h++) {
-            let byte = 0;
-            for (let k = 0; k < 4; k++) byte |= code(16 * g + 2 * (4 * h + k) + e) << (2 * k);
-            out[o + 80 + 16 * g + 8 * h + 2 * r + e] = byte;
+      // sub-block g's 16 codes are bits 2t (t = (g >> 1) & 3) of qs[32·(g >> 3) + 16·(g & 1) + m]:
+      // 4 at a time in the bytes of a 32-bit word; code m = 2(4h + k) + e of half h goes into bits
+      // 2k of byte e of the half's 16-bit lane of row r. The 4 words of a 16-byte run serve 4 sub-blocks.
+      for (let n = 0; n < 2; n++) {
+        for (let hf = 0; hf < 2; hf++) {
+          const q = s + 16 + 32 * n + 16 * hf;
+          const w0 = dv.getUint32(q, true);
+          const w1 = dv.getUint32(q + 4, true);
+          const w2 = dv.getUint32(q + 8, true);
+          const w3 = dv.getUint32(q + 12, true);
+          for (let t = 0; t < 4; t++) {
+            const sh = 2 * t;
+            const g = 8 * n + 2 * t + hf;
+            const at = ((o + 80 + 16 * g) >> 1) + r;
+            const x0 = (w0 >>> sh) & 0x03030303; // half 0, k = 0, 1 (bytes: k0e0 k0e1 k1e0 k1e1)
+            const x1 = (w1 >>> sh) & 0x03030303; // half 0, k = 2, 3
+            const x2 = (w2 >>> sh) & 0x03030303;
+            const x3 = (w3 >>> sh) & 0x03030303;
+            o16[at] = ((x0 | (x0 >>> 14)) & 0x0f0f) | (((x1 | (x1 >>> 14)) & 0x0f0f) << 4);
+            o16[at + 4] = ((x2 | (x2 >>> 14)) & 0x0f0f) | (((x3 | (x3 >>> 14)) & 0x0f0f) << 4);
           }
         }
       }
@@ -299,34 +312,63 @@ export const Q3K_QUAD_BYTES = 456;
 /** Inputs per activation scale for Q3_K (see mmQ3K). */
 export const Q3K_X_BLOCK: 32 | 256 = 256;
 
+/**
+ * From a word of 4 3-bit codes (bytes: pair k e = 0, e = 1, pair k + 1 e = 0, e = 1): the two pairs
+ * as 6-bit fields k | (k + 1) << 3 of lane e = 0 at bit 0 and lane e = 1 at bit 16.
+ */
+const pairs3 = (c: number): number => {
+  const y = (c & 0x0707) | ((c >>> 13) & 0x3838);
+  return (y & 0x3f) | ((y & 0x3f00) << 8);
+};
+
 function packQ3K(tmp: Uint8Array, rowBytes: number, out: Uint8Array): void {
+  const dv = new DataView(tmp.buffer, tmp.byteOffset, tmp.byteLength);
+  const o16 = new Uint16Array(out.buffer, out.byteOffset, out.byteLength >>> 1);
+  const o32 = new Uint32Array(out.buffer, out.byteOffset, out.byteLength >>> 2);
   const nsb = rowBytes / 110;
   for (let b = 0; b < nsb; b++) {
     const o = b * Q3K_QUAD_BYTES;
     for (let r = 0; r < 4; r++) {
       const s = r * rowBytes + b * 110;
-      out[o + 2 * r] = tmp[s + 108]!;
-      out[o + 2 * r + 1] = tmp[s + 109]!;
+      o16[(o >> 1) + r] = dv.getUint16(s + 108, true);
       const sc = s + 96;
-      for (let g = 0; g < 16; g++) {
-        const low = g < 8 ? tmp[sc + g]! & 15 : tmp[sc + g - 8]! >> 4;
-        const high = (tmp[sc + 8 + (g & 3)]! >> (2 * (g >> 2))) & 3;
-        out[o + 8 + 4 * g + r] = ((low | (high << 4)) - 32) & 255;
+      for (let g = 0; g < 4; g++) {
+        const h = tmp[sc + 8 + g]!;
+        const lo = tmp[sc + g]!;
+        const hi = tmp[sc + 4 + g]!;
+        out[o + 8 + 4 * g + r] = (((lo & 15) | ((h & 3) << 4)) - 32) & 255;
+        out[o + 8 + 4 * (g + 4) + r] = (((hi & 15) | (((h >> 2) & 3) << 4)) - 32) & 255;
+        out[o + 8 + 4 * (g + 8) + r] = (((lo >> 4) | (((h >> 4) & 3) << 4)) - 32) & 255;
+        out[o + 8 + 4 * (g + 12) + r] = (((hi >> 4) | ((h >> 6) << 4)) - 32) & 255;
       }
-      const q3 = (i: number) => {
-        const l = i & 31;
-        const q2 = (tmp[s + 32 + 32 * (i >> 7) + l]! >> (2 * ((i >> 5) & 3))) & 3;
-        return q2 | (((tmp[s + l]! >> (i >> 5)) & 1) << 2);
-      };
-      for (let g = 0; g < 16; g++) {
-        for (let e = 0; e < 2; e++) {
-          const p = (k: number) => q3(16 * g + 2 * k + e);
-          const L = 2 * r + e;
-          const a = p(0) | (p(1) << 3) | (p(2) << 6) | (p(3) << 9) | (p(4) << 12) | ((p(7) & 1) << 15);
-          const at = o + 72 + 24 * g;
-          out[at + 2 * L] = a & 255;
-          out[at + 2 * L + 1] = a >> 8;
-          out[at + 16 + L] = p(5) | ((p(7) >> 1) << 3) | (p(6) << 5);
+      // sub-block g's 16 3-bit codes: bits 2(t & 3) (t = g >> 1) of qs[32·(g >> 3) + 16·(g & 1) + m]
+      // and bit t of hmask[16·(g & 1) + m] on top, 4 at a time in the bytes of a word; the 4 words
+      // of a 16-byte run (and of hmask's) serve 4 sub-blocks. Lanes L = 2r, 2r + 1 side by side.
+      for (let hf = 0; hf < 2; hf++) {
+        const m = s + 16 * hf;
+        const h0 = dv.getUint32(m, true);
+        const h1 = dv.getUint32(m + 4, true);
+        const h2 = dv.getUint32(m + 8, true);
+        const h3 = dv.getUint32(m + 12, true);
+        for (let n = 0; n < 2; n++) {
+          const q = s + 32 + 32 * n + 16 * hf;
+          const w0 = dv.getUint32(q, true);
+          const w1 = dv.getUint32(q + 4, true);
+          const w2 = dv.getUint32(q + 8, true);
+          const w3 = dv.getUint32(q + 12, true);
+          for (let tq = 0; tq < 4; tq++) {
+            const t = 4 * n + tq;
+            const sh = 2 * tq;
+            const c0 = ((w0 >>> sh) & 0x03030303) | (((h0 >>> t) & 0x01010101) << 2);
+            const c1 = ((w1 >>> sh) & 0x03030303) | (((h1 >>> t) & 0x01010101) << 2);
+            const c2 = ((w2 >>> sh) & 0x03030303) | (((h2 >>> t) & 0x01010101) << 2);
+            const c3 = ((w3 >>> sh) & 0x03030303) | (((h3 >>> t) & 0x01010101) << 2);
+            const at = o + 72 + 24 * (2 * t + hf);
+            // A: pairs 0-4 at bits 0, 3, 6, 9, 12 and bit 0 of pair 7 at 15 (lanes e = 0, 1 at bits 0, 16)
+            o32[(at >> 2) + r] = pairs3(c0) | (pairs3(c1) << 6) | (((c2 & 7) | ((c2 & 0x700) << 8)) << 12) | ((((c3 >>> 16) & 1) | ((c3 >>> 8) & 0x10000)) << 15);
+            // B (bytes L = 2r, 2r + 1): pair 5, bits 1-2 of pair 7 at 3, pair 6 at 5
+            o16[((at + 16) >> 1) + r] = ((c2 >>> 16) & 0x0707) | ((((c3 >>> 16) & 0x0606) >>> 1) << 3) | ((c3 & 0x0707) << 5);
+          }
         }
       }
     }
@@ -412,33 +454,78 @@ export function mmQ3K(opts: KOpts = Q3K_OPTS, xBlock: 32 | 256 = Q3K_X_BLOCK): F
  */
 export const Q5K_QUAD_BYTES = 720;
 
+/**
+ * The 5 words of lanes L = 2r, 2r + 1 of a sub-block from its 8 words of 4 codes (bytes: inputs
+ * 4m..4m+3): pair k = inputs 2k (bit 0), 2k + 1 (bit 16); word w holds pairs 3w, 3w + 1, 3w + 2 at
+ * bits 0, 6, 11 and bit 4 − w of pair 15 at bit 5.
+ */
+function putFive(o32: Uint32Array, at: number, x0: number, x1: number, x2: number, x3: number, x4: number, x5: number, x6: number, x7: number): void {
+  const p15 = ((x7 >>> 16) & 0x1f) | ((x7 >>> 8) & 0x1f0000);
+  o32[at] = (x0 & 0x1f) | ((x0 & 0x1f00) << 8) | (((p15 >>> 4) & 0x10001) << 5)
+    | ((((x0 >>> 16) & 0x1f) | ((x0 >>> 8) & 0x1f0000)) << 6) | (((x1 & 0x1f) | ((x1 & 0x1f00) << 8)) << 11);
+  o32[at + 4] = ((x1 >>> 16) & 0x1f) | ((x1 >>> 8) & 0x1f0000) | (((p15 >>> 3) & 0x10001) << 5)
+    | (((x2 & 0x1f) | ((x2 & 0x1f00) << 8)) << 6) | ((((x2 >>> 16) & 0x1f) | ((x2 >>> 8) & 0x1f0000)) << 11);
+  o32[at + 8] = (x3 & 0x1f) | ((x3 & 0x1f00) << 8) | (((p15 >>> 2) & 0x10001) << 5)
+    | ((((x3 >>> 16) & 0x1f) | ((x3 >>> 8) & 0x1f0000)) << 6) | (((x4 & 0x1f) | ((x4 & 0x1f00) << 8)) << 11);
+  o32[at + 12] = ((x4 >>> 16) & 0x1f) | ((x4 >>> 8) & 0x1f0000) | (((p15 >>> 1) & 0x10001) << 5)
+    | (((x5 & 0x1f) | ((x5 & 0x1f00) << 8)) << 6) | ((((x5 >>> 16) & 0x1f) | ((x5 >>> 8) & 0x1f0000)) << 11);
+  o32[at + 16] = (x6 & 0x1f) | ((x6 & 0x1f00) << 8) | ((p15 & 0x10001) << 5)
+    | ((((x6 >>> 16) & 0x1f) | ((x6 >>> 8) & 0x1f0000)) << 6) | (((x7 & 0x1f) | ((x7 & 0x1f00) << 8)) << 11);
+}
+
+/** One row's 6-bit scales and mins (scalesMinsK4). */
+const kSc = new Uint8Array(8);
+const kM = new Uint8Array(8);
+
 function packQ5K(tmp: Uint8Array, rowBytes: number, out: Uint8Array): void {
+  const dv = new DataView(tmp.buffer, tmp.byteOffset, tmp.byteLength);
+  const o16 = new Uint16Array(out.buffer, out.byteOffset, out.byteLength >>> 1);
+  const o32 = new Uint32Array(out.buffer, out.byteOffset, out.byteLength >>> 2);
   const nsb = rowBytes / 176;
   for (let b = 0; b < nsb; b++) {
     const o = b * Q5K_QUAD_BYTES;
     for (let r = 0; r < 4; r++) {
       const s = r * rowBytes + b * 176;
-      out[o + 2 * r] = tmp[s]!;
-      out[o + 2 * r + 1] = tmp[s + 1]!;
-      out[o + 8 + 2 * r] = tmp[s + 2]!;
-      out[o + 8 + 2 * r + 1] = tmp[s + 3]!;
+      o16[(o >> 1) + r] = dv.getUint16(s, true);
+      o16[(o >> 1) + 4 + r] = dv.getUint16(s + 2, true);
+      scalesMinsK4(tmp, s + 4, kSc, kM, 0);
       for (let j = 0; j < 8; j++) {
-        const [sc, m] = scaleMinK4(j, tmp, s + 4);
-        out[o + 16 + 8 * j + r] = sc;
-        out[o + 16 + 8 * j + 4 + r] = m;
+        out[o + 16 + 8 * j + r] = kSc[j]!;
+        out[o + 16 + 8 * j + 4 + r] = kM[j]!;
       }
-      for (let j = 0; j < 8; j++) {
-        const code = (l: number) => ((tmp[s + 48 + 32 * (j >> 1) + l]! >> (4 * (j & 1))) & 15) | (((tmp[s + 16 + l]! >> j) & 1) << 4);
-        for (let e = 0; e < 2; e++) {
-          const p = (k: number) => code(2 * k + e);
-          const L = 2 * r + e;
-          for (let w = 0; w < 5; w++) {
-            const lane = p(3 * w) | (((p(15) >> (4 - w)) & 1) << 5) | (p(3 * w + 1) << 6) | (p(3 * w + 2) << 11);
-            const at = o + 80 + 80 * j + 16 * w + 2 * L;
-            out[at] = lane & 255;
-            out[at + 1] = lane >> 8;
-          }
-        }
+      const h0 = dv.getUint32(s + 16, true);
+      const h1 = dv.getUint32(s + 20, true);
+      const h2 = dv.getUint32(s + 24, true);
+      const h3 = dv.getUint32(s + 28, true);
+      const h4 = dv.getUint32(s + 32, true);
+      const h5 = dv.getUint32(s + 36, true);
+      const h6 = dv.getUint32(s + 40, true);
+      const h7 = dv.getUint32(s + 44, true);
+      // code l of sub-block j: nibble (j & 1) of qs[32·(j >> 1) + l], bit j of qh[l] as bit 4; 4 at a
+      // time in the bytes of a word (one qs word serves both sub-blocks 2c, 2c + 1 of its run)
+      for (let c = 0; c < 4; c++) {
+        const q = s + 48 + 32 * c;
+        const w0 = dv.getUint32(q, true);
+        const w1 = dv.getUint32(q + 4, true);
+        const w2 = dv.getUint32(q + 8, true);
+        const w3 = dv.getUint32(q + 12, true);
+        const w4 = dv.getUint32(q + 16, true);
+        const w5 = dv.getUint32(q + 20, true);
+        const w6 = dv.getUint32(q + 24, true);
+        const w7 = dv.getUint32(q + 28, true);
+        const a = 2 * c;
+        const at = ((o + 80 + 160 * c) >> 2) + r;
+        putFive(o32, at,
+          (w0 & 0x0f0f0f0f) | (((h0 >>> a) & 0x01010101) << 4), (w1 & 0x0f0f0f0f) | (((h1 >>> a) & 0x01010101) << 4),
+          (w2 & 0x0f0f0f0f) | (((h2 >>> a) & 0x01010101) << 4), (w3 & 0x0f0f0f0f) | (((h3 >>> a) & 0x01010101) << 4),
+          (w4 & 0x0f0f0f0f) | (((h4 >>> a) & 0x01010101) << 4), (w5 & 0x0f0f0f0f) | (((h5 >>> a) & 0x01010101) << 4),
+          (w6 & 0x0f0f0f0f) | (((h6 >>> a) & 0x01010101) << 4), (w7 & 0x0f0f0f0f) | (((h7 >>> a) & 0x01010101) << 4));
+        const e = a + 1;
+        putFive(o32, at + 20,
+          ((w0 >>> 4) & 0x0f0f0f0f) | (((h0 >>> e) & 0x01010101) << 4), ((w1 >>> 4) & 0x0f0f0f0f) | (((h1 >>> e) & 0x01010101) << 4),
+          ((w2 >>> 4) & 0x0f0f0f0f) | (((h2 >>> e) & 0x01010101) << 4), ((w3 >>> 4) & 0x0f0f0f0f) | (((h3 >>> e) & 0x01010101) << 4),
+          ((w4 >>> 4) & 0x0f0f0f0f) | (((h4 >>> e) & 0x01010101) << 4), ((w5 >>> 4) & 0x0f0f0f0f) | (((h5 >>> e) & 0x01010101) << 4),
+          ((w6 >>> 4) & 0x0f0f0f0f) | (((h6 >>> e) & 0x01010101) << 4), ((w7 >>> 4) & 0x0f0f0f0f) | (((h7 >>> e) & 0x01010101) << 4));
       }
     }
   }

@@ -250,79 +250,98 @@ function blockKernel(type: string, QB: number, build: (f: Func) => { code: CodeS
 }
 
 // ---------------------------------------------------------------------------------------------
-// packing helpers: value (row r, input i) of a stored block → lane positions
+// packing helpers: value (row j, input i) of a stored block → lane positions. Lanes 2j and 2j + 1
+// (inputs 2p and 2p + 1 of row j) are side by side, so they are built and stored as one 32-bit
+// word (every quad-block and its code area start 4-aligned); the stored bytes are read through a
+// DataView (blocks of 18, 20, 22 bytes sit at any alignment).
 
-/** A 4-row block's values: v[32·r + i] for row r (0..3), input i (0..31). */
-type Vals = Uint8Array;
+/**
+ * Row j's two lanes (e = 0 at bit 0, e = 1 at bit 16) of 4 values each: the bytes of w0 and w1
+ * (ggml's qs[8u..8u+7], value pair k at bytes 2k, 2k + 1) as pair k at bit 0 and 16.
+ */
+const pairLo = (w: number): number => (w & 0xff) | ((w & 0xff00) << 8);
+const pairHi = (w: number): number => ((w >>> 16) & 0xff) | ((w >>> 8) & 0xff0000);
 
-/** 4-bit codes: raw vector u, lane 2j + e, nibble k = row j, input 8u + 2k + e (pair 4u + k). */
-function packNibblePairs(v: Vals, out: Uint8Array, at: number): void {
-  for (let l = 0; l < 8; l++) {
-    const s = 32 * (l >> 1) + (l & 1);
-    for (let u = 0; u < 4; u++) {
-      const i = s + 8 * u;
-      const o = at + 16 * u + 2 * l;
-      out[o] = v[i]! | (v[i + 2]! << 4);
-      out[o + 1] = v[i + 4]! | (v[i + 6]! << 4);
-    }
+/**
+ * 4-bit codes (Q4_1) of row j, from ggml's qs[16] at q (value i < 16: low nibble of qs[i], 16 + i:
+ * its high nibble): raw vector u, lane 2j + e, nibble k = input 8u + 2k + e (pair 4u + k). Raw
+ * vectors 0, 1 take low nibbles, 2, 3 the high nibbles of the same bytes. o32: word of lanes 0, 1.
+ */
+function packNibblePairs(dv: DataView, q: number, o32: Uint32Array, at: number, j: number): void {
+  for (let u = 0; u < 2; u++) {
+    const w0 = dv.getUint32(q + 8 * u, true);
+    const w1 = dv.getUint32(q + 8 * u + 4, true);
+    const k0 = pairLo(w0);
+    const k1 = pairHi(w0);
+    const k2 = pairLo(w1);
+    const k3 = pairHi(w1);
+    const l = at + 4 * u + j;
+    o32[l] = (k0 & 0xf000f) | ((k1 & 0xf000f) << 4) | ((k2 & 0xf000f) << 8) | ((k3 & 0xf000f) << 12);
+    o32[l + 8] = ((k0 >>> 4) & 0xf000f) | (k1 & 0xf000f0) | ((k2 & 0xf000f0) << 4) | ((k3 & 0xf000f0) << 8);
   }
 }
 
 /**
- * 5-bit codes: raw vector u (0..4), lane 2j + e: bits 0-4 = row j, input 6u + e (pair 3u); 5-9 =
- * input 6u + 2 + e; 11-15 = input 6u + 4 + e; bit 10 = bit u of input 30 + e (pair 15).
+ * IQ4 indices of row j (ggml's qs[16] at q, as for Q4_1): raw vector u, byte 2l + c of lane
+ * l = 2j + e: low nibble = input 8u + 2c + e (pair 4u + c), high nibble = input 8u + 4 + 2c + e
+ * (pair 4u + 2 + c).
  */
-function packFivePairs(v: Vals, out: Uint8Array, at: number): void {
-  for (let l = 0; l < 8; l++) {
-    const s = 32 * (l >> 1) + (l & 1);
-    const last = v[s + 30]!;
-    for (let u = 0; u < 5; u++) {
-      const i = s + 6 * u;
-      const word = v[i]! | (v[i + 2]! << 5) | (((last >> u) & 1) << 10) | (v[i + 4]! << 11);
-      const o = at + 16 * u + 2 * l;
-      out[o] = word & 255;
-      out[o + 1] = word >> 8;
-    }
+function packIndexPairs(dv: DataView, q: number, o32: Uint32Array, at: number, j: number): void {
+  for (let u = 0; u < 2; u++) {
+    const w0 = dv.getUint32(q + 8 * u, true);
+    const w1 = dv.getUint32(q + 8 * u + 4, true);
+    const k0 = pairLo(w0);
+    const k1 = pairHi(w0);
+    const k2 = pairLo(w1);
+    const k3 = pairHi(w1);
+    const l = at + 4 * u + j;
+    o32[l] = (k0 & 0xf000f) | ((k2 & 0xf000f) << 4) | ((k1 & 0xf000f) << 8) | ((k3 & 0xf000f) << 12);
+    o32[l + 8] = ((k0 >>> 4) & 0xf000f) | (k2 & 0xf000f0) | ((k1 & 0xf000f0) << 4) | ((k3 & 0xf000f0) << 8);
   }
 }
+
+/** Pair k (inputs 2k, 2k + 1) of a word of 4 codes (bytes: inputs 4m..4m+3), k even (lo) or odd (hi): e = 0 at bit 0, e = 1 at bit 16. */
+const five2Lo = (x: number): number => (x & 0x1f) | ((x & 0x1f00) << 8);
+const five2Hi = (x: number): number => ((x >>> 16) & 0x1f) | ((x >>> 8) & 0x1f0000);
 
 /**
- * IQ4 indices: raw vector u, byte 2l + c of lane l = 2j + e: low nibble = row j, input 8u + 2c + e
- * (pair 4u + c), high nibble = input 8u + 4 + 2c + e (pair 4u + 2 + c).
+ * Row j's 5-bit codes (ggml's qs[16] at p, value i < 16 the low nibble of qs[i], 16 + i its high
+ * nibble, with bit i of qh, a u32 at h, on top) → raw vectors u (0..4), word of lanes 2j, 2j + 1
+ * at `at + 4u + j`: lane 2j + e: bits 0-4 = input 6u + e (pair 3u); 5-9 = input 6u + 2 + e; 11-15 =
+ * input 6u + 4 + e; bit 10 = bit u of input 30 + e (pair 15). Four codes a word: the 4 qh bits
+ * spread to bit 0 of 4 bytes by a multiply (x · 0x204081 puts bit k at bit 8k, with no carries).
  */
-function packIndexPairs(v: Vals, out: Uint8Array, at: number): void {
-  for (let l = 0; l < 8; l++) {
-    const s = 32 * (l >> 1) + (l & 1);
-    for (let u = 0; u < 4; u++) {
-      const i = s + 8 * u;
-      const o = at + 16 * u + 2 * l;
-      out[o] = v[i]! | (v[i + 4]! << 4);
-      out[o + 1] = v[i + 2]! | (v[i + 6]! << 4);
-    }
-  }
+function packFiveRow(dv: DataView, p: number, h: number, o32: Uint32Array, at: number, j: number): void {
+  const qh = dv.getUint32(h, true);
+  const q0 = dv.getUint32(p, true);
+  const q1 = dv.getUint32(p + 4, true);
+  const q2 = dv.getUint32(p + 8, true);
+  const q3 = dv.getUint32(p + 12, true);
+  const x0 = (q0 & 0x0f0f0f0f) | ((Math.imul(qh & 15, 0x204081) & 0x01010101) << 4);
+  const x1 = (q1 & 0x0f0f0f0f) | ((Math.imul((qh >>> 4) & 15, 0x204081) & 0x01010101) << 4);
+  const x2 = (q2 & 0x0f0f0f0f) | ((Math.imul((qh >>> 8) & 15, 0x204081) & 0x01010101) << 4);
+  const x3 = (q3 & 0x0f0f0f0f) | ((Math.imul((qh >>> 12) & 15, 0x204081) & 0x01010101) << 4);
+  const x4 = ((q0 >>> 4) & 0x0f0f0f0f) | ((Math.imul((qh >>> 16) & 15, 0x204081) & 0x01010101) << 4);
+  const x5 = ((q1 >>> 4) & 0x0f0f0f0f) | ((Math.imul((qh >>> 20) & 15, 0x204081) & 0x01010101) << 4);
+  const x6 = ((q2 >>> 4) & 0x0f0f0f0f) | ((Math.imul((qh >>> 24) & 15, 0x204081) & 0x01010101) << 4);
+  const x7 = ((q3 >>> 4) & 0x0f0f0f0f) | ((Math.imul(qh >>> 28, 0x204081) & 0x01010101) << 4);
+  const last = five2Hi(x7);
+  const w = at + j;
+  o32[w] = five2Lo(x0) | (five2Hi(x0) << 5) | ((last & 0x10001) << 10) | (five2Lo(x1) << 11);
+  o32[w + 4] = five2Hi(x1) | (five2Lo(x2) << 5) | (((last >>> 1) & 0x10001) << 10) | (five2Hi(x2) << 11);
+  o32[w + 8] = five2Lo(x3) | (five2Hi(x3) << 5) | (((last >>> 2) & 0x10001) << 10) | (five2Lo(x4) << 11);
+  o32[w + 12] = five2Hi(x4) | (five2Lo(x5) << 5) | (((last >>> 3) & 0x10001) << 10) | (five2Hi(x5) << 11);
+  o32[w + 16] = five2Lo(x6) | (five2Hi(x6) << 5) | (((last >>> 4) & 0x10001) << 10) | (five2Lo(x7) << 11);
 }
 
-/** ggml's 4-bit qs[16] at p → v[o..o+31]: value i < 16 is the low nibble of qs[i], 16 + i its high nibble. */
-function nibbles(src: Uint8Array, p: number, v: Vals, o: number): void {
-  for (let i = 0; i < 16; i++) {
-    const q = src[p + i]!;
-    v[o + i] = q & 15;
-    v[o + 16 + i] = q >> 4;
-  }
+/** Two bytes (an f16 scale) of a stored block at s → 16-bit lane k. */
+function packHead(dv: DataView, s: number, o16: Uint16Array, k: number): void {
+  o16[k] = dv.getUint16(s, true);
 }
 
-/** nibbles, plus ggml's qh (u32 little-endian at h) as the 5th bit of each value. */
-function fiveBits(src: Uint8Array, p: number, h: number, v: Vals, o: number): void {
-  nibbles(src, p, v, o);
-  const qh = (src[h]! | (src[h + 1]! << 8) | (src[h + 2]! << 16) | (src[h + 3]! << 24)) >>> 0;
-  for (let i = 0; i < 32; i++) v[o + i]! |= ((qh >>> i) & 1) << 4;
-}
-
-/** One 2-byte field (an f16 scale) of a stored block → out[o]. */
-function packHead(rows: Uint8Array, s: number, out: Uint8Array, o: number): void {
-  out[o] = rows[s]!;
-  out[o + 1] = rows[s + 1]!;
-}
+const u16Of = (out: Uint8Array): Uint16Array => new Uint16Array(out.buffer, out.byteOffset, out.byteLength >>> 1);
+const u32Of = (out: Uint8Array): Uint32Array => new Uint32Array(out.buffer, out.byteOffset, out.byteLength >>> 2);
+const viewOf = (rows: Uint8Array): DataView => new DataView(rows.buffer, rows.byteOffset, rows.byteLength);
 
 // ---------------------------------------------------------------------------------------------
 // codes
@@ -478,55 +497,59 @@ function format32(type: string, heads: number, codeBytes: number, pack: BlockFor
 
 /** block_q4_1 { d, m: f16; qs[16] } (20 bytes) → 80: d[4], m[4], nibble pairs. */
 function packQ4_1(rows: Uint8Array, rowBytes: number, out: Uint8Array): void {
-  const v = new Uint8Array(128);
+  const dv = viewOf(rows);
+  const o16 = u16Of(out);
+  const o32 = u32Of(out);
   for (let p = 0, o = 0; p < rowBytes; p += 20, o += 80) {
     for (let r = 0; r < 4; r++) {
       const s = r * rowBytes + p;
-      packHead(rows, s, out, o + 2 * r);
-      packHead(rows, s + 2, out, o + 8 + 2 * r);
-      nibbles(rows, s + 4, v, 32 * r);
+      packHead(dv, s, o16, (o >> 1) + r);
+      packHead(dv, s + 2, o16, (o >> 1) + 4 + r);
+      packNibblePairs(dv, s + 4, o32, (o + 16) >> 2, r);
     }
-    packNibblePairs(v, out, o + 16);
   }
 }
 
 /** block_q5_0 { d: f16; qh: u32; qs[16] } (22 bytes) → 88: d[4], 5-bit fields. */
 function packQ5_0(rows: Uint8Array, rowBytes: number, out: Uint8Array): void {
-  const v = new Uint8Array(128);
+  const dv = viewOf(rows);
+  const o16 = u16Of(out);
+  const o32 = u32Of(out);
   for (let p = 0, o = 0; p < rowBytes; p += 22, o += 88) {
     for (let r = 0; r < 4; r++) {
       const s = r * rowBytes + p;
-      packHead(rows, s, out, o + 2 * r);
-      fiveBits(rows, s + 6, s + 2, v, 32 * r);
+      packHead(dv, s, o16, (o >> 1) + r);
+      packFiveRow(dv, s + 6, s + 2, o32, (o + 8) >> 2, r);
     }
-    packFivePairs(v, out, o + 8);
   }
 }
 
 /** block_q5_1 { d, m: f16; qh: u32; qs[16] } (24 bytes) → 96: d[4], m[4], 5-bit fields. */
 function packQ5_1(rows: Uint8Array, rowBytes: number, out: Uint8Array): void {
-  const v = new Uint8Array(128);
+  const dv = viewOf(rows);
+  const o16 = u16Of(out);
+  const o32 = u32Of(out);
   for (let p = 0, o = 0; p < rowBytes; p += 24, o += 96) {
     for (let r = 0; r < 4; r++) {
       const s = r * rowBytes + p;
-      packHead(rows, s, out, o + 2 * r);
-      packHead(rows, s + 2, out, o + 8 + 2 * r);
-      fiveBits(rows, s + 8, s + 4, v, 32 * r);
+      packHead(dv, s, o16, (o >> 1) + r);
+      packHead(dv, s + 2, o16, (o >> 1) + 4 + r);
+      packFiveRow(dv, s + 8, s + 4, o32, (o + 16) >> 2, r);
     }
-    packFivePairs(v, out, o + 16);
   }
 }
 
 /** block_iq4_nl { d: f16; qs[16] } (18 bytes) → 72: d[4], index pairs. */
 function packIQ4_NL(rows: Uint8Array, rowBytes: number, out: Uint8Array): void {
-  const v = new Uint8Array(128);
+  const dv = viewOf(rows);
+  const o16 = u16Of(out);
+  const o32 = u32Of(out);
   for (let p = 0, o = 0; p < rowBytes; p += 18, o += 72) {
     for (let r = 0; r < 4; r++) {
       const s = r * rowBytes + p;
-      packHead(rows, s, out, o + 2 * r);
-      nibbles(rows, s + 2, v, 32 * r);
+      packHead(dv, s, o16, (o >> 1) + r);
+      packIndexPairs(dv, s + 2, o32, (o + 8) >> 2, r);
     }
-    packIndexPairs(v, out, o + 8);
   }
 }
 
@@ -534,32 +557,33 @@ function packIQ4_NL(rows: Uint8Array, rowBytes: number, out: Uint8Array): void {
 const IQ4XS_DATA = 40;
 const IQ4XS_QB = IQ4XS_DATA + 8 * 64;
 
+function packIQ4_XS(rows: Uint8Array, rowBytes: number, out: Uint8Array): void {
+  const dv = viewOf(rows);
+  const o16 = u16Of(out);
+  const o32 = u32Of(out);
+  const nb = rowBytes / 136;
+  for (let b = 0; b < nb; b++) {
+    const o = b * IQ4XS_QB;
+    for (let r = 0; r < 4; r++) {
+      const s = r * rowBytes + b * 136;
+      packHead(dv, s, o16, (o >> 1) + r);
+      const sh = rows[s + 2]! | (rows[s + 3]! << 8);
+      for (let ib = 0; ib < 8; ib++) {
+        const ls = ((rows[s + 4 + (ib >> 1)]! >> (4 * (ib & 1))) & 15) | (((sh >> (2 * ib)) & 3) << 4);
+        out[o + 8 + 4 * ib + r] = (ls - 32) & 255;
+        packIndexPairs(dv, s + 8 + 16 * ib, o32, (o + IQ4XS_DATA + 64 * ib) >> 2, r);
+      }
+    }
+  }
+}
+
 const iq4xs: BlockFormat = {
   type: 'iq4_xs',
   blockInputs: 256,
   quadBlockBytes: IQ4XS_QB,
   xBlock: 256,
   bsumLen: 32,
-  pack(rows, rowBytes, out) {
-    const nb = rowBytes / 136;
-    const v = new Uint8Array(128);
-    for (let b = 0; b < nb; b++) {
-      const o = b * IQ4XS_QB;
-      for (let r = 0; r < 4; r++) {
-        const s = r * rowBytes + b * 136;
-        packHead(rows, s, out, o + 2 * r);
-        const sh = rows[s + 2]! | (rows[s + 3]! << 8);
-        for (let ib = 0; ib < 8; ib++) {
-          const ls = ((rows[s + 4 + (ib >> 1)]! >> (4 * (ib & 1))) & 15) | (((sh >> (2 * ib)) & 3) << 4);
-          out[o + 8 + 4 * ib + r] = (ls - 32) & 255;
-        }
-      }
-      for (let ib = 0; ib < 8; ib++) {
-        for (let r = 0; r < 4; r++) nibbles(rows, r * rowBytes + b * 136 + 8 + 16 * ib, v, 32 * r);
-        packIndexPairs(v, out, o + IQ4XS_DATA + 64 * ib);
-      }
-    }
-  },
+  pack: packIQ4_XS,
   emit: () => blockKernel('iq4_xs', IQ4XS_QB, (f) => ({ code: iq4Code(f), sc: iq4xsScales(f) })),
 };
 

@@ -26,34 +26,61 @@ import { I32, zero, inc, hsum4, f16x4, initAcc, blockPointers, quadLoop } from '
 const QB = 840;
 const STORED = 210;
 
-/** The unsigned 6-bit code of value v (0..255) of a stored Q6_K block at `at`. */
-function code(src: Uint8Array, at: number, v: number): number {
-  const n = v >> 7;
-  const l = v & 31;
-  const quarter = (v >> 5) & 3;
-  const ql = src[at + 64 * n + l + 32 * (quarter & 1)]!;
-  const qh = src[at + 128 + 32 * n + l]!;
-  return ((quarter >> 1 ? ql >> 4 : ql & 15) | (((qh >> (2 * quarter)) & 3) << 4));
+/** 4 codes in the bytes of a word: nibbles at lsh of the ql word at p, with bits hsh of the qh word at p + dh on top. */
+const codes4 = (dv: DataView, p: number, dh: number, lsh: number, hsh: number): number =>
+  ((dv.getUint32(p, true) >>> lsh) & 0x0f0f0f0f) | (((dv.getUint32(p + dh, true) >>> hsh) & 0x03030303) << 4);
+
+/** The three words of lanes i, i + 1 from the rows' codes of groups 0, 1 (code i at bit 0, i + 1 at bit 16). */
+function put6(o32: Uint32Array, p: number, s00: number, s01: number, s10: number, s11: number, s20: number, s21: number, s30: number, s31: number): void {
+  o32[p] = s00 | (s01 << 6) | ((s20 & 0xf000f) << 12);
+  o32[p + 4] = s10 | (s11 << 6) | ((s21 & 0xf000f) << 12);
+  o32[p + 8] = s30 | (s31 << 6) | (((s20 >>> 4) & 0x30003) << 12) | (((s21 >>> 4) & 0x30003) << 14);
 }
 
 function pack(rows: Uint8Array, rowBytes: number, out: Uint8Array): void {
   const nb = rowBytes / STORED;
-  const o16 = new Uint16Array(out.buffer, out.byteOffset, out.byteLength >>> 1);
+  const dv = new DataView(rows.buffer, rows.byteOffset, rows.byteLength);
+  const o32 = new Uint32Array(out.buffer, out.byteOffset, out.byteLength >>> 2);
   for (let b = 0; b < nb; b++) {
     const o = b * QB;
-    const at = (r: number) => r * rowBytes + b * STORED;
     for (let r = 0; r < 4; r++) {
-      out[o + 2 * r] = rows[at(r) + 208]!; // d
-      out[o + 2 * r + 1] = rows[at(r) + 209]!;
-      for (let j = 0; j < 16; j++) out[o + 8 + 4 * j + r] = rows[at(r) + 192 + j]!;
+      const at = r * rowBytes + b * STORED;
+      out[o + 2 * r] = rows[at + 208]!; // d
+      out[o + 2 * r + 1] = rows[at + 209]!;
+      for (let j = 0; j < 16; j++) out[o + 8 + 4 * j + r] = rows[at + 192 + j]!;
     }
+    // Value v = 16j + 8G + i (sub-block j, group G, lane i) of row R is nibble (q >> 1) of
+    // ql[64n + 32·(q & 1) + l] with bits 2q of qh[32n + l] on top (n = j >> 3, q = (j >> 1) & 3,
+    // l = 16·(j & 1) + 8G + i): 4 codes at a time in the bytes of a word, then two lanes (i, i + 1)
+    // of A, B, C at a time as one 32-bit word.
     for (let j = 0; j < 16; j++) {
-      const h = (o + 72 + 48 * j) >>> 1; // in u16 units
-      for (let i = 0; i < 8; i++) {
-        const c = (r: number, g: number) => code(rows, at(r), 16 * j + 8 * g + i);
-        o16[h + i] = c(0, 0) | (c(0, 1) << 6) | ((c(2, 0) & 15) << 12);
-        o16[h + 8 + i] = c(1, 0) | (c(1, 1) << 6) | ((c(2, 1) & 15) << 12);
-        o16[h + 16 + i] = c(3, 0) | (c(3, 1) << 6) | ((c(2, 0) >> 4) << 12) | ((c(2, 1) >> 4) << 14);
+      const q = (j >> 1) & 3;
+      const lsh = 4 * (q >> 1);
+      const hsh = 2 * q;
+      const p0 = b * STORED + 64 * (j >> 3) + 32 * (q & 1) + 16 * (j & 1);
+      const dh = 128 + 32 * (j >> 3) - 64 * (j >> 3) - 32 * (q & 1); // qh's offset from ql's
+      const h = (o >> 2) + 18 + 12 * j;
+      for (let w = 0; w < 8; w += 4) {
+        const p = p0 + w;
+        const x00 = codes4(dv, p, dh, lsh, hsh);
+        const x01 = codes4(dv, p + 8, dh, lsh, hsh);
+        const x10 = codes4(dv, p + rowBytes, dh, lsh, hsh);
+        const x11 = codes4(dv, p + rowBytes + 8, dh, lsh, hsh);
+        const x20 = codes4(dv, p + 2 * rowBytes, dh, lsh, hsh);
+        const x21 = codes4(dv, p + 2 * rowBytes + 8, dh, lsh, hsh);
+        const x30 = codes4(dv, p + 3 * rowBytes, dh, lsh, hsh);
+        const x31 = codes4(dv, p + 3 * rowBytes + 8, dh, lsh, hsh);
+        const e = h + (w >> 1);
+        put6(o32, e,
+          (x00 & 0x3f) | ((x00 & 0x3f00) << 8), (x01 & 0x3f) | ((x01 & 0x3f00) << 8),
+          (x10 & 0x3f) | ((x10 & 0x3f00) << 8), (x11 & 0x3f) | ((x11 & 0x3f00) << 8),
+          (x20 & 0x3f) | ((x20 & 0x3f00) << 8), (x21 & 0x3f) | ((x21 & 0x3f00) << 8),
+          (x30 & 0x3f) | ((x30 & 0x3f00) << 8), (x31 & 0x3f) | ((x31 & 0x3f00) << 8));
+        put6(o32, e + 1,
+          ((x00 >>> 16) & 0x3f) | ((x00 >>> 8) & 0x3f0000), ((x01 >>> 16) & 0x3f) | ((x01 >>> 8) & 0x3f0000),
+          ((x10 >>> 16) & 0x3f) | ((x10 >>> 8) & 0x3f0000), ((x11 >>> 16) & 0x3f) | ((x11 >>> 8) & 0x3f0000),
+          ((x20 >>> 16) & 0x3f) | ((x20 >>> 8) & 0x3f0000), ((x21 >>> 16) & 0x3f) | ((x21 >>> 8) & 0x3f0000),
+          ((x30 >>> 16) & 0x3f) | ((x30 >>> 8) & 0x3f0000), ((x31 >>> 16) & 0x3f) | ((x31 >>> 8) & 0x3f0000));
       }
     }
   }
