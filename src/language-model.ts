@@ -4,7 +4,6 @@
  * all run through this one object.
  */
 import * as fs from 'node:fs';
-import * as os from 'node:os';
 import type { Kernels } from './backend/kernels.js';
 import { jsKernels } from './backend/js/kernels.js';
 import { createWasmKernels, wasmAvailable, type WasmKernels } from './backend/wasm/index.js';
@@ -80,8 +79,9 @@ export interface LoadOptions {
   readonly predictExperts?: boolean;
   /**
    * Read streamed Q8_0 experts with O_DIRECT, bypassing the page cache (where the file system
-   * allows it). Default: when the budget is at least half the machine's RAM, where the cache under
-   * the budget is the larger one and the page cache would only hold second copies and readahead.
+   * allows it; else buffered). Default on: on the 30 GB streaming bench, direct reads decoded
+   * 1.5–2.2× faster than buffered ones at every budget (4, 8, 16 GiB), with no readahead past the
+   * bytes a load needs and no second copy of what the expert cache holds.
    */
   readonly expertDirectReads?: boolean;
   /**
@@ -462,7 +462,7 @@ async function loadLocalModel(modelPath: string | undefined, options: LoadOption
         cache = wk.streamExperts(groups, plan.slots, {
           policy: options.evictionPolicy ?? defaultEvictionPolicy(plan.slots, files.weights.config),
           readers,
-          directReads: options.expertDirectReads ?? (plan.mode === 'stream' && plan.budgetBytes !== undefined && plan.budgetBytes >= os.totalmem() / 2),
+          directReads: options.expertDirectReads ?? true,
         });
         hooks = new StreamingHooks(files.weights, kernels, cache, {
           predict: options.predictExperts ?? false, ...(options.onRoute ? { onRoute: options.onRoute } : {}), fillInFlight: lazy ? Math.max(1, readers) : 0,

@@ -51,7 +51,7 @@ for (const fixture of ['mini-q8_0.gguf', 'mini-q4_k_m.gguf']) {
     assert.ok(memory.minimumBytes < memory.totalBytes);
     const runs: LoadOptions[] = [
       { memoryBudget: memory.minimumBytes, expertReaders: 0 },
-      { memoryBudget: memory.minimumBytes, expertReaders: 2, evictionPolicy: 'lfu' },
+      { memoryBudget: memory.minimumBytes, expertReaders: 2, evictionPolicy: 'lfu', expertDirectReads: false },
       { memoryBudget: memory.minimumBytes, expertReaders: 3, expertDirectReads: true },
       { memoryBudget: memory.minimumBytes + memory.expertBytes, expertReaders: 1, evictionPolicy: 'decay', predictExperts: true },
       { memoryBudget: memory.totalBytes - 1, evictionPolicy: 'lru' },
