@@ -11,6 +11,7 @@ import { fileURLToPath } from 'node:url';
 import { loadModel } from '../src/language-model.js';
 import { benchConstrain } from './constrain.js';
 import { benchKernels } from './kernels.js';
+import { benchPrefill } from './prefill.js';
 import { benchThreadCounts, llamaCppRunner } from './llama-cpp.js';
 import { benchMemory } from './memory.js';
 import { benchPack } from './pack.js';
@@ -87,6 +88,11 @@ export const SECTIONS: Record<string, Section> = {
   constrain: async (log) => prefixed('constrain', await benchConstrain(log)),
   kernels: async (log) => prefixed('kernels', await benchKernels(log)),
   pack: async (log) => prefixed('pack', await benchPack(log)),
+  prefill: async (log) => {
+    const r: Record<string, number> = {};
+    for (const t of benchThreadCounts()) Object.assign(r, await benchPrefill(log, 64, t));
+    return prefixed('prefill', r);
+  },
   'model-int8': (log, cache) => modelSection('int8', log, cache),
   'model-q8_0': (log, cache) => modelSection('q8_0', log, cache),
   formats: (log, cache) => benchFormats(log, cache, { layers: BENCH_LAYERS, mixes: mixesFromEnv(), prefillTokens: 256 }),

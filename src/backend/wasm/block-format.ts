@@ -12,6 +12,7 @@
  * panel, units start..end-1 are quads of 4 output rows. kernel-parts.ts has the loops.
  */
 import type { Func } from './asm.js';
+import type { DecodedSpec } from './decoded.js';
 
 export interface BlockFormat {
   /** The ggml type (as ggml.ts names it). */
@@ -37,6 +38,11 @@ export interface BlockFormat {
    * keeps to its region of TABLE_REGIONS.
    */
   readonly tables?: readonly { readonly at: number; readonly bytes: Uint8Array }[];
+  /**
+   * The prefill kernel (decoded.ts, named `mmp_${type}`): each quad decoded once per token tile,
+   * bit for bit the results of `emit`'s kernel. Used for calls with many tokens.
+   */
+  readonly prefill?: DecodedSpec;
 }
 
 /** Where each family of formats/ may put its tables: [start, end) byte addresses in the first page of every shard. */
@@ -47,3 +53,4 @@ export const TABLE_REGIONS = {
 } as const;
 
 export const kernelName = (f: BlockFormat): `mm_${string}` => `mm_${f.type}`;
+export const prefillKernelName = (f: BlockFormat): `mmp_${string}` => `mmp_${f.type}`;

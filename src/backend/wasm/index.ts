@@ -10,14 +10,15 @@ import type { LinearWeight } from '../../tensor/linear.js';
 import type { AttentionArgs, Kernels } from '../kernels.js';
 import { jsKernels } from '../js/kernels.js';
 import { UnsupportedError, UsageError } from '../../errors.js';
-import { buildKernelModule, relaxedSimdAvailable, type KernelName } from './kernels-wasm.js';
+import { buildKernelModule, relaxedSimdAvailable, Q4K_DECODED, type KernelName } from './kernels-wasm.js';
 import { DEFAULT_PANEL, packQuads, partBytes, planFor, type PackPlan } from './layout.js';
 import { packKernels, packQ8_0Staged, type PackKernels } from './pack-kernels.js';
 import { FloatArena } from './arena.js';
 import { RESERVED, Runtime, type Shard } from './runtime.js';
 import { ggmlRowBytes } from '../../tensor/ggml.js';
 import { MemoryLinear } from '../../tensor/linear.js';
-import { kernelName } from './block-format.js';
+import { kernelName, prefillKernelName } from './block-format.js';
+import { decodedBlockBytes } from './decoded.js';
 import { BLOCK_FORMATS } from './formats/index.js';
 import { ExpertCache, expertLayout, SyncLoader, type EvictionPolicy } from './expert-cache.js';
 import { READER_STAGE_ALLOC, ReaderLoader, STAGE_BYTES } from './expert-reader.js';
@@ -56,6 +57,12 @@ export interface WasmKernelOptions {
    * path and A/B comparisons against the oracle (such calls are counted in `stats.js`).
    */
   readonly jsFormats?: readonly string[];
+  /**
+   * Calls with at least this many tokens (per staging chunk) run a block format's prefill kernel
+   * (decoded.ts) where it has one; fewer run its own kernel. The results are identical; this is a
+   * speed threshold (default PREFILL_MIN_TOKENS), and Infinity turns the prefill kernels off (A/B).
+   */
+  readonly prefillMinTokens?: number;
 }
 
 export interface WasmStats {
@@ -129,7 +136,9 @@ export async function createWasmKernels(opts: WasmKernelOptions = {}): Promise<W
   }
   const moduleBytes = buildKernelModule({ relaxed, maxPages: Math.floor(shardBytes / 65536) });
   const rt = await Runtime.create(moduleBytes, { threads, shardBytes, stageBytes });
-  const backend = new WasmBackend(rt, relaxed, panelInputs, new Set(opts.jsFormats ?? []));
+  const prefillMinTokens = opts.prefillMinTokens ?? PREFILL_MIN_TOKENS;
+  if (!(prefillMinTokens >= 1)) throw new UsageError(`prefillMinTokens must be at least 1, got ${prefillMinTokens}`, 'prefillMinTokens');
+  const backend = new WasmBackend(rt, relaxed, panelInputs, new Set(opts.jsFormats ?? []), prefillMinTokens);
   warmUp(backend);
   return backend;
 }
@@ -157,10 +166,16 @@ function warmUp(k: WasmBackend): void {
   const y = new Float32Array(T * O);
   const d = 64;
   const positions = new Int32Array([0, 1, 2]);
+  // the prefill kernels run from prefillMinTokens tokens (capped: a threshold of Infinity turns them off)
+  const TP = Math.min(k.prefillTokens, 64);
+  const xp = new Float32Array(TP * I);
+  const yp = new Float32Array(TP * O);
   for (let round = 0; round < 10; round++) {
     for (const w of weights) {
       k.matmul(y, x, 1, w);
       k.matmul(y, x, T, w);
+      const type = w.format.kind === 'ggml' ? w.format.type : '';
+      if (TP > T && (type === 'q4_k' || BLOCK_FORMATS.some((b) => b.prefill && b.type === type))) k.matmul(yp, xp, TP, w);
     }
     k.rmsNorm(y, y, T, O, new Float32Array(O), 1e-5);
     k.rope(x, T, 2, d, positions, 10000);
@@ -208,6 +223,9 @@ const f32bits = (() => {
 
 const TILE_BYTES = 192 * 1024;
 
+/** Tokens from which a block format's prefill kernel (decoded.ts) runs instead of its own (measured: bench/prefill.ts). */
+const PREFILL_MIN_TOKENS = 8;
+
 /** Work below this many multiply-adds (or elements) runs on the main thread: waking the pool costs more. */
 const PARALLEL_MIN = 1 << 15;
 
@@ -236,6 +254,7 @@ class WasmBackend implements WasmKernels {
     readonly relaxed: boolean,
     private readonly panelInputs: number,
     private readonly jsFormats: ReadonlySet<string>,
+    private readonly prefillMinTokens: number,
   ) {
     this.arena = new FloatArena(() => this.rt.newShard('arena'));
   }
@@ -461,7 +480,7 @@ class WasmBackend implements WasmKernels {
     const nbs = plan.bsumLen ? Lx / plan.bsumLen : 0;
     const outBytes = jobs.reduce((n, j) => n + (j.part.q1 - j.part.q0) * 16, 0);
     const perToken = Lx * 4 + (plan.xBlock ? Lx * 2 + nblk * 4 : 0) + nbs * 4 + outBytes + 64 * (jobs.length + 4); // + alignment slack
-    const stage = jobs[0]!.part.shard.stageBytes;
+    const stage = jobs[0]!.part.shard.stageBytes - this.scratchBytes(jobs);
     const Tc = Math.min(T, Math.floor(stage / perToken));
     if (Tc < 1) throw new UnsupportedError('wasm-stage', `${jobs.map((j) => j.name).join(', ')}: one token's activations (${perToken} bytes) exceed the ${stage}-byte staging area`);
     for (let t0 = 0; t0 < T; t0 += Tc) this.matmulChunk(x, t0, Math.min(Tc, T - t0), Tc, jobs, { Lx, nblk, nbs });
@@ -504,10 +523,12 @@ class WasmBackend implements WasmKernels {
     const kernels: { name: KernelName; args: number[]; units: number }[] = [];
     const obs: number[] = [];
     let macs = 0;
+    // the prefill kernels' per-thread scratch lies after every job's outputs
+    const scr = roundUp(jobs.reduce((o, j) => roundUp(o + Tc * 4 * (j.part.q1 - j.part.q0) * 4, 64), ob), 64);
     for (const j of jobs) {
       const nq = j.part.q1 - j.part.q0;
       obs.push(ob);
-      kernels.push(this.mmJob(j.plan, j.part.ptr, nq, xf, xq, xs, bs, ob, tn, Lx));
+      kernels.push(this.mmJob(j.plan, j.part.ptr, nq, xf, xq, xs, bs, ob, tn, Lx, scr));
       macs += nq * 4 * Lx * tn;
       ob = roundUp(ob + Tc * 4 * nq * 4, 64);
     }
@@ -522,8 +543,23 @@ class WasmBackend implements WasmKernels {
     });
   }
 
-  /** The kernel call for one packed part: nq quads at wp against tn staged tokens, results at ob. */
-  private mmJob(plan: PackPlan, wp: number, nq: number, xf: number, xq: number, xs: number, bs: number, ob: number, tn: number, Lx: number): { name: KernelName; args: number[]; units: number } {
+  /** The prefill kernels' scratch a group of jobs needs in the staging area: every thread's, for the largest panel. */
+  private scratchBytes(jobs: readonly PartJob[]): number {
+    let most = 0;
+    for (const j of jobs) {
+      const spec = j.plan.kind === 'q4_k' ? Q4K_DECODED : j.plan.kind === 'block' ? j.plan.block?.prefill : undefined;
+      if (spec) most = Math.max(most, Math.ceil(Math.min(j.plan.panel, j.plan.segStride) / 256) * decodedBlockBytes(spec));
+    }
+    return most ? most * this.rt.threads + 64 : 0;
+  }
+
+  /** Tokens from which the prefill kernels run. */
+  get prefillTokens(): number {
+    return this.prefillMinTokens;
+  }
+
+  /** The kernel call for one packed part: nq quads at wp against tn staged tokens, results at ob (scr: the prefill kernels' scratch). */
+  private mmJob(plan: PackPlan, wp: number, nq: number, xf: number, xq: number, xs: number, bs: number, ob: number, tn: number, Lx: number, scr: number): { name: KernelName; args: number[]; units: number } {
     const I = plan.inDim;
     const outP = 4 * nq;
     // tokens per tile: their activations (int16, or f32 for dense) for one column panel stay
@@ -543,9 +579,13 @@ class WasmBackend implements WasmKernels {
       case 'q4_0':
         return { name: this.relaxed ? 'mm_q4_0r' : 'mm_q4_0', args: [wp, xq, xs, bs, ob, tn, I / 32, outP, tile, pb(32)], units: nq };
       case 'q4_k':
+        if (tn >= this.prefillMinTokens) return { name: 'mmp_q4_k', args: [wp, xq, xs, bs, ob, tn, I / 256, outP, tile, pb(256), scr], units: nq };
         return { name: 'mm_q4_k', args: [wp, xq, xs, bs, ob, tn, I / 256, outP, tile, pb(256)], units: nq };
       case 'block': {
         const bf = plan.block!;
+        if (bf.prefill && tn >= this.prefillMinTokens) {
+          return { name: prefillKernelName(bf), args: [wp, xq, xs, bs, ob, tn, I / bf.blockInputs, outP, tile, pb(bf.blockInputs), scr], units: nq };
+        }
         return { name: kernelName(bf), args: [wp, xq, xs, bs, ob, tn, I / bf.blockInputs, outP, tile, pb(bf.blockInputs)], units: nq };
       }
     }

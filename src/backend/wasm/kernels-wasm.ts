@@ -19,19 +19,24 @@ import {
   I32, V, F32, zero, shuf32, f32arg, inc, mulC, highNibbles, hsum4, hred, f16x4, initAcc, blockPointers, quadLoop, pairedQuadLoop,
   dotNibbleLanes, type Panel, type BlockBytes,
 } from './kernel-parts.js';
-import { kernelName, type BlockFormat } from './block-format.js';
+import { kernelName, prefillKernelName, type BlockFormat } from './block-format.js';
+import { emitDecodedKernel, transposeStore, type DecodedSpec } from './decoded.js';
+import { minBlockEnd, minTerm } from './formats/kquants.js';
 import { BLOCK_FORMATS } from './formats/index.js';
 
+
+/** The block formats with a prefill kernel (decoded.ts). */
+const PREFILL_FORMATS = BLOCK_FORMATS.filter((b) => b.prefill);
 
 const BASE_KERNELS = [
   'quant_x', 'bsum_x', 'mm_i8g', 'mm_f32', 'mm_bf16', 'mm_f16', 'mm_q8_0', 'mm_q4_0', 'mm_q4_k',
   'rmsnorm', 'rope', 'gelu_mul', 'attention', 'read_sum', 'quant_x8', 'mm_q4_0r',
 ] as const;
 /** The names of the exported kernels, in the order the pool addresses them: the base ones, then one per block format. */
-export const KERNEL_NAMES: readonly string[] = [...BASE_KERNELS, ...BLOCK_FORMATS.map(kernelName)];
+export const KERNEL_NAMES: readonly string[] = [...BASE_KERNELS, ...BLOCK_FORMATS.map(kernelName), ...PREFILL_FORMATS.map(prefillKernelName), 'mmp_q4_k'];
 /** Kernels that use relaxed SIMD: present in the module only when the runtime validates relaxed SIMD. */
 export const RELAXED_KERNELS: readonly KernelName[] = ['mm_q4_0r'];
-export type KernelName = (typeof BASE_KERNELS)[number] | `mm_${string}`;
+export type KernelName = (typeof BASE_KERNELS)[number] | `mm_${string}` | `mmp_${string}`;
 
 export interface ModuleOptions {
   /** Emit mm_q4_0r, the Q4_0 kernel on `i16x8.relaxed_dot_i8x16_i7x16_s` (only where the runtime validates it). */
@@ -433,6 +438,47 @@ function mmQ4K(): Func {
   return f;
 }
 
+/**
+ * Q4_K's prefill kernel (decoded.ts): per sub-block and row the 4 nibble groups (dotNibbleLanes'
+ * vectors) times the row's scale (≤ 15 · 63 = 945), transposed into pair vectors. The i32 sums
+ * add up to mmQ4K's hsum of Σ_j sc_j·Σ q·xq exactly; the mins term and the f32 step are its own.
+ */
+export const Q4K_DECODED: DecodedSpec = {
+  name: 'mmp_q4_k', QB: Q4K_QUAD_BYTES, G: 32, xBlock: 256, bsumLen: 32, groupExtra: 16, blockExtra: 32, accs: 2,
+  decode(f, wp, dp, gx, bx) {
+    const [op, gp, qp, qe, scp, mp] = f.locals32(6) as [Local, Local, Local, Local, Local, Local];
+    const raw = f.vlocals(4);
+    const sc = f.vlocals(4);
+    const g = f.vlocals(4);
+    const mask = f.local(V);
+    const nib = (v: Local, k: number): Op => (k === 3 ? i16x8.shrU(get(v), 12) : v128.and(k ? i16x8.shrU(get(v), 4 * k) : get(v), get(mask)));
+    return [
+      v128.store(get(bx), f16x4(f, v128.load16x4U(get(wp)))),
+      v128.store(get(bx), f16x4(f, v128.load16x4U(get(wp), 8)), 16),
+      set(mask, i16x8.const(0x000f)),
+      set(op, get(dp)),
+      set(gp, get(gx)),
+      set(scp, i32.add(get(wp), i32.const(16))),
+      set(mp, i32.add(get(wp), i32.const(48))),
+      set(qp, i32.add(get(wp), i32.const(80))),
+      set(qe, i32.add(get(wp), i32.const(80 + 128))),
+      forPtr(qp, qe, 16,
+        v128.store(get(gp), i32x4.extendLowI16x8U(v128.load8x8U(get(mp)))),
+        ...[0, 1, 2, 3].flatMap((r) => [set(raw[r]!, v128.load(get(qp), 128 * r)), set(sc[r]!, i16x8.splat(i32.load8U(get(scp), 8 * r)))]),
+        ...[0, 1, 2, 3].flatMap((k) => [
+          ...[0, 1, 2, 3].map((r) => set(g[r]!, i16x8.mul(nib(raw[r]!, k), get(sc[r]!)))),
+          ...transposeStore(f, g, op, 64 * k),
+        ]),
+        inc(op, 256),
+        inc(gp, 16),
+        inc(scp, 1),
+        inc(mp, 4)),
+    ];
+  },
+  groupEnd: (_f, k, sum, gx) => [set(k.F[0]!, i32x4.add(get(k.F[0]!), sum)), minTerm(k, gx)],
+  blockEnd: (f, k, bx) => minBlockEnd(f, k, bx),
+};
+
 // ---------------------------------------------------------------------------------------------
 // the other hot ops; rows are staged padded (D, n, half, d multiples of 4 or 16) by the caller
 
@@ -745,5 +791,10 @@ export function buildKernelModule(opts: ModuleOptions): Uint8Array {
     mm_q4_0r: mmQ4_0r,
   };
   const names = BASE_KERNELS.filter((n) => opts.relaxed || !RELAXED_KERNELS.includes(n));
-  return encodeModule([...names.map((n) => funcs[n]()), ...BLOCK_FORMATS.map(emitChecked)], { minPages: 1, maxPages: opts.maxPages });
+  const prefill = PREFILL_FORMATS.map((b) => {
+    const fn = emitDecodedKernel(b.prefill!);
+    if (fn.name !== prefillKernelName(b)) throw new Error(`block format ${b.type}: prefill kernel named ${fn.name}, expected ${prefillKernelName(b)}`);
+    return fn;
+  });
+  return encodeModule([...names.map((n) => funcs[n]()), ...BLOCK_FORMATS.map(emitChecked), ...prefill, emitDecodedKernel(Q4K_DECODED)], { minPages: 1, maxPages: opts.maxPages });
 }

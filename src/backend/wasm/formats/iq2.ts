@@ -57,6 +57,7 @@ import {
 import type { BlockFormat } from '../block-format.js';
 import { I32, zero, inc, hsum4, f16x4, initAcc, tokenGroupLoop, mulC, type Panel } from '../kernel-parts.js';
 import { iqGrid, KSIGNS_IQ2XS } from '../../../tensor/iq-tables.js';
+import { transposeStore, type DecodedSpec } from '../decoded.js';
 
 // ---------------------------------------------------------------------------------------------
 // tables (TABLE_REGIONS.iq2 = [2048, 24576))
@@ -190,6 +191,47 @@ function emitKernel(S: Spec): Func {
   f.body = seq(set(one, i32x4.const(1)), set(k31, i32x4.const(31)), tokenGroupLoop(f, T, tile, start, end, q, t, [4, 2, 1] as const, (n, pn) => body(n, pn!), { w, nb, pb, quadBlockBytes: QB, outP }));
   return f;
 }
+
+/**
+ * The prefill kernel (decoded.ts): per entry position and row grid · signs · (2s + 1) as 8 int16
+ * (≤ 43 · 31 = 1333), the 4 rows transposed into pair vectors. A group's i32 sum is then the
+ * kernel's rowSums · (2s + 1), and the f32 steps are emitKernel's: fsum += conv(sum) per group,
+ * acc += fsum · (d · xs / 8) per block.
+ */
+function decodedSpec(S: Spec): DecodedSpec {
+  const scaleGroups = 32 / S.groupPos;
+  return {
+    name: `mmp_${S.name}`, QB: S.QB, G: S.groupPos === 4 ? 32 : 16, xBlock: 256, bsumLen: 0, groupExtra: 0, blockExtra: 16, accs: 1,
+    decode(f, wp, dp, _gx, bx) {
+      const [op, ep, ge, sp, se] = f.locals32(5);
+      const tmp = f.locals32(2);
+      const sc = f.vlocals(4);
+      const g = f.vlocals(4);
+      const rows = [0, 1, 2, 3];
+      const half = (h: number): Op[] => [
+        ...rows.map((r) => set(sc[r]!, i16x8.splat(i32.or(i32.shl(i32.and(i32.shrU(i32.load8U(get(sp), r), i32.const(4 * h)), i32.const(15)), i32.const(1)), i32.const(1))))),
+        set(ge, i32.add(get(ep), i32.const(S.groupPos * S.posBytes))),
+        forPtr(ep, ge, S.posBytes,
+          ...S.pre(ep, tmp),
+          ...rows.flatMap((r) => [...S.entry(ep, r, tmp), set(g[r]!, i16x8.mul(i16x8.mul(S.grid(ep, r, tmp), S.signs(ep, r, tmp)), get(sc[r]!)))]),
+          ...transposeStore(f, g, op, 0),
+          inc(op, 64)),
+      ];
+      return [
+        v128.store(get(bx), f16x4(f, v128.load16x4U(get(wp)))),
+        set(op, get(dp)),
+        set(ep, i32.add(get(wp), i32.const(S.entriesAt))),
+        set(sp, i32.add(get(wp), i32.const(S.scalesAt))),
+        set(se, i32.add(get(sp), i32.const(2 * scaleGroups))),
+        forPtr(sp, se, 4, ...half(0), ...half(1)),
+      ];
+    },
+    groupEnd: (_f, k, s) => [set(k.F[0]!, f32x4.add(get(k.F[0]!), f32x4.convertI32x4S(s)))],
+    blockEnd: (_f, k, bx) => f32x4.mul(get(k.F[0]!), f32x4.mul(v128.load(get(bx)), f32x4.splat(f32.mul(f32.load(get(k.xs)), f32.const(0.125))))),
+  };
+}
+
+const u32 = (a: Uint8Array, p: number): number => (a[p]! | (a[p + 1]! << 8) | (a[p + 2]! << 16) | (a[p + 3]! << 24)) >>> 0;
 
 // ---------------------------------------------------------------------------------------------
 // IQ2_XXS
@@ -344,7 +386,7 @@ const S_: Spec = {
 export const IQ2_FORMATS: readonly BlockFormat[] = [
   {
     type: 'iq2_xxs', blockInputs: 256, quadBlockBytes: XXS_QB, xBlock: 256, bsumLen: 0,
-    pack: packXXS, emit: () => emitKernel(XXS),
+    pack: packXXS, emit: () => emitKernel(XXS), prefill: decodedSpec(XXS),
     tables: [
       { at: GRID_XXS, bytes: gridBytes('iq2xxs') },
       { at: SIGNS8, bytes: signTable(256, (i) => i) },
@@ -352,7 +394,7 @@ export const IQ2_FORMATS: readonly BlockFormat[] = [
   },
   {
     type: 'iq2_xs', blockInputs: 256, quadBlockBytes: XS_QB, xBlock: 256, bsumLen: 0,
-    pack: packXS, emit: () => emitKernel(XS),
+    pack: packXS, emit: () => emitKernel(XS), prefill: decodedSpec(XS),
     tables: [
       { at: GRID_XS, bytes: gridBytes('iq2xs') },
       { at: SIGNS7, bytes: signTable(128, (i) => KSIGNS_IQ2XS[i]!) },
@@ -360,7 +402,7 @@ export const IQ2_FORMATS: readonly BlockFormat[] = [
   },
   {
     type: 'iq2_s', blockInputs: 256, quadBlockBytes: S_QB, xBlock: 256, bsumLen: 0,
-    pack: packS, emit: () => emitKernel(S_),
+    pack: packS, emit: () => emitKernel(S_), prefill: decodedSpec(S_),
     tables: [{ at: GRID_S, bytes: gridBytes('iq2s') }],
   },
 ];

@@ -19,9 +19,10 @@
  */
 import { TABLE_REGIONS, type BlockFormat } from '../block-format.js';
 import {
-  Func, ValType, type Local, type Op, seq, get, set, forPtr,
+  Func, ValType, type Local, type Op, seq, get, set, forPtr, select,
   i32, v128, i8x16, i16x8, i32x4, f32x4,
 } from '../asm.js';
+import { transposeStore, type DecodedSpec, type DTok } from '../decoded.js';
 import { I32, zero, inc, mulC, hsum4, f16x4, initAcc, blockPointers, tokenGroupLoop, type Panel } from '../kernel-parts.js';
 import { iqGrid, KSIGNS_IQ2XS } from '../../../tensor/iq-tables.js';
 
@@ -643,6 +644,124 @@ function packIq1M(rows: Uint8Array, rowBytes: number, out: Uint8Array): void {
 }
 
 // ---------------------------------------------------------------------------------------------
+// prefill kernels (decoded.ts): every weight decoded once per token tile as an int16 with its
+// row's integer factors folded in, so that a sub-block's i32 sum is exactly the one the kernels
+// above compute (IQ3: Σ (2n+1)·grid·sign·x; IQ1_S: 8(2s+1)·Σ grid·x ± (2s+1)·Σx; IQ1_M the same per
+// 16 values, summed over the sub-block), then the same f32 steps: per sub-block
+// fs += conv(sum) · xs, per block acc += fs · (d · factor).
+
+const ROWS = [0, 1, 2, 3];
+/** 2v + 1 of the `bits`-bit field v at bit `at` of w: a scale's odd multiplier. */
+const oddAt = (w: Op, at: number, bits: number): Op => i32.or(i32.shl(i32.and(i32.shrU(w, i32.const(at)), i32.const((1 << bits) - 1)), i32.const(1)), i32.const(1));
+/** The f32 steps the four share (see above); the block extras hold d · factor as f32x4. */
+const iqSteps = {
+  xBlock: 32, bsumLen: 0, G: 32, groupExtra: 0, blockExtra: 16, accs: 1,
+  groupEnd: (_f: Func, k: DTok, sum: Op): Op[] => [set(k.F[0]!, f32x4.add(get(k.F[0]!), f32x4.mul(f32x4.convertI32x4S(sum), v128.load32Splat(get(k.xs)))))],
+  blockEnd: (_f: Func, k: DTok, bx: Local): Op => f32x4.mul(get(k.F[0]!), v128.load(get(bx))),
+} as const;
+const storeD = (f: Func, wp: Local, bx: Local, factor: number): Op => v128.store(get(bx), f32x4.mul(f16x4(f, v128.load16x4U(get(wp))), f32x4.const(factor)));
+
+/** IQ3: per group and row the two grid entries times the signs (emitIq3's wv), times 2n + 1 (≤ 31 · 31 = 961). */
+function iq3Decoded(s: Iq3Spec): DecodedSpec {
+  const QB = iq3QuadBytes(s);
+  const SB = iq3SubBytes(s);
+  return {
+    ...iqSteps, name: `mmp_${s.type}`, QB,
+    decode(f, wp, dp, _gx, bx) {
+      const [op, sp, se, gp, ge, u] = f.locals32(6) as [Local, Local, Local, Local, Local, Local];
+      const sc = f.vlocals(4);
+      const g = f.vlocals(4);
+      const fr = new FieldReader(f, gp, s.gBytes, ROWS.flatMap((r) => [s.a(r), s.b(r), s.s(r)]));
+      return [
+        storeD(f, wp, bx, s.dFactor),
+        set(op, get(dp)),
+        set(sp, i32.add(get(wp), i32.const(8))),
+        set(se, i32.add(get(wp), i32.const(QB))),
+        forPtr(sp, se, SB,
+          set(u, i32.load16U(get(sp))),
+          ...ROWS.map((r) => set(sc[r]!, i16x8.splat(oddAt(get(u), 4 * r, 4)))),
+          set(gp, i32.add(get(sp), i32.const(IQ3_SB_HEADER))),
+          set(ge, i32.add(get(sp), i32.const(SB))),
+          forPtr(gp, ge, s.gBytes,
+            ...fr.loads(),
+            ...ROWS.map((r) => set(g[r]!, i16x8.mul(i16x8.mul(
+              v128.load64Lane(fr.get(s.b(r), 3), v128.load64Zero(fr.get(s.a(r), 3), s.grid), 1, s.grid),
+              v128.load(fr.get(s.s(r), 4), SIGNS16)), get(sc[r]!)))),
+            ...transposeStore(f, g, op, 0),
+            inc(op, 64))),
+      ];
+    },
+  };
+}
+
+/** IQ1_S: per group and row grid · 8(2s+1) ± (2s+1) (|w| ≤ 135), the sub-block's Σx term folded in. */
+const IQ1S_DECODED: DecodedSpec = {
+  ...iqSteps, name: 'mmp_iq1_s', QB: 200,
+  decode(f, wp, dp, _gx, bx) {
+    const [op, sp, se, gp, ge, n, s2] = f.locals32(7) as [Local, Local, Local, Local, Local, Local, Local];
+    const a = f.vlocals(4);
+    const b = f.vlocals(4);
+    const g = f.vlocals(4);
+    const nib = (r: number): Field => ({ pos: 48 * r + IQ1_NIB.pos, bits: 4 });
+    const scales = new FieldReader(f, sp, 4 * IQ1_GROUP, ROWS.map(nib));
+    const fr = new FieldReader(f, gp, IQ1_GROUP, ROWS.map(iq1Idx));
+    return [
+      storeD(f, wp, bx, 1 / 8),
+      set(op, get(dp)),
+      set(sp, i32.add(get(wp), i32.const(8))),
+      set(se, i32.add(get(wp), i32.const(200))),
+      forPtr(sp, se, 4 * IQ1_GROUP,
+        ...scales.loads(),
+        ...ROWS.flatMap((r) => [
+          set(n, scales.get(nib(r), 0)),
+          set(s2, oddAt(get(n), 0, 3)),
+          set(a[r]!, i16x8.splat(i32.shl(get(s2), i32.const(3)))),
+          set(b[r]!, i16x8.splat(select(i32.sub(i32.const(0), get(s2)), get(s2), i32.and(get(n), i32.const(8))))),
+        ]),
+        set(gp, get(sp)),
+        set(ge, i32.add(get(sp), i32.const(4 * IQ1_GROUP))),
+        forPtr(gp, ge, IQ1_GROUP,
+          ...fr.loads(),
+          ...ROWS.map((r) => set(g[r]!, i16x8.add(i16x8.mul(v128.load8x8S(fr.get(iq1Idx(r), 3), GRID_IQ1), get(a[r]!)), get(b[r]!)))),
+          ...transposeStore(f, g, op, 0),
+          inc(op, 64))),
+    ];
+  },
+};
+
+/** IQ1_M: per group and row (2s+1)·(8·grid ± 1) with the half's 3-bit scale and the group's delta sign (|w| ≤ 135). */
+const IQ1M_DECODED: DecodedSpec = {
+  ...iqSteps, name: 'mmp_iq1_m', QB: 224,
+  decode(f, wp, dp, _gx, bx) {
+    const SB = 3 + 4 * IQ1_GROUP;
+    const [op, sp, se, gp, ge, u, n] = f.locals32(7) as [Local, Local, Local, Local, Local, Local, Local];
+    const sc = f.locals32(4);
+    const a = f.vlocals(4);
+    const g = f.vlocals(4);
+    const fr = new FieldReader(f, gp, IQ1_GROUP, [...ROWS.map(iq1Idx), IQ1_NIB]);
+    const half = (h: number): Op[] => [
+      ...ROWS.flatMap((r) => [set(sc[r]!, oddAt(get(u), 12 * h + 3 * r, 3)), set(a[r]!, i16x8.splat(i32.shl(get(sc[r]!), i32.const(3))))]),
+      set(gp, i32.add(get(sp), i32.const(3 + 2 * IQ1_GROUP * h))),
+      set(ge, i32.add(get(gp), i32.const(2 * IQ1_GROUP))),
+      forPtr(gp, ge, IQ1_GROUP,
+        ...fr.loads(),
+        set(n, fr.get(IQ1_NIB, 0)),
+        ...ROWS.map((r) => set(g[r]!, i16x8.add(i16x8.mul(v128.load8x8S(fr.get(iq1Idx(r), 3), GRID_IQ1), get(a[r]!)),
+          i16x8.splat(select(i32.sub(i32.const(0), get(sc[r]!)), get(sc[r]!), i32.and(get(n), i32.const(1 << r))))))),
+        ...transposeStore(f, g, op, 0),
+        inc(op, 64)),
+    ];
+    return [
+      storeD(f, wp, bx, 1 / 8),
+      set(op, get(dp)),
+      set(sp, i32.add(get(wp), i32.const(8))),
+      set(se, i32.add(get(wp), i32.const(224))),
+      forPtr(sp, se, SB, set(u, i32.load(get(sp))), ...half(0), ...half(1)),
+    ];
+  },
+};
+
+// ---------------------------------------------------------------------------------------------
 // the formats
 
 /*
@@ -666,6 +785,7 @@ function iq3Format(s: Iq3Spec): BlockFormat {
     bsumLen: 0,
     pack: (rows, rowBytes, out) => packIq3(s, rows, rowBytes, out),
     emit: () => emitIq3(s, IQ3_SPLIT, TOKEN_GROUPS),
+    prefill: iq3Decoded(s),
   };
 }
 
@@ -673,6 +793,6 @@ export const IQ3_IQ1_FORMATS: readonly BlockFormat[] = [
   // the family's tables are shared; one format lists them (the table test rejects overlaps)
   { ...iq3Format(IQ3XXS), tables: TABLES },
   iq3Format(IQ3S),
-  { type: 'iq1_s', blockInputs: 256, quadBlockBytes: 200, xBlock: 32, bsumLen: 32, pack: packIq1S, emit: () => emitIq1S(IQ1S_SPLIT, TOKEN_GROUPS) },
-  { type: 'iq1_m', blockInputs: 256, quadBlockBytes: 224, xBlock: 32, bsumLen: 0, pack: packIq1M, emit: () => emitIq1M(IQ1M_SPLIT, TOKEN_GROUPS) },
+  { type: 'iq1_s', blockInputs: 256, quadBlockBytes: 200, xBlock: 32, bsumLen: 32, pack: packIq1S, emit: () => emitIq1S(IQ1S_SPLIT, TOKEN_GROUPS), prefill: IQ1S_DECODED },
+  { type: 'iq1_m', blockInputs: 256, quadBlockBytes: 224, xBlock: 32, bsumLen: 0, pack: packIq1M, emit: () => emitIq1M(IQ1M_SPLIT, TOKEN_GROUPS), prefill: IQ1M_DECODED },
 ];

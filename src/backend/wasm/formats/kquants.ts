@@ -47,6 +47,7 @@ import {
 import type { BlockFormat } from '../block-format.js';
 import { I32, V, zero, inc, mulC, f16x4, initAcc, blockPointers, tokenGroupLoop, type Panel } from '../kernel-parts.js';
 import { scalesMinsK4 } from '../layout.js';
+import { laneBytes, type DecodedSpec, type DTok } from '../decoded.js';
 
 // ---------------------------------------------------------------------------------------------
 // shared kernel frame
@@ -603,8 +604,91 @@ export const Q2K_OPTS: KOpts = { p1: 4, p2: 4, p4: 2, maxTokens: 4, masked: 0, s
 export const Q3K_OPTS: KOpts = { p1: 4, p2: 4, p4: 2, maxTokens: 4, masked: 0, stepX: true };
 export const Q5K_OPTS: KOpts = { p1: 3, p2: 3, p4: 2, maxTokens: 4, masked: 1, stepX: true };
 
+// ---------------------------------------------------------------------------------------------
+// prefill kernels (decoded.ts). The packed layouts are rows in lanes already: decoding takes each
+// pair vector out as the kernels above do and folds in the row's sub-block scale (Q3_K
+// (sc − 32)·(q3 − 4) ≤ 128, Q5_K sc·q ≤ 1953 as int16), so a sub-block's i32 sum is theirs times
+// that scale, exactly; the min terms (m·bsum) and every f32 step are theirs. Q2_K has none: its
+// own kernel decodes with 1.5 ops per pair vector, and the prefill kernel's per-16 min term made it
+// no faster (T = 64, 2048 → 10240: 1.06× on one thread, 0.88× on two).
+
+/** acc += xs · (conv(tot) · d − conv(msum) · dmin) (Q4_K; Q5_K with tot already f32): mmQ2K's block end; d, dmin as f32 block extras. */
+export const minBlockEnd = (_f: Func, k: DTok, bx: Local, totIsFloat = false): Op => f32x4.mul(v128.load32Splat(get(k.xs)), f32x4.sub(
+  f32x4.mul(totIsFloat ? get(k.F[0]!) : f32x4.convertI32x4S(get(k.F[0]!)), v128.load(get(bx))),
+  f32x4.mul(f32x4.convertI32x4S(get(k.F[1]!)), v128.load(get(bx), 16))));
+/** msum += m · bsum, the group's mins (i32x4) at gx. */
+export const minTerm = (k: DTok, gx: Local): Op => set(k.F[1]!, i32x4.add(get(k.F[1]!), i32x4.mul(v128.load(get(gx)), v128.load32Splat(get(k.bsum)))));
+const storeDmin = (f: Func, wp: Local, bx: Local): Op[] => [
+  v128.store(get(bx), f16x4(f, v128.load16x4U(get(wp)))),
+  v128.store(get(bx), f16x4(f, v128.load16x4U(get(wp), 8)), 16),
+];
+
+const Q3K_DECODED: DecodedSpec = {
+  name: 'mmp_q3_k', QB: Q3K_QUAD_BYTES, G: 32, xBlock: 256, bsumLen: 0, groupExtra: 0, blockExtra: 16, accs: 1,
+  decode(f, wp, dp, _gx, bx) {
+    const [op, scp, qp, qe] = f.locals32(4) as [Local, Local, Local, Local];
+    const [a, bb, sc, m7, m6, k4] = f.vlocals(6) as [Local, Local, Local, Local, Local, Local];
+    const fields: Op[] = [
+      ...[0, 1, 2, 3, 4].map((k) => v128.and(k ? i16x8.shrU(get(a), 3 * k) : get(a), get(m7))),
+      v128.and(get(bb), get(m7)),
+      i16x8.shrU(get(bb), 5),
+      v128.or(i16x8.shrU(get(a), 15), v128.and(i16x8.shrU(get(bb), 2), get(m6))),
+    ];
+    return [
+      v128.store(get(bx), f16x4(f, v128.load16x4U(get(wp)))),
+      set(m7, i16x8.const(7)), set(m6, i16x8.const(6)), set(k4, i16x8.const(4)),
+      set(op, get(dp)),
+      set(scp, i32.add(get(wp), i32.const(8))),
+      set(qp, i32.add(get(wp), i32.const(72))),
+      set(qe, i32.add(get(wp), i32.const(Q3K_QUAD_BYTES))),
+      forPtr(qp, qe, 24,
+        set(sc, laneBytes(get(scp), 0, true)),
+        set(a, v128.load(get(qp))),
+        set(bb, v128.load8x8U(get(qp), 16)),
+        ...fields.map((v, p) => v128.store(get(op), i16x8.mul(i16x8.sub(v, get(k4)), get(sc)), 16 * p)),
+        inc(op, 128),
+        inc(scp, 4)),
+    ];
+  },
+  groupEnd: (_f, k, sum) => [set(k.F[0]!, i32x4.add(get(k.F[0]!), sum))],
+  blockEnd: (_f, k, bx) => f32x4.mul(f32x4.mul(v128.load32Splat(get(k.xs)), v128.load(get(bx))), f32x4.convertI32x4S(get(k.F[0]!))),
+};
+
+const Q5K_DECODED: DecodedSpec = {
+  name: 'mmp_q5_k', QB: Q5K_QUAD_BYTES, G: 32, xBlock: 256, bsumLen: 32, groupExtra: 16, blockExtra: 32, accs: 2,
+  decode(f, wp, dp, gx, bx) {
+    const [op, gp, smp, qp, qe] = f.locals32(5) as [Local, Local, Local, Local, Local];
+    const [a, sp, sc, m31, m32] = f.vlocals(5) as [Local, Local, Local, Local, Local];
+    return [
+      ...storeDmin(f, wp, bx),
+      set(m31, i16x8.const(31)), set(m32, i16x8.const(32)),
+      set(op, get(dp)),
+      set(gp, get(gx)),
+      set(smp, i32.add(get(wp), i32.const(16))),
+      set(qp, i32.add(get(wp), i32.const(80))),
+      set(qe, i32.add(get(wp), i32.const(Q5K_QUAD_BYTES))),
+      forPtr(qp, qe, 80,
+        set(sc, laneBytes(get(smp), 0, false)),
+        v128.store(get(gp), i32x4.extendHighI16x8U(v128.load8x8U(get(smp)))),
+        ...[0, 1, 2, 3, 4].flatMap((w) => [
+          set(a, v128.load(get(qp), 16 * w)),
+          v128.store(get(op), i16x8.mul(v128.and(get(a), get(m31)), get(sc)), 16 * (3 * w)),
+          v128.store(get(op), i16x8.mul(v128.and(i16x8.shrU(get(a), 6), get(m31)), get(sc)), 16 * (3 * w + 1)),
+          v128.store(get(op), i16x8.mul(i16x8.shrU(get(a), 11), get(sc)), 16 * (3 * w + 2)),
+          set(sp, w ? v128.or(i16x8.shl(get(sp), 1), v128.and(get(a), get(m32))) : v128.and(get(a), get(m32))),
+        ]),
+        v128.store(get(op), i16x8.mul(i16x8.shrU(get(sp), 5), get(sc)), 16 * 15),
+        inc(op, 256),
+        inc(gp, 16),
+        inc(smp, 8)),
+    ];
+  },
+  groupEnd: (_f, k, sum, gx) => [set(k.F[0]!, f32x4.add(get(k.F[0]!), f32x4.convertI32x4S(sum))), minTerm(k, gx)],
+  blockEnd: (f, k, bx) => minBlockEnd(f, k, bx, true),
+};
+
 export const KQUANT_FORMATS: readonly BlockFormat[] = [
   { type: 'q2_k', blockInputs: 256, quadBlockBytes: Q2K_QUAD_BYTES, xBlock: 256, bsumLen: 16, pack: packQ2K, emit: () => mmQ2K() },
-  { type: 'q3_k', blockInputs: 256, quadBlockBytes: Q3K_QUAD_BYTES, xBlock: Q3K_X_BLOCK, bsumLen: 16, pack: packQ3K, emit: () => mmQ3K() },
-  { type: 'q5_k', blockInputs: 256, quadBlockBytes: Q5K_QUAD_BYTES, xBlock: 256, bsumLen: 32, pack: packQ5K, emit: () => mmQ5K() },
+  { type: 'q3_k', blockInputs: 256, quadBlockBytes: Q3K_QUAD_BYTES, xBlock: Q3K_X_BLOCK, bsumLen: 16, pack: packQ3K, emit: () => mmQ3K(), ...(Q3K_X_BLOCK === 256 ? { prefill: Q3K_DECODED } : {}) },
+  { type: 'q5_k', blockInputs: 256, quadBlockBytes: Q5K_QUAD_BYTES, xBlock: 256, bsumLen: 32, pack: packQ5K, emit: () => mmQ5K(), prefill: Q5K_DECODED },
 ];

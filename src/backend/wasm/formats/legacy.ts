@@ -86,6 +86,7 @@ import {
 } from '../asm.js';
 import { I32, V, zero, mulC, inc, f16x4, initAcc, blockPointers, pairedQuadLoop, type Panel } from '../kernel-parts.js';
 import type { BlockFormat } from '../block-format.js';
+import type { DecodedSpec } from '../decoded.js';
 import { KVALUES_IQ4NL } from '../../../tensor/iq-tables.js';
 
 
@@ -576,6 +577,45 @@ function packIQ4_XS(rows: Uint8Array, rowBytes: number, out: Uint8Array): void {
     }
   }
 }
+/**
+ * IQ4_XS's prefill kernel (decoded.ts): the index pairs looked up as in iq4Code, less the 127
+ * bias, are already pair vectors in rows-in-lanes order (kvalue as int16), so Σ kvalue·x per
+ * sub-block is iq4xsScales' isum − 127·bsum; its f32 steps are theirs: fs += conv(sum) · (ls − 32)
+ * per sub-block (the f32 sub-scales stored as group extras), acc += fs · (d · xs) per block.
+ */
+const IQ4XS_DECODED: DecodedSpec = {
+  name: 'mmp_iq4_xs', QB: IQ4XS_QB, G: 32, xBlock: 256, bsumLen: 0, groupExtra: 16, blockExtra: 16, accs: 1,
+  decode(f, wp, dp, gx, bx) {
+    const [tbl, m0f, mff, bias, raw, lo, hi] = f.vlocals(7) as [Local, Local, Local, Local, Local, Local, Local];
+    const [op, rp, re, lsp, gp] = f.locals32(5) as [Local, Local, Local, Local, Local];
+    const swizzle = relaxedSwizzleAvailable() ? i8x16.relaxedSwizzle : i8x16.swizzle;
+    return [
+      v128.store(get(bx), f16x4At(f, get(wp), 0)),
+      set(tbl, v128.const(IQ4_TABLE)), set(m0f, i16x8.const(0x0f0f)), set(mff, i16x8.const(0x00ff)), set(bias, i16x8.const(IQ4_BIAS)),
+      set(op, get(dp)),
+      set(gp, get(gx)),
+      set(lsp, i32.add(get(wp), i32.const(8))),
+      set(rp, i32.add(get(wp), i32.const(IQ4XS_DATA))),
+      set(re, i32.add(get(wp), i32.const(IQ4XS_QB))),
+      forPtr(rp, re, 64,
+        v128.store(get(gp), f32x4.convertI32x4S(i32x4.extendLowI16x8S(i16x8.extendLowI8x16S(v128.load32Zero(get(lsp)))))),
+        inc(lsp, 4),
+        inc(gp, 16),
+        ...[0, 1, 2, 3].flatMap((u) => [
+          set(raw, v128.load(get(rp), 16 * u)),
+          set(lo, swizzle(get(tbl), v128.and(get(raw), get(m0f)))),
+          set(hi, swizzle(get(tbl), v128.and(i16x8.shrU(get(raw), 4), get(m0f)))),
+          v128.store(get(op), i16x8.sub(v128.and(get(lo), get(mff)), get(bias)), 64 * u),
+          v128.store(get(op), i16x8.sub(i16x8.shrU(get(lo), 8), get(bias)), 64 * u + 16),
+          v128.store(get(op), i16x8.sub(v128.and(get(hi), get(mff)), get(bias)), 64 * u + 32),
+          v128.store(get(op), i16x8.sub(i16x8.shrU(get(hi), 8), get(bias)), 64 * u + 48),
+        ]),
+        inc(op, 256)),
+    ];
+  },
+  groupEnd: (_f, k, sum, gx) => [set(k.F[0]!, f32x4.add(get(k.F[0]!), f32x4.mul(f32x4.convertI32x4S(sum), v128.load(get(gx)))))],
+  blockEnd: (_f, k, bx) => f32x4.mul(get(k.F[0]!), f32x4.mul(v128.load(get(bx)), f32x4.splat(f32.load(get(k.xs))))),
+};
 
 const iq4xs: BlockFormat = {
   type: 'iq4_xs',
@@ -585,6 +625,7 @@ const iq4xs: BlockFormat = {
   bsumLen: 32,
   pack: packIQ4_XS,
   emit: () => blockKernel('iq4_xs', IQ4XS_QB, (f) => ({ code: iq4Code(f), sc: iq4xsScales(f) })),
+  prefill: IQ4XS_DECODED,
 };
 
 export const LEGACY_FORMATS: readonly BlockFormat[] = [

@@ -22,6 +22,7 @@ import {
 } from '../asm.js';
 import type { BlockFormat } from '../block-format.js';
 import { I32, zero, inc, hsum4, f16x4, initAcc, blockPointers, quadLoop } from '../kernel-parts.js';
+import { transposeStore, type DecodedSpec } from '../decoded.js';
 
 const QB = 840;
 const STORED = 210;
@@ -137,4 +138,51 @@ function emit(): Func {
   return f;
 }
 
-export const Q6K_FORMAT: BlockFormat = { type: 'q6_k', blockInputs: 256, quadBlockBytes: QB, xBlock: 256, bsumLen: 16, pack, emit };
+/**
+ * The prefill kernel (decoded.ts): per sub-block each row's two groups of 8 codes taken out as in
+ * emit's step, less 32 (−32..31), transposed into pair vectors: a sub-block's i32 sum is emit's
+ * hsum4 − 32·bsum, and the f32 steps are emit's: sacc += conv(sum) · sc per sub-block (the 4 rows'
+ * f32 scales stored as group extras), acc += sacc · (d · xs) per block.
+ */
+const DECODED: DecodedSpec = {
+  name: 'mmp_q6_k', QB, G: 16, xBlock: 256, bsumLen: 0, groupExtra: 16, blockExtra: 16, accs: 1,
+  decode(f, wp, dp, gx, bx) {
+    const [op, gp, scp, qp, qe] = f.locals32(5) as [Local, Local, Local, Local, Local];
+    const [A, B, C, m63, m30, k32] = f.vlocals(6) as [Local, Local, Local, Local, Local, Local];
+    const g = f.vlocals(4);
+    const lo = (v: Local) => v128.and(get(v), get(m63));
+    const mid = (v: Local) => v128.and(i16x8.shrU(get(v), 6), get(m63));
+    const rows = (half: 0 | 1): Op[] => [
+      set(g[0]!, i16x8.sub(half ? mid(A) : lo(A), get(k32))),
+      set(g[1]!, i16x8.sub(half ? mid(B) : lo(B), get(k32))),
+      set(g[2]!, i16x8.sub(half
+        ? v128.or(i16x8.shrU(get(B), 12), v128.and(i16x8.shrU(get(C), 10), get(m30)))
+        : v128.or(i16x8.shrU(get(A), 12), v128.and(i16x8.shrU(get(C), 8), get(m30))), get(k32))),
+      set(g[3]!, i16x8.sub(half ? mid(C) : lo(C), get(k32))),
+      ...transposeStore(f, g, op, 64 * half),
+    ];
+    return [
+      v128.store(get(bx), f16x4(f, v128.load16x4U(get(wp)))),
+      set(m63, i16x8.const(0x3f)), set(m30, i16x8.const(0x30)), set(k32, i16x8.const(32)),
+      set(op, get(dp)),
+      set(gp, get(gx)),
+      set(scp, i32.add(get(wp), i32.const(8))),
+      set(qp, i32.add(get(wp), i32.const(72))),
+      set(qe, i32.add(get(wp), i32.const(QB))),
+      forPtr(qp, qe, 48,
+        v128.store(get(gp), f32x4.convertI32x4S(i32x4.extendLowI16x8S(i16x8.extendLowI8x16S(v128.load32Splat(get(scp)))))),
+        set(A, v128.load(get(qp))),
+        set(B, v128.load(get(qp), 16)),
+        set(C, v128.load(get(qp), 32)),
+        ...rows(0),
+        ...rows(1),
+        inc(op, 128),
+        inc(gp, 16),
+        inc(scp, 4)),
+    ];
+  },
+  groupEnd: (_f, k, sum, gx) => [set(k.F[0]!, f32x4.add(get(k.F[0]!), f32x4.mul(f32x4.convertI32x4S(sum), v128.load(get(gx)))))],
+  blockEnd: (_f, k, bx) => f32x4.mul(get(k.F[0]!), f32x4.mul(v128.load(get(bx)), f32x4.splat(f32.load(get(k.xs))))),
+};
+
+export const Q6K_FORMAT: BlockFormat = { type: 'q6_k', blockInputs: 256, quadBlockBytes: QB, xBlock: 256, bsumLen: 16, pack, emit, prefill: DECODED };
