@@ -25,8 +25,8 @@
  * mmp_TYPE(w, x, xs, bsum, out, T, nb, outP, tile, pb, scr, start, end, tid): the block kernel's
  * arguments (block-format.ts) plus scr, the scratch base (thread tid uses scr + tid·pb·DB).
  */
-import { Func, ValType, type Local, type Op, seq, get, set, forPtr, forLoop, block, loop, br, brIf, if_, i32, v128, i8x16, i16x8, i32x4, f32x4 } from './asm.js';
-import { I32, zero, inc, mulC, shuf32, panelLoop, type Panel } from './kernel-parts.js';
+import { Func, ValType, type Local, type Op, seq, get, set, forPtr, forLoop, if_, i32, v128, i8x16, i16x8, i32x4, f32x4 } from './asm.js';
+import { I32, zero, inc, mulC, shuf32, panelLoop, tokenTiles, tokenGroups, type Panel } from './kernel-parts.js';
 
 /** Bytes of the 128 decoded pair vectors of one 256-input block. */
 export const PAIR_BYTES = 2048;
@@ -184,30 +184,16 @@ export function emitDecodedKernel(S: DecodedSpec): Func {
     ];
   };
 
-  const group = (n: number, pn: Panel): Op => (n < N
-    ? if_(i32.geU(get(t1), i32.add(get(t), i32.const(n))), [...dots(n, pn), inc(t, n)])
-    : block(loop(
-      brIf(1, i32.gtU(i32.add(get(t), i32.const(n)), get(t1))),
-      ...dots(n, pn),
-      inc(t, n),
-      br(0))));
-
   f.body = seq(
     ...(S.setup ? S.setup(f) : []),
     set(own, i32.add(get(scr), i32.mul(get(tid), mulC(get(pb), DB)))),
     panelLoop(f, { w, nb, pb, quadBlockBytes: S.QB, outP }, (pn) => seq(
       set(de, i32.add(get(own), mulC(get(pn.pnb), DB))),
-      set(t0, i32.const(0)),
-      block(loop(
-        brIf(1, i32.geU(get(t0), get(T))),
-        set(t1, i32.add(get(t0), get(tile))),
-        if_(i32.gtU(get(t1), get(T)), [set(t1, get(T))]),
+      tokenTiles(T, tile, t0, t1,
         forLoop(q, get(start), get(end), 1,
           ...decodeQuad(pn),
           set(t, get(t0)),
-          ...sizes.map((n) => group(n, pn))),
-        set(t0, get(t1)),
-        br(0))),
+          tokenGroups(t, t1, sizes, (n) => dots(n, pn)))),
     )),
   );
   return f;

@@ -184,24 +184,38 @@ export function quadLoop(f: Func, T: Local, tile: Local, outP: Local, out: Local
 export function tokenGroupLoop<N extends number>(f: Func, T: Local, tile: Local, start: Local, end: Local, q: Local, t: Local, sizes: readonly N[], body: (n: N, pn?: Panel) => Op[], panel?: PanelSpec): Op {
   const t0 = f.local(I32);
   const t1 = f.local(I32);
-  const group = (n: N, pn: Panel | undefined): Op => (n < sizes[0]!
-    ? if_(i32.geU(get(t1), i32.add(get(t), i32.const(n))), [...body(n, pn), inc(t, n)])
-    : block(loop(
-      brIf(1, i32.gtU(i32.add(get(t), i32.const(n)), get(t1))),
-      ...body(n, pn),
-      inc(t, n),
-      br(0))));
-  const tiles = (pn?: Panel) => seq(
+  const tiles = (pn?: Panel) => tokenTiles(T, tile, t0, t1,
+    forLoop(q, get(start), get(end), 1, set(t, get(t0)), tokenGroups(t, t1, sizes, (n) => body(n, pn))));
+  return panel ? panelLoop(f, panel, tiles) : tiles();
+}
+
+/** `inner` once per token tile [t0, t1) of at most `tile` tokens of 0..T-1. */
+export function tokenTiles(T: Local, tile: Local, t0: Local, t1: Local, inner: Op): Op {
+  return seq(
     set(t0, i32.const(0)),
     block(loop(
       brIf(1, i32.geU(get(t0), get(T))),
       set(t1, i32.add(get(t0), get(tile))),
       if_(i32.gtU(get(t1), get(T)), [set(t1, get(T))]),
-      forLoop(q, get(start), get(end), 1, set(t, get(t0)), ...sizes.map((n) => group(n, pn))),
+      inner,
       set(t0, get(t1)),
       br(0))),
   );
-  return panel ? panelLoop(f, panel, tiles) : tiles();
+}
+
+/**
+ * Tokens t..t1-1 through `body(n)` (which reads t) for the largest n of `sizes` (descending,
+ * ending with 1) that still fits, advancing t by n: the largest size loops, each smaller one runs
+ * at most once after it.
+ */
+export function tokenGroups<N extends number>(t: Local, t1: Local, sizes: readonly N[], body: (n: N) => Op[]): Op {
+  return seq(sizes.map((n) => (n < sizes[0]!
+    ? if_(i32.geU(get(t1), i32.add(get(t), i32.const(n))), [...body(n), inc(t, n)])
+    : block(loop(
+      brIf(1, i32.gtU(i32.add(get(t), i32.const(n)), get(t1))),
+      ...body(n),
+      inc(t, n),
+      br(0))))));
 }
 
 /** tokenGroupLoop in pairs: tokens t, t+1 through `body(true)` together, a last odd token through `body(false)`. */
