@@ -11,7 +11,7 @@ import { outMajorRowSize } from '../../tensor/rows.js';
 import { packQuads, partBytes, planFor } from './layout.js';
 import { DIRECT_ALIGN, FileRangeLinear, READER_ERROR_BYTES, READER_STAGE_ALLOC, readFully, STAGE_BYTES, type ReaderInit, type ReaderJob } from './expert-reader.js';
 import { checkIdentity } from './file-identity.js';
-import { packKernels, packQ8_0Staged, type PackKernels } from './pack-kernels.js';
+import { packKernels, packQ8_0Staged, q8_0UnitsPerStage, type PackKernels } from './pack-kernels.js';
 
 const init = workerData as ReaderInit;
 const status = new Int32Array(init.status);
@@ -100,7 +100,7 @@ function run(job: ReaderJob): void {
     const w = new FileRangeLinear(p.name, p.inDim, p.outDim, p.format, p.byteLength, fd, p.offset, p.file, rowSize);
     const plan = planFor(w, job.panel, { relaxedQ4_0: job.relaxed });
     if (!plan) throw new Error(`${p.name}: no packed layout`);
-    if (plan.kind === 'q8_0' && job.stage !== undefined && 8 * rowSize <= STAGE_BYTES) {
+    if (plan.kind === 'q8_0' && job.stage !== undefined && q8_0UnitsPerStage(p.inDim, STAGE_BYTES) >= 1) {
       // stored rows read straight into the staging area, then repacked in wasm
       const stage = job.stage;
       const stageRows = (first: number, bytes: number): number => {
