@@ -96,4 +96,29 @@ describe('packQuads', () => {
       }
     });
   }
+  // Expert reader threads pack pieces of one matrix into its slot, each where packing it whole puts it.
+  for (const type of ['q8_0', 'q4_0', 'q4_k', 'q6_k', 'q2_k', 'iq2_xxs', 'iq4_xs', 'f16']) {
+    test(`${type}: pieces packed in place (whole) over dirty memory give the bytes of packing it at once`, () => {
+      const I = 768;
+      const O = 45; // a partial last unit
+      const raw = unitRows(rng(11), O, ggmlRowBytes(type, I), 0);
+      const w = new MemoryLinear(type, I, O, { kind: 'ggml', type }, raw);
+      for (const panel of [256, 1024]) {
+        const plan = planFor(w, panel)!;
+        const units = plan.quads / plan.unitQuads;
+        const want = new Uint8Array(partBytes(plan, plan.quads));
+        packQuads(plan, w, 0, plan.quads, want);
+        for (const cuts of [[0, units], [0, 1, units], [0, 2, 3, units - 1, units]]) {
+          const got = new Uint8Array(want.length).fill(0xa5);
+          for (let i = cuts.length - 2; i >= 0; i--) packQuads(plan, w, cuts[i]! * plan.unitQuads, cuts[i + 1]! * plan.unitQuads, got, true);
+          assert.deepEqual(got, want, `panel ${panel}, cuts ${cuts.join(' ')}`);
+        }
+      }
+    });
+  }
+  test('whole is refused for in-major weights', () => {
+    const w = new MemoryLinear('w', 32, 8, { kind: 'dense', dtype: 'f32', order: 'in-major' }, new Uint8Array(32 * 8 * 4));
+    const plan = planFor(w)!;
+    assert.throws(() => packQuads(plan, w, 0, plan.quads, new Uint8Array(partBytes(plan, plan.quads)), true), RangeError);
+  });
 });

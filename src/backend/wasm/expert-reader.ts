@@ -1,10 +1,10 @@
 /**
  * Expert loads on reader threads: each reader opens the model file itself and reads pieces of an
  * expert's matrices with large positioned reads (fs.readSync of up to 8 MB, its own thread, so the
- * main thread and the kernel workers keep computing). Q8_0 pieces are read straight into the
- * reader's staging area in the slot's memory shard (with O_DIRECT when asked) and repacked there by
- * a wasm kernel (pack-kernels.ts); other formats are packed in JavaScript. A load is split so that
- * every reader has a read in flight. Completion is a word per piece in a shared status array
+ * main thread and the kernel workers keep computing). Pieces of ggml matrices are read straight
+ * into the reader's staging area in the slot's memory shard (with O_DIRECT when asked) and repacked
+ * from there into their place in the slot: Q8_0 by a wasm kernel (pack-kernels.ts), the other
+ * formats by their JavaScript packers. A load is split so that every reader has a read in flight. Completion is a word per piece in a shared status array
  * (Atomics.wait on the main thread: the forward pass is synchronous), errors come back as JSON text
  * in a shared buffer and are rethrown as the typed error they were.
  *
@@ -18,7 +18,7 @@ import type { LinearFormat, LinearWeight } from '../../tensor/linear.js';
 import { loadGroupNow, type ExpertLoader, type LoadJob } from './expert-cache.js';
 import { weightFile, type FileIdentities, type FileIdentity } from './file-identity.js';
 import type { Shard } from './runtime.js';
-import { q8_0UnitsPerStage } from './pack-kernels.js';
+import { ggmlRowBytes } from '../../tensor/ggml.js';
 
 /** Bytes of stored rows one reader stages in a shard at a time: the size of its positioned reads. */
 export const STAGE_BYTES = 8 << 20;
@@ -46,7 +46,7 @@ export interface ReaderPart {
   readonly outDim: number;
   readonly dstOffset: number;
   readonly expect: FileIdentity;
-  /** Q8_0 only: just these 8-row units [from, to) of the matrix (one staged read), packed where the whole matrix's packing puts them. */
+  /** Just these units [from, to) of the matrix (its plan's units: 8 rows for Q8_0, else 4), read in one staged read and packed where the whole matrix's packing puts them. */
   readonly units?: readonly [number, number];
 }
 
@@ -180,17 +180,19 @@ export class ReaderLoader implements ExpertLoader {
     const alive = this.workers.some((_, i) => this.broken[i] === undefined);
     const parts = this.closed || !alive ? undefined : fileParts(job, this.ids);
     if (!parts) return this.loadHere(job, t);
-    // Pieces to the least busy reader: a Q8_0 matrix in as many reads as there are readers (each at
+    // Pieces to the least busy reader: a ggml matrix in as many reads as there are readers (each at
     // most a staging area), so one expert keeps every reader busy (the disk here read 0.61 GB/s
-    // with 1 stream, 1.37 with 4); other formats a matrix per reader (their packers take whole matrices).
+    // with 1 stream, 1.37 with 4) and the packing of its pieces runs on every core while the next
+    // pieces are read (one reader per matrix packed 3 matrices on 2 cores, behind their reads).
     const shard = job.slot.shard;
     const split = this.workers.every((_, r) => this.broken[r] !== undefined || this.stageOf(r, shard) !== undefined);
-    const pieces = parts.flatMap((part): ReaderPart[] => {
-      if (!split || part.format.kind !== 'ggml' || part.format.type !== 'q8_0') return [part];
-      const units = Math.ceil(part.outDim / 8);
+    const pieces = parts.flatMap((part, i): ReaderPart[] => {
+      if (!split || part.format.kind !== 'ggml') return [part];
+      const plan = job.layout.plans[i]!;
+      const units = plan.quads / plan.unitQuads;
       // at most a staging area per read, and at least as many reads as readers
       const alive = this.workers.filter((_, r) => this.broken[r] === undefined).length;
-      const fit = q8_0UnitsPerStage(part.inDim, STAGE_BYTES);
+      const fit = Math.floor(STAGE_BYTES / (4 * plan.unitQuads * ggmlRowBytes(part.format.type, part.inDim)));
       if (fit < 1) return [part];
       const per = Math.min(fit, Math.ceil(units / alive));
       const out: ReaderPart[] = [];

@@ -150,9 +150,15 @@ const PACK_CHUNK_BYTES = 16 << 20;
 /**
  * Packs quads q0..q1-1 of `w` into `dst` (zeroed memory of partBytes(plan, q1 - q0) bytes):
  * weights first (panel-major when the plan has several panels), then (i8g) the scales.
+ *
+ * `whole` (out-major weights only): `dst` is instead the packed part of *all* the weight's quads
+ * (partBytes(plan, plan.quads), not necessarily zeroed), and quads q0..q1-1 go where packing all
+ * of them puts them, so that several threads can each pack a piece of one matrix in place.
  */
-export function packQuads(plan: PackPlan, w: LinearWeight, q0: number, q1: number, dst: Uint8Array): void {
+export function packQuads(plan: PackPlan, w: LinearWeight, q0: number, q1: number, dst: Uint8Array, whole = false): void {
   const f = w.format;
+  const inMajor = plan.kind === 'i8g' || (f.kind === 'dense' && f.order === 'in-major');
+  if (whole && inMajor) throw new RangeError(`${w.name}: only out-major weights are packed a piece at a time in place`);
   if (plan.kind === 'i8g') return packI8g(plan, w.bytes(), w.scaleBytes(), q0, q1, dst);
   if (f.kind === 'dense' && f.order === 'in-major') return packDenseInMajor(plan, w.bytes(), q0, q1, dst);
   const U = plan.unitQuads;
@@ -170,6 +176,9 @@ export function packQuads(plan: PackPlan, w: LinearWeight, q0: number, q1: numbe
   const chunkUnits = Math.max(1, Math.floor(PACK_CHUNK_BYTES / (unitRows * rowBytes)));
   const u0 = q0 / U;
   const u1 = q1 / U;
+  // where unit u goes: unit u - at of a part of `units` units
+  const at = whole ? 0 : u0;
+  const units = whole ? plan.quads / U : u1 - u0;
   let src: Uint8Array = new Uint8Array(0);
   let srcU = u0;
   for (let u = u0; u < u1; u++) {
@@ -189,14 +198,14 @@ export function packQuads(plan: PackPlan, w: LinearWeight, q0: number, q1: numbe
       tmp.set(src.subarray(from, from + rows * rowBytes));
       unitRowsBytes = tmp;
     }
-    const out = unitBuf ?? dst.subarray((u - u0) * unitBytes, (u - u0 + 1) * unitBytes);
-    if (unitBuf) unitBuf.fill(0);
+    const out = unitBuf ?? dst.subarray((u - at) * unitBytes, (u - at + 1) * unitBytes);
+    if (unitBuf || whole) out.fill(0);
     packUnit(plan, unitRowsBytes, rowBytes, out);
     if (unitBuf) {
       // panel p of unit u sits at p·(units·fullPanel) + u·(its panel's bytes)
       for (let p = 0; p < panels; p++) {
         const n = U * panelQuadBytes(plan, p);
-        dst.set(unitBuf.subarray(p * fullPanel, p * fullPanel + n), p * (u1 - u0) * fullPanel + (u - u0) * n);
+        dst.set(unitBuf.subarray(p * fullPanel, p * fullPanel + n), p * units * fullPanel + (u - at) * n);
       }
     }
   }
