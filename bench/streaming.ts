@@ -31,7 +31,8 @@ import type { Shard } from '../src/backend/wasm/runtime.js';
 import { loadModel } from '../src/language-model.js';
 import type { LinearWeight } from '../src/tensor/linear.js';
 import { nodeLlamaCppDir } from './llama-cpp.js';
-import { ensureMixGguf, mixPlan } from './mixes.js';
+import { ensureMixGguf, MIXES, mixPlan, type Mix } from './mixes.js';
+import { benchConfig } from './model.js';
 import { tensorBytes } from '../src/formats/gguf-writer.js';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
@@ -268,11 +269,15 @@ export async function benchStreaming(log: (l: string) => void, cacheDir: string,
       out[k('rss_bound_bytes')] = budget + r.kvBytes + 1e9;
       out[k('slots')] = r.slots;
       out[k('consecutive_overlap')] = r.consecutiveOverlap;
+      // what the disk allows with this cache: its bytes per token at the disk's parallel speed, compute free
+      const budgetBound = diskParallel / Math.max(1, r.diskBytesPerToken);
+      out[k('disk_bound_tok_s')] = budgetBound;
       const replay = POLICIES.map((p) => `${p} ${(100 * replayHitRate(r.trace, r.experts, E, r.slots, p)).toFixed(1)} %`).join(', ');
       log(`budget ${gib} GiB${predict ? ' with next-layer prediction' : ''} (${r.slots} of ${r.experts} experts cached, ${r.policy}): decode ${r.decodeTokS.toFixed(3)} tok/s over ${r.decodedTokens} tokens, TTFT ${r.ttftS.toFixed(1)} s (load ${r.loadS.toFixed(1)} s), ` +
         `${(r.bytesReadPerToken / 1e9).toFixed(2)} GB/token read (${(r.diskBytesPerToken / 1e9).toFixed(2)} from storage), hit rate ${(100 * r.hitRate).toFixed(1)} %, ` +
         `waiting ${r.waitSPerToken.toFixed(2)} s/token, peak RSS ${(r.peakRssBytes / GiB).toFixed(2)} GiB (bound ${((budget + r.kvBytes + 1e9) / GiB).toFixed(2)}), ` +
-        `consecutive-token overlap ${(100 * r.consecutiveOverlap).toFixed(0)} %; policies replayed on this trace: ${replay}`);
+        `consecutive-token overlap ${(100 * r.consecutiveOverlap).toFixed(0)} %; policies replayed on this trace: ${replay}; ` +
+        `the disk allows at most ${budgetBound.toFixed(2)} tok/s for these reads (${(100 * r.decodeTokS / budgetBound).toFixed(0)} % reached)`);
     }
 
     // 5. llama.cpp, cold
@@ -295,10 +300,21 @@ export async function benchStreaming(log: (l: string) => void, cacheDir: string,
           if (ours) out[`streaming.ratio_vs_llama_cpp.budget_${gib}g`] = ours / l.decodeTokS;
         }
         log(`llama.cpp reaches ${(100 * l.decodeTokS / bound).toFixed(0)} % of the bound above; 2× llama.cpp would be ${(2 * l.decodeTokS).toFixed(2)} tok/s`);
+        // What 2× llama.cpp takes on this disk even with compute free: few enough bytes per token,
+        // so a hit rate, so (routing uniform) a cache of that share of the experts.
+        const allowed = diskParallel / (2 * l.decodeTokS);
+        const hitNeeded = Math.max(0, 1 - allowed / perTokenBytes);
+        const cacheNeeded = hitNeeded * layers * E * expertBytes;
+        out['streaming.two_x_llama_cpp.cache_bytes_needed'] = cacheNeeded;
+        log(`2× llama.cpp at ${(diskParallel / 1e9).toFixed(2)} GB/s needs ≤ ${(allowed / 1e9).toFixed(2)} GB/token from the disk even with compute free: ` +
+          `a hit rate ≥ ${(100 * hitNeeded).toFixed(0)} %, i.e. (uniform routing) ≈ ${(cacheNeeded / GiB).toFixed(1)} GiB of cached experts on this ${(os.totalmem() / GiB).toFixed(0)} GiB machine` +
+          ` (llama.cpp's page cache may use all of it)`);
       } catch (err) {
         log(`llama.cpp: ${(err as Error).message.split('\n')[0]}`);
       }
     }
+    // 6. every mix's expert loads, on the formats section's bench files
+    await formatLoads(log, cacheDir, out, diskParallel, threads);
   } finally {
     if (!keep && fs.existsSync(file)) {
       fs.rmSync(file);
@@ -306,6 +322,45 @@ export async function benchStreaming(log: (l: string) => void, cacheDir: string,
     }
   }
   return out;
+}
+
+/**
+ * Expert loads of every mix, cold, on the 6-layer bench files (bench-6l-MIX.gguf, as the formats
+ * section writes them): a budget of the minimum + 2 experts, so nearly every expert a token uses
+ * is read, split, repacked into its layout and waited for. Load speed = stored bytes read ÷ time
+ * the forward pass waited, beside the disk's parallel speed: a format whose repacking cannot keep
+ * up with the disk shows below it. GROK_TS_STREAMING_MIXES picks mixes (default all).
+ */
+export async function formatLoads(log: (l: string) => void, cacheDir: string, out: Record<string, number>, diskBps: number, threads: number): Promise<void> {
+  const mixes = (process.env['GROK_TS_STREAMING_MIXES'] ?? MIXES.join(',')).split(',').map((m) => m.trim().toUpperCase()).filter(Boolean);
+  const rows = ['| mix | one expert | load speed, cold | of the disk\'s | decode under the minimum + 2 experts | read per token |', '|---|---|---|---|---|---|'];
+  for (const mix of mixes) {
+    if (!(MIXES as readonly string[]).includes(mix)) throw new Error(`GROK_TS_STREAMING_MIXES: unknown mix ${mix}; mixes: ${MIXES.join(', ')}`);
+    const file = path.join(cacheDir, `bench-6l-${mix}.gguf`);
+    const free = fs.statfsSync(cacheDir);
+    if (!fs.existsSync(file) && free.bavail * free.bsize < 8e9) {
+      log(`${mix} loads: ${file} is not written and the disk is nearly full; skipped`);
+      continue;
+    }
+    ensureMixGguf(benchConfig(6), mix as Mix, file, log);
+    const probe = await loadModel(file, { backend: 'wasm', threads: 1, preload: false });
+    const { minimumBytes, expertBytes: one } = probe.memory; // the largest expert's packed bytes
+    await probe.close();
+    dropCaches();
+    let r: ChildResult;
+    try {
+      r = runChild('streaming-child.js', [file, String(Math.ceil(minimumBytes + 2 * one)), '8', String(threads), '', '', '0'], 1800_000) as ChildResult;
+    } catch (err) {
+      log(`${mix} loads: ${(err as Error).message.split('\n')[0]}`);
+      continue;
+    }
+    const speed = r.bytesReadPerToken / Math.max(1e-9, r.waitSPerToken);
+    out[`streaming.loads.${mix}.load_gbs`] = speed / 1e9;
+    out[`streaming.loads.${mix}.decode_tok_s`] = r.decodeTokS;
+    out[`streaming.loads.${mix}.hit_rate`] = r.hitRate;
+    rows.push(`| ${mix} | ${(one / 1e6).toFixed(1)} MB | ${(speed / 1e9).toFixed(2)} GB/s | ${(100 * speed / diskBps).toFixed(0)} % | ${r.decodeTokS.toFixed(2)} tok/s (hit rate ${(100 * r.hitRate).toFixed(0)} %) | ${(r.bytesReadPerToken / 1e6).toFixed(0)} MB |`);
+  }
+  log(`expert loads per mix (6-layer bench files, page cache dropped, ${threads} threads; load speed = bytes read ÷ time waited; disk ${(diskBps / 1e9).toFixed(2)} GB/s with 4 streams):\n${rows.join('\n')}`);
 }
 
 /**
