@@ -39,7 +39,7 @@ test('parseByteSize: plain bytes and K/M/G/T sizes (powers of 1024), typed error
   assert.throws(() => parseByteSize(-5), UsageError);
 });
 
-for (const fixture of ['mini-q8_0.gguf', 'mini-q4_k_m.gguf']) {
+for (const fixture of ['mini-q8_0.gguf', 'mini-q4_k_m.gguf', 'mini-q2_k.gguf', 'mini-iq2_xs.gguf']) {
   fixtureTest(`${fixture}: logits under tiny budgets (forced evictions, every policy, readers or not) are bit-identical to resident`, async () => {
     const file = shared('fixtures', 'gguf', fixture);
     const { base, memory, ids } = await withModel(file, { lazyExperts: false }, async (lm) => ({
