@@ -7,11 +7,11 @@
 import * as fs from 'node:fs';
 import { parentPort, workerData } from 'node:worker_threads';
 import { FileAccessError, FormatError } from '../../errors.js';
+import type { LinearFormat, LinearWeight } from '../../tensor/linear.js';
 import { outMajorRowSize } from '../../tensor/rows.js';
 import { packQuads, partBytes, planFor } from './layout.js';
 import { DIRECT_ALIGN, FileRangeLinear, READER_ERROR_BYTES, READER_STAGE_ALLOC, readFully, STAGE_BYTES, type ReaderInit, type ReaderJob } from './expert-reader.js';
 import { checkIdentity } from './file-identity.js';
-import type { LinearFormat, LinearWeight } from '../../tensor/linear.js';
 import { packKernels, packQ8_0Staged, q8_0UnitsPerStage, type PackKernels } from './pack-kernels.js';
 
 const init = workerData as ReaderInit;
@@ -102,30 +102,32 @@ function run(job: ReaderJob): void {
     const plan = planFor(w, job.panel, { relaxedQ4_0: job.relaxed });
     if (!plan) throw new Error(`${p.name}: no packed layout`);
     const stage = job.stage;
-    // stored rows read straight into the staging area; returns where they are
-    const stageRows = (first: number, bytes: number): number => {
-      const at = p.offset + first * rowSize;
-      const dfd = job.direct ? directFdOf(p.file) : undefined;
-      const src = dfd === undefined ? undefined : readDirect(dfd, memory, stage!, p.file, p.name, at, bytes);
-      if (src !== undefined) return src;
-      if (dfd !== undefined) directFds.set(p.file, undefined); // refused: buffered from now on
-      readFully(fd, p.file, p.name, new Uint8Array(memory.buffer, stage, bytes), at);
-      return stage!;
-    };
-    if (plan.kind === 'q8_0' && stage !== undefined && q8_0UnitsPerStage(p.inDim, STAGE_BYTES) >= 1) {
-      // repacked in wasm
-      const [from, to] = p.units ?? [0, plan.quads / 2];
-      packQ8_0Staged(packers[job.shard] ??= packKernels(memory), memory, STAGE_BYTES, plan, 0, plan.quads, job.ptr + p.dstOffset, stageRows, from, to);
-      continue;
+    if (stage !== undefined && (p.units || plan.kind === 'q8_0')) {
+      // stored rows read straight into the staging area; returns where they are
+      const stageRows = (first: number, bytes: number): number => {
+        const at = p.offset + first * rowSize;
+        const dfd = job.direct ? directFdOf(p.file) : undefined;
+        const src = dfd === undefined ? undefined : readDirect(dfd, memory, stage, p.file, p.name, at, bytes);
+        if (src !== undefined) return src;
+        if (dfd !== undefined) directFds.set(p.file, undefined); // refused: buffered from now on
+        readFully(fd, p.file, p.name, new Uint8Array(memory.buffer, stage, bytes), at);
+        return stage;
+      };
+      if (plan.kind === 'q8_0' && q8_0UnitsPerStage(p.inDim, STAGE_BYTES) >= 1) {
+        // repacked in wasm
+        const [from, to] = p.units ?? [0, plan.quads / 2];
+        packQ8_0Staged(packers[job.shard] ??= packKernels(memory), memory, STAGE_BYTES, plan, 0, plan.quads, job.ptr + p.dstOffset, stageRows, from, to);
+        continue;
+      }
+      if (p.units) {
+        // a piece (at most a staging area of stored rows: one read), packed in JavaScript into its place
+        const [from, to] = p.units;
+        const staged = new StagedRows(w, rowSize, (first, count) => new Uint8Array(memory.buffer, stageRows(first, count * rowSize), count * rowSize));
+        packQuads(plan, staged, from * plan.unitQuads, to * plan.unitQuads, dst.subarray(p.dstOffset, p.dstOffset + partBytes(plan, plan.quads)), true);
+        continue;
+      }
     }
-    if (p.units) {
-      // a piece (at most a staging area of stored rows: one read), packed in JavaScript into its place
-      if (stage === undefined) throw new Error(`reader: ${p.name}: a piece of a matrix came without a staging area`);
-      const [from, to] = p.units;
-      const staged = new StagedRows(w, rowSize, (first, count) => new Uint8Array(memory.buffer, stageRows(first, count * rowSize), count * rowSize));
-      packQuads(plan, staged, from * plan.unitQuads, to * plan.unitQuads, dst.subarray(p.dstOffset, p.dstOffset + partBytes(plan, plan.quads)), true);
-      continue;
-    }
+    if (p.units) throw new Error(`reader: ${p.name}: a piece of a matrix came without a staging area`);
     // the JavaScript packers write into zeroed memory (only this part's: other readers fill the rest of the slot)
     const out = dst.subarray(p.dstOffset, p.dstOffset + partBytes(plan, plan.quads));
     out.fill(0);
