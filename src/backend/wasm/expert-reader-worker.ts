@@ -12,7 +12,7 @@ import { packQuads, partBytes, planFor } from './layout.js';
 import { DIRECT_ALIGN, FileRangeLinear, READER_ERROR_BYTES, READER_STAGE_ALLOC, readFully, STAGE_BYTES, type ReaderInit, type ReaderJob } from './expert-reader.js';
 import { checkIdentity } from './file-identity.js';
 import type { LinearFormat, LinearWeight } from '../../tensor/linear.js';
-import { packKernels, packQ8_0Staged, q8_0UnitsPerStage, type PackKernels } from './pack-kernels.js';
+import { packKernels, packStaged, unitsPerStage, type PackKernels } from './pack-kernels.js';
 
 const init = workerData as ReaderInit;
 const status = new Int32Array(init.status);
@@ -112,10 +112,10 @@ function run(job: ReaderJob): void {
       readFully(fd, p.file, p.name, new Uint8Array(memory.buffer, stage, bytes), at);
       return stage!;
     };
-    if (plan.kind === 'q8_0' && stage !== undefined && q8_0UnitsPerStage(p.inDim, STAGE_BYTES) >= 1) {
+    if (stage !== undefined && unitsPerStage(plan, STAGE_BYTES) >= 1) {
       // repacked in wasm
-      const [from, to] = p.units ?? [0, plan.quads / 2];
-      packQ8_0Staged(packers[job.shard] ??= packKernels(memory), memory, STAGE_BYTES, plan, 0, plan.quads, job.ptr + p.dstOffset, stageRows, from, to);
+      const [from, to] = p.units ?? [0, plan.quads / plan.unitQuads];
+      packStaged(packers[job.shard] ??= packKernels(memory), memory, STAGE_BYTES, plan, 0, plan.quads, job.ptr + p.dstOffset, (first, _rows, bytes) => stageRows(first, bytes), from, to);
       continue;
     }
     if (p.units) {
