@@ -5,8 +5,8 @@
  */
 import * as assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { packQuads, partBytes, planFor, type PackPlan } from '../src/backend/wasm/layout.js';
-import { packKernels, packStaged, unitsPerStage, type PackKernels } from '../src/backend/wasm/pack-kernels.js';
+import { packQuads, partBytes, planFor } from '../src/backend/wasm/layout.js';
+import { packKernels, packStaged, unitsPerStage } from '../src/backend/wasm/pack-kernels.js';
 import { ggmlRowBytes } from '../src/tensor/ggml.js';
 import type { LinearWeight } from '../src/tensor/linear.js';
 
@@ -33,9 +33,6 @@ function dirtyMemory(at: number, bytes: number): WebAssembly.Memory {
   return memory;
 }
 
-/** The kernel of a plan and its block's inputs. */
-const kernelOf = (k: PackKernels, plan: PackPlan) => (plan.kind === 'q8_0' ? { pack: k.pack_q8_0, inputs: 32 } : { pack: k.pack_q4_k, inputs: 256 });
-
 for (const [type, inDim, outDim, panel, split] of [
   ['q8_0', 2048, 64, 1024, 3],
   ['q8_0', 3072, 40, 1024, 2], // 3 full panels, 40 rows (5 units)
@@ -47,11 +44,15 @@ for (const [type, inDim, outDim, panel, split] of [
   ['q4_k', 1280, 42, 1024, 2], // a short last panel and 42 rows: the last unit half zeros
   ['q4_k', 768, 13, 256, 3], // panels of one block, a last unit of 1 row
   ['q4_k', 256, 4, 256, 1],
+  ['q6_k', 2048, 64, 1024, 3],
+  ['q6_k', 1280, 42, 1024, 2],
+  ['q6_k', 768, 13, 256, 3],
+  ['q6_k', 256, 4, 256, 1],
 ] as const) {
   test(`pack_${type} ${inDim} inputs × ${outDim} rows, panels of ${panel}, in ${split} calls: the bytes of packQuads`, () => {
     const { w, raw, rowSize } = randomWeight(type, inDim, outDim, inDim * 31 + outDim);
     const plan = planFor(w, panel)!;
-    assert.equal(plan.kind, type);
+    assert.equal(plan.block?.type ?? plan.kind, type);
     const want = new Uint8Array(partBytes(plan, plan.quads));
     packQuads(plan, w, 0, plan.quads, want);
 
@@ -63,7 +64,8 @@ for (const [type, inDim, outDim, panel, split] of [
     const u8 = new Uint8Array(memory.buffer);
     u8.fill(0, stage, stage + units * unitRows * rowSize); // rows past the end are zeros, as the reader stages them
     u8.set(raw, stage);
-    const { pack, inputs } = kernelOf(packKernels(memory), plan);
+    const pack = packKernels(memory)[`pack_${type}`];
+    const inputs = type === 'q8_0' ? 32 : 256;
     const per = Math.ceil(units / split);
     for (let u = 0; u < units; u += per) {
       const n = Math.min(per, units - u);

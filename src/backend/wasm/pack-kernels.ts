@@ -1,15 +1,16 @@
 /**
  * Repacking in wasm, for the expert reader threads (expert-reader-worker.ts) and for weights packed
  * at start (index.ts): stored rows are read straight into a staging area of the memory shard and
- * one call repacks them into place. In JavaScript the Q8_0 repack ran at ≈ 0.85 GB/s per core and
- * Q4_K's at ≈ 1 GB/s, no faster than the disk they followed (0.87 GB/s here) and far slower than
- * the page cache (≈ 5 GB/s), so an expert load cost up to twice its read; these SIMD kernels run
- * at memory speed.
+ * one call repacks them into place. In JavaScript the Q8_0 repack ran at ≈ 0.85 GB/s per core,
+ * Q4_K's and Q6_K's at ≈ 1 GB/s: no faster than the disk they followed (0.87 GB/s here) and far
+ * slower than the page cache (≈ 5 GB/s), so an expert load cost up to twice its read; these SIMD
+ * kernels run at memory speed.
  *
  * The output is byte for byte layout.ts's packQuads for the same plan (tested against it).
  */
 import { Func, ValType, encodeModule, get, set, seq, select, forLoop, i32, v128, i8x16, i16x8, i32x4, type Local, type Op } from './asm.js';
 import { Q4K_QUAD_BYTES, Q8_0_QUAD_BYTES, type PackPlan } from './layout.js';
+import { Q6K_FORMAT } from './formats/q6k.js';
 
 const I32 = ValType.i32;
 
@@ -18,6 +19,8 @@ const OCTET = 2 * Q8_0_QUAD_BYTES;
 const BLOCK = 34;
 /** Q4_K stored block bytes: f16 d, f16 dmin, 12 bytes of scales and mins, 128 of nibbles. */
 const Q4K_BLOCK = 144;
+/** Q6_K stored block bytes: 128 of ql (low 4 bits), 64 of qh (high 2), 16 int8 scales, f16 d. */
+const Q6K_BLOCK = 210;
 
 // byte-lane patterns of the 8 × 8 transpose of 16-bit values (unpack lo/hi at 16, 32, 64 bits)
 const lo = (w: number): number[] => Array.from({ length: 16 }, (_, i) => Math.floor(i / w) % 2 * 16 + Math.floor(i / (2 * w)) * w + (i % w));
@@ -151,6 +154,64 @@ function packQ4K(): Func {
   });
 }
 
+/**
+ * Q6_K (formats/q6k.ts, "6-bit lanes"): per sub-block of 16 values, each row's 16 6-bit codes as
+ * bytes (its ql nibbles with its 2 qh bits on top, with byte masks after 16-bit shifts), widened
+ * to 16-bit lanes (codes i and 8 + i) and merged into the A, B, C vectors; the rows' int8 scales
+ * are a 4 × 16 byte transpose.
+ */
+function packQ6K(): Func {
+  return unitBlocks('pack_q6_k', 4, Q6K_BLOCK, Q6K_FORMAT.quadBlockBytes, (f, row, out) => {
+    const s = f.vlocals(4);
+    const [t0, t1, t2, t3, ql, qh] = f.vlocals(6);
+    const k = f.vlocals(4);
+    const mask = (v: Op, n: number): Op => v128.and(v, i8x16.const(n));
+    const shift16 = (v: Op, n: number): Op => (n > 0 ? i16x8.shl(v, n) : n < 0 ? i16x8.shrU(v, -n) : v);
+    const lo16 = (v: Local): Op => i16x8.extendLowI8x16U(get(v));
+    const hi16 = (v: Local): Op => i16x8.extendHighI8x16U(get(v));
+    const or = (...v: Op[]): Op => v.reduce((x, y) => v128.or(x, y));
+    /**
+     * Sub-block j's codes of row r into k[r]: value 16j + l' is nibble q >> 1 of ql[64n + 32·(q & 1) + l]
+     * with bits 2q of qh[32n + l] on top (n = j >> 3, q = (j >> 1) & 3, l = 16·(j & 1) + l').
+     */
+    const codes = (r: number, j: number): Op => {
+      const n = j >> 3;
+      const q = (j >> 1) & 3;
+      const h = j & 1;
+      return seq(
+        set(ql, v128.load(row(r), 64 * n + 32 * (q & 1) + 16 * h)),
+        set(qh, v128.load(row(r), 128 + 32 * n + 16 * h)),
+        set(k[r]!, v128.or(mask(shift16(get(ql), -4 * (q >> 1)), 0x0f), mask(shift16(get(qh), 4 - 2 * q), 0x30))),
+      );
+    };
+    // A lane i = r0 c_i | r0 c_8+i << 6 | (r2 c_i & 15) << 12, B the same of r1 with r2 c_8+i, C of r3 with r2's top bits
+    const subBlock = (j: number): Op =>
+      seq(
+        ...[0, 1, 2, 3].map((r) => codes(r, j)),
+        v128.store(get(out), or(lo16(k[0]!), i16x8.shl(hi16(k[0]!), 6), i16x8.shl(lo16(k[2]!), 12)), 72 + 48 * j),
+        v128.store(get(out), or(lo16(k[1]!), i16x8.shl(hi16(k[1]!), 6), i16x8.shl(hi16(k[2]!), 12)), 72 + 48 * j + 16),
+        v128.store(get(out), or(
+          lo16(k[3]!), i16x8.shl(hi16(k[3]!), 6),
+          i16x8.shl(v128.and(lo16(k[2]!), i16x8.const(0x30)), 8), i16x8.shl(v128.and(hi16(k[2]!), i16x8.const(0x30)), 10),
+        ), 72 + 48 * j + 32),
+      );
+    return seq(
+      ...[0, 1, 2, 3].map((r) => i32.store16(get(out), i32.load16U(row(r), 208), 2 * r)),
+      // scales [row][16] → [sub-block][row]: byte interleave of row pairs, then 16-bit of those
+      ...s.map((v, r) => set(v, v128.load(row(r), 192))),
+      set(t0, shuffle(s[0]!, s[1]!, lo(1))),
+      set(t1, shuffle(s[0]!, s[1]!, hi(1))),
+      set(t2, shuffle(s[2]!, s[3]!, lo(1))),
+      set(t3, shuffle(s[2]!, s[3]!, hi(1))),
+      v128.store(get(out), shuffle(t0, t2, lo(2)), 8),
+      v128.store(get(out), shuffle(t0, t2, hi(2)), 24),
+      v128.store(get(out), shuffle(t1, t3, lo(2)), 40),
+      v128.store(get(out), shuffle(t1, t3, hi(2)), 56),
+      ...Array.from({ length: 16 }, (_, j) => subBlock(j)),
+    );
+  });
+}
+
 /** min(a, b) for unsigned i32 operands (each evaluated once). */
 function minU(a: Op, b: Op, f: Func): Op {
   const x = f.local(I32);
@@ -162,7 +223,7 @@ let bytes: Uint8Array | undefined;
 
 /** The packing module (imports the shard's memory as env.mem). */
 export function packModuleBytes(): Uint8Array {
-  bytes ??= encodeModule([packQ8_0(), packQ4K()], { minPages: 1, maxPages: 65536 });
+  bytes ??= encodeModule([packQ8_0(), packQ4K(), packQ6K()], { minPages: 1, maxPages: 65536 });
   return bytes;
 }
 
@@ -172,6 +233,7 @@ type PackKernel = (src: number, rowBytes: number, nb: number, n: number, u0: num
 export interface PackKernels {
   readonly pack_q8_0: PackKernel;
   readonly pack_q4_k: PackKernel;
+  readonly pack_q6_k: PackKernel;
 }
 
 let module: WebAssembly.Module | undefined;
@@ -182,15 +244,19 @@ export function packKernels(memory: WebAssembly.Memory): PackKernels {
   return new WebAssembly.Instance(module, { env: { mem: memory } }).exports as unknown as PackKernels;
 }
 
-/** The plan kinds a kernel here packs: its name, stored rows per unit, and inputs and stored bytes per block. */
+/** The ggml types a kernel here packs: its name, stored rows per unit, and inputs and stored bytes per block. */
 const KERNELS: Partial<Record<string, { readonly name: keyof PackKernels; readonly rows: number; readonly inputs: number; readonly stored: number }>> = {
   q8_0: { name: 'pack_q8_0', rows: 8, inputs: 32, stored: BLOCK },
   q4_k: { name: 'pack_q4_k', rows: 4, inputs: 256, stored: Q4K_BLOCK },
+  q6_k: { name: 'pack_q6_k', rows: 4, inputs: 256, stored: Q6K_BLOCK },
 };
+
+/** The kernel that packs a plan's weight, if any (block formats by their ggml type). */
+const kernelFor = (plan: PackPlan) => KERNELS[plan.block?.type ?? plan.kind];
 
 /** Units of a plan's weight that `stageBytes` of stored rows hold: 0 when no kernel here packs it (or not even one unit fits). */
 export function unitsPerStage(plan: PackPlan, stageBytes: number): number {
-  const kernel = KERNELS[plan.kind];
+  const kernel = kernelFor(plan);
   return kernel ? Math.floor(stageBytes / (kernel.rows * (plan.inDim / kernel.inputs) * kernel.stored)) : 0;
 }
 
@@ -207,9 +273,9 @@ export function packStaged(
   /** Only units [from, to) of the part (of (q1 − q0) / unitQuads), written where the whole part's packing puts them. */
   from = 0, to = (q1 - q0) / plan.unitQuads,
 ): void {
-  const kernel = KERNELS[plan.kind];
+  const kernel = kernelFor(plan);
   const perCall = unitsPerStage(plan, stageBytes);
-  if (!kernel || perCall < 1) throw new RangeError(`${plan.kind}: no wasm repack, or a staging area of ${stageBytes} bytes cannot hold one unit`);
+  if (!kernel || perCall < 1) throw new RangeError(`${plan.block?.type ?? plan.kind}: no wasm repack, or a staging area of ${stageBytes} bytes cannot hold one unit`);
   const nb = plan.inDim / kernel.inputs;
   const rowBytes = nb * kernel.stored;
   const unitRows = kernel.rows;
