@@ -1,6 +1,6 @@
 /**
- * A reader thread (expert-reader.ts): reads a piece of an expert (a matrix, or a run of a Q8_0
- * matrix's 8-row units) from the model file with positioned reads and packs it into its place in
+ * A reader thread (expert-reader.ts): reads a piece of an expert (a matrix, or a run of a ggml
+ * matrix's units) from the model file with positioned reads and packs it into its place in
  * the slot in the shared wasm memory, then sets the job's status word (1 done, 2 failed with the
  * error as JSON text) and wakes the main thread.
  */
@@ -12,7 +12,7 @@ import { outMajorRowSize } from '../../tensor/rows.js';
 import { packQuads, partBytes, planFor } from './layout.js';
 import { DIRECT_ALIGN, FileRangeLinear, READER_ERROR_BYTES, READER_STAGE_ALLOC, readFully, STAGE_BYTES, type ReaderInit, type ReaderJob } from './expert-reader.js';
 import { checkIdentity } from './file-identity.js';
-import { packKernels, packQ8_0Staged, q8_0UnitsPerStage, type PackKernels } from './pack-kernels.js';
+import { packKernels, packStaged, unitsPerStage, type PackKernels } from './pack-kernels.js';
 
 const init = workerData as ReaderInit;
 const status = new Int32Array(init.status);
@@ -102,7 +102,8 @@ function run(job: ReaderJob): void {
     const plan = planFor(w, job.panel, { relaxedQ4_0: job.relaxed });
     if (!plan) throw new Error(`${p.name}: no packed layout`);
     const stage = job.stage;
-    if (stage !== undefined && (p.units || plan.kind === 'q8_0')) {
+    const wasmUnits = unitsPerStage(plan, STAGE_BYTES);
+    if (stage !== undefined && (p.units || wasmUnits >= 1)) {
       // stored rows read straight into the staging area; returns where they are
       const stageRows = (first: number, bytes: number): number => {
         const at = p.offset + first * rowSize;
@@ -113,10 +114,10 @@ function run(job: ReaderJob): void {
         readFully(fd, p.file, p.name, new Uint8Array(memory.buffer, stage, bytes), at);
         return stage;
       };
-      if (plan.kind === 'q8_0' && q8_0UnitsPerStage(p.inDim, STAGE_BYTES) >= 1) {
+      if (wasmUnits >= 1) {
         // repacked in wasm
-        const [from, to] = p.units ?? [0, plan.quads / 2];
-        packQ8_0Staged(packers[job.shard] ??= packKernels(memory), memory, STAGE_BYTES, plan, 0, plan.quads, job.ptr + p.dstOffset, stageRows, from, to);
+        const [from, to] = p.units ?? [0, plan.quads / plan.unitQuads];
+        packStaged(packers[job.shard] ??= packKernels(memory), memory, STAGE_BYTES, plan, 0, plan.quads, job.ptr + p.dstOffset, (first, _rows, bytes) => stageRows(first, bytes), from, to);
         continue;
       }
       if (p.units) {

@@ -12,7 +12,7 @@ import { jsKernels } from '../js/kernels.js';
 import { UnsupportedError, UsageError } from '../../errors.js';
 import { buildKernelModule, relaxedSimdAvailable, Q4K_DECODED, type KernelName } from './kernels-wasm.js';
 import { DEFAULT_PANEL, packQuads, partBytes, planFor, type PackPlan } from './layout.js';
-import { packKernels, packQ8_0Staged, q8_0UnitsPerStage, type PackKernels } from './pack-kernels.js';
+import { packKernels, packStaged, unitsPerStage, type PackKernels } from './pack-kernels.js';
 import { FloatArena } from './arena.js';
 import { RESERVED, Runtime, type Shard } from './runtime.js';
 import { ggmlRowBytes } from '../../tensor/ggml.js';
@@ -30,7 +30,7 @@ export interface ExpertStreamOptions {
   /** Reader threads that read and pack experts while the kernels compute; 0 loads on the calling thread (default 4). */
   readonly readers?: number;
   /**
-   * Q8_0 experts read with O_DIRECT (where the file system allows it): no kernel readahead past
+   * Expert pieces read with O_DIRECT (where the file system allows it): no kernel readahead past
    * what a load needs, no second copy in the page cache, and (measured) a better use of the disk's
    * parallel reads than buffered I/O (default false here; loadModel turns it on).
    */
@@ -389,12 +389,11 @@ class WasmBackend implements WasmKernels {
       if (n < 1) throw new UnsupportedError('wasm-memory', `${w.name}: one unit of ${4 * plan.unitQuads} rows (${plan.unitQuads * perQuad} bytes) does not fit a memory shard`);
       const bytes = partBytes(plan, n);
       const ptr = shard.alloc(bytes)!;
-      const stage = plan.kind === 'q8_0' ? this.packStage(shard) : undefined;
-      if (stage !== undefined && q8_0UnitsPerStage(plan.inDim, STAGE_BYTES) >= 1) {
-        // the wasm repack (pack-kernels.ts): 6–8 GB/s, 3–4× even the faster JavaScript packer
-        const rowBytes = (plan.inDim / 32) * 34;
-        packQ8_0Staged(stage.k, shard.memory, STAGE_BYTES, plan, q, q + n, ptr, (first, bytes) => {
-          shard.u8.set(w.rowBytes(first, bytes / rowBytes), stage.ptr);
+      const stage = unitsPerStage(plan, STAGE_BYTES) >= 1 ? this.packStage(shard) : undefined;
+      if (stage !== undefined) {
+        // the wasm repack (pack-kernels.ts): several times the JavaScript packers' speed
+        packStaged(stage.k, shard.memory, STAGE_BYTES, plan, q, q + n, ptr, (first, rows) => {
+          shard.u8.set(w.rowBytes(first, rows), stage.ptr);
           return stage.ptr;
         });
       } else {

@@ -1,92 +1,215 @@
 /**
- * Repacking in wasm, for the expert reader threads (expert-reader-worker.ts): a reader reads stored
- * rows straight into a staging area of the slot's memory shard and one call repacks them into the
- * slot. In JavaScript the Q8_0 repack ran at ≈ 0.85 GB/s per core, slower than the disk it followed
- * (0.87 GB/s here) and far slower than the page cache (≈ 5 GB/s), so an expert load cost twice its
- * read; the SIMD transpose below runs at memory speed.
+ * Repacking in wasm, for the expert reader threads (expert-reader-worker.ts) and for weights packed
+ * at start (index.ts): stored rows are read straight into a staging area of the memory shard and
+ * one call repacks them into place. In JavaScript the Q8_0 repack ran at ≈ 0.85 GB/s per core,
+ * Q4_K's and Q6_K's at ≈ 1 GB/s: no faster than the disk they followed (0.87 GB/s here) and far
+ * slower than the page cache (≈ 5 GB/s), so an expert load cost up to twice its read; these SIMD
+ * kernels run at memory speed.
  *
  * The output is byte for byte layout.ts's packQuads for the same plan (tested against it).
  */
-import { Func, ValType, encodeModule, get, set, seq, select, forLoop, i32, v128, i8x16, type Local, type Op } from './asm.js';
-import { Q8_0_QUAD_BYTES, type PackPlan } from './layout.js';
+import { Func, ValType, encodeModule, get, set, seq, select, forLoop, i32, v128, i8x16, i16x8, i32x4, type Local, type Op } from './asm.js';
+import { Q4K_QUAD_BYTES, Q8_0_QUAD_BYTES, type PackPlan } from './layout.js';
+import { Q6K_FORMAT } from './formats/q6k.js';
 
 const I32 = ValType.i32;
-const V = ValType.v128;
 
 /** Q8_0 octet-block bytes (2 quads × 136): 8 f16 scales, then 16 pairs × 8 rows × 2 int8. */
 const OCTET = 2 * Q8_0_QUAD_BYTES;
 const BLOCK = 34;
+/** Q4_K stored block bytes: f16 d, f16 dmin, 12 bytes of scales and mins, 128 of nibbles. */
+const Q4K_BLOCK = 144;
+/** Q6_K stored block bytes: 128 of ql (low 4 bits), 64 of qh (high 2), 16 int8 scales, f16 d. */
+const Q6K_BLOCK = 210;
 
 // byte-lane patterns of the 8 × 8 transpose of 16-bit values (unpack lo/hi at 16, 32, 64 bits)
 const lo = (w: number): number[] => Array.from({ length: 16 }, (_, i) => Math.floor(i / w) % 2 * 16 + Math.floor(i / (2 * w)) * w + (i % w));
 const hi = (w: number): number[] => lo(w).map((x) => x + 8);
 
 /**
- * pack_q8_0(src, rowBytes, nb, n, u0, units, bpp, dst): the n units (8 stored rows each, row r of
- * unit i at src + (8i + r)·rowBytes, nb blocks of 34 bytes per row) numbered u0.. of a weight of
- * `units` units, into dst laid out in column panels of bpp blocks (layout.ts: panel p of unit u at
- * p·units·bpp·272 + u·(blocks in panel p)·272).
+ * The loop every repack kernel shares, as a function name(src, rowBytes, nb, n, u0, units, bpp, dst):
+ * the n units (`rows` stored rows each, row r of unit i at src + (rows·i + r)·rowBytes, nb blocks
+ * of `stored` bytes per row) numbered u0.. of a weight of `units` units, into dst laid out in
+ * column panels of bpp blocks (layout.ts: panel p of unit u at p·units·bpp·packed + u·(blocks in
+ * panel p)·packed). `block(row, out)` packs one block of a unit: row(k) is the address of row k's
+ * block, `out` where its `packed` bytes go.
  */
-function packQ8_0(): Func {
-  const f = new Func('pack_q8_0', [I32, I32, I32, I32, I32, I32, I32, I32]);
+function unitBlocks(
+  name: string, rows: number, stored: number, packed: number,
+  block: (f: Func, row: (k: number) => Op, out: Local) => Op,
+): Func {
+  const f = new Func(name, [I32, I32, I32, I32, I32, I32, I32, I32]);
   const [src, rowBytes, nb, n, u0, units, bpp, dst] = f.params as [Local, Local, Local, Local, Local, Local, Local, Local];
-  const i = f.local(I32);
-  const b = f.local(I32);
-  const p = f.local(I32);
-  const rowBase = f.local(I32);
-  const s = f.local(I32);
-  const out = f.local(I32);
-  const panelStride = f.local(I32);
-  const rowOff = Array.from({ length: 8 }, () => f.local(I32));
-  const r = Array.from({ length: 8 }, () => f.local(V));
-  const a = Array.from({ length: 8 }, () => f.local(V));
-  const c = Array.from({ length: 8 }, () => f.local(V));
-  const row = (k: number): Op => i32.add(get(s), get(rowOff[k]!));
-  const shuffle = (x: Local, y: Local, l: number[]): Op => i8x16.shuffle(get(x), get(y), l);
-
-  /** Rows 0..7's 16-bit values v..v+7 (byte offset `at` in each block) → pairs v..v+7 of the octet-block. */
-  const transpose = (at: number, firstPair: number): Op =>
-    seq(
-      ...r.map((x, k) => set(x, v128.load(row(k), at))),
-      // 16-bit interleave of row pairs, then 32-bit of those, then 64-bit: column k of the 8 × 8
-      ...[0, 2, 4, 6].flatMap((k) => [set(a[k]!, shuffle(r[k]!, r[k + 1]!, lo(2))), set(a[k + 1]!, shuffle(r[k]!, r[k + 1]!, hi(2)))]),
-      set(c[0]!, shuffle(a[0]!, a[2]!, lo(4))),
-      set(c[1]!, shuffle(a[0]!, a[2]!, hi(4))),
-      set(c[2]!, shuffle(a[1]!, a[3]!, lo(4))),
-      set(c[3]!, shuffle(a[1]!, a[3]!, hi(4))),
-      set(c[4]!, shuffle(a[4]!, a[6]!, lo(4))),
-      set(c[5]!, shuffle(a[4]!, a[6]!, hi(4))),
-      set(c[6]!, shuffle(a[5]!, a[7]!, lo(4))),
-      set(c[7]!, shuffle(a[5]!, a[7]!, hi(4))),
-      ...[0, 1, 2, 3].flatMap((k) => [
-        v128.store(get(out), shuffle(c[k]!, c[k + 4]!, lo(8)), 16 + 16 * (firstPair + 2 * k)),
-        v128.store(get(out), shuffle(c[k]!, c[k + 4]!, hi(8)), 16 + 16 * (firstPair + 2 * k + 1)),
-      ]),
-    );
-
+  const [i, b, p, rowBase, s, out, panelStride] = f.locals32(7);
+  const rowOff = f.locals32(rows);
+  const body = block(f, (k) => i32.add(get(s), get(rowOff[k]!)), out);
   f.body = seq(
     ...rowOff.map((x, k) => set(x, i32.mul(get(rowBytes), i32.const(k)))),
-    set(panelStride, i32.mul(i32.mul(get(units), get(bpp)), i32.const(OCTET))),
+    set(panelStride, i32.mul(i32.mul(get(units), get(bpp)), i32.const(packed))),
     forLoop(i, i32.const(0), get(n), 1,
-      set(rowBase, i32.add(get(src), i32.mul(i32.mul(get(i), i32.const(8)), get(rowBytes)))),
+      set(rowBase, i32.add(get(src), i32.mul(i32.mul(get(i), i32.const(rows)), get(rowBytes)))),
       forLoop(b, i32.const(0), get(nb), 1,
         set(p, i32.divU(get(b), get(bpp))),
         // panel p, unit u0 + i (its part of the panel holds min(bpp, nb − p·bpp) blocks), block b − p·bpp
         set(out, i32.add(get(dst), i32.add(
           i32.mul(get(p), get(panelStride)),
-          i32.mul(i32.const(OCTET), i32.add(
+          i32.mul(i32.const(packed), i32.add(
             i32.mul(i32.add(get(u0), get(i)), minU(i32.sub(get(nb), i32.mul(get(p), get(bpp))), get(bpp), f)),
             i32.sub(get(b), i32.mul(get(p), get(bpp))),
           )),
         ))),
-        set(s, i32.add(get(rowBase), i32.mul(get(b), i32.const(BLOCK)))),
-        ...Array.from({ length: 8 }, (_, k) => i32.store16(get(out), i32.load16U(row(k)), 2 * k)),
-        transpose(2, 0),
-        transpose(18, 8),
+        set(s, i32.add(get(rowBase), i32.mul(get(b), i32.const(stored)))),
+        body,
       ),
     ),
   );
   return f;
+}
+
+const shuffle = (x: Local, y: Local, l: readonly number[]): Op => i8x16.shuffle(get(x), get(y), l);
+
+/** Q8_0: 8 rows' scales, then an 8 × 8 transpose of 16-bit values (input pairs) per half block. */
+function packQ8_0(): Func {
+  return unitBlocks('pack_q8_0', 8, BLOCK, OCTET, (f, row, out) => {
+    const r = f.vlocals(8);
+    const a = f.vlocals(8);
+    const c = f.vlocals(8);
+    /** Rows 0..7's 16-bit values v..v+7 (byte offset `at` in each block) → pairs v..v+7 of the octet-block. */
+    const transpose = (at: number, firstPair: number): Op =>
+      seq(
+        ...r.map((x, k) => set(x, v128.load(row(k), at))),
+        // 16-bit interleave of row pairs, then 32-bit of those, then 64-bit: column k of the 8 × 8
+        ...[0, 2, 4, 6].flatMap((k) => [set(a[k]!, shuffle(r[k]!, r[k + 1]!, lo(2))), set(a[k + 1]!, shuffle(r[k]!, r[k + 1]!, hi(2)))]),
+        set(c[0]!, shuffle(a[0]!, a[2]!, lo(4))),
+        set(c[1]!, shuffle(a[0]!, a[2]!, hi(4))),
+        set(c[2]!, shuffle(a[1]!, a[3]!, lo(4))),
+        set(c[3]!, shuffle(a[1]!, a[3]!, hi(4))),
+        set(c[4]!, shuffle(a[4]!, a[6]!, lo(4))),
+        set(c[5]!, shuffle(a[4]!, a[6]!, hi(4))),
+        set(c[6]!, shuffle(a[5]!, a[7]!, lo(4))),
+        set(c[7]!, shuffle(a[5]!, a[7]!, hi(4))),
+        ...[0, 1, 2, 3].flatMap((k) => [
+          v128.store(get(out), shuffle(c[k]!, c[k + 4]!, lo(8)), 16 + 16 * (firstPair + 2 * k)),
+          v128.store(get(out), shuffle(c[k]!, c[k + 4]!, hi(8)), 16 + 16 * (firstPair + 2 * k + 1)),
+        ]),
+      );
+    return seq(
+      ...Array.from({ length: 8 }, (_, k) => i32.store16(get(out), i32.load16U(row(k)), 2 * k)),
+      transpose(2, 0),
+      transpose(18, 8),
+    );
+  });
+}
+
+/** 4 × 4 transpose of the bytes of 4 words (word r, byte j → byte 4j + r). */
+const BYTES_4X4 = [0, 4, 8, 12, 1, 5, 9, 13, 2, 6, 10, 14, 3, 7, 11, 15];
+
+/**
+ * Q4_K (layout.ts packQ4K): the 4 rows' 16-byte block heads (d, dmin, 12 bytes of 6-bit scales
+ * and mins) transposed to words [row] of d|dmin, then of each 4 bytes of scales, so that
+ * get_scale_min_k4 runs on all 4 rows at once; the nibbles of each 32-byte qs run become two
+ * 16-byte nibble-lane vectors (packNibbleLanes) with a byte interleave and a shift.
+ */
+function packQ4K(): Func {
+  return unitBlocks('pack_q4_k', 4, Q4K_BLOCK, Q4K_QUAD_BYTES, (f, row, out) => {
+    const h = f.vlocals(4);
+    const [t0, t1, t2, t3, dd, a, b, c, x, y] = f.vlocals(10);
+    const bytes = (n: number): Op => i8x16.const(n);
+    const mask = (v: Op, n: number): Op => v128.and(v, bytes(n));
+    const hiNibbles = bytes(0xf0);
+    /** qs[at..at+31] of row k → sub-block 2c's nibble lanes at `to`, 2c + 1's at to + 16. */
+    const qsRun = (k: number, at: number, to: number): Op =>
+      seq(
+        set(a, v128.load(row(k), at)),
+        set(b, v128.load(row(k), at + 16)),
+        // byte 2i: values i, 8 + i (bytes i, 8 + i of the first half); byte 2i + 1: 16 + i, 24 + i
+        set(x, shuffle(a, b, lo(1))),
+        set(y, shuffle(a, b, hi(1))),
+        v128.store(get(out), v128.bitselect(i16x8.shl(get(y), 4), get(x), hiNibbles), to),
+        v128.store(get(out), v128.bitselect(get(y), i16x8.shrU(get(x), 4), hiNibbles), to + 16),
+      );
+    return seq(
+      ...h.map((v, k) => set(v, v128.load(row(k)))),
+      set(t0, shuffle(h[0]!, h[1]!, lo(4))),
+      set(t1, shuffle(h[0]!, h[1]!, hi(4))),
+      set(t2, shuffle(h[2]!, h[3]!, lo(4))),
+      set(t3, shuffle(h[2]!, h[3]!, hi(4))),
+      // words per row: dd = d | dmin << 16; scales bytes 0..3 (a), 4..7 (b), 8..11 (c)
+      set(dd, shuffle(t0, t2, lo(8))),
+      set(a, shuffle(t0, t2, hi(8))),
+      set(b, shuffle(t1, t3, lo(8))),
+      set(c, shuffle(t1, t3, hi(8))),
+      v128.store(get(out), shuffle(dd, dd, [0, 1, 4, 5, 8, 9, 12, 13, 2, 3, 6, 7, 10, 11, 14, 15])),
+      // scales 0..3 = a & 63, 4..7 = c & 15 | (a >> 6) << 4; mins the same from b and c >> 4
+      set(x, mask(get(a), 63)),
+      set(y, v128.or(mask(get(c), 15), mask(i32x4.shrU(get(a), 2), 0x30))),
+      v128.store(get(out), shuffle(x, y, lo(4)), 16),
+      v128.store(get(out), shuffle(x, y, hi(4)), 32),
+      set(x, mask(get(b), 63)),
+      set(y, v128.or(mask(i32x4.shrU(get(c), 4), 15), mask(i32x4.shrU(get(b), 2), 0x30))),
+      v128.store(get(out), shuffle(x, x, BYTES_4X4), 48),
+      v128.store(get(out), shuffle(y, y, BYTES_4X4), 64),
+      ...[0, 1, 2, 3].flatMap((k) => [0, 1, 2, 3].map((run) => qsRun(k, 16 + 32 * run, 80 + 128 * k + 32 * run))),
+    );
+  });
+}
+
+/**
+ * Q6_K (formats/q6k.ts, "6-bit lanes"): per sub-block of 16 values, each row's 16 6-bit codes as
+ * bytes (its ql nibbles with its 2 qh bits on top, with byte masks after 16-bit shifts), widened
+ * to 16-bit lanes (codes i and 8 + i) and merged into the A, B, C vectors; the rows' int8 scales
+ * are a 4 × 16 byte transpose.
+ */
+function packQ6K(): Func {
+  return unitBlocks('pack_q6_k', 4, Q6K_BLOCK, Q6K_FORMAT.quadBlockBytes, (f, row, out) => {
+    const s = f.vlocals(4);
+    const [t0, t1, t2, t3, ql, qh] = f.vlocals(6);
+    const k = f.vlocals(4);
+    const mask = (v: Op, n: number): Op => v128.and(v, i8x16.const(n));
+    const shift16 = (v: Op, n: number): Op => (n > 0 ? i16x8.shl(v, n) : n < 0 ? i16x8.shrU(v, -n) : v);
+    const lo16 = (v: Local): Op => i16x8.extendLowI8x16U(get(v));
+    const hi16 = (v: Local): Op => i16x8.extendHighI8x16U(get(v));
+    const or = (...v: Op[]): Op => v.reduce((x, y) => v128.or(x, y));
+    /**
+     * Sub-block j's codes of row r into k[r]: value 16j + l' is nibble q >> 1 of ql[64n + 32·(q & 1) + l]
+     * with bits 2q of qh[32n + l] on top (n = j >> 3, q = (j >> 1) & 3, l = 16·(j & 1) + l').
+     */
+    const codes = (r: number, j: number): Op => {
+      const n = j >> 3;
+      const q = (j >> 1) & 3;
+      const h = j & 1;
+      return seq(
+        set(ql, v128.load(row(r), 64 * n + 32 * (q & 1) + 16 * h)),
+        set(qh, v128.load(row(r), 128 + 32 * n + 16 * h)),
+        set(k[r]!, v128.or(mask(shift16(get(ql), -4 * (q >> 1)), 0x0f), mask(shift16(get(qh), 4 - 2 * q), 0x30))),
+      );
+    };
+    // A lane i = r0 c_i | r0 c_8+i << 6 | (r2 c_i & 15) << 12, B the same of r1 with r2 c_8+i, C of r3 with r2's top bits
+    const subBlock = (j: number): Op =>
+      seq(
+        ...[0, 1, 2, 3].map((r) => codes(r, j)),
+        v128.store(get(out), or(lo16(k[0]!), i16x8.shl(hi16(k[0]!), 6), i16x8.shl(lo16(k[2]!), 12)), 72 + 48 * j),
+        v128.store(get(out), or(lo16(k[1]!), i16x8.shl(hi16(k[1]!), 6), i16x8.shl(hi16(k[2]!), 12)), 72 + 48 * j + 16),
+        v128.store(get(out), or(
+          lo16(k[3]!), i16x8.shl(hi16(k[3]!), 6),
+          i16x8.shl(v128.and(lo16(k[2]!), i16x8.const(0x30)), 8), i16x8.shl(v128.and(hi16(k[2]!), i16x8.const(0x30)), 10),
+        ), 72 + 48 * j + 32),
+      );
+    return seq(
+      ...[0, 1, 2, 3].map((r) => i32.store16(get(out), i32.load16U(row(r), 208), 2 * r)),
+      // scales [row][16] → [sub-block][row]: byte interleave of row pairs, then 16-bit of those
+      ...s.map((v, r) => set(v, v128.load(row(r), 192))),
+      set(t0, shuffle(s[0]!, s[1]!, lo(1))),
+      set(t1, shuffle(s[0]!, s[1]!, hi(1))),
+      set(t2, shuffle(s[2]!, s[3]!, lo(1))),
+      set(t3, shuffle(s[2]!, s[3]!, hi(1))),
+      v128.store(get(out), shuffle(t0, t2, lo(2)), 8),
+      v128.store(get(out), shuffle(t0, t2, hi(2)), 24),
+      v128.store(get(out), shuffle(t1, t3, lo(2)), 40),
+      v128.store(get(out), shuffle(t1, t3, hi(2)), 56),
+      ...Array.from({ length: 16 }, (_, j) => subBlock(j)),
+    );
+  });
 }
 
 /** min(a, b) for unsigned i32 operands (each evaluated once). */
@@ -100,13 +223,17 @@ let bytes: Uint8Array | undefined;
 
 /** The packing module (imports the shard's memory as env.mem). */
 export function packModuleBytes(): Uint8Array {
-  bytes ??= encodeModule([packQ8_0()], { minPages: 1, maxPages: 65536 });
+  bytes ??= encodeModule([packQ8_0(), packQ4K(), packQ6K()], { minPages: 1, maxPages: 65536 });
   return bytes;
 }
 
+/** pack_TYPE(src, rowBytes, nb, n, u0, units, bpp, dst): see unitBlocks. */
+type PackKernel = (src: number, rowBytes: number, nb: number, n: number, u0: number, units: number, bpp: number, dst: number) => void;
+
 export interface PackKernels {
-  /** See packQ8_0 above. */
-  readonly pack_q8_0: (src: number, rowBytes: number, nb: number, n: number, u0: number, units: number, bpp: number, dst: number) => void;
+  readonly pack_q8_0: PackKernel;
+  readonly pack_q4_k: PackKernel;
+  readonly pack_q6_k: PackKernel;
 }
 
 let module: WebAssembly.Module | undefined;
@@ -117,35 +244,49 @@ export function packKernels(memory: WebAssembly.Memory): PackKernels {
   return new WebAssembly.Instance(module, { env: { mem: memory } }).exports as unknown as PackKernels;
 }
 
-/** 8-row units of a Q8_0 weight with `inDim` inputs that `stageBytes` of stored rows hold. */
-export function q8_0UnitsPerStage(inDim: number, stageBytes: number): number {
-  return Math.floor(stageBytes / (8 * (inDim / 32) * 34));
+/** The ggml types a kernel here packs: its name, stored rows per unit, and inputs and stored bytes per block. */
+const KERNELS: Partial<Record<string, { readonly name: keyof PackKernels; readonly rows: number; readonly inputs: number; readonly stored: number }>> = {
+  q8_0: { name: 'pack_q8_0', rows: 8, inputs: 32, stored: BLOCK },
+  q4_k: { name: 'pack_q4_k', rows: 4, inputs: 256, stored: Q4K_BLOCK },
+  q6_k: { name: 'pack_q6_k', rows: 4, inputs: 256, stored: Q6K_BLOCK },
+};
+
+/** The kernel that packs a plan's weight, if any (block formats by their ggml type). */
+const kernelFor = (plan: PackPlan) => KERNELS[plan.block?.type ?? plan.kind];
+
+/** Units of a plan's weight that `stageBytes` of stored rows hold: 0 when no kernel here packs it (or not even one unit fits). */
+export function unitsPerStage(plan: PackPlan, stageBytes: number): number {
+  const kernel = kernelFor(plan);
+  return kernel ? Math.floor(stageBytes / (kernel.rows * (plan.inDim / kernel.inputs) * kernel.stored)) : 0;
 }
 
 /**
- * Packs quads q0..q1-1 of a Q8_0 weight (plan) into `dst` of `memory` the way packQuads would, as
- * many 8-row units at a time as `stageBytes` of stored rows hold: `stage(firstRow, bytes)` puts
- * the stored rows firstRow.. (`bytes` of them) somewhere in `memory` and returns where, with room
- * after them for the zeros that stand for rows past the weight's end (up to 8 rows); one call
- * repacks each batch.
+ * Packs quads q0..q1-1 of a weight (plan; unitsPerStage ≥ 1) into `dst` of `memory` the way
+ * packQuads would, as many units at a time as `stageBytes` of stored rows hold:
+ * `stage(firstRow, rows, bytes)` puts the stored rows firstRow.. (`rows` of them, `bytes`)
+ * somewhere in `memory` and returns where, with room after them for the zeros that stand for rows
+ * past the weight's end (up to a unit's rows); one call repacks each batch.
  */
-export function packQ8_0Staged(
+export function packStaged(
   k: PackKernels, memory: WebAssembly.Memory, stageBytes: number,
-  plan: PackPlan, q0: number, q1: number, dst: number, stage: (firstRow: number, bytes: number) => number,
-  /** Only units [from, to) of the part (of (q1 − q0) / 2), written where the whole part's packing puts them. */
-  from = 0, to = (q1 - q0) / 2,
+  plan: PackPlan, q0: number, q1: number, dst: number, stage: (firstRow: number, rows: number, bytes: number) => number,
+  /** Only units [from, to) of the part (of (q1 − q0) / unitQuads), written where the whole part's packing puts them. */
+  from = 0, to = (q1 - q0) / plan.unitQuads,
 ): void {
-  const rowBytes = (plan.inDim / 32) * 34;
-  const units = (q1 - q0) / 2;
-  const perCall = q8_0UnitsPerStage(plan.inDim, stageBytes);
-  if (perCall < 1) throw new RangeError(`a staging area of ${stageBytes} bytes cannot hold 8 rows of ${rowBytes} bytes`);
-  const bpp = Math.min(plan.panel, plan.segStride) / 32;
+  const kernel = kernelFor(plan);
+  const perCall = unitsPerStage(plan, stageBytes);
+  if (!kernel || perCall < 1) throw new RangeError(`${plan.block?.type ?? plan.kind}: no wasm repack, or a staging area of ${stageBytes} bytes cannot hold one unit`);
+  const nb = plan.inDim / kernel.inputs;
+  const rowBytes = nb * kernel.stored;
+  const unitRows = kernel.rows;
+  const units = (q1 - q0) / plan.unitQuads;
+  const bpp = Math.min(plan.panel, plan.segStride) / kernel.inputs;
   for (let u = from; u < to; u += perCall) {
     const n = Math.min(perCall, to - u);
-    const first = 4 * q0 + 8 * u;
-    const rows = Math.max(0, Math.min(plan.outDim - first, 8 * n));
-    const src = stage(first, rows * rowBytes);
-    if (rows < 8 * n) new Uint8Array(memory.buffer, src + rows * rowBytes, (8 * n - rows) * rowBytes).fill(0);
-    k.pack_q8_0(src, rowBytes, plan.inDim / 32, n, u, units, bpp, dst);
+    const first = 4 * q0 + unitRows * u;
+    const rows = Math.max(0, Math.min(plan.outDim - first, unitRows * n));
+    const src = stage(first, rows, rows * rowBytes);
+    if (rows < unitRows * n) new Uint8Array(memory.buffer, src + rows * rowBytes, (unitRows * n - rows) * rowBytes).fill(0);
+    k[kernel.name](src, rowBytes, nb, n, u, units, bpp, dst);
   }
 }
