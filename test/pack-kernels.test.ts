@@ -48,6 +48,10 @@ for (const [type, inDim, outDim, panel, split] of [
   ['q6_k', 1280, 42, 1024, 2],
   ['q6_k', 768, 13, 256, 3],
   ['q6_k', 256, 4, 256, 1],
+  ['q5_k', 2048, 64, 1024, 3],
+  ['q5_k', 1280, 42, 1024, 2],
+  ['q5_k', 768, 13, 256, 3],
+  ['q5_k', 256, 4, 256, 1],
 ] as const) {
   test(`pack_${type} ${inDim} inputs × ${outDim} rows, panels of ${panel}, in ${split} calls: the bytes of packQuads`, () => {
     const { w, raw, rowSize } = randomWeight(type, inDim, outDim, inDim * 31 + outDim);

@@ -1,0 +1,71 @@
+/**
+ * Wasm repacks of Q5_K, Q3_K and Q2_K into their row-pair layouts (formats/kquants.ts), for the
+ * expert readers and for weights packed at start (pack-kernels.ts registers and runs them).
+ *
+ * All three layouts put row r's codes of input pair p (inputs 2p, 2p + 1) side by side in lanes
+ * 2r, 2r + 1 of a vector, so each run of 16 stored bytes per row goes through one 4 × 8 transpose
+ * of 16-bit words (transpose4): its output vectors hold the code bytes of two pairs for all 4
+ * rows, and the 2-bit, 4-bit and high-bit planes are cut from them with 16-bit shifts and byte
+ * masks (exact: a shift of at most 7 never moves a wanted bit across a byte). Q5_K and Q3_K fields
+ * span 16-bit lanes, so their pairs are widened to 16 bits first; Q2_K's crumbs stay bytes.
+ */
+import { type Func, get, set, seq, v128, i8x16, i16x8, i32, type Local, type Op } from './asm.js';
+import { Q2K_QUAD_BYTES, Q3K_QUAD_BYTES, Q5K_QUAD_BYTES } from './formats/kquants.js';
+import {
+  BYTES_4X4, Q2K_BLOCK, Q3K_BLOCK, Q5K_BLOCK, k4Heads, maskBytes, shift16, shuffle, transpose4, unitBlocks,
+} from './pack-kernels.js';
+
+/**
+ * Bytes at..at+31 of the 4 rows' blocks, as 16 pairs of bytes per row, transposed into out[0..7]:
+ * byte 2r + e of half h of out[i] is row r's byte 2(2i + h) + e.
+ */
+function rowRun32(f: Func, row: (k: number) => Op, at: number, t: readonly Local[], out: readonly Local[]): Op {
+  const v = f.vlocals(4);
+  return seq(...[0, 1].map((h) => seq(
+    ...v.map((x, r) => set(x, v128.load(row(r), at + 16 * h))),
+    transpose4(v, t, 2, (k, x) => set(out[4 * h + k]!, x)),
+  )));
+}
+
+/** The 16-bit pair vectors P_2i, P_2i+1 (lane 2r + e: row r's code of input 2p + e) of code bytes c[i]. */
+function widen(c: readonly Local[], p: readonly Local[]): Op {
+  return seq(...c.flatMap((x, i) => [set(p[2 * i]!, i16x8.extendLowI8x16U(get(x))), set(p[2 * i + 1]!, i16x8.extendHighI8x16U(get(x)))]));
+}
+
+const or = (...v: Op[]): Op => v.reduce((x, y) => v128.or(x, y));
+
+/**
+ * Q5_K (formats/kquants.ts packQ5K): the heads as Q4_K's (k4Heads), each row's scale and min
+ * bytes then transposed to [sub-block][row]; qh transposed once per block and each 32-byte qs run
+ * once for its two sub-blocks, a sub-block's 5-bit codes are its nibbles with bit j of qh on top,
+ * widened to pair vectors and merged 3 to a 16-bit lane with pair 15's bit 4 − w at bit 5.
+ */
+export function packQ5K(): Func {
+  return unitBlocks('pack_q5_k', 4, Q5K_BLOCK, Q5K_QUAD_BYTES, (f, row, out) => {
+    const sm = f.vlocals(4);
+    const t = f.vlocals(4);
+    const qh = f.vlocals(8);
+    const qs = f.vlocals(8);
+    const c = f.vlocals(8);
+    const p = f.vlocals(16);
+    const subBlock = (j: number): Op => seq(
+      ...c.map((x, i) => set(x, v128.or(
+        maskBytes(shift16(get(qs[i]!), -4 * (j & 1)), 0x0f),
+        maskBytes(shift16(get(qh[i]!), 4 - j), 0x10),
+      ))),
+      widen(c, p),
+      ...[0, 1, 2, 3, 4].map((w) => v128.store(get(out), or(
+        get(p[3 * w]!), i16x8.shl(get(p[3 * w + 1]!), 6), i16x8.shl(get(p[3 * w + 2]!), 11),
+        v128.and(i16x8.shl(get(p[15]!), w + 1), i16x8.const(0x20)),
+      ), 80 + 80 * j + 16 * w)),
+    );
+    const pick = (j: number): number[] => [0, 4, 8, 12, 16, 20, 24, 28].map((x) => x + j);
+    return seq(
+      k4Heads(f, row, out, sm),
+      // bytes 16 + 8j..: sub-block j's scales of rows 0..3, then its mins
+      ...[0, 1, 2, 3].map((i) => v128.store(get(out), shuffle(sm[i >> 1]!, sm[2 + (i >> 1)]!, [...pick(2 * (i & 1)), ...pick(2 * (i & 1) + 1)]), 16 + 16 * i)),
+      rowRun32(f, row, 16, t, qh),
+      ...[0, 1, 2, 3].map((run) => seq(rowRun32(f, row, 48 + 32 * run, t, qs), subBlock(2 * run), subBlock(2 * run + 1))),
+    );
+  });
+}
