@@ -69,3 +69,56 @@ export function packQ5K(): Func {
     );
   });
 }
+
+/**
+ * Q3_K (formats/kquants.ts packQ3K): each 32-byte qs run transposed once for its 8 sub-blocks
+ * and hmask once per block; a sub-block's 3-bit codes (crumb with its hmask bit on top) widened to
+ * pair vectors, 5 and a bit merged into A's 16-bit lanes and the rest into bytes (B, narrowed).
+ * The scales are Q4_K's word transpose of the 12 scale bytes, 6-bit values assembled for all rows
+ * at once, then a 4 × 4 byte transpose per 4 sub-blocks.
+ */
+export function packQ3K(): Func {
+  return unitBlocks('pack_q3_k', 4, Q3K_BLOCK, Q3K_QUAD_BYTES, (f, row, out) => {
+    const h = f.vlocals(4);
+    const t = f.vlocals(4);
+    const [lo4, hi4, hb, s] = f.vlocals(4) as [Local, Local, Local, Local];
+    const hm = f.vlocals(8);
+    const qs = f.vlocals(8);
+    const c = f.vlocals(4);
+    const p = f.vlocals(8);
+    /** Sub-block g: code m is crumb t & 3 of qs (run t >> 2, half g & 1) with bit t of hmask (same half) as bit 2. */
+    const subBlock = (g: number): Op => {
+      const tb = g >> 1;
+      const half = 4 * (g & 1);
+      const at = 72 + 24 * g;
+      return seq(
+        ...c.map((x, i) => set(x, v128.or(
+          maskBytes(shift16(get(qs[half + i]!), -2 * (tb & 3)), 3),
+          maskBytes(shift16(get(hm[half + i]!), 2 - tb), 4),
+        ))),
+        widen(c, p),
+        // A: pairs 0..4 at bits 3k, pair 7's bit 0 at 15; B: pair 5, pair 7's bits 1-2 at 3, pair 6 at 5
+        v128.store(get(out), or(get(p[0]!), ...[1, 2, 3, 4].map((k) => i16x8.shl(get(p[k]!), 3 * k)), i16x8.shl(get(p[7]!), 15)), at),
+        set(s, or(get(p[5]!), v128.and(i16x8.shl(get(p[7]!), 2), i16x8.const(0x18)), i16x8.shl(get(p[6]!), 5))),
+        v128.store64Lane(get(out), i8x16.narrowI16x8U(get(s), get(s)), 0, at + 16),
+      );
+    };
+    // scale 4k + g (g < 4) of a row: nibble k >> 1 of byte g (k even) or 4 + g (k odd), bits 2k of byte 8 + g on top
+    const scale = (k: number): Op => v128.or(
+      maskBytes(shift16(get(k & 1 ? hi4 : lo4), -4 * (k >> 1)), 15),
+      maskBytes(shift16(get(hb), 4 - 2 * k), 0x30),
+    );
+    return seq(
+      ...[0, 1, 2, 3].map((r) => i32.store16(get(out), i32.load16U(row(r), 108), 2 * r)),
+      // words per row of scale bytes 0..3, 4..7, 8..11 (the 16 bytes from 92: the last 4 of qs first)
+      ...h.map((v, r) => set(v, v128.load(row(r), 92))),
+      transpose4(h, t, 4, (k, x) => (k ? set([lo4, hi4, hb][k - 1]!, x) : seq())),
+      ...[0, 1, 2, 3].map((k) => seq(
+        set(s, i8x16.sub(scale(k), i8x16.const(32))),
+        v128.store(get(out), shuffle(s, s, BYTES_4X4), 8 + 16 * k),
+      )),
+      rowRun32(f, row, 0, t, hm),
+      ...[0, 1].map((n) => seq(rowRun32(f, row, 32 + 32 * n, t, qs), ...Array.from({ length: 8 }, (_, i) => subBlock(8 * n + i)))),
+    );
+  });
+}
