@@ -45,7 +45,7 @@ for (const [type, inDim, outDim, panel, split] of [
   ['q4_k', 768, 13, 256, 3], // panels of one block, a last unit of 1 row
   ['q4_k', 256, 4, 256, 1],
   // the other K-quants on the shapes that matter for 4-row units
-  ...(['q6_k', 'q5_k', 'q3_k'] as const).flatMap((type) => [
+  ...(['q6_k', 'q5_k', 'q3_k', 'q2_k'] as const).flatMap((type) => [
     [type, 2048, 64, 1024, 3],
     [type, 1280, 42, 1024, 2],
     [type, 768, 13, 256, 3],

@@ -11,7 +11,7 @@
 import { Func, ValType, encodeModule, get, set, seq, select, forLoop, i32, v128, i8x16, i16x8, i32x4, type Local, type Op } from './asm.js';
 import { Q4K_QUAD_BYTES, Q8_0_QUAD_BYTES, type PackPlan } from './layout.js';
 import { Q6K_FORMAT } from './formats/q6k.js';
-import { packQ3K, packQ5K } from './pack-kquants.js';
+import { packQ2K, packQ3K, packQ5K } from './pack-kquants.js';
 
 const I32 = ValType.i32;
 
@@ -248,7 +248,7 @@ let bytes: Uint8Array | undefined;
 
 /** The packing module (imports the shard's memory as env.mem). */
 export function packModuleBytes(): Uint8Array {
-  bytes ??= encodeModule([packQ8_0(), packQ4K(), packQ6K(), packQ5K(), packQ3K()], { minPages: 1, maxPages: 65536 });
+  bytes ??= encodeModule([packQ8_0(), packQ4K(), packQ6K(), packQ5K(), packQ3K(), packQ2K()], { minPages: 1, maxPages: 65536 });
   return bytes;
 }
 
@@ -261,6 +261,7 @@ export interface PackKernels {
   readonly pack_q6_k: PackKernel;
   readonly pack_q5_k: PackKernel;
   readonly pack_q3_k: PackKernel;
+  readonly pack_q2_k: PackKernel;
 }
 
 let module: WebAssembly.Module | undefined;
@@ -278,6 +279,7 @@ const KERNELS: Partial<Record<string, { readonly name: keyof PackKernels; readon
   q6_k: { name: 'pack_q6_k', rows: 4, inputs: 256, stored: Q6K_BLOCK },
   q5_k: { name: 'pack_q5_k', rows: 4, inputs: 256, stored: Q5K_BLOCK },
   q3_k: { name: 'pack_q3_k', rows: 4, inputs: 256, stored: Q3K_BLOCK },
+  q2_k: { name: 'pack_q2_k', rows: 4, inputs: 256, stored: Q2K_BLOCK },
 };
 
 /** The kernel that packs a plan's weight, if any (block formats by their ggml type). */

@@ -12,7 +12,7 @@
 import { type Func, get, set, seq, v128, i8x16, i16x8, i32, type Local, type Op } from './asm.js';
 import { Q2K_QUAD_BYTES, Q3K_QUAD_BYTES, Q5K_QUAD_BYTES } from './formats/kquants.js';
 import {
-  BYTES_4X4, Q2K_BLOCK, Q3K_BLOCK, Q5K_BLOCK, k4Heads, maskBytes, shift16, shuffle, transpose4, unitBlocks,
+  BYTES_4X4, Q2K_BLOCK, Q3K_BLOCK, Q5K_BLOCK, hi, k4Heads, lo, maskBytes, shift16, shuffle, transpose4, unitBlocks,
 } from './pack-kernels.js';
 
 /**
@@ -119,6 +119,43 @@ export function packQ3K(): Func {
       )),
       rowRun32(f, row, 0, t, hm),
       ...[0, 1].map((n) => seq(rowRun32(f, row, 32 + 32 * n, t, qs), ...Array.from({ length: 8 }, (_, i) => subBlock(8 * n + i)))),
+    );
+  });
+}
+
+/**
+ * Q2_K (formats/kquants.ts packQ2K): each 32-byte qs run transposed once for its 8 sub-blocks;
+ * a sub-block's crumb lanes stay bytes: pairs k and k + 2 share a byte (bits 0, 4) per 16-bit
+ * pair vector, and a 64-bit interleave of two such puts pairs k + 1, k + 3 beside them for one
+ * shift and or. The scale bytes are a 4 × 16 byte transpose.
+ */
+export function packQ2K(): Func {
+  return unitBlocks('pack_q2_k', 4, Q2K_BLOCK, Q2K_QUAD_BYTES, (f, row, out) => {
+    const h = f.vlocals(4);
+    const t = f.vlocals(4);
+    const qs = f.vlocals(8);
+    const [v0, v1] = f.vlocals(2) as [Local, Local];
+    /** Sub-block g: code m is crumb (g >> 1) & 3 of qs (run g >> 3, half g & 1). */
+    const subBlock = (g: number): Op => {
+      const sh = 2 * ((g >> 1) & 3);
+      const half = 4 * (g & 1);
+      // [pairs 2i, 2i + 2 at bits 0, 4 | pairs 2i + 1, 2i + 3 likewise]
+      const pairs = (i: number): Op => v128.or(
+        maskBytes(shift16(get(qs[half + i]!), -sh), 0x03),
+        maskBytes(shift16(get(qs[half + i + 1]!), 4 - sh), 0x30),
+      );
+      return seq(
+        set(v0, pairs(0)),
+        set(v1, pairs(2)),
+        v128.store(get(out), v128.or(shuffle(v0, v1, lo(8)), i16x8.shl(shuffle(v0, v1, hi(8)), 2)), 80 + 16 * g),
+      );
+    };
+    return seq(
+      ...[0, 1, 2, 3].flatMap((r) => [0, 1].map((k) => i32.store16(get(out), i32.load16U(row(r), 80 + 2 * k), 8 * k + 2 * r))),
+      ...h.map((v, r) => set(v, v128.load(row(r)))),
+      // scales [sub-block][row]
+      transpose4(h, t, 1, (j, x) => v128.store(get(out), x, 16 + 16 * j)),
+      ...[0, 1].map((n) => seq(rowRun32(f, row, 16 + 32 * n, t, qs), ...Array.from({ length: 8 }, (_, i) => subBlock(8 * n + i)))),
     );
   });
 }
