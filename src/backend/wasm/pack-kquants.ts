@@ -16,12 +16,12 @@ import {
 } from './pack-kernels.js';
 
 /**
- * Bytes at..at+31 of the 4 rows' blocks, as 16 pairs of bytes per row, transposed into out[0..7]:
- * byte 2r + e of half h of out[i] is row r's byte 2(2i + h) + e.
+ * Bytes at.. of the 4 rows' blocks (16 for each 4 of out), as pairs of bytes per row, transposed:
+ * byte 2r + e of half h of out[i] is row r's byte at + 2(2i + h) + e.
  */
-function rowRun32(f: Func, row: (k: number) => Op, at: number, t: readonly Local[], out: readonly Local[]): Op {
+function rowRuns(f: Func, row: (k: number) => Op, at: number, t: readonly Local[], out: readonly Local[]): Op {
   const v = f.vlocals(4);
-  return seq(...[0, 1].map((h) => seq(
+  return seq(...Array.from({ length: out.length / 4 }, (_, h) => seq(
     ...v.map((x, r) => set(x, v128.load(row(r), at + 16 * h))),
     transpose4(v, t, 2, (k, x) => set(out[4 * h + k]!, x)),
   )));
@@ -64,8 +64,8 @@ export function packQ5K(): Func {
       k4Heads(f, row, out, sm),
       // bytes 16 + 8j..: sub-block j's scales of rows 0..3, then its mins
       ...[0, 1, 2, 3].map((i) => v128.store(get(out), shuffle(sm[i >> 1]!, sm[2 + (i >> 1)]!, [...pick(2 * (i & 1)), ...pick(2 * (i & 1) + 1)]), 16 + 16 * i)),
-      rowRun32(f, row, 16, t, qh),
-      ...[0, 1, 2, 3].map((run) => seq(rowRun32(f, row, 48 + 32 * run, t, qs), subBlock(2 * run), subBlock(2 * run + 1))),
+      rowRuns(f, row, 16, t, qh),
+      ...[0, 1, 2, 3].map((run) => seq(rowRuns(f, row, 48 + 32 * run, t, qs), subBlock(2 * run), subBlock(2 * run + 1))),
     );
   });
 }
@@ -82,19 +82,18 @@ export function packQ3K(): Func {
     const h = f.vlocals(4);
     const t = f.vlocals(4);
     const [lo4, hi4, hb, s] = f.vlocals(4) as [Local, Local, Local, Local];
-    const hm = f.vlocals(8);
-    const qs = f.vlocals(8);
+    const hm = f.vlocals(4);
+    const qs = f.vlocals(4);
     const c = f.vlocals(4);
     const p = f.vlocals(8);
-    /** Sub-block g: code m is crumb t & 3 of qs (run t >> 2, half g & 1) with bit t of hmask (same half) as bit 2. */
+    /** Sub-block g (its half of qs run t >> 2 and of hmask in qs, hm): code m is crumb t & 3 with bit t of hmask as bit 2. */
     const subBlock = (g: number): Op => {
       const tb = g >> 1;
-      const half = 4 * (g & 1);
       const at = 72 + 24 * g;
       return seq(
         ...c.map((x, i) => set(x, v128.or(
-          maskBytes(shift16(get(qs[half + i]!), -2 * (tb & 3)), 3),
-          maskBytes(shift16(get(hm[half + i]!), 2 - tb), 4),
+          maskBytes(shift16(get(qs[i]!), -2 * (tb & 3)), 3),
+          maskBytes(shift16(get(hm[i]!), 2 - tb), 4),
         ))),
         widen(c, p),
         // A: pairs 0..4 at bits 3k, pair 7's bit 0 at 15; B: pair 5, pair 7's bits 1-2 at 3, pair 6 at 5
@@ -117,8 +116,11 @@ export function packQ3K(): Func {
         set(s, i8x16.sub(scale(k), i8x16.const(32))),
         v128.store(get(out), shuffle(s, s, BYTES_4X4), 8 + 16 * k),
       )),
-      rowRun32(f, row, 0, t, hm),
-      ...[0, 1].map((n) => seq(rowRun32(f, row, 32 + 32 * n, t, qs), ...Array.from({ length: 8 }, (_, i) => subBlock(8 * n + i)))),
+      // by halves of 16 inputs (sub-blocks g with g & 1 = h): fewer vectors live at once
+      ...[0, 1].map((h) => seq(
+        rowRuns(f, row, 16 * h, t, hm),
+        ...[0, 1].map((n) => seq(rowRuns(f, row, 32 + 32 * n + 16 * h, t, qs), ...[0, 1, 2, 3].map((tq) => subBlock(2 * (4 * n + tq) + h)))),
+      )),
     );
   });
 }
@@ -133,16 +135,15 @@ export function packQ2K(): Func {
   return unitBlocks('pack_q2_k', 4, Q2K_BLOCK, Q2K_QUAD_BYTES, (f, row, out) => {
     const h = f.vlocals(4);
     const t = f.vlocals(4);
-    const qs = f.vlocals(8);
+    const qs = f.vlocals(4);
     const [v0, v1] = f.vlocals(2) as [Local, Local];
-    /** Sub-block g: code m is crumb (g >> 1) & 3 of qs (run g >> 3, half g & 1). */
+    /** Sub-block g (its half of qs run g >> 3 in qs): code m is crumb (g >> 1) & 3. */
     const subBlock = (g: number): Op => {
       const sh = 2 * ((g >> 1) & 3);
-      const half = 4 * (g & 1);
       // [pairs 2i, 2i + 2 at bits 0, 4 | pairs 2i + 1, 2i + 3 likewise]
       const pairs = (i: number): Op => v128.or(
-        maskBytes(shift16(get(qs[half + i]!), -sh), 0x03),
-        maskBytes(shift16(get(qs[half + i + 1]!), 4 - sh), 0x30),
+        maskBytes(shift16(get(qs[i]!), -sh), 0x03),
+        maskBytes(shift16(get(qs[i + 1]!), 4 - sh), 0x30),
       );
       return seq(
         set(v0, pairs(0)),
@@ -155,7 +156,8 @@ export function packQ2K(): Func {
       ...h.map((v, r) => set(v, v128.load(row(r)))),
       // scales [sub-block][row]
       transpose4(h, t, 1, (j, x) => v128.store(get(out), x, 16 + 16 * j)),
-      ...[0, 1].map((n) => seq(rowRun32(f, row, 16 + 32 * n, t, qs), ...Array.from({ length: 8 }, (_, i) => subBlock(8 * n + i)))),
+      // by 16-byte runs, the sub-blocks g with g >> 3 = n, g & 1 = h: fewer vectors live at once
+      ...[0, 1].flatMap((n) => [0, 1].map((h) => seq(rowRuns(f, row, 16 + 32 * n + 16 * h, t, qs), ...[0, 1, 2, 3].map((tq) => subBlock(8 * n + 2 * tq + h))))),
     );
   });
 }
