@@ -11,6 +11,7 @@
 import { Func, ValType, encodeModule, get, set, seq, select, forLoop, i32, v128, i8x16, i16x8, i32x4, type Local, type Op } from './asm.js';
 import { Q4K_QUAD_BYTES, Q8_0_QUAD_BYTES, type PackPlan } from './layout.js';
 import { Q6K_FORMAT } from './formats/q6k.js';
+import { packQ2K, packQ3K, packQ5K } from './pack-kquants.js';
 
 const I32 = ValType.i32;
 
@@ -21,10 +22,14 @@ const BLOCK = 34;
 const Q4K_BLOCK = 144;
 /** Q6_K stored block bytes: 128 of ql (low 4 bits), 64 of qh (high 2), 16 int8 scales, f16 d. */
 const Q6K_BLOCK = 210;
+/** Stored block bytes of Q5_K (d, dmin, 12 of scales, 32 of qh, 128 of qs), Q3_K, Q2_K. */
+export const Q5K_BLOCK = 176;
+export const Q3K_BLOCK = 110;
+export const Q2K_BLOCK = 84;
 
 // byte-lane patterns of the 8 × 8 transpose of 16-bit values (unpack lo/hi at 16, 32, 64 bits)
-const lo = (w: number): number[] => Array.from({ length: 16 }, (_, i) => Math.floor(i / w) % 2 * 16 + Math.floor(i / (2 * w)) * w + (i % w));
-const hi = (w: number): number[] => lo(w).map((x) => x + 8);
+export const lo = (w: number): number[] => Array.from({ length: 16 }, (_, i) => Math.floor(i / w) % 2 * 16 + Math.floor(i / (2 * w)) * w + (i % w));
+export const hi = (w: number): number[] => lo(w).map((x) => x + 8);
 
 /**
  * The loop every repack kernel shares, as a function name(src, rowBytes, nb, n, u0, units, bpp, dst):
@@ -34,7 +39,7 @@ const hi = (w: number): number[] => lo(w).map((x) => x + 8);
  * panel p)·packed). `block(row, out)` packs one block of a unit: row(k) is the address of row k's
  * block, `out` where its `packed` bytes go.
  */
-function unitBlocks(
+export function unitBlocks(
   name: string, rows: number, stored: number, packed: number,
   block: (f: Func, row: (k: number) => Op, out: Local) => Op,
 ): Func {
@@ -66,7 +71,7 @@ function unitBlocks(
   return f;
 }
 
-const shuffle = (x: Local, y: Local, l: readonly number[]): Op => i8x16.shuffle(get(x), get(y), l);
+export const shuffle = (x: Local, y: Local, l: readonly number[]): Op => i8x16.shuffle(get(x), get(y), l);
 
 /** Q8_0: 8 rows' scales, then an 8 × 8 transpose of 16-bit values (input pairs) per half block. */
 function packQ8_0(): Func {
@@ -102,7 +107,7 @@ function packQ8_0(): Func {
 }
 
 /** 4 × 4 transpose of the bytes of 4 words (word r, byte j → byte 4j + r). */
-const BYTES_4X4 = [0, 4, 8, 12, 1, 5, 9, 13, 2, 6, 10, 14, 3, 7, 11, 15];
+export const BYTES_4X4 = [0, 4, 8, 12, 1, 5, 9, 13, 2, 6, 10, 14, 3, 7, 11, 15];
 
 /**
  * Q4_K (layout.ts packQ4K): the 4 rows' 16-byte block heads (d, dmin, 12 bytes of 6-bit scales
@@ -112,11 +117,9 @@ const BYTES_4X4 = [0, 4, 8, 12, 1, 5, 9, 13, 2, 6, 10, 14, 3, 7, 11, 15];
  */
 function packQ4K(): Func {
   return unitBlocks('pack_q4_k', 4, Q4K_BLOCK, Q4K_QUAD_BYTES, (f, row, out) => {
-    const h = f.vlocals(4);
-    const [t0, t1, t2, t3, dd, a, b, c, x, y] = f.vlocals(10);
-    const bytes = (n: number): Op => i8x16.const(n);
-    const mask = (v: Op, n: number): Op => v128.and(v, bytes(n));
-    const hiNibbles = bytes(0xf0);
+    const [a, b, x, y] = f.vlocals(4);
+    const sm = f.vlocals(4);
+    const hiNibbles = i8x16.const(0xf0);
     /** qs[at..at+31] of row k → sub-block 2c's nibble lanes at `to`, 2c + 1's at to + 16. */
     const qsRun = (k: number, at: number, to: number): Op =>
       seq(
@@ -129,29 +132,57 @@ function packQ4K(): Func {
         v128.store(get(out), v128.bitselect(get(y), i16x8.shrU(get(x), 4), hiNibbles), to + 16),
       );
     return seq(
-      ...h.map((v, k) => set(v, v128.load(row(k)))),
-      set(t0, shuffle(h[0]!, h[1]!, lo(4))),
-      set(t1, shuffle(h[0]!, h[1]!, hi(4))),
-      set(t2, shuffle(h[2]!, h[3]!, lo(4))),
-      set(t3, shuffle(h[2]!, h[3]!, hi(4))),
-      // words per row: dd = d | dmin << 16; scales bytes 0..3 (a), 4..7 (b), 8..11 (c)
-      set(dd, shuffle(t0, t2, lo(8))),
-      set(a, shuffle(t0, t2, hi(8))),
-      set(b, shuffle(t1, t3, lo(8))),
-      set(c, shuffle(t1, t3, hi(8))),
-      v128.store(get(out), shuffle(dd, dd, [0, 1, 4, 5, 8, 9, 12, 13, 2, 3, 6, 7, 10, 11, 14, 15])),
-      // scales 0..3 = a & 63, 4..7 = c & 15 | (a >> 6) << 4; mins the same from b and c >> 4
-      set(x, mask(get(a), 63)),
-      set(y, v128.or(mask(get(c), 15), mask(i32x4.shrU(get(a), 2), 0x30))),
-      v128.store(get(out), shuffle(x, y, lo(4)), 16),
-      v128.store(get(out), shuffle(x, y, hi(4)), 32),
-      set(x, mask(get(b), 63)),
-      set(y, v128.or(mask(i32x4.shrU(get(c), 4), 15), mask(i32x4.shrU(get(b), 2), 0x30))),
-      v128.store(get(out), shuffle(x, x, BYTES_4X4), 48),
-      v128.store(get(out), shuffle(y, y, BYTES_4X4), 64),
+      k4Heads(f, row, out, sm),
+      v128.store(get(out), shuffle(sm[0]!, sm[1]!, lo(4)), 16),
+      v128.store(get(out), shuffle(sm[0]!, sm[1]!, hi(4)), 32),
+      v128.store(get(out), shuffle(sm[2]!, sm[2]!, BYTES_4X4), 48),
+      v128.store(get(out), shuffle(sm[3]!, sm[3]!, BYTES_4X4), 64),
       ...[0, 1, 2, 3].flatMap((k) => [0, 1, 2, 3].map((run) => qsRun(k, 16 + 32 * run, 80 + 128 * k + 32 * run))),
     );
   });
+}
+
+/** `v`'s bytes masked with n in every byte. */
+export const maskBytes = (v: Op, n: number): Op => v128.and(v, i8x16.const(n));
+
+/** v shifted left by n bits in each 16-bit lane (right by −n). */
+export const shift16 = (v: Op, n: number): Op => (n > 0 ? i16x8.shl(v, n) : n < 0 ? i16x8.shrU(v, -n) : v);
+
+/**
+ * The transpose of 4 rows' items of w bytes (row vectors v; t: 4 scratch vectors), by an
+ * interleave of row pairs at w bytes, then of those at 2w: `use(k, x)` gets result k, which holds
+ * items (4/w)·k.. each as 4w bytes, of rows 0..3 in turn (for w = 4, word k of every row).
+ */
+export function transpose4(v: readonly Local[], t: readonly Local[], w: number, use: (k: number, x: Op) => Op): Op {
+  return seq(
+    set(t[0]!, shuffle(v[0]!, v[1]!, lo(w))),
+    set(t[1]!, shuffle(v[0]!, v[1]!, hi(w))),
+    set(t[2]!, shuffle(v[2]!, v[3]!, lo(w))),
+    set(t[3]!, shuffle(v[2]!, v[3]!, hi(w))),
+    ...[0, 1, 2, 3].map((k) => use(k, shuffle(t[k >> 1]!, t[2 + (k >> 1)]!, (k & 1 ? hi : lo)(2 * w)))),
+  );
+}
+
+/**
+ * The 16-byte block heads of Q4_K and Q5_K for 4 rows (d, dmin, 12 bytes of 6-bit scales and
+ * mins): d[4] then dmin[4] stored at out, and into sm (lane r: row r's 4 bytes) scales 0..3,
+ * 4..7, mins 0..3, 4..7, the words transposed first so that get_scale_min_k4 runs on all rows at once.
+ */
+export function k4Heads(f: Func, row: (k: number) => Op, out: Local, sm: readonly Local[]): Op {
+  const h = f.vlocals(4);
+  const t = f.vlocals(4);
+  const [dd, a, b, c] = f.vlocals(4) as [Local, Local, Local, Local];
+  return seq(
+    ...h.map((v, k) => set(v, v128.load(row(k)))),
+    // words per row: dd = d | dmin << 16; scales bytes 0..3 (a), 4..7 (b), 8..11 (c)
+    transpose4(h, t, 4, (k, x) => set([dd, a, b, c][k]!, x)),
+    v128.store(get(out), shuffle(dd, dd, [0, 1, 4, 5, 8, 9, 12, 13, 2, 3, 6, 7, 10, 11, 14, 15])),
+    // scales 0..3 = a & 63, 4..7 = c & 15 | (a >> 6) << 4; mins the same from b and c >> 4
+    set(sm[0]!, maskBytes(get(a), 63)),
+    set(sm[1]!, v128.or(maskBytes(get(c), 15), maskBytes(i32x4.shrU(get(a), 2), 0x30))),
+    set(sm[2]!, maskBytes(get(b), 63)),
+    set(sm[3]!, v128.or(maskBytes(i32x4.shrU(get(c), 4), 15), maskBytes(i32x4.shrU(get(b), 2), 0x30))),
+  );
 }
 
 /**
@@ -163,10 +194,10 @@ function packQ4K(): Func {
 function packQ6K(): Func {
   return unitBlocks('pack_q6_k', 4, Q6K_BLOCK, Q6K_FORMAT.quadBlockBytes, (f, row, out) => {
     const s = f.vlocals(4);
-    const [t0, t1, t2, t3, ql, qh] = f.vlocals(6);
+    const t = f.vlocals(4);
+    const [ql, qh] = f.vlocals(2);
     const k = f.vlocals(4);
-    const mask = (v: Op, n: number): Op => v128.and(v, i8x16.const(n));
-    const shift16 = (v: Op, n: number): Op => (n > 0 ? i16x8.shl(v, n) : n < 0 ? i16x8.shrU(v, -n) : v);
+    const mask = maskBytes;
     const lo16 = (v: Local): Op => i16x8.extendLowI8x16U(get(v));
     const hi16 = (v: Local): Op => i16x8.extendHighI8x16U(get(v));
     const or = (...v: Op[]): Op => v.reduce((x, y) => v128.or(x, y));
@@ -199,14 +230,8 @@ function packQ6K(): Func {
       ...[0, 1, 2, 3].map((r) => i32.store16(get(out), i32.load16U(row(r), 208), 2 * r)),
       // scales [row][16] → [sub-block][row]: byte interleave of row pairs, then 16-bit of those
       ...s.map((v, r) => set(v, v128.load(row(r), 192))),
-      set(t0, shuffle(s[0]!, s[1]!, lo(1))),
-      set(t1, shuffle(s[0]!, s[1]!, hi(1))),
-      set(t2, shuffle(s[2]!, s[3]!, lo(1))),
-      set(t3, shuffle(s[2]!, s[3]!, hi(1))),
-      v128.store(get(out), shuffle(t0, t2, lo(2)), 8),
-      v128.store(get(out), shuffle(t0, t2, hi(2)), 24),
-      v128.store(get(out), shuffle(t1, t3, lo(2)), 40),
-      v128.store(get(out), shuffle(t1, t3, hi(2)), 56),
+      // [byte][row]
+      transpose4(s, t, 1, (j, x) => v128.store(get(out), x, 8 + 16 * j)),
       ...Array.from({ length: 16 }, (_, j) => subBlock(j)),
     );
   });
@@ -223,7 +248,7 @@ let bytes: Uint8Array | undefined;
 
 /** The packing module (imports the shard's memory as env.mem). */
 export function packModuleBytes(): Uint8Array {
-  bytes ??= encodeModule([packQ8_0(), packQ4K(), packQ6K()], { minPages: 1, maxPages: 65536 });
+  bytes ??= encodeModule([packQ8_0(), packQ4K(), packQ6K(), packQ5K(), packQ3K(), packQ2K()], { minPages: 1, maxPages: 65536 });
   return bytes;
 }
 
@@ -234,6 +259,9 @@ export interface PackKernels {
   readonly pack_q8_0: PackKernel;
   readonly pack_q4_k: PackKernel;
   readonly pack_q6_k: PackKernel;
+  readonly pack_q5_k: PackKernel;
+  readonly pack_q3_k: PackKernel;
+  readonly pack_q2_k: PackKernel;
 }
 
 let module: WebAssembly.Module | undefined;
@@ -249,6 +277,9 @@ const KERNELS: Partial<Record<string, { readonly name: keyof PackKernels; readon
   q8_0: { name: 'pack_q8_0', rows: 8, inputs: 32, stored: BLOCK },
   q4_k: { name: 'pack_q4_k', rows: 4, inputs: 256, stored: Q4K_BLOCK },
   q6_k: { name: 'pack_q6_k', rows: 4, inputs: 256, stored: Q6K_BLOCK },
+  q5_k: { name: 'pack_q5_k', rows: 4, inputs: 256, stored: Q5K_BLOCK },
+  q3_k: { name: 'pack_q3_k', rows: 4, inputs: 256, stored: Q3K_BLOCK },
+  q2_k: { name: 'pack_q2_k', rows: 4, inputs: 256, stored: Q2K_BLOCK },
 };
 
 /** The kernel that packs a plan's weight, if any (block formats by their ggml type). */
