@@ -48,6 +48,13 @@ for (const [type, inDim, outDim, panel, split] of [
   ['q6_k', 1280, 42, 1024, 2],
   ['q6_k', 768, 13, 256, 3],
   ['q6_k', 256, 4, 256, 1],
+  ...(['iq2_xxs', 'iq2_xs'] as const).flatMap((type) => [
+    [type, 2048, 64, 1024, 3],
+    [type, 3072, 40, 1024, 4], // 3 full panels
+    [type, 1280, 42, 1024, 2], // a short last panel and 42 rows: the last unit half zeros
+    [type, 768, 13, 256, 3], // panels of one block, a last unit of 1 row
+    [type, 256, 4, 256, 1],
+  ] as const),
 ] as const) {
   test(`pack_${type} ${inDim} inputs × ${outDim} rows, panels of ${panel}, in ${split} calls: the bytes of packQuads`, () => {
     const { w, raw, rowSize } = randomWeight(type, inDim, outDim, inDim * 31 + outDim);

@@ -11,6 +11,7 @@
 import { Func, ValType, encodeModule, get, set, seq, select, forLoop, i32, v128, i8x16, i16x8, i32x4, type Local, type Op } from './asm.js';
 import { Q4K_QUAD_BYTES, Q8_0_QUAD_BYTES, type PackPlan } from './layout.js';
 import { Q6K_FORMAT } from './formats/q6k.js';
+import { packIq2Xxs, packIq2Xs } from './pack-iquants.js';
 
 const I32 = ValType.i32;
 
@@ -23,8 +24,8 @@ const Q4K_BLOCK = 144;
 const Q6K_BLOCK = 210;
 
 // byte-lane patterns of the 8 × 8 transpose of 16-bit values (unpack lo/hi at 16, 32, 64 bits)
-const lo = (w: number): number[] => Array.from({ length: 16 }, (_, i) => Math.floor(i / w) % 2 * 16 + Math.floor(i / (2 * w)) * w + (i % w));
-const hi = (w: number): number[] => lo(w).map((x) => x + 8);
+export const lo = (w: number): number[] => Array.from({ length: 16 }, (_, i) => Math.floor(i / w) % 2 * 16 + Math.floor(i / (2 * w)) * w + (i % w));
+export const hi = (w: number): number[] => lo(w).map((x) => x + 8);
 
 /**
  * The loop every repack kernel shares, as a function name(src, rowBytes, nb, n, u0, units, bpp, dst):
@@ -34,7 +35,7 @@ const hi = (w: number): number[] => lo(w).map((x) => x + 8);
  * panel p)·packed). `block(row, out)` packs one block of a unit: row(k) is the address of row k's
  * block, `out` where its `packed` bytes go.
  */
-function unitBlocks(
+export function unitBlocks(
   name: string, rows: number, stored: number, packed: number,
   block: (f: Func, row: (k: number) => Op, out: Local) => Op,
 ): Func {
@@ -66,7 +67,7 @@ function unitBlocks(
   return f;
 }
 
-const shuffle = (x: Local, y: Local, l: readonly number[]): Op => i8x16.shuffle(get(x), get(y), l);
+export const shuffle = (x: Local, y: Local, l: readonly number[]): Op => i8x16.shuffle(get(x), get(y), l);
 
 /** Q8_0: 8 rows' scales, then an 8 × 8 transpose of 16-bit values (input pairs) per half block. */
 function packQ8_0(): Func {
@@ -102,7 +103,7 @@ function packQ8_0(): Func {
 }
 
 /** 4 × 4 transpose of the bytes of 4 words (word r, byte j → byte 4j + r). */
-const BYTES_4X4 = [0, 4, 8, 12, 1, 5, 9, 13, 2, 6, 10, 14, 3, 7, 11, 15];
+export const BYTES_4X4 = [0, 4, 8, 12, 1, 5, 9, 13, 2, 6, 10, 14, 3, 7, 11, 15];
 
 /**
  * Q4_K (layout.ts packQ4K): the 4 rows' 16-byte block heads (d, dmin, 12 bytes of 6-bit scales
@@ -223,7 +224,7 @@ let bytes: Uint8Array | undefined;
 
 /** The packing module (imports the shard's memory as env.mem). */
 export function packModuleBytes(): Uint8Array {
-  bytes ??= encodeModule([packQ8_0(), packQ4K(), packQ6K()], { minPages: 1, maxPages: 65536 });
+  bytes ??= encodeModule([packQ8_0(), packQ4K(), packQ6K(), packIq2Xxs(), packIq2Xs()], { minPages: 1, maxPages: 65536 });
   return bytes;
 }
 
@@ -234,6 +235,8 @@ export interface PackKernels {
   readonly pack_q8_0: PackKernel;
   readonly pack_q4_k: PackKernel;
   readonly pack_q6_k: PackKernel;
+  readonly pack_iq2_xxs: PackKernel;
+  readonly pack_iq2_xs: PackKernel;
 }
 
 let module: WebAssembly.Module | undefined;
@@ -249,6 +252,8 @@ const KERNELS: Partial<Record<string, { readonly name: keyof PackKernels; readon
   q8_0: { name: 'pack_q8_0', rows: 8, inputs: 32, stored: BLOCK },
   q4_k: { name: 'pack_q4_k', rows: 4, inputs: 256, stored: Q4K_BLOCK },
   q6_k: { name: 'pack_q6_k', rows: 4, inputs: 256, stored: Q6K_BLOCK },
+  iq2_xxs: { name: 'pack_iq2_xxs', rows: 4, inputs: 256, stored: 66 },
+  iq2_xs: { name: 'pack_iq2_xs', rows: 4, inputs: 256, stored: 74 },
 };
 
 /** The kernel that packs a plan's weight, if any (block formats by their ggml type). */

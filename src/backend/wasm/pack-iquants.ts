@@ -1,0 +1,105 @@
+/**
+ * Repack kernels of the i-quants (see pack-kernels.ts, which registers them): byte for byte the
+ * formats' JavaScript packers (formats/iq2.ts, iq3-iq1.ts), which cap expert loads at 1.3–3 GB/s.
+ * Most of these layouts only move stored fields to the 4 rows' side by side: transposes of 16- or
+ * 32-bit words done with shuffles; where a packer re-derives a field (IQ2_XXS' sign bytes) or
+ * re-packs bit fields (IQ1's 11-bit indices) it is done on whole vectors of entries.
+ */
+import { Func, type Local, type Op, seq, get, set, i32, v128, i8x16, i16x8, i32x4 } from './asm.js';
+import { unitBlocks, shuffle, lo, hi, BYTES_4X4 } from './pack-kernels.js';
+
+/** 4 row vectors → their 32-bit words transposed (out[w] lane r = word w of row r), via t (4 temporaries). */
+function transpose32(v: readonly Local[], t: readonly Local[], out: readonly Local[]): Op {
+  return seq(
+    set(t[0]!, shuffle(v[0]!, v[1]!, lo(4))),
+    set(t[1]!, shuffle(v[0]!, v[1]!, hi(4))),
+    set(t[2]!, shuffle(v[2]!, v[3]!, lo(4))),
+    set(t[3]!, shuffle(v[2]!, v[3]!, hi(4))),
+    set(out[0]!, shuffle(t[0]!, t[2]!, lo(8))),
+    set(out[1]!, shuffle(t[0]!, t[2]!, hi(8))),
+    set(out[2]!, shuffle(t[1]!, t[3]!, lo(8))),
+    set(out[3]!, shuffle(t[1]!, t[3]!, hi(8))),
+  );
+}
+
+const f16Heads = (row: (k: number) => Op, out: Local): Op => seq(...[0, 1, 2, 3].map((r) => i32.store16(get(out), i32.load16U(row(r)), 2 * r)));
+
+/**
+ * IQ2_XXS (66 bytes: d, per sub-block a word of 4 grid indices and a word of 4 seven-bit sign
+ * codes with the scale on top) → 280: the index words of the 4 rows transposed by bytes beside
+ * their sign bytes, which are the codes spread to bytes plus the parity bit KSIGNS_IQ2XS adds
+ * (popcnt), so no table is needed.
+ */
+export function packIq2Xxs(): Func {
+  return unitBlocks('pack_iq2_xxs', 4, 66, 280, (f, row, out) => {
+    const v = f.vlocals(4);
+    const t = f.vlocals(4);
+    const w = f.vlocals(4);
+    const [codes, signs, sc] = f.vlocals(3);
+    const mask32 = (x: Op, m: number): Op => v128.and(x, i32x4.const(m));
+    // byte l of each lane: code l (bits 7l..7l+6)
+    const spread = (a: Local): Op => v128.or(
+      v128.or(mask32(get(a), 0x7f), mask32(i32x4.shl(get(a), 1), 0x7f00)),
+      v128.or(mask32(i32x4.shl(get(a), 2), 0x7f0000), mask32(i32x4.shl(get(a), 3), 0x7f000000)),
+    );
+    /** Entry l of a sub-block: the 4 rows' index byte l (from g), then their sign byte l. */
+    const entry = (l: number): number[] => [0, 1, 2, 3].map((r) => 4 * r + l);
+    const entries = (g: Local, a: Local, ib: number): Op => seq(
+      set(codes, spread(a)),
+      set(signs, v128.or(get(codes), i16x8.shl(v128.and(i8x16.popcnt(get(codes)), i8x16.const(1)), 7))),
+      v128.store(get(out), shuffle(g, signs, [...entry(0), ...entry(0).map((x) => x + 16), ...entry(1), ...entry(1).map((x) => x + 16)]), 24 + 32 * ib),
+      v128.store(get(out), shuffle(g, signs, [...entry(2), ...entry(2).map((x) => x + 16), ...entry(3), ...entry(3).map((x) => x + 16)]), 24 + 32 * ib + 16),
+    );
+    return seq(
+      f16Heads(row, out),
+      set(sc, v128.zero()),
+      ...[0, 1, 2, 3].map((j) => seq(
+        // sub-blocks 2j, 2j + 1 of the 4 rows: w = [indices 2j, codes 2j, indices 2j+1, codes 2j+1], lanes = rows
+        ...v.map((x, r) => set(x, v128.load(row(r), 2 + 16 * j))),
+        transpose32(v, t, w),
+        entries(w[0]!, w[1]!, 2 * j),
+        entries(w[2]!, w[3]!, 2 * j + 1),
+        // the scale nibbles of the pair, low: the even sub-block, into byte j of each row's lane
+        set(sc, v128.or(get(sc), i32x4.shl(v128.or(i32x4.shrU(get(w[1]!), 28), mask32(i32x4.shrU(get(w[3]!), 24), 0xf0)), 8 * j))),
+      )),
+      v128.store(get(out), shuffle(sc, sc, BYTES_4X4), 8),
+    );
+  });
+}
+
+/** Rows' 8 scale bytes at `at` (load64) → [byte][row] at out + to (32 bytes), with a, b as temporaries. */
+function scaleBytes(f: Func, row: (k: number) => Op, out: Local, at: number, to: number): Op {
+  const s = f.vlocals(4);
+  const [a, b] = f.vlocals(2);
+  return seq(
+    ...s.map((x, r) => set(x, v128.load64Zero(row(r), at))),
+    set(a, shuffle(s[0]!, s[1]!, lo(1))),
+    set(b, shuffle(s[2]!, s[3]!, lo(1))),
+    v128.store(get(out), shuffle(a, b, lo(2)), to),
+    v128.store(get(out), shuffle(a, b, hi(2)), to + 16),
+  );
+}
+
+/** IQ2_XS (74 bytes: d, 32 u16 codes, 8 scale bytes) → 296: the 4 rows' u16 codes side by side per entry, scale bytes [pair][row]. */
+export function packIq2Xs(): Func {
+  return unitBlocks('pack_iq2_xs', 4, 74, 296, (f, row, out) => {
+    const v = f.vlocals(4);
+    const [aLo, aHi, bLo, bHi] = f.vlocals(4);
+    return seq(
+      f16Heads(row, out),
+      scaleBytes(f, row, out, 66, 8),
+      ...[0, 1, 2, 3].map((c) => seq(
+        // codes 8c..8c+7 of the 4 rows: 16-bit interleave of row pairs, then 32-bit of those
+        ...v.map((x, r) => set(x, v128.load(row(r), 2 + 16 * c))),
+        set(aLo, shuffle(v[0]!, v[1]!, lo(2))),
+        set(aHi, shuffle(v[0]!, v[1]!, hi(2))),
+        set(bLo, shuffle(v[2]!, v[3]!, lo(2))),
+        set(bHi, shuffle(v[2]!, v[3]!, hi(2))),
+        v128.store(get(out), shuffle(aLo, bLo, lo(4)), 40 + 64 * c),
+        v128.store(get(out), shuffle(aLo, bLo, hi(4)), 40 + 64 * c + 16),
+        v128.store(get(out), shuffle(aHi, bHi, lo(4)), 40 + 64 * c + 32),
+        v128.store(get(out), shuffle(aHi, bHi, hi(4)), 40 + 64 * c + 48),
+      )),
+    );
+  });
+}
