@@ -103,3 +103,67 @@ export function packIq2Xs(): Func {
     );
   });
 }
+
+/** A vector of 8 u16 constants. */
+const u16s = (l: readonly number[]): Op => v128.const(l.flatMap((n) => [n & 0xff, n >> 8]));
+
+/** Byte pattern of a shuffle taking 16-bit lanes l (≥ 8: from the second vector). */
+const lanes16 = (l: readonly number[]): number[] => l.flatMap((x) => [2 * x, 2 * x + 1]);
+
+/**
+ * IQ1 groups (formats/iq3-iq1.ts): per group of 8 values 48 bits, the 4 rows' 11-bit grid indices
+ * at bits 11r, then 4 bits on top. On vectors of 8 groups (lanes) the 3 16-bit words of each group
+ * are w0 = i0 | i1 << 11, w1 = i1 >> 5 | i2 << 6, w2 = i2 >> 10 | i3 << 1 | top; `bytes(from)` is
+ * then 16 bytes of the groups' 48-byte run (from `from`, past 48: don't care), two shuffles.
+ */
+function iq1Groups(f: Func): { words: (i: readonly Local[], top: Op) => Op; bytes: (from: readonly number[]) => Op } {
+  const [w0, w1, w2, t] = f.vlocals(4) as [Local, Local, Local, Local];
+  const w = [w0, w1, w2];
+  const src = (p: number): { word: number; byte: number } => ({ word: (p % 6) >> 1, byte: 2 * Math.floor(p / 6) + (p & 1) });
+  return {
+    words: (i, top) => seq(
+      set(w[0]!, v128.or(get(i[0]!), i16x8.shl(get(i[1]!), 11))),
+      set(w[1]!, v128.or(i16x8.shrU(get(i[1]!), 5), i16x8.shl(get(i[2]!), 6))),
+      set(w[2]!, v128.or(v128.or(i16x8.shrU(get(i[2]!), 10), i16x8.shl(get(i[3]!), 1)), top)),
+    ),
+    bytes: (from) => {
+      const at = from.map((p) => src(Math.min(p, 47)));
+      return seq(
+        set(t, shuffle(w[0]!, w[1]!, at.map((s) => (s.word === 1 ? 16 + s.byte : s.word === 0 ? s.byte : 0)))),
+        shuffle(t, w[2]!, at.map((s, k) => (s.word === 2 ? 16 + s.byte : k))),
+      );
+    },
+  };
+}
+
+const run16 = (from: number): number[] => Array.from({ length: 16 }, (_, k) => from + k);
+
+/**
+ * IQ1_S (50 bytes: d, qs[32] low index bytes, qh u16[8]: 4 × 3 high index bits, scale and delta
+ * sign on top) → 200: per pair of sub-blocks 8 groups at once, each row's high bits brought to
+ * bits 8–10 by a multiply per lane (a shift per lane), group l's top nibble from row l's qh.
+ */
+export function packIq1S(): Func {
+  return unitBlocks('pack_iq1_s', 4, 50, 200, (f, row, out) => {
+    const i = f.vlocals(4);
+    const q = f.vlocals(4);
+    const [x, y] = f.vlocals(2);
+    const g = iq1Groups(f);
+    return seq(
+      f16Heads(row, out),
+      ...[0, 1, 2, 3].map((c) => seq(
+        // lanes 4h + l: group l of sub-block 2c + h; q[r] its qh, i[r] its index
+        ...[0, 1, 2, 3].map((r) => seq(
+          set(x, v128.load32Zero(row(r), 34 + 4 * c)),
+          set(q[r]!, shuffle(x, x, lanes16([0, 0, 0, 0, 1, 1, 1, 1]))),
+          set(i[r]!, v128.or(v128.load8x8U(row(r), 2 + 8 * c), i16x8.shrU(v128.and(
+            i16x8.mul(get(q[r]!), u16s([512, 64, 8, 1, 512, 64, 8, 1])), i16x8.const(0xe00)), 1))),
+        )),
+        set(x, shuffle(q[0]!, q[1]!, lanes16([0, 9, 2, 11, 4, 13, 6, 15]))),
+        set(y, shuffle(q[2]!, q[3]!, lanes16([0, 9, 2, 11, 4, 13, 6, 15]))),
+        g.words(i, v128.and(shuffle(x, y, lanes16([0, 1, 10, 11, 4, 5, 14, 15])), i16x8.const(0xf000))),
+        ...[0, 16, 32].map((p) => v128.store(get(out), g.bytes(run16(p)), 8 + 48 * c + p)),
+      )),
+    );
+  });
+}
