@@ -167,3 +167,57 @@ export function packIq1S(): Func {
     );
   });
 }
+
+/**
+ * IQ1_M (56 bytes: qs[32] low index bytes, qh[16]: per group a nibble of 3 high index bits and a
+ * delta sign, scales u16[4]: 3-bit scales with d's nibbles on top) → 224: d reassembled from the
+ * 4 top nibbles; per sub-block a 24-bit header of the rows' two 3-bit scales (scalar), then its 4
+ * groups as IQ1_S's, each qh nibble brought to bits 8–11 by a per-lane multiply (the sign bit at 11
+ * moved to bit 12 + r of the top).
+ */
+export function packIq1M(): Func {
+  return unitBlocks('pack_iq1_m', 4, 56, 224, (f, row, out) => {
+    const i = f.vlocals(4);
+    const m = f.vlocals(4);
+    const [x, zero] = f.vlocals(2);
+    const [a, b, hdr, v] = f.locals32(4);
+    const g = iq1Groups(f);
+    const and = (x: Op, n: number): Op => i32.and(x, i32.const(n));
+    const shr = (x: Op, n: number): Op => i32.shrU(x, i32.const(n));
+    const or = (...x: Op[]): Op => x.reduce((p, q) => i32.or(p, q));
+    /** Header of sub-block ib: row r's scales (6 bits of its u16 ib >> 1) at bits 3r and 12 + 3r. */
+    const header = (ib: number): Op => seq(
+      set(hdr, i32.const(0)),
+      ...[0, 1, 2, 3].map((r) => seq(
+        set(v, shr(i32.load16U(row(r), 48 + 2 * (ib >> 1)), 6 * (ib & 1))),
+        set(hdr, or(get(hdr), i32.shl(and(get(v), 7), i32.const(3 * r)), i32.shl(and(get(v), 56), i32.const(9 + 3 * r)))),
+      )),
+      i32.store16(get(out), get(hdr), 8 + 27 * ib),
+      i32.store8(get(out), shr(get(hdr), 16), 8 + 27 * ib + 2),
+    );
+    return seq(
+      set(zero, v128.zero()),
+      ...[0, 1, 2, 3].map((r) => seq(
+        set(a, i32.load(row(r), 48)),
+        set(b, i32.load(row(r), 52)),
+        i32.store16(get(out), or(and(shr(get(a), 12), 0xf), and(shr(get(a), 24), 0xf0), and(shr(get(b), 4), 0xf00), and(shr(get(b), 16), 0xf000)), 2 * r),
+      )),
+      ...Array.from({ length: 8 }, (_, ib) => header(ib)),
+      ...[0, 1, 2, 3].map((c) => seq(
+        // lanes 4h + j: group j of sub-block 2c + h; m[r] its qh nibble at bits 8–11, i[r] its index
+        ...[0, 1, 2, 3].map((r) => seq(
+          set(x, v128.load32Zero(row(r), 32 + 4 * c)),
+          set(m[r]!, i16x8.mul(shuffle(x, zero, [0, 16, 0, 16, 1, 16, 1, 16, 2, 16, 2, 16, 3, 16, 3, 16]), u16s([256, 16, 256, 16, 256, 16, 256, 16]))),
+          set(i[r]!, v128.or(v128.load8x8U(row(r), 8 * c), v128.and(get(m[r]!), i16x8.const(0x700)))),
+        )),
+        g.words(i, [0, 1, 2, 3].map((r) => i16x8.shl(v128.and(get(m[r]!), i16x8.const(0x800)), 1 + r)).reduce((p, q) => v128.or(p, q))),
+        // sub-block 2c's 24 group bytes after its header, 2c + 1's after the next header
+        v128.store(get(out), g.bytes(run16(0)), 8 + 54 * c + 3),
+        set(x, g.bytes([...run16(16).slice(0, 8), ...run16(40).slice(0, 8)])),
+        v128.store64Lane(get(out), get(x), 0, 8 + 54 * c + 19),
+        v128.store(get(out), g.bytes(run16(24)), 8 + 54 * c + 30),
+        v128.store64Lane(get(out), get(x), 1, 8 + 54 * c + 46),
+      )),
+    );
+  });
+}
