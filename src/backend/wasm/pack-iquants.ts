@@ -27,26 +27,18 @@ const f16Heads = (row: (k: number) => Op, out: Local): Op => seq(...[0, 1, 2, 3]
 /**
  * IQ2_XXS (66 bytes: d, per sub-block a word of 4 grid indices and a word of 4 seven-bit sign
  * codes with the scale on top) → 280: the index words of the 4 rows transposed by bytes beside
- * their sign bytes, which are the codes spread to bytes plus the parity bit KSIGNS_IQ2XS adds
- * (popcnt), so no table is needed.
+ * their sign bytes (signBytes).
  */
 export function packIq2Xxs(): Func {
   return unitBlocks('pack_iq2_xxs', 4, 66, 280, (f, row, out) => {
     const v = f.vlocals(4);
     const t = f.vlocals(4);
     const w = f.vlocals(4);
-    const [codes, signs, sc] = f.vlocals(3);
-    const mask32 = (x: Op, m: number): Op => v128.and(x, i32x4.const(m));
-    // byte l of each lane: code l (bits 7l..7l+6)
-    const spread = (a: Local): Op => v128.or(
-      v128.or(mask32(get(a), 0x7f), mask32(i32x4.shl(get(a), 1), 0x7f00)),
-      v128.or(mask32(i32x4.shl(get(a), 2), 0x7f0000), mask32(i32x4.shl(get(a), 3), 0x7f000000)),
-    );
+    const [signs, sc, codes] = f.vlocals(3);
     /** Entry l of a sub-block: the 4 rows' index byte l (from g), then their sign byte l. */
     const entry = (l: number): number[] => [0, 1, 2, 3].map((r) => 4 * r + l);
     const entries = (g: Local, a: Local, ib: number): Op => seq(
-      set(codes, spread(a)),
-      set(signs, v128.or(get(codes), i16x8.shl(v128.and(i8x16.popcnt(get(codes)), i8x16.const(1)), 7))),
+      set(signs, signBytes(a, codes)),
       v128.store(get(out), shuffle(g, signs, [...entry(0), ...entry(0).map((x) => x + 16), ...entry(1), ...entry(1).map((x) => x + 16)]), 24 + 32 * ib),
       v128.store(get(out), shuffle(g, signs, [...entry(2), ...entry(2).map((x) => x + 16), ...entry(3), ...entry(3).map((x) => x + 16)]), 24 + 32 * ib + 16),
     );
@@ -67,6 +59,35 @@ export function packIq2Xxs(): Func {
   });
 }
 
+const mask32 = (x: Op, m: number): Op => v128.and(x, i32x4.const(m));
+
+/**
+ * Per lane a word of 4 seven-bit sign codes (bits 7l..7l+6) → byte l: KSIGNS_IQ2XS of code l, the
+ * code with its parity bit on top (popcnt), so no table is needed; `codes` is scratch.
+ */
+function signBytes(a: Local, codes: Local): Op {
+  const spread = v128.or(
+    v128.or(mask32(get(a), 0x7f), mask32(i32x4.shl(get(a), 1), 0x7f00)),
+    v128.or(mask32(i32x4.shl(get(a), 2), 0x7f0000), mask32(i32x4.shl(get(a), 3), 0x7f000000)),
+  );
+  return seq(set(codes, spread), v128.or(get(codes), i16x8.shl(v128.and(i8x16.popcnt(get(codes)), i8x16.const(1)), 7)));
+}
+
+/**
+ * The 4 rows' 8 u16 at `at`, 16-bit interleaved by row pairs (via v): out[0] = rows 0, 1's u16
+ * 0–3, out[1] rows 2, 3's, out[2], out[3] their u16 4–7; a 32-bit interleave of out[0] and out[1]
+ * (or out[2] and out[3]) then gives per u16 the 4 rows side by side.
+ */
+function codePairs(row: (k: number) => Op, at: number, v: readonly Local[], out: readonly Local[]): Op {
+  return seq(
+    ...v.map((x, r) => set(x, v128.load(row(r), at))),
+    set(out[0]!, shuffle(v[0]!, v[1]!, lo(2))),
+    set(out[1]!, shuffle(v[2]!, v[3]!, lo(2))),
+    set(out[2]!, shuffle(v[0]!, v[1]!, hi(2))),
+    set(out[3]!, shuffle(v[2]!, v[3]!, hi(2))),
+  );
+}
+
 /** Rows' 8 scale bytes at `at` (load64) → [byte][row] at out + to (32 bytes), with a, b as temporaries. */
 function scaleBytes(f: Func, row: (k: number) => Op, out: Local, at: number, to: number): Op {
   const s = f.vlocals(4);
@@ -84,17 +105,12 @@ function scaleBytes(f: Func, row: (k: number) => Op, out: Local, at: number, to:
 export function packIq2Xs(): Func {
   return unitBlocks('pack_iq2_xs', 4, 74, 296, (f, row, out) => {
     const v = f.vlocals(4);
-    const [aLo, aHi, bLo, bHi] = f.vlocals(4);
+    const [aLo, aHi, bLo, bHi] = f.vlocals(4) as [Local, Local, Local, Local];
     return seq(
       f16Heads(row, out),
       scaleBytes(f, row, out, 66, 8),
       ...[0, 1, 2, 3].map((c) => seq(
-        // codes 8c..8c+7 of the 4 rows: 16-bit interleave of row pairs, then 32-bit of those
-        ...v.map((x, r) => set(x, v128.load(row(r), 2 + 16 * c))),
-        set(aLo, shuffle(v[0]!, v[1]!, lo(2))),
-        set(aHi, shuffle(v[0]!, v[1]!, hi(2))),
-        set(bLo, shuffle(v[2]!, v[3]!, lo(2))),
-        set(bHi, shuffle(v[2]!, v[3]!, hi(2))),
+        codePairs(row, 2 + 16 * c, v, [aLo, bLo, aHi, bHi]),
         v128.store(get(out), shuffle(aLo, bLo, lo(4)), 40 + 64 * c),
         v128.store(get(out), shuffle(aLo, bLo, hi(4)), 40 + 64 * c + 16),
         v128.store(get(out), shuffle(aHi, bHi, lo(4)), 40 + 64 * c + 32),
@@ -217,6 +233,50 @@ export function packIq1M(): Func {
         v128.store64Lane(get(out), get(x), 0, 8 + 54 * c + 19),
         v128.store(get(out), g.bytes(run16(24)), 8 + 54 * c + 30),
         v128.store64Lane(get(out), get(x), 1, 8 + 54 * c + 46),
+      )),
+    );
+  });
+}
+
+/**
+ * IQ3_XXS (98 bytes: d, qs[64] grid indices, per sub-block a word of 4 seven-bit sign codes with the
+ * scale on top) → 408: per group the 4 rows' index pairs (IQ2_XS's 16-bit transpose) beside their
+ * sign bytes (signBytes of the 4 rows' transposed words); the header's scale nibbles in scalar code.
+ */
+export function packIq3Xxs(): Func {
+  return unitBlocks('pack_iq3_xxs', 4, 98, 408, (f, row, out) => {
+    const v = f.vlocals(4);
+    const t = f.vlocals(4);
+    const aux = f.vlocals(4);
+    const pairs = f.vlocals(4);
+    const [s, lo01, lo23, codes] = f.vlocals(4);
+    const top = (r: number, ib: number): Op => i32.load8U(row(r), 66 + 4 * ib + 3);
+    /** Sub-block ib: its pairs of groups 0–1 (g01) and 2–3 (g23), 12 bytes a group after the 2-byte header. */
+    const sub = (ib: number, g01: Local, g23: Local): Op => {
+      const sb = 8 + 50 * ib;
+      const signsOf = (l: number): number[] => [0, 1, 2, 3].map((r) => 16 + 4 * r + l);
+      return seq(
+        set(s, signBytes(aux[ib & 3]!, codes)),
+        v128.store(get(out), shuffle(g01, s, [...run16(0).slice(0, 8), ...signsOf(0), 8, 9, 10, 11]), sb + 2),
+        set(codes, shuffle(g01, s, [12, 13, 14, 15, ...signsOf(1), ...run16(0).slice(0, 8)])),
+        v128.store(get(out), shuffle(codes, g23, [...run16(0).slice(0, 8), ...run16(16).slice(0, 8)]), sb + 18),
+        v128.store(get(out), shuffle(g23, s, [...signsOf(2), ...run16(8).slice(0, 8), ...signsOf(3)]), sb + 34),
+        i32.store16(get(out), i32.or(
+          i32.or(i32.shrU(top(0, ib), i32.const(4)), i32.and(top(1, ib), i32.const(0xf0))),
+          i32.shl(i32.or(i32.shrU(top(2, ib), i32.const(4)), i32.and(top(3, ib), i32.const(0xf0))), i32.const(8))), sb),
+      );
+    };
+    return seq(
+      f16Heads(row, out),
+      ...[0, 1, 2, 3].map((j) => seq(
+        ...(j % 2 ? [] : [...v.map((x, r) => set(x, v128.load(row(r), 66 + 8 * j))), transpose32(v, t, aux)]),
+        // indices of sub-blocks 2j, 2j + 1: 16-bit interleave of row pairs, then 32-bit of those
+        codePairs(row, 2 + 16 * j, v, pairs),
+        ...[0, 1].map((h) => seq(
+          set(lo01, shuffle(pairs[2 * h]!, pairs[2 * h + 1]!, lo(4))),
+          set(lo23, shuffle(pairs[2 * h]!, pairs[2 * h + 1]!, hi(4))),
+          sub(2 * j + h, lo01, lo23),
+        )),
       )),
     );
   });

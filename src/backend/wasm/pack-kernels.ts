@@ -11,7 +11,7 @@
 import { Func, ValType, encodeModule, get, set, seq, select, forLoop, i32, v128, i8x16, i16x8, i32x4, type Local, type Op } from './asm.js';
 import { Q4K_QUAD_BYTES, Q8_0_QUAD_BYTES, type PackPlan } from './layout.js';
 import { Q6K_FORMAT } from './formats/q6k.js';
-import { packIq2Xxs, packIq2Xs, packIq1S, packIq1M } from './pack-iquants.js';
+import { packIq2Xxs, packIq2Xs, packIq1S, packIq1M, packIq3Xxs } from './pack-iquants.js';
 
 const I32 = ValType.i32;
 
@@ -224,7 +224,7 @@ let bytes: Uint8Array | undefined;
 
 /** The packing module (imports the shard's memory as env.mem). */
 export function packModuleBytes(): Uint8Array {
-  bytes ??= encodeModule([packQ8_0(), packQ4K(), packQ6K(), packIq2Xxs(), packIq2Xs(), packIq1S(), packIq1M()], { minPages: 1, maxPages: 65536 });
+  bytes ??= encodeModule([packQ8_0(), packQ4K(), packQ6K(), packIq2Xxs(), packIq2Xs(), packIq1S(), packIq1M(), packIq3Xxs()], { minPages: 1, maxPages: 65536 });
   return bytes;
 }
 
@@ -239,6 +239,7 @@ export interface PackKernels {
   readonly pack_iq2_xs: PackKernel;
   readonly pack_iq1_s: PackKernel;
   readonly pack_iq1_m: PackKernel;
+  readonly pack_iq3_xxs: PackKernel;
 }
 
 let module: WebAssembly.Module | undefined;
@@ -258,6 +259,7 @@ const KERNELS: Partial<Record<string, { readonly name: keyof PackKernels; readon
   iq2_xs: { name: 'pack_iq2_xs', rows: 4, inputs: 256, stored: 74 },
   iq1_s: { name: 'pack_iq1_s', rows: 4, inputs: 256, stored: 50 },
   iq1_m: { name: 'pack_iq1_m', rows: 4, inputs: 256, stored: 56 },
+  iq3_xxs: { name: 'pack_iq3_xxs', rows: 4, inputs: 256, stored: 98 },
 };
 
 /** The kernel that packs a plan's weight, if any (block formats by their ggml type). */
