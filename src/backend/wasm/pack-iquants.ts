@@ -22,6 +22,9 @@ function transpose32(v: readonly Local[], t: readonly Local[], out: readonly Loc
   );
 }
 
+/** 4 sets of 4 vector locals (a vector per row, or per word of a transpose). */
+const vectors4 = (f: Func): Local[][] => Array.from({ length: 4 }, () => f.vlocals(4));
+
 const f16Heads = (row: (k: number) => Op, out: Local): Op => seq(...[0, 1, 2, 3].map((r) => i32.store16(get(out), i32.load16U(row(r)), 2 * r)));
 
 /**
@@ -135,21 +138,27 @@ const lanes16 = (l: readonly number[]): number[] => l.flatMap((x) => [2 * x, 2 *
 function iq1Groups(f: Func): { words: (i: readonly Local[], top: Op) => Op; bytes: (from: readonly number[]) => Op } {
   const [w0, w1, w2, t] = f.vlocals(4) as [Local, Local, Local, Local];
   const w = [w0, w1, w2];
-  const src = (p: number): { word: number; byte: number } => ({ word: (p % 6) >> 1, byte: 2 * Math.floor(p / 6) + (p & 1) });
   return {
     words: (i, top) => seq(
-      set(w[0]!, v128.or(get(i[0]!), i16x8.shl(get(i[1]!), 11))),
-      set(w[1]!, v128.or(i16x8.shrU(get(i[1]!), 5), i16x8.shl(get(i[2]!), 6))),
-      set(w[2]!, v128.or(v128.or(i16x8.shrU(get(i[2]!), 10), i16x8.shl(get(i[3]!), 1)), top)),
+      set(w0, v128.or(get(i[0]!), i16x8.shl(get(i[1]!), 11))),
+      set(w1, v128.or(i16x8.shrU(get(i[1]!), 5), i16x8.shl(get(i[2]!), 6))),
+      set(w2, v128.or(v128.or(i16x8.shrU(get(i[2]!), 10), i16x8.shl(get(i[3]!), 1)), top)),
     ),
-    bytes: (from) => {
-      const at = from.map((p) => src(Math.min(p, 47)));
-      return seq(
-        set(t, shuffle(w[0]!, w[1]!, at.map((s) => (s.word === 1 ? 16 + s.byte : s.word === 0 ? s.byte : 0)))),
-        shuffle(t, w[2]!, at.map((s, k) => (s.word === 2 ? 16 + s.byte : k))),
-      );
-    },
+    bytes: (from) => gather(t, from.map((p) => Math.min(p, 47)).map((p) => [w[(p % 6) >> 1]!, 2 * Math.floor(p / 6) + (p & 1)] as const)),
   };
+}
+
+/** 16 bytes picked from vectors ([vector, byte] per lane): one shuffle per source after the first, t scratch. */
+function gather(t: Local, picks: readonly (readonly [Local, number])[]): Op {
+  const [a, b = a, ...rest] = [...new Set(picks.map(([v]) => v))] as [Local, ...Local[]];
+  const first = shuffle(a, b, picks.map(([v, x]) => (v === a ? x : v === b ? 16 + x : 0)));
+  if (rest.length === 0) return first;
+  const last = rest.pop()!;
+  return seq(
+    set(t, first),
+    ...rest.map((c) => set(t, shuffle(t, c, picks.map(([v, x], k) => (v === c ? 16 + x : k))))),
+    shuffle(t, last, picks.map(([v, x], k) => (v === last ? 16 + x : k))),
+  );
 }
 
 const run16 = (from: number): number[] => Array.from({ length: 16 }, (_, k) => from + k);
@@ -245,10 +254,7 @@ export function packIq1M(): Func {
  */
 export function packIq3Xxs(): Func {
   return unitBlocks('pack_iq3_xxs', 4, 98, 408, (f, row, out) => {
-    const v = f.vlocals(4);
-    const t = f.vlocals(4);
-    const aux = f.vlocals(4);
-    const pairs = f.vlocals(4);
+    const [v, t, aux, pairs] = vectors4(f);
     const [s, lo01, lo23, codes] = f.vlocals(4);
     const top = (r: number, ib: number): Op => i32.load8U(row(r), 66 + 4 * ib + 3);
     /** Sub-block ib: its pairs of groups 0–1 (g01) and 2–3 (g23), 12 bytes a group after the 2-byte header. */
@@ -279,5 +285,53 @@ export function packIq3Xxs(): Func {
         )),
       )),
     );
+  });
+}
+
+/**
+ * IQ3_S (110 bytes: d, qs[64] low index bits, qh[8] ninth bits, signs[32], scales[4] nibbles) →
+ * 440: per sub-block and row the 4 groups' 18-bit index pairs as i32 lanes (a sub-block's 8 index
+ * bytes widened, each ninth bit placed by a per-lane multiply), merged into the groups' 72-bit runs
+ * as 3 words per lane (lo, mid, last byte) and gathered with the transposed sign bytes; the
+ * header's scale nibbles in scalar code.
+ */
+export function packIq3S(): Func {
+  return unitBlocks('pack_iq3_s', 4, 110, 440, (f, row, out) => {
+    const [v, tt, sg, pair] = vectors4(f);
+    const [x, lo_, mid, last, t] = f.vlocals(5) as [Local, Local, Local, Local, Local];
+    const [ev, od] = f.locals32(2) as [Local, Local];
+    const sc = (r: number, j: number): Op => i32.load8U(row(r), 106 + j);
+    /** Row r's index pairs a | b << 9 of sub-block ib's groups (lane l) into pair[r]. */
+    const pairs = (r: number, ib: number): Op => seq(
+      // u16 lane m: index byte m of the sub-block (a, b of group m >> 1) with bit m of qh[ib] at bit 8
+      set(x, v128.or(i16x8.extendLowI8x16U(v128.load64Zero(row(r), 2 + 8 * ib)), v128.and(
+        i16x8.mul(i16x8.splat(i32.load8U(row(r), 66 + ib)), u16s([256, 128, 64, 32, 16, 8, 4, 2])), i16x8.const(0x100)))),
+      set(pair[r]!, v128.bitselect(get(x), i32x4.shrU(get(x), 7), i32x4.const(0x1ff))),
+    );
+    /** Packed byte p of a sub-block's 4 groups (13 bytes each: lo, mid, last, the rows' sign bytes). */
+    const pick = (ib: number, p: number): readonly [Local, number] => {
+      const l = Math.floor(p / 13);
+      const o = p % 13;
+      return o < 4 ? [lo_, 4 * l + o] : o < 8 ? [mid, 4 * l + o - 4] : o === 8 ? [last, 4 * l] : [sg[ib & 3]!, 4 * (o - 9) + l];
+    };
+    const header = (ib: number): Op => i32.store16(get(out), ib & 1
+      ? i32.or(i32.and(i32.shrU(get(ev), i32.const(4)), i32.const(0x0f0f)), i32.and(get(od), i32.const(0xf0f0)))
+      : i32.or(i32.and(get(ev), i32.const(0x0f0f)), i32.shl(i32.and(get(od), i32.const(0x0f0f)), i32.const(4))), 8 + 54 * ib);
+    const sub = (ib: number): Op => seq(
+      ...(ib % 4 ? [] : [...v.map((y, r) => set(y, v128.load(row(r), 74 + 4 * ib))), transpose32(v, tt, sg)]),
+      // rows 0, 2 (ev) and 1, 3 (od) of the pair's scale bytes: nibble ib & 1 of each is the header's
+      ...(ib % 2 ? [] : [
+        set(ev, i32.or(sc(0, ib >> 1), i32.shl(sc(2, ib >> 1), i32.const(8)))),
+        set(od, i32.or(sc(1, ib >> 1), i32.shl(sc(3, ib >> 1), i32.const(8)))),
+      ]),
+      header(ib),
+      ...[0, 1, 2, 3].map((r) => pairs(r, ib)),
+      // row r's pair at bit 18r of the group's 72 bits: lo = bits 0–31, mid = 32–63, last = 64–71
+      set(lo_, v128.or(get(pair[0]!), i32x4.shl(get(pair[1]!), 18))),
+      set(mid, v128.or(v128.or(i32x4.shrU(get(pair[1]!), 14), i32x4.shl(get(pair[2]!), 4)), i32x4.shl(get(pair[3]!), 22))),
+      set(last, i32x4.shrU(get(pair[3]!), 10)),
+      ...[0, 16, 32, 36].map((at) => v128.store(get(out), gather(t, run16(at).map((p) => pick(ib, p))), 8 + 54 * ib + 2 + at)),
+    );
+    return seq(f16Heads(row, out), ...Array.from({ length: 8 }, (_, ib) => sub(ib)));
   });
 }
