@@ -335,3 +335,53 @@ export function packIq3S(): Func {
     return seq(f16Heads(row, out), ...Array.from({ length: 8 }, (_, ib) => sub(ib)));
   });
 }
+
+/**
+ * IQ4_XS (136 bytes: d, scales_h u16, scales_l[4], qs[128]) → 552 (formats/legacy.ts): per row
+ * the 8 six-bit scales as u16 lanes (nibble and 2-bit parts each brought in place by a per-lane
+ * multiply), less 32, byte-transposed to [sub-block][row]; per sub-block and row its 16 index
+ * bytes paired by a shuffle so that one nibble swap per u16 lane yields the low-nibble and the
+ * high-nibble words' bytes at once (packIndexPairs), then a 4-row byte transpose.
+ */
+export function packIq4Xs(): Func {
+  return unitBlocks('pack_iq4_xs', 4, 136, 552, (f, row, out) => {
+    const [s, sw, half] = vectors4(f);
+    const [x, zero] = f.vlocals(2) as [Local, Local];
+    const scales = (r: number): Op => seq(
+      set(x, v128.load32Zero(row(r), 4)),
+      set(s[r]!, i16x8.sub(v128.or(
+        v128.and(i16x8.shrU(i16x8.mul(shuffle(x, zero, [0, 16, 0, 16, 1, 16, 1, 16, 2, 16, 2, 16, 3, 16, 3, 16]), u16s([16, 1, 16, 1, 16, 1, 16, 1])), 4), i16x8.const(15)),
+        v128.and(i16x8.shrU(i16x8.mul(i16x8.splat(i32.load16U(row(r), 2)), u16s([1 << 14, 1 << 12, 1 << 10, 1 << 8, 1 << 6, 1 << 4, 1 << 2, 1])), 10), i16x8.const(0x30)),
+      ), i16x8.const(32))),
+    );
+    // per u16 lane 4u + c: byte 8u + [0, 2, 1, 3][c] of the sub-block's qs, and the byte 4 after it
+    const pairing = [0, 1, 2, 3, 4, 5, 6, 7].flatMap((k) => {
+      const b = 8 * (k >> 2) + [0, 2, 1, 3][k & 3]!;
+      return [b, b + 4];
+    });
+    const nibbles = (r: number): Op => seq(
+      set(x, shuffle(sw[r]!, sw[r]!, pairing)),
+      // lane a | b << 8 → a_lo | b_lo << 4 (low-nibble word byte), a_hi | b_hi << 4 (high-nibble word byte)
+      set(sw[r]!, v128.bitselect(get(x), v128.bitselect(i16x8.shrU(get(x), 4), i16x8.shl(get(x), 4), i16x8.const(0x00f0)), i16x8.const(0xf00f))),
+    );
+    const bytesOf = (a: Local, b: Local, odd: number): Op => shuffle(a, b, [0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30].map((k) => k + odd));
+    return seq(
+      f16Heads(row, out),
+      set(zero, v128.zero()),
+      ...[0, 1, 2, 3].map(scales),
+      set(half[0]!, shuffle(s[0]!, s[1]!, [0, 16, 2, 18, 4, 20, 6, 22, 8, 24, 10, 26, 12, 28, 14, 30])),
+      set(half[1]!, shuffle(s[2]!, s[3]!, [0, 16, 2, 18, 4, 20, 6, 22, 8, 24, 10, 26, 12, 28, 14, 30])),
+      v128.store(get(out), shuffle(half[0]!, half[1]!, lo(2)), 8),
+      v128.store(get(out), shuffle(half[0]!, half[1]!, hi(2)), 24),
+      ...Array.from({ length: 8 }, (_, ib) => seq(
+        ...[0, 1, 2, 3].map((r) => seq(set(sw[r]!, v128.load(row(r), 8 + 16 * ib)), nibbles(r))),
+        // rows 0, 1 (half 0, 1: u = 0, 1) and rows 2, 3 (half 2, 3)
+        set(half[0]!, shuffle(sw[0]!, sw[1]!, [...run16(0).slice(0, 8), ...run16(16).slice(0, 8)])),
+        set(half[1]!, shuffle(sw[0]!, sw[1]!, [...run16(8).slice(0, 8), ...run16(24).slice(0, 8)])),
+        set(half[2]!, shuffle(sw[2]!, sw[3]!, [...run16(0).slice(0, 8), ...run16(16).slice(0, 8)])),
+        set(half[3]!, shuffle(sw[2]!, sw[3]!, [...run16(8).slice(0, 8), ...run16(24).slice(0, 8)])),
+        ...[0, 1].flatMap((u) => [0, 1].map((hiNib) => v128.store(get(out), bytesOf(half[u]!, half[2 + u]!, hiNib), 40 + 64 * ib + 32 * hiNib + 16 * u))),
+      )),
+    );
+  });
+}
