@@ -48,7 +48,7 @@ for (const [type, inDim, outDim, panel, split] of [
   ['q6_k', 1280, 42, 1024, 2],
   ['q6_k', 768, 13, 256, 3],
   ['q6_k', 256, 4, 256, 1],
-  ...(['iq2_xxs', 'iq2_xs', 'iq1_s', 'iq1_m', 'iq3_xxs', 'iq3_s', 'iq4_xs'] as const).flatMap((type) => [
+  ...(['iq2_xxs', 'iq2_xs', 'iq1_s', 'iq1_m', 'iq3_xxs', 'iq3_s', 'iq4_xs', 'iq2_s'] as const).flatMap((type) => [
     [type, 2048, 64, 1024, 3],
     [type, 3072, 40, 1024, 4], // 3 full panels
     [type, 1280, 42, 1024, 2], // a short last panel and 42 rows: the last unit half zeros

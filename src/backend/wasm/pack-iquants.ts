@@ -8,17 +8,20 @@
 import { Func, type Local, type Op, seq, get, set, i32, v128, i8x16, i16x8, i32x4 } from './asm.js';
 import { unitBlocks, shuffle, lo, hi, BYTES_4X4 } from './pack-kernels.js';
 
-/** 4 row vectors → their 32-bit words transposed (out[w] lane r = word w of row r), via t (4 temporaries). */
-function transpose32(v: readonly Local[], t: readonly Local[], out: readonly Local[]): Op {
+/**
+ * 4 row vectors transposed by w-byte units, via t (4 temporaries). w = 4: out[k] lane r = word k
+ * of row r; w = 1: out[k] = bytes 4k..4k+3 of the rows, each byte as the 4 rows' side by side.
+ */
+function transpose(w: 1 | 4, v: readonly Local[], t: readonly Local[], out: readonly Local[]): Op {
   return seq(
-    set(t[0]!, shuffle(v[0]!, v[1]!, lo(4))),
-    set(t[1]!, shuffle(v[0]!, v[1]!, hi(4))),
-    set(t[2]!, shuffle(v[2]!, v[3]!, lo(4))),
-    set(t[3]!, shuffle(v[2]!, v[3]!, hi(4))),
-    set(out[0]!, shuffle(t[0]!, t[2]!, lo(8))),
-    set(out[1]!, shuffle(t[0]!, t[2]!, hi(8))),
-    set(out[2]!, shuffle(t[1]!, t[3]!, lo(8))),
-    set(out[3]!, shuffle(t[1]!, t[3]!, hi(8))),
+    set(t[0]!, shuffle(v[0]!, v[1]!, lo(w))),
+    set(t[1]!, shuffle(v[0]!, v[1]!, hi(w))),
+    set(t[2]!, shuffle(v[2]!, v[3]!, lo(w))),
+    set(t[3]!, shuffle(v[2]!, v[3]!, hi(w))),
+    set(out[0]!, shuffle(t[0]!, t[2]!, lo(2 * w))),
+    set(out[1]!, shuffle(t[0]!, t[2]!, hi(2 * w))),
+    set(out[2]!, shuffle(t[1]!, t[3]!, lo(2 * w))),
+    set(out[3]!, shuffle(t[1]!, t[3]!, hi(2 * w))),
   );
 }
 
@@ -51,7 +54,7 @@ export function packIq2Xxs(): Func {
       ...[0, 1, 2, 3].map((j) => seq(
         // sub-blocks 2j, 2j + 1 of the 4 rows: w = [indices 2j, codes 2j, indices 2j+1, codes 2j+1], lanes = rows
         ...v.map((x, r) => set(x, v128.load(row(r), 2 + 16 * j))),
-        transpose32(v, t, w),
+        transpose(4, v, t, w),
         entries(w[0]!, w[1]!, 2 * j),
         entries(w[2]!, w[3]!, 2 * j + 1),
         // the scale nibbles of the pair, low: the even sub-block, into byte j of each row's lane
@@ -275,7 +278,7 @@ export function packIq3Xxs(): Func {
     return seq(
       f16Heads(row, out),
       ...[0, 1, 2, 3].map((j) => seq(
-        ...(j % 2 ? [] : [...v.map((x, r) => set(x, v128.load(row(r), 66 + 8 * j))), transpose32(v, t, aux)]),
+        ...(j % 2 ? [] : [...v.map((x, r) => set(x, v128.load(row(r), 66 + 8 * j))), transpose(4, v, t, aux)]),
         // indices of sub-blocks 2j, 2j + 1: 16-bit interleave of row pairs, then 32-bit of those
         codePairs(row, 2 + 16 * j, v, pairs),
         ...[0, 1].map((h) => seq(
@@ -318,7 +321,7 @@ export function packIq3S(): Func {
       ? i32.or(i32.and(i32.shrU(get(ev), i32.const(4)), i32.const(0x0f0f)), i32.and(get(od), i32.const(0xf0f0)))
       : i32.or(i32.and(get(ev), i32.const(0x0f0f)), i32.shl(i32.and(get(od), i32.const(0x0f0f)), i32.const(4))), 8 + 54 * ib);
     const sub = (ib: number): Op => seq(
-      ...(ib % 4 ? [] : [...v.map((y, r) => set(y, v128.load(row(r), 74 + 4 * ib))), transpose32(v, tt, sg)]),
+      ...(ib % 4 ? [] : [...v.map((y, r) => set(y, v128.load(row(r), 74 + 4 * ib))), transpose(4, v, tt, sg)]),
       // rows 0, 2 (ev) and 1, 3 (od) of the pair's scale bytes: nibble ib & 1 of each is the header's
       ...(ib % 2 ? [] : [
         set(ev, i32.or(sc(0, ib >> 1), i32.shl(sc(2, ib >> 1), i32.const(8)))),
@@ -381,6 +384,49 @@ export function packIq4Xs(): Func {
         set(half[2]!, shuffle(sw[2]!, sw[3]!, [...run16(0).slice(0, 8), ...run16(16).slice(0, 8)])),
         set(half[3]!, shuffle(sw[2]!, sw[3]!, [...run16(8).slice(0, 8), ...run16(24).slice(0, 8)])),
         ...[0, 1].flatMap((u) => [0, 1].map((hiNib) => v128.store(get(out), bytesOf(half[u]!, half[2 + u]!, hiNib), 40 + 64 * ib + 32 * hiNib + 16 * u))),
+      )),
+    );
+  });
+}
+
+/**
+ * IQ2_S (82 bytes: d, qs[32] low index bytes, signs[32], qh[8] of 4 × 2 high bits, scales[8]) →
+ * 328: per 16 entries the rows' index and sign bytes byte-transposed and paired into 8-byte
+ * entries, the high-bits byte of each entry (row r's 2 bits at 2r) from per-lane multiplies, and
+ * the 9-byte entries gathered by shuffles.
+ */
+export function packIq2S(): Func {
+  return unitBlocks('pack_iq2_s', 4, 82, 328, (f, row, out) => {
+    const [v, t, qt, st] = vectors4(f);
+    const e = f.vlocals(8);
+    const [x, zero, h0, h1, h, g] = f.vlocals(6) as [Local, Local, Local, Local, Local, Local];
+    /** Entries 8m..8m+7 (m = 0, 1) of a half: their high-bits bytes as u16 lanes, from x (row r's 4 qh bytes at 4r). */
+    const high = (m: number): Op => [0, 1, 2, 3].map((r) => v128.and(i16x8.shrU(i16x8.mul(
+      shuffle(x, zero, [0, 16, 0, 16, 0, 16, 0, 16, 1, 16, 1, 16, 1, 16, 1, 16].map((b) => (b < 16 ? b + 4 * r + 2 * m : b))),
+      u16s([256, 64, 16, 4, 256, 64, 16, 4])), 8 - 2 * r), i16x8.const(3 << (2 * r)))).reduce((p, q) => v128.or(p, q));
+    return seq(
+      f16Heads(row, out),
+      scaleBytes(f, row, out, 74, 8),
+      set(zero, v128.zero()),
+      ...[0, 1].map((half) => seq(
+        ...v.map((y, r) => set(y, v128.load(row(r), 2 + 16 * half))),
+        transpose(1, v, t, qt),
+        ...v.map((y, r) => set(y, v128.load(row(r), 34 + 16 * half))),
+        transpose(1, v, t, st),
+        // entries 2n, 2n + 1 of the half: their 4 index bytes, 4 sign bytes each
+        ...[0, 1, 2, 3].flatMap((n) => [set(e[2 * n]!, shuffle(qt[n]!, st[n]!, lo(4))), set(e[2 * n + 1]!, shuffle(qt[n]!, st[n]!, hi(4)))]),
+        // qh bytes 4·half..4·half+3 of the 4 rows (row r's at bytes 4r..4r+3)
+        ...[0, 1, 2, 3].map((r) => set(v[r]!, v128.load32Zero(row(r), 66 + 4 * half))),
+        set(x, shuffle(v[0]!, v[1]!, [0, 1, 2, 3, 16, 17, 18, 19, 0, 0, 0, 0, 0, 0, 0, 0])),
+        set(g, shuffle(v[2]!, v[3]!, [0, 1, 2, 3, 16, 17, 18, 19, 0, 0, 0, 0, 0, 0, 0, 0])),
+        set(x, shuffle(x, g, [0, 1, 2, 3, 4, 5, 6, 7, 16, 17, 18, 19, 20, 21, 22, 23])),
+        set(h0, high(0)),
+        set(h1, high(1)),
+        set(h, shuffle(h0, h1, [0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30])),
+        ...Array.from({ length: 9 }, (_, k) => v128.store(get(out), gather(g, run16(16 * k).map((p) => {
+          const n = Math.floor(p / 9);
+          return p % 9 === 8 ? [h, n] as const : [e[n >> 1]!, 8 * (n & 1) + (p % 9)] as const;
+        })), 40 + 144 * half + 16 * k)),
       )),
     );
   });

@@ -11,7 +11,7 @@
 import { Func, ValType, encodeModule, get, set, seq, select, forLoop, i32, v128, i8x16, i16x8, i32x4, type Local, type Op } from './asm.js';
 import { Q4K_QUAD_BYTES, Q8_0_QUAD_BYTES, type PackPlan } from './layout.js';
 import { Q6K_FORMAT } from './formats/q6k.js';
-import { packIq2Xxs, packIq2Xs, packIq1S, packIq1M, packIq3Xxs, packIq3S, packIq4Xs } from './pack-iquants.js';
+import { packIq2Xxs, packIq2Xs, packIq1S, packIq1M, packIq3Xxs, packIq3S, packIq4Xs, packIq2S } from './pack-iquants.js';
 
 const I32 = ValType.i32;
 
@@ -224,7 +224,7 @@ let bytes: Uint8Array | undefined;
 
 /** The packing module (imports the shard's memory as env.mem). */
 export function packModuleBytes(): Uint8Array {
-  bytes ??= encodeModule([packQ8_0(), packQ4K(), packQ6K(), packIq2Xxs(), packIq2Xs(), packIq1S(), packIq1M(), packIq3Xxs(), packIq3S(), packIq4Xs()], { minPages: 1, maxPages: 65536 });
+  bytes ??= encodeModule([packQ8_0(), packQ4K(), packQ6K(), packIq2Xxs(), packIq2Xs(), packIq1S(), packIq1M(), packIq3Xxs(), packIq3S(), packIq4Xs(), packIq2S()], { minPages: 1, maxPages: 65536 });
   return bytes;
 }
 
@@ -242,6 +242,7 @@ export interface PackKernels {
   readonly pack_iq3_xxs: PackKernel;
   readonly pack_iq3_s: PackKernel;
   readonly pack_iq4_xs: PackKernel;
+  readonly pack_iq2_s: PackKernel;
 }
 
 let module: WebAssembly.Module | undefined;
@@ -264,6 +265,7 @@ const KERNELS: Partial<Record<string, { readonly name: keyof PackKernels; readon
   iq3_xxs: { name: 'pack_iq3_xxs', rows: 4, inputs: 256, stored: 98 },
   iq3_s: { name: 'pack_iq3_s', rows: 4, inputs: 256, stored: 110 },
   iq4_xs: { name: 'pack_iq4_xs', rows: 4, inputs: 256, stored: 136 },
+  iq2_s: { name: 'pack_iq2_s', rows: 4, inputs: 256, stored: 82 },
 };
 
 /** The kernel that packs a plan's weight, if any (block formats by their ggml type). */
