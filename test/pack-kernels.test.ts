@@ -44,11 +44,12 @@ for (const [type, inDim, outDim, panel, split] of [
   ['q4_k', 1280, 42, 1024, 2], // a short last panel and 42 rows: the last unit half zeros
   ['q4_k', 768, 13, 256, 3], // panels of one block, a last unit of 1 row
   ['q4_k', 256, 4, 256, 1],
-  // the other K-quants on the shapes that matter for 4-row units
-  ...(['q6_k', 'q5_k', 'q3_k', 'q2_k'] as const).flatMap((type) => [
+  // the other K-quants and the i-quants on the shapes that matter for 4-row units
+  ...(['q6_k', 'q5_k', 'q3_k', 'q2_k', 'iq2_xxs', 'iq2_xs', 'iq1_s', 'iq1_m', 'iq3_xxs', 'iq3_s', 'iq4_xs', 'iq2_s'] as const).flatMap((type) => [
     [type, 2048, 64, 1024, 3],
-    [type, 1280, 42, 1024, 2],
-    [type, 768, 13, 256, 3],
+    [type, 3072, 40, 1024, 4], // 3 full panels
+    [type, 1280, 42, 1024, 2], // a short last panel and 42 rows: the last unit half zeros
+    [type, 768, 13, 256, 3], // panels of one block, a last unit of 1 row
     [type, 256, 4, 256, 1],
   ] as const),
 ] as const) {

@@ -249,7 +249,7 @@ export const v128 = {
   /** v with 64-bit lane l replaced from memory (one vpinsrq on x64). */
   load64Lane: (addr: Op, v: Op, l: number, offset = 0): Op => [...addr, ...v, ...sop(0x57), 3, ...uleb(offset), l],
   store: (addr: Op, value: Op, offset = 0): Op => [...addr, ...value, ...sop(0x0b), 4, ...uleb(offset)],
-  /** 64-bit lane l of value to memory. */
+  /** 64-bit lane l of value to memory (one movq / pextrq on x64). */
   store64Lane: (addr: Op, value: Op, l: number, offset = 0): Op => [...addr, ...value, ...sop(0x5b), 3, ...uleb(offset), l],
   const: (bytes: readonly number[]): Op => [...sop(0x0c), ...bytes],
   zero: (): Op => [...sop(0x0c), ...new Array<number>(16).fill(0)],
@@ -266,6 +266,7 @@ export const i8x16 = {
   splat: vun(0x0f),
   const: (n: number): Op => v128.const(new Array<number>(16).fill(n & 0xff)),
   sub: vbin(0x71),
+  popcnt: vun(0x62),
   narrowI16x8S: vbin(0x65),
   narrowI16x8U: vbin(0x66),
   /** byte i = table[idx[i]], 0 for idx ≥ 16 (V8 on x64: pshufb plus a saturating add to honour the 0). */

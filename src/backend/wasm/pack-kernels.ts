@@ -11,7 +11,9 @@
 import { Func, ValType, encodeModule, get, set, seq, select, forLoop, i32, v128, i8x16, i16x8, i32x4, type Local, type Op } from './asm.js';
 import { Q4K_QUAD_BYTES, Q8_0_QUAD_BYTES, type PackPlan } from './layout.js';
 import { Q6K_FORMAT } from './formats/q6k.js';
+import { ggmlType } from '../../tensor/ggml.js';
 import { packQ2K, packQ3K, packQ5K } from './pack-kquants.js';
+import { packIq2Xxs, packIq2Xs, packIq1S, packIq1M, packIq3Xxs, packIq3S, packIq4Xs, packIq2S } from './pack-iquants.js';
 
 const I32 = ValType.i32;
 
@@ -248,7 +250,13 @@ let bytes: Uint8Array | undefined;
 
 /** The packing module (imports the shard's memory as env.mem). */
 export function packModuleBytes(): Uint8Array {
-  bytes ??= encodeModule([packQ8_0(), packQ4K(), packQ6K(), packQ5K(), packQ3K(), packQ2K()], { minPages: 1, maxPages: 65536 });
+  bytes ??= encodeModule(
+    [
+      packQ8_0(), packQ4K(), packQ6K(), packQ5K(), packQ3K(), packQ2K(),
+      packIq2Xxs(), packIq2Xs(), packIq1S(), packIq1M(), packIq3Xxs(), packIq3S(), packIq4Xs(), packIq2S(),
+    ],
+    { minPages: 1, maxPages: 65536 },
+  );
   return bytes;
 }
 
@@ -262,6 +270,14 @@ export interface PackKernels {
   readonly pack_q5_k: PackKernel;
   readonly pack_q3_k: PackKernel;
   readonly pack_q2_k: PackKernel;
+  readonly pack_iq2_xxs: PackKernel;
+  readonly pack_iq2_xs: PackKernel;
+  readonly pack_iq1_s: PackKernel;
+  readonly pack_iq1_m: PackKernel;
+  readonly pack_iq3_xxs: PackKernel;
+  readonly pack_iq3_s: PackKernel;
+  readonly pack_iq4_xs: PackKernel;
+  readonly pack_iq2_s: PackKernel;
 }
 
 let module: WebAssembly.Module | undefined;
@@ -272,18 +288,32 @@ export function packKernels(memory: WebAssembly.Memory): PackKernels {
   return new WebAssembly.Instance(module, { env: { mem: memory } }).exports as unknown as PackKernels;
 }
 
-/** The ggml types a kernel here packs: its name, stored rows per unit, and inputs and stored bytes per block. */
-const KERNELS: Partial<Record<string, { readonly name: keyof PackKernels; readonly rows: number; readonly inputs: number; readonly stored: number }>> = {
-  q8_0: { name: 'pack_q8_0', rows: 8, inputs: 32, stored: BLOCK },
-  q4_k: { name: 'pack_q4_k', rows: 4, inputs: 256, stored: Q4K_BLOCK },
-  q6_k: { name: 'pack_q6_k', rows: 4, inputs: 256, stored: Q6K_BLOCK },
-  q5_k: { name: 'pack_q5_k', rows: 4, inputs: 256, stored: Q5K_BLOCK },
-  q3_k: { name: 'pack_q3_k', rows: 4, inputs: 256, stored: Q3K_BLOCK },
-  q2_k: { name: 'pack_q2_k', rows: 4, inputs: 256, stored: Q2K_BLOCK },
+/** The ggml types a kernel here packs: its name and stored rows per unit. */
+const KERNELS: Partial<Record<string, { readonly name: keyof PackKernels; readonly rows: number }>> = {
+  q8_0: { name: 'pack_q8_0', rows: 8 },
+  q4_k: { name: 'pack_q4_k', rows: 4 },
+  q6_k: { name: 'pack_q6_k', rows: 4 },
+  q5_k: { name: 'pack_q5_k', rows: 4 },
+  q3_k: { name: 'pack_q3_k', rows: 4 },
+  q2_k: { name: 'pack_q2_k', rows: 4 },
+  iq2_xxs: { name: 'pack_iq2_xxs', rows: 4 },
+  iq2_xs: { name: 'pack_iq2_xs', rows: 4 },
+  iq1_s: { name: 'pack_iq1_s', rows: 4 },
+  iq1_m: { name: 'pack_iq1_m', rows: 4 },
+  iq3_xxs: { name: 'pack_iq3_xxs', rows: 4 },
+  iq3_s: { name: 'pack_iq3_s', rows: 4 },
+  iq4_xs: { name: 'pack_iq4_xs', rows: 4 },
+  iq2_s: { name: 'pack_iq2_s', rows: 4 },
 };
 
-/** The kernel that packs a plan's weight, if any (block formats by their ggml type). */
-const kernelFor = (plan: PackPlan) => KERNELS[plan.block?.type ?? plan.kind];
+/** The kernel that packs a plan's weight, if any (block formats by their ggml type), with ggml's inputs and stored bytes per block. */
+function kernelFor(plan: PackPlan): { name: keyof PackKernels; rows: number; inputs: number; stored: number } | undefined {
+  const type = plan.block?.type ?? plan.kind;
+  const kernel = KERNELS[type];
+  if (!kernel) return undefined;
+  const { blockSize, typeSize } = ggmlType(type);
+  return { ...kernel, inputs: blockSize, stored: typeSize };
+}
 
 /** Units of a plan's weight that `stageBytes` of stored rows hold: 0 when no kernel here packs it (or not even one unit fits). */
 export function unitsPerStage(plan: PackPlan, stageBytes: number): number {
