@@ -2,15 +2,19 @@
  * One grok-ts run of the streaming benchmark in its own process (so peak RSS and /proc/self/io
  * belong to this run alone): load under a memory budget, time to first token, then greedy decode
  * steps. Prints one JSON line. Run as
- * `node dist/bench/streaming-child.js MODEL.gguf BUDGET_BYTES|resident TOKENS THREADS [policy] [readers] [predict 0|1] [lazy|eager] [direct|buffered]`
- * (an empty argument keeps the default).
+ * `node dist/bench/streaming-child.js MODEL.gguf BUDGET_BYTES|resident TOKENS THREADS [policy] [readers] [predict 0|1] [lazy|eager] [direct|buffered] [WARMUP]`
+ * (an empty argument keeps the default). With WARMUP > 0, up to that many decode steps run first,
+ * until the expert cache is full (its first eviction), and TOKENS are measured after them: a
+ * cache's first fill writes memory no one touched before, which on a VM can cost more than the
+ * reads (first touch of fresh pages measured 0.2–0.4 GB/s on this project's VMs).
  */
 import { loadModel } from '../src/language-model.js';
 import { diskReadBytes } from './proc-io.js';
 
 async function main(): Promise<void> {
-  const [file, budgetArg, tokensArg, threadsArg, policy, readersArg, predictArg, startArg, readsArg] = process.argv.slice(2);
+  const [file, budgetArg, tokensArg, threadsArg, policy, readersArg, predictArg, startArg, readsArg, warmupArg] = process.argv.slice(2);
   const tokens = Number(tokensArg);
+  const warmupMax = Number(warmupArg || 0);
   const t0 = performance.now();
   const trace: number[][] = [];
   let step = -1;
@@ -40,12 +44,20 @@ async function main(): Promise<void> {
   // decode: one token per step, fed pseudo-random ids rather than the greedy pick (random
   // weights repeat one token for ever, which would make every step hit the same experts)
   const V = lm.config.vocabSize;
-  const kv = lm.model.newCache(prompt.length + tokens + 1);
+  const kv = lm.model.newCache(prompt.length + warmupMax + tokens + 1);
   lm.model.forward([{ tokens: prompt, cache: kv }]);
+  const id = (s: number) => 3 + ((s * 7919 + 104729) % (V - 3));
+  const w0 = performance.now();
+  let warmupTokens = 0;
+  while (warmupTokens < warmupMax && lm.memory.cache && lm.memory.cache.evictions === 0) {
+    lm.model.forward([{ tokens: [id(1_000_000 + warmupTokens)], cache: kv }]);
+    warmupTokens++;
+  }
+  const warmupS = (performance.now() - w0) / 1000;
   const firstStats = stats();
   const t1 = performance.now();
   const decoded = tokens;
-  for (let s = 0; s < decoded; s++) lm.model.forward([{ tokens: [3 + ((s * 7919 + 104729) % (V - 3))], cache: kv }]);
+  for (let s = 0; s < decoded; s++) lm.model.forward([{ tokens: [id(s)], cache: kv }]);
   const end = performance.now();
   const last = stats();
   kv.free();
@@ -81,6 +93,9 @@ async function main(): Promise<void> {
     ttftS: (first - t0) / 1000,
     decodeTokS: decoded > 0 ? decoded / ((end - t1) / 1000) : 0,
     decodedTokens: decoded,
+    warmupTokens,
+    warmupTokS: warmupTokens > 0 ? warmupTokens / warmupS : 0,
+    cacheFull: (lm.memory.cache?.evictions ?? 0) > 0,
     bytesReadPerToken: decoded > 0 ? (last.bytes - firstStats.bytes) / decoded : 0,
     diskBytesPerToken: decoded > 0 ? (last.disk - firstStats.disk) / decoded : 0,
     hitRate: last.uses - firstStats.uses > 0 ? (last.hits - firstStats.hits) / (last.uses - firstStats.uses) : 1,

@@ -5,11 +5,14 @@
  *
  * - the disk's own read speed, one stream and 4 at once (page cache dropped first where permitted),
  *   and from it the bound no engine can beat here with uniform routing;
- * - grok-ts decode tok/s under memory budgets of 4, 8 and 16 GiB, each in a fresh process with a
- *   cold page cache: time to first token, expert bytes read per token (requested, and fetched from
+ * - grok-ts decode tok/s under memory budgets of 4, 8, 16 and 20 GiB, each in a fresh process with
+ *   a cold page cache: time to first token; the first decode steps, until the expert cache is full
+ *   (its first fill writes pages never touched before: slow on a VM); then, measured with a full
+ *   cache, decode tok/s, expert bytes read per token (requested, and fetched from
  *   storage per /proc/self/io), cache hit rate, peak RSS against budget + KV + 1 GB, and how many
  *   of a layer's experts consecutive tokens share;
- * - llama.cpp (node-llama-cpp, default mmap) on the same file;
+ * - llama.cpp (node-llama-cpp, default mmap) on the same file, after as many warm-up steps as the
+ *   longest grok-ts warm-up (its page cache fills meanwhile);
  * - the eviction policies (LRU, LFU, decayed frequency) replayed through the real ExpertCache on
  *   the measured trace and on the trained demo model's routing (the random model cannot tell them
  *   apart: every policy gets ≈ slots / experts there).
@@ -17,7 +20,7 @@
  * The file is deleted afterwards unless GROK_TS_BENCH_KEEP=1 (`--keep`). GROK_TS_STREAMING_GB
  * resizes it (layers scale), GROK_TS_STREAMING_EXPERTS its experts per layer (32),
  * GROK_TS_STREAMING_BUDGETS the budgets in GiB (4,8,16,20), GROK_TS_STREAMING_TOKENS the decode steps
- * per budget (8).
+ * measured per budget (16), GROK_TS_STREAMING_WARMUP the most warm-up steps before them (64).
  */
 import { spawnSync } from 'node:child_process';
 import { Worker } from 'node:worker_threads';
@@ -117,7 +120,8 @@ export function replayHitRate(trace: readonly (readonly number[])[], experts: nu
 }
 
 interface ChildResult {
-  loadS: number; ttftS: number; decodeTokS: number; decodedTokens: number; bytesReadPerToken: number; diskBytesPerToken: number;
+  loadS: number; ttftS: number; decodeTokS: number; decodedTokens: number; warmupTokens: number; warmupTokS: number; cacheFull: boolean;
+  bytesReadPerToken: number; diskBytesPerToken: number;
   hitRate: number; waitSPerToken: number; peakRssBytes: number; residentBytes: number; kvBytes: number; slots: number; policy: string; experts: number;
   consecutiveOverlap: number; trace: number[][];
 }
@@ -160,7 +164,9 @@ export async function benchStreaming(log: (l: string) => void, cacheDir: string,
   const out: Record<string, number> = {};
   const keep = opts.keep ?? process.env['GROK_TS_BENCH_KEEP'] === '1';
   const targetGB = Number(process.env['GROK_TS_STREAMING_GB'] ?? 30);
-  const tokens = Number(process.env['GROK_TS_STREAMING_TOKENS'] ?? 8);
+  const tokens = Number(process.env['GROK_TS_STREAMING_TOKENS'] ?? 16);
+  const warmupMax = Number(process.env['GROK_TS_STREAMING_WARMUP'] ?? 64);
+  let warmupMost = 0;
   const budgetsGiB = (process.env['GROK_TS_STREAMING_BUDGETS'] ?? '4,8,16,20').split(',').map(Number);
   const E = Number(process.env['GROK_TS_STREAMING_EXPERTS'] ?? 32);
   const expertBytes = 3 * 2048 * 10240 * (34 / 32);
@@ -246,13 +252,17 @@ export async function benchStreaming(log: (l: string) => void, cacheDir: string,
       }
       let r: ChildResult;
       try {
-        r = runChild('streaming-child.js', [file, String(budget), String(tokens), String(threads), '', '', predict ? '1' : '0'], 3600_000) as ChildResult;
+        r = runChild('streaming-child.js', [file, String(budget), String(tokens), String(threads), '', '', predict ? '1' : '0', '', '', String(warmupMax)], 3600_000) as ChildResult;
       } catch (err) {
         log(`budget ${gib} GiB: ${(err as Error).message.split('\n')[0]}`);
         continue;
       }
       const k = (s: string) => `streaming.budget_${gib}g${predict ? '_predict' : ''}.${s}`;
+      warmupMost = Math.max(warmupMost, r.warmupTokens);
       out[k('decode_tok_s')] = r.decodeTokS;
+      out[k('warmup_tokens')] = r.warmupTokens;
+      out[k('warmup_tok_s')] = r.warmupTokS;
+      out[k('cache_full')] = r.cacheFull ? 1 : 0;
       out[k('ttft_s')] = r.ttftS;
       out[k('load_s')] = r.loadS;
       out[k('bytes_read_per_token')] = r.bytesReadPerToken;
@@ -268,7 +278,7 @@ export async function benchStreaming(log: (l: string) => void, cacheDir: string,
       const budgetBound = diskParallel / Math.max(1, r.diskBytesPerToken);
       out[k('disk_bound_tok_s')] = budgetBound;
       const replay = POLICIES.map((p) => `${p} ${(100 * replayHitRate(r.trace, r.experts, E, r.slots, p)).toFixed(1)} %`).join(', ');
-      log(`budget ${gib} GiB${predict ? ' with next-layer prediction' : ''} (${r.slots} of ${r.experts} experts cached, ${r.policy}): decode ${r.decodeTokS.toFixed(3)} tok/s over ${r.decodedTokens} tokens, TTFT ${r.ttftS.toFixed(1)} s (load ${r.loadS.toFixed(1)} s), ` +
+      log(`budget ${gib} GiB${predict ? ' with next-layer prediction' : ''} (${r.slots} of ${r.experts} experts cached, ${r.policy}): ${r.warmupTokens} warm-up tokens at ${r.warmupTokS.toFixed(3)} tok/s${r.cacheFull ? ' filled the cache' : ' (the cache not yet full)'}, then decode ${r.decodeTokS.toFixed(3)} tok/s over ${r.decodedTokens} tokens, TTFT ${r.ttftS.toFixed(1)} s (load ${r.loadS.toFixed(1)} s), ` +
         `${(r.bytesReadPerToken / 1e9).toFixed(2)} GB/token read (${(r.diskBytesPerToken / 1e9).toFixed(2)} from storage), hit rate ${(100 * r.hitRate).toFixed(1)} %, ` +
         `waiting ${r.waitSPerToken.toFixed(2)} s/token, peak RSS ${(r.peakRssBytes / GiB).toFixed(2)} GiB (bound ${((budget + r.kvBytes + 1e9) / GiB).toFixed(2)}), ` +
         `consecutive-token overlap ${(100 * r.consecutiveOverlap).toFixed(0)} %; policies replayed on this trace: ${replay}; ` +
@@ -282,13 +292,15 @@ export async function benchStreaming(log: (l: string) => void, cacheDir: string,
     } else {
       dropCaches();
       try {
-        const l = runChild('streaming-llama.js', [dir, file, String(threads), String(tokens)], 3600_000) as { loadS: number; ttftS: number; decodeTokS: number; medianStepTokS: number; diskBytesPerToken: number; peakRssBytes: number };
+        const l = runChild('streaming-llama.js', [dir, file, String(threads), String(tokens), String(Math.max(8, warmupMost))], 3600_000) as { loadS: number; ttftS: number; warmupTokS: number; decodeTokS: number; medianStepTokS: number; diskBytesPerToken: number; peakRssBytes: number };
         out['streaming.llama_cpp.decode_tok_s'] = l.decodeTokS;
+        out['streaming.llama_cpp.warmup_tokens'] = Math.max(8, warmupMost);
+        out['streaming.llama_cpp.warmup_tok_s'] = l.warmupTokS;
         out['streaming.llama_cpp.median_step_tok_s'] = l.medianStepTokS;
         out['streaming.llama_cpp.ttft_s'] = l.ttftS;
         out['streaming.llama_cpp.disk_bytes_per_token'] = l.diskBytesPerToken;
         out['streaming.llama_cpp.peak_rss_bytes'] = l.peakRssBytes;
-        log(`llama.cpp (node-llama-cpp, mmap, cold): decode ${l.decodeTokS.toFixed(3)} tok/s (median step ${l.medianStepTokS.toFixed(3)}), TTFT ${l.ttftS.toFixed(1)} s, ` +
+        log(`llama.cpp (node-llama-cpp, mmap, cold): ${Math.max(8, warmupMost)} warm-up tokens at ${l.warmupTokS.toFixed(3)} tok/s, then decode ${l.decodeTokS.toFixed(3)} tok/s over ${tokens} tokens (median step ${l.medianStepTokS.toFixed(3)}), TTFT ${l.ttftS.toFixed(1)} s, ` +
           `${(l.diskBytesPerToken / 1e9).toFixed(2)} GB/token from storage, peak RSS ${(l.peakRssBytes / GiB).toFixed(2)} GiB (mapped file pages included)`);
         for (const gib of budgetsGiB) {
           const ours = out[`streaming.budget_${gib}g.decode_tok_s`];
