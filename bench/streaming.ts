@@ -278,7 +278,7 @@ export async function benchStreaming(log: (l: string) => void, cacheDir: string,
       const budgetBound = diskParallel / Math.max(1, r.diskBytesPerToken);
       out[k('disk_bound_tok_s')] = budgetBound;
       const replay = POLICIES.map((p) => `${p} ${(100 * replayHitRate(r.trace, r.experts, E, r.slots, p)).toFixed(1)} %`).join(', ');
-      log(`budget ${gib} GiB${predict ? ' with next-layer prediction' : ''} (${r.slots} of ${r.experts} experts cached, ${r.policy}): ${r.warmupTokens} warm-up tokens at ${r.warmupTokS.toFixed(3)} tok/s${r.cacheFull ? ' filled the cache' : ' (the cache not yet full)'}, then decode ${r.decodeTokS.toFixed(3)} tok/s over ${r.decodedTokens} tokens, TTFT ${r.ttftS.toFixed(1)} s (load ${r.loadS.toFixed(1)} s), ` +
+      log(`budget ${gib} GiB${predict ? ' with next-layer prediction' : ''} (${r.slots} of ${r.experts} experts cached, ${r.policy}): ${r.warmupTokens ? `${r.warmupTokens} warm-up tokens at ${r.warmupTokS.toFixed(3)} tok/s${r.cacheFull ? ' filled the cache' : ' (the cache not yet full)'}` : 'cache full after the first token'}, then decode ${r.decodeTokS.toFixed(3)} tok/s over ${r.decodedTokens} tokens, TTFT ${r.ttftS.toFixed(1)} s (load ${r.loadS.toFixed(1)} s), ` +
         `${(r.bytesReadPerToken / 1e9).toFixed(2)} GB/token read (${(r.diskBytesPerToken / 1e9).toFixed(2)} from storage), hit rate ${(100 * r.hitRate).toFixed(1)} %, ` +
         `waiting ${r.waitSPerToken.toFixed(2)} s/token, peak RSS ${(r.peakRssBytes / GiB).toFixed(2)} GiB (bound ${((budget + r.kvBytes + 1e9) / GiB).toFixed(2)}), ` +
         `consecutive-token overlap ${(100 * r.consecutiveOverlap).toFixed(0)} %; policies replayed on this trace: ${replay}; ` +
