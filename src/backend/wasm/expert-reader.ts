@@ -3,11 +3,11 @@
  * expert's matrices with large positioned reads (fs.readSync of up to 8 MB, its own thread, so the
  * main thread and the kernel workers keep computing). Pieces of ggml matrices are read straight
  * into the reader's staging area in the slot's memory shard (with O_DIRECT when asked) and repacked
- * from there into their place in the slot: Q8_0, Q4_K and Q6_K by wasm kernels (pack-kernels.ts),
- * the other formats by their JavaScript packers. A load is split so that every reader has a read
- * in flight. Completion is a word per piece in a shared status array (Atomics.wait on the main
- * thread: the forward pass is synchronous), errors come back as JSON text in a shared buffer and
- * are rethrown as the typed error they were.
+ * from there into their place in the slot: every type llama.cpp's mixes give experts by wasm
+ * kernels (pack-kernels.ts), the rest by their JavaScript packers. A load is split so that every
+ * reader has a read in flight. Completion is a word per piece in a shared status array
+ * (Atomics.wait on the main thread: the forward pass is synchronous), errors come back as JSON
+ * text in a shared buffer and are rethrown as the typed error they were.
  *
  * Only weights read from one plain file (a GGUF, or one gguf-split shard) qualify; others (ckpt-0's
  * tensor files, raw .partNofM splits, memory) load on the calling thread as before.
