@@ -4,7 +4,7 @@
  * steps. Prints one JSON line. Run as
  * `node dist/bench/streaming-child.js MODEL.gguf BUDGET_BYTES|resident TOKENS THREADS [policy] [readers] [predict 0|1] [lazy|eager] [direct|buffered] [WARMUP]`
  * (an empty argument keeps the default). With WARMUP > 0, up to that many decode steps run first,
- * until the expert cache is full (its first eviction), and TOKENS are measured after them: a
+ * until the expert cache is full (every slot filled), and TOKENS are measured after them: a
  * cache's first fill writes memory no one touched before, which on a VM can cost more than the
  * reads (first touch of fresh pages measured 0.2–0.4 GB/s on this project's VMs).
  */
@@ -49,7 +49,8 @@ async function main(): Promise<void> {
   const id = (s: number) => 3 + ((s * 7919 + 104729) % (V - 3));
   const w0 = performance.now();
   let warmupTokens = 0;
-  while (warmupTokens < warmupMax && lm.memory.cache && lm.memory.cache.evictions === 0) {
+  const warm = () => !lm.memory.cache || lm.memory.cache.slotsUsed >= lm.memory.slots;
+  while (warmupTokens < warmupMax && !warm()) {
     lm.model.forward([{ tokens: [id(1_000_000 + warmupTokens)], cache: kv }]);
     warmupTokens++;
   }
@@ -95,7 +96,7 @@ async function main(): Promise<void> {
     decodedTokens: decoded,
     warmupTokens,
     warmupTokS: warmupTokens > 0 ? warmupTokens / warmupS : 0,
-    cacheFull: (lm.memory.cache?.evictions ?? 0) > 0,
+    cacheFull: warm(),
     bytesReadPerToken: decoded > 0 ? (last.bytes - firstStats.bytes) / decoded : 0,
     diskBytesPerToken: decoded > 0 ? (last.disk - firstStats.disk) / decoded : 0,
     hitRate: last.uses - firstStats.uses > 0 ? (last.hits - firstStats.hits) / (last.uses - firstStats.uses) : 1,

@@ -6,8 +6,8 @@
  * - the disk's own read speed, one stream and 4 at once (page cache dropped first where permitted),
  *   and from it the bound no engine can beat here with uniform routing;
  * - grok-ts decode tok/s under memory budgets of 4, 8, 16 and 20 GiB, each in a fresh process with
- *   a cold page cache: time to first token; the first decode steps, until the expert cache is full
- *   (its first fill writes pages never touched before: slow on a VM); then, measured with a full
+ *   a cold page cache: time to first token; the first decode steps, until every expert slot has
+ *   been filled (a slot's first fill writes pages never touched before: slow on a VM); then, with a full
  *   cache, decode tok/s, expert bytes read per token (requested, and fetched from
  *   storage per /proc/self/io), cache hit rate, peak RSS against budget + KV + 1 GB, and how many
  *   of a layer's experts consecutive tokens share;

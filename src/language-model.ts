@@ -108,7 +108,12 @@ export interface MemoryReport {
   readonly totalBytes: number;
   readonly expertBytesPerToken: number;
   /** Under a budget on the wasm backend: the cache's counters and its hit rate (hits / uses). */
-  readonly cache?: ExpertCacheStats & { readonly hitRate: number; readonly policy: EvictionPolicy };
+  readonly cache?: ExpertCacheStats & {
+    readonly hitRate: number;
+    readonly policy: EvictionPolicy;
+    /** Slots that have memory so far (at most `slots`): the cache is warm once every slot has been filled. */
+    readonly slotsUsed: number;
+  };
   /** With predictExperts: experts predicted for the next layer, and how many of them it then used. */
   readonly prediction?: { readonly predicted: number; readonly used: number };
 }
@@ -192,7 +197,7 @@ export class LanguageModel implements TextModel {
       mode: plan.mode, budgetBytes: plan.budgetBytes, nonExpertBytes: plan.nonExpertBytes, expertBytes: plan.expertBytes, experts: plan.experts,
       slots: plan.slots, minimumBytes: plan.minimumBytes, totalBytes: plan.totalBytes, expertBytesPerToken: plan.expertBytesPerToken,
       residentBytes: k.packedBytes ?? (plan.mode === 'stream' ? plan.nonExpertBytes : plan.totalBytes),
-      ...(c ? { cache: { ...c.stats, hitRate: uses ? c.stats.hits / uses : 0, policy: c.policy } } : {}),
+      ...(c ? { cache: { ...c.stats, hitRate: uses ? c.stats.hits / uses : 0, policy: c.policy, slotsUsed: c.slots.length } } : {}),
       ...(this.hooks?.predicting ? { prediction: { predicted: this.hooks.predicted, used: this.hooks.predictedUsed } } : {}),
     };
   }
@@ -463,6 +468,8 @@ async function loadLocalModel(modelPath: string | undefined, options: LoadOption
           policy: options.evictionPolicy ?? defaultEvictionPolicy(plan.slots, files.weights.config),
           readers,
           directReads: options.expertDirectReads ?? true,
+          // the first token's layers reuse slots rather than touch fresh memory (see ExpertCacheOptions.reuseFirst)
+          reuseFirst: files.weights.config.numLayers,
         });
         hooks = new StreamingHooks(files.weights, kernels, cache, {
           predict: options.predictExperts ?? false, ...(options.onRoute ? { onRoute: options.onRoute } : {}), fillInFlight: lazy ? Math.max(1, readers) : 0,

@@ -12,6 +12,9 @@ import { test } from 'node:test';
 import { FileAccessError, GrokError, MemoryBudgetError, UsageError } from '../src/errors.js';
 import { loadModel, type LanguageModel, type LoadOptions } from '../src/language-model.js';
 import { parseByteSize } from '../src/model/residency.js';
+import { ExpertCache, type ExpertLoader } from '../src/backend/wasm/expert-cache.js';
+import type { Shard } from '../src/backend/wasm/runtime.js';
+import type { LinearWeight } from '../src/tensor/linear.js';
 import { FIXTURES, fixtureTest, shared } from './shared.js';
 
 const PROMPT = [1, 17, 300, 42, 9, 511, 77, 3, 250, 128, 64, 900];
@@ -72,6 +75,36 @@ for (const fixture of ['mini-q8_0.gguf', 'mini-q4_k_m.gguf', 'mini-q2_k.gguf', '
     }
   });
 }
+
+test('reuseFirst: the first layers reuse slots the batch does not use before taking fresh memory; later ones grow the cache to capacity', () => {
+  const groups = Array.from({ length: 12 }, () => [{ byteLength: 1 } as LinearWeight]);
+  const layouts = groups.map(() => ({ plans: [], offsets: [0], bytes: 64 }));
+  const loader: ExpertLoader = { start: () => 1, done: () => true, wait: () => {}, close: async () => {} };
+  const slots = (reuseFirst: number) => {
+    let allocated = 0;
+    const cache = new ExpertCache(groups, layouts, 6, () => ({ shard: undefined as unknown as Shard, ptr: 64 * allocated++ }), loader, { reuseFirst });
+    const sizes: number[] = [];
+    // 5 layers of 2 experts (groups 2l, 2l + 1), then layer 0 again
+    for (const gs of [[0, 1], [2, 3], [4, 5], [6, 7], [8, 9], [0, 1]]) {
+      for (const g of cache.begin(gs)) cache.done(g);
+      cache.end();
+      sizes.push(cache.slots.length);
+    }
+    return { sizes, evictions: cache.stats.evictions, hits: cache.stats.hits };
+  };
+  // without: every miss takes fresh memory until the 6 slots are used
+  assert.deepEqual(slots(0), { sizes: [2, 4, 6, 6, 6, 6], evictions: 6, hits: 0 });
+  // for the first 3 layers, layer l's experts go into layer l − 1's slots; then the cache grows
+  assert.deepEqual(slots(3), { sizes: [2, 2, 2, 4, 6, 6], evictions: 6, hits: 0 });
+  // a batch never evicts its own experts, and a cache where every expert has its own slot ignores it
+  const own = new ExpertCache(groups, layouts, 12, () => ({ shard: undefined as unknown as Shard, ptr: 0 }), loader, { reuseFirst: 10 });
+  for (const gs of [[0, 1], [2, 3]]) {
+    for (const g of own.begin(gs)) own.done(g);
+    own.end();
+  }
+  assert.equal(own.slots.length, 4);
+  assert.equal(own.stats.evictions, 0);
+});
 
 fixtureTest('ckpt-0 (int8 with scales: loads on the main thread) streams bit-identically', async () => {
   const dir = shared('fixtures', 'tiny');

@@ -148,6 +148,14 @@ export interface ExpertCacheOptions {
   readonly policy?: EvictionPolicy;
   /** decay: a use's weight halves after this many begin() calls (default 64). */
   readonly halfLife?: number;
+  /**
+   * For the first this-many begin() calls (the MoE layers of the first forward pass), a miss takes
+   * a slot the current batch does not use before it takes memory never used before (default 0).
+   * A fresh slot's first fill writes pages no one has touched, which on a VM costs more than the
+   * read (0.3–0.6 GB/s measured); the first token would pay that for every expert its prompt routes
+   * to, and afterwards tokens fill the cache anyway. Ignored when every expert has its own slot.
+   */
+  readonly reuseFirst?: number;
 }
 
 export class ExpertCache {
@@ -160,6 +168,7 @@ export class ExpertCache {
   private readonly freq: Float64Array;
   private tick = 0;
   private readonly halfLife: number;
+  private readonly reuseFirst: number;
   private readonly storedBytes: Float64Array;
   /** capacity ≥ groups: every group gets a slot of its own size and nothing is ever evicted. */
   private readonly exact: boolean;
@@ -181,6 +190,7 @@ export class ExpertCache {
     this.policy = opts.policy ?? 'lru';
     if (!EVICTION_POLICIES.includes(this.policy)) throw new UsageError(`eviction policy must be one of ${EVICTION_POLICIES.join(', ')}, got ${String(this.policy)}`, 'evictionPolicy');
     this.halfLife = opts.halfLife ?? 64;
+    this.reuseFirst = opts.reuseFirst ?? 0;
     this.slotBytes = Math.max(...layouts.map((l) => l.bytes));
     this.exact = capacity >= groups.length;
     this.slotOf = new Int32Array(groups.length).fill(-1);
@@ -217,7 +227,7 @@ export class ExpertCache {
         this.fillNext = this.groups.length; // full: the rest comes on demand
         break;
       }
-      const s = this.takeSlot(g, true)!;
+      const s = this.takeSlot(g, true, true)!;
       s.background = true;
       s.orphan = true;
       this.stats.backgroundLoads++;
@@ -396,36 +406,17 @@ export class ExpertCache {
    * A slot for g with its load started: a free one, a new one while under capacity, or the
    * policy's victim among unpinned, settled slots (a prefetch never evicts a slot used at this tick).
    */
-  private takeSlot(g: number, forPrefetch: boolean): Slot | undefined {
+  private takeSlot(g: number, forPrefetch: boolean, background = false): Slot | undefined {
     const need = this.exact ? this.layouts[g]!.bytes : this.slotBytes;
     let s = this.slots.find((x) => x.state === EMPTY && x.pins === 0 && x.bytes >= need);
+    if (!s && !background && !this.exact && this.tick <= this.reuseFirst) s = this.victim(need, true);
     if (!s && this.slots.length < this.capacity) {
       const bytes = this.exact ? this.layouts[g]!.bytes : this.slotBytes;
       s = { mem: this.allocSlot(bytes), bytes, background: false, group: -1, state: EMPTY, ticket: 0, pins: 0, prefetched: false, orphan: false };
       this.slots.push(s);
     }
-    if (!s) {
-      for (const x of this.slots) {
-        if (x.state === LOADING && this.loader.done(x.ticket) && x.pins === 0) this.settle(x, false);
-      }
-      let best = Infinity;
-      for (const x of this.slots) {
-        if (x.pins > 0 || x.state === LOADING) continue;
-        if (forPrefetch && this.lastUse[x.group]! >= this.tick) continue;
-        if (x.bytes < need) continue;
-        const sc = x.state === EMPTY ? -Infinity : this.score(x.group);
-        if (sc < best) {
-          best = sc;
-          s = x;
-        }
-      }
-      if (!s) return undefined;
-      if (s.state === READY) {
-        this.stats.evictions++;
-        if (s.prefetched) this.stats.prefetchWasted++;
-        this.slotOf[s.group] = -1;
-      }
-    }
+    s ??= this.victim(need, forPrefetch);
+    if (!s) return undefined;
     s.group = g;
     s.state = LOADING;
     s.prefetched = false;
@@ -435,6 +426,34 @@ export class ExpertCache {
     this.stats.loads++;
     this.stats.bytesRead += this.storedBytes[g]!;
     s.ticket = this.loader.start({ group: g, weights: this.groups[g]!, layout: this.layouts[g]!, slot: s.mem });
+    return s;
+  }
+
+  /**
+   * The policy's victim among unpinned, settled slots of at least `need` bytes (not one used at
+   * this tick when `notThisTick`), emptied for a new load; undefined when there is none.
+   */
+  private victim(need: number, notThisTick: boolean): Slot | undefined {
+    for (const x of this.slots) {
+      if (x.state === LOADING && this.loader.done(x.ticket) && x.pins === 0) this.settle(x, false);
+    }
+    let best = Infinity;
+    let s: Slot | undefined;
+    for (const x of this.slots) {
+      if (x.pins > 0 || x.state === LOADING) continue;
+      if (notThisTick && this.lastUse[x.group]! >= this.tick) continue;
+      if (x.bytes < need) continue;
+      const sc = x.state === EMPTY ? -Infinity : this.score(x.group);
+      if (sc < best) {
+        best = sc;
+        s = x;
+      }
+    }
+    if (s?.state === READY) {
+      this.stats.evictions++;
+      if (s.prefetched) this.stats.prefetchWasted++;
+      this.slotOf[s.group] = -1;
+    }
     return s;
   }
 

@@ -35,6 +35,8 @@ export interface ExpertStreamOptions {
    * parallel reads than buffered I/O (default false here; loadModel turns it on).
    */
   readonly directReads?: boolean;
+  /** begin() calls during which a miss reuses a slot before taking fresh memory (ExpertCacheOptions.reuseFirst; default 0). */
+  readonly reuseFirst?: number;
 }
 
 export interface WasmKernelOptions {
@@ -339,7 +341,10 @@ class WasmBackend implements WasmKernels {
     const ids = new FileIdentities();
     ids.record(groups.flat());
     const loader = readers > 0 ? ReaderLoader.create(readers, this.panelInputs, this.relaxed, ids, (shard) => shard.alloc(READER_STAGE_ALLOC), opts.directReads ?? false) : new SyncLoader(ids);
-    const cache = new ExpertCache(groups, layouts, slots, (bytes) => this.allocSlot(bytes), loader, opts.policy ? { policy: opts.policy } : {});
+    const cache = new ExpertCache(groups, layouts, slots, (bytes) => this.allocSlot(bytes), loader, {
+      ...(opts.policy ? { policy: opts.policy } : {}),
+      ...(opts.reuseFirst ? { reuseFirst: opts.reuseFirst } : {}),
+    });
     groups.forEach((ws, group) => ws.forEach((w, index) => this.streamed.set(w, { cache, group, index, plan: layouts[group]!.plans[index]! })));
     this.caches.push(cache);
     return cache;
