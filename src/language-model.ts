@@ -214,7 +214,7 @@ export class LanguageModel implements TextModel {
     const m = this.memory;
     return {
       mode: m.mode, budget_bytes: m.budgetBytes ?? null, resident_bytes: m.residentBytes, minimum_bytes: m.minimumBytes, total_bytes: m.totalBytes,
-      ...(m.cache ? { expert_slots: m.slots, experts: m.experts, hit_rate: m.cache.hitRate, expert_hits: m.cache.hits, expert_misses: m.cache.misses, disk_read_bytes: m.cache.bytesRead, eviction_policy: m.cache.policy } : {}),
+      ...(m.cache ? { expert_slots: m.slots, expert_slots_used: m.cache.slotsUsed, experts: m.experts, hit_rate: m.cache.hitRate, expert_hits: m.cache.hits, expert_misses: m.cache.misses, disk_read_bytes: m.cache.bytesRead, eviction_policy: m.cache.policy } : {}),
     };
   }
 

@@ -211,6 +211,7 @@ fixtureTest('memory reports: the server health form under a budget, and the js b
     assert.equal(h['mode'], 'stream');
     assert.equal(h['budget_bytes'], memory.minimumBytes + memory.expertBytes);
     assert.equal(h['expert_slots'], 3);
+    assert.ok(Number(h['expert_slots_used']) >= 1 && Number(h['expert_slots_used']) <= 3);
     assert.ok(Number(h['resident_bytes']) <= Number(h['budget_bytes']));
     assert.ok(Number(h['hit_rate']) >= 0 && Number(h['hit_rate']) <= 1);
     assert.ok(Number(h['disk_read_bytes']) > 0);
