@@ -403,8 +403,10 @@ export class ExpertCache {
   }
 
   /**
-   * A slot for g with its load started: a free one, a new one while under capacity, or the
-   * policy's victim among unpinned, settled slots (a prefetch never evicts a slot used at this tick).
+   * A slot for g with its load started: a free one; during the first `reuseFirst` begin() calls,
+   * a victim this batch does not use; a new one while under capacity; or the policy's victim among
+   * unpinned, settled slots (a prefetch never evicts a slot used at this tick). The background
+   * fill never reuses: it only fills memory the cache may still take.
    */
   private takeSlot(g: number, forPrefetch: boolean, background = false): Slot | undefined {
     const need = this.exact ? this.layouts[g]!.bytes : this.slotBytes;
