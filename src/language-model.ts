@@ -73,7 +73,7 @@ export interface LoadOptions {
    * experts; bench/streaming.ts replays both).
    */
   readonly evictionPolicy?: EvictionPolicy;
-  /** Reader threads for expert loads under a budget (default 4; 0 = read on the main thread). */
+  /** Reader threads for expert loads under a budget (default 8; 0 = read on the main thread). */
   readonly expertReaders?: number;
   /** Prefetch layer l+1's experts predicted through its router from layer l (default off: measured no gain on random routing). */
   readonly predictExperts?: boolean;
@@ -136,11 +136,14 @@ export function defaultEvictionPolicy(slots: number, c: GrokConfig): EvictionPol
 }
 
 /**
- * Reader threads that load experts when `expertReaders` is not given: each keeps one 8 MB read in
- * flight, and the disk here read 0.61 GB/s with one stream, 1.08 with 2, 1.37 with 4, 1.41 with 8.
- * They mostly wait on the disk (repacking runs at ≈ 6 GB/s), so they cost little CPU.
+ * Reader threads that load experts when `expertReaders` is not given: each keeps one read of up to
+ * 8 MB in flight. They mostly wait on the disk (repacking runs at 3.5–33 GB/s), so they cost little
+ * CPU, and virtio disks give more to more reads in flight: cold expert loads of the 6-layer bench
+ * files ran 1.35× (Q8_0) and 2.8× (Q4_K_M) faster with 8 readers than with 4 (8 of 9 paired runs),
+ * decode on the 30 GB streaming file at 8 and 16 GiB won 3 of 4 pairs; 16 readers gained nothing
+ * more over 8 (bench/results/2026-12-03-streaming.md).
  */
-const DEFAULT_EXPERT_READERS = 4;
+const DEFAULT_EXPERT_READERS = 8;
 
 export class LanguageModel implements TextModel {
   readonly model: GrokModel;

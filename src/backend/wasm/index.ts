@@ -27,7 +27,7 @@ import { FileIdentities } from './file-identity.js';
 export interface ExpertStreamOptions {
   /** Which resident expert a load evicts (default lru; see expert-cache.ts). */
   readonly policy?: EvictionPolicy;
-  /** Reader threads that read and pack experts while the kernels compute; 0 loads on the calling thread (default 4). */
+  /** Reader threads that read and pack experts while the kernels compute; 0 loads on the calling thread (default 8). */
   readonly readers?: number;
   /**
    * Expert pieces read with O_DIRECT (where the file system allows it): no kernel readahead past
@@ -336,7 +336,7 @@ class WasmBackend implements WasmKernels {
       if (!plan) throw new UnsupportedError('expert-streaming', `${w.name}: format ${formatKey(w)} has no wasm kernel, so it cannot be streamed`);
       return plan;
     })));
-    const readers = opts.readers ?? 4;
+    const readers = opts.readers ?? 8;
     if (!(Number.isInteger(readers) && readers >= 0 && readers <= 16)) throw new UsageError(`readers must be an integer from 0 to 16, got ${readers}`, 'readers');
     const ids = new FileIdentities();
     ids.record(groups.flat());
