@@ -124,6 +124,28 @@ interface ChildResult {
   bytesReadPerToken: number; diskBytesPerToken: number;
   hitRate: number; waitSPerToken: number; peakRssBytes: number; residentBytes: number; kvBytes: number; slots: number; policy: string; experts: number;
   consecutiveOverlap: number; trace: number[][];
+  /** measured in wasm right after the decode steps; weight bytes a decoded token reads (2 experts a layer, the rest). */
+  readBandwidthBytesS: number; weightBytesPerToken: number;
+}
+
+/**
+ * The other ceiling: whatever holds the weights, a decoded token reads `weightBytes` from RAM, so no
+ * engine decodes faster than the memory bandwidth over them. When llama.cpp's page cache holds
+ * most of the file, this, not the disk, is what 2× llama.cpp runs into.
+ */
+function memoryBound(bandwidths: readonly number[], weightBytes: number, llamaTokS: number, out: Record<string, number>): string {
+  const sorted = [...bandwidths].sort((a, b) => a - b);
+  const bw = sorted[Math.floor(sorted.length / 2)]!;
+  const bound = bw / weightBytes;
+  const needed = 2 * llamaTokS * weightBytes;
+  out['streaming.memory.read_bandwidth_gbs'] = bw / 1e9;
+  out['streaming.memory.weight_bytes_per_token'] = weightBytes;
+  out['streaming.memory.bound_tok_s'] = bound;
+  out['streaming.two_x_llama_cpp.bandwidth_share_needed'] = needed / bw;
+  return `memory: a decoded token reads ${(weightBytes / 1e9).toFixed(2)} GB of weights (2 experts a layer, attention, router, the tied embedding); ` +
+    `the read bandwidth measured after each grok-ts run was ${(sorted[0]! / 1e9).toFixed(1)}–${(sorted[sorted.length - 1]! / 1e9).toFixed(1)} GB/s (median ${(bw / 1e9).toFixed(1)}) → ` +
+    `at most ${bound.toFixed(2)} tok/s for any engine even with every weight in RAM; llama.cpp reads ${((llamaTokS * weightBytes) / 1e9).toFixed(1)} GB/s (${(100 * llamaTokS * weightBytes / bw).toFixed(0)} % of it), ` +
+    `2× llama.cpp would read ${(needed / 1e9).toFixed(1)} GB/s (${(100 * needed / bw).toFixed(0)} % of it)`;
 }
 
 function runChild(script: string, args: string[], timeoutMs: number): unknown {
@@ -200,12 +222,20 @@ export async function benchStreaming(log: (l: string) => void, cacheDir: string,
     // 2. the start on the bench model's shape (6 layers × 8 experts, 3.6 GB): lazy vs packing everything first
     const startFile = path.join(cacheDir, 'streaming-start-6l-q8_0.gguf');
     ensureMixGguf(makeConfig({ embSize: 2048, numQHeads: 16, numKvHeads: 8, keySize: 128, numLayers: 6, ffnSize: 10240, sequenceLen: 1024 }), 'Q8_0', startFile, log);
+    // every weight packed (eager) is also today's resident decode: its weight bytes per second are
+    // what these kernels compute on this machine, the ceiling for the streamed file's decode
+    let resident: { weightBytesS: number; bandwidth: number } | undefined;
     for (const start of ['eager', 'lazy'] as const) {
       dropCaches();
       try {
-        const r = runChild('streaming-child.js', [startFile, 'resident', '4', String(os.availableParallelism()), 'lru', '', '0', start], 1800_000) as ChildResult;
+        const r = runChild('streaming-child.js', [startFile, 'resident', start === 'eager' ? '16' : '4', String(os.availableParallelism()), 'lru', '', '0', start], 1800_000) as ChildResult;
         out[`streaming.start_6l.${start}.ttft_s`] = r.ttftS;
         out[`streaming.start_6l.${start}.load_s`] = r.loadS;
+        if (start === 'eager') {
+          resident = { weightBytesS: r.decodeTokS * r.weightBytesPerToken, bandwidth: r.readBandwidthBytesS };
+          out['streaming.start_6l.eager.decode_tok_s'] = r.decodeTokS;
+          out['streaming.resident_q8_0.weight_gbs'] = resident.weightBytesS / 1e9;
+        }
         log(`start, 6-layer bench shape (${(fs.statSync(startFile).size / 1e9).toFixed(2)} GB, cold page cache), ${start === 'eager' ? 'packing every weight first' : 'lazy (non-expert weights, then experts on demand and in the background)'}: load ${r.loadS.toFixed(1)} s, first token at ${r.ttftS.toFixed(1)} s`);
       } catch (err) {
         log(`start (${start}): ${(err as Error).message.split('\n')[0]}`);
@@ -240,6 +270,8 @@ export async function benchStreaming(log: (l: string) => void, cacheDir: string,
 
     // 4. grok-ts under budgets, each cold
     const threads = os.availableParallelism();
+    const bandwidths: number[] = [];
+    let weightBytesPerToken = 0;
     const runs: { gib: number; predict: boolean }[] = [...budgetsGiB.map((gib) => ({ gib, predict: false })), { gib: budgetsGiB[1] ?? budgetsGiB[0]!, predict: true }];
     for (const { gib, predict } of runs) {
       dropCaches();
@@ -274,6 +306,9 @@ export async function benchStreaming(log: (l: string) => void, cacheDir: string,
       out[k('rss_bound_bytes')] = budget + r.kvBytes + 1e9;
       out[k('slots')] = r.slots;
       out[k('consecutive_overlap')] = r.consecutiveOverlap;
+      out[k('read_bandwidth_gbs')] = r.readBandwidthBytesS / 1e9;
+      bandwidths.push(r.readBandwidthBytesS);
+      weightBytesPerToken = r.weightBytesPerToken;
       // what the disk allows with this cache: its bytes per token at the disk's parallel speed, compute free
       const budgetBound = diskParallel / Math.max(1, r.diskBytesPerToken);
       out[k('disk_bound_tok_s')] = budgetBound;
@@ -316,6 +351,14 @@ export async function benchStreaming(log: (l: string) => void, cacheDir: string,
         log(`2× llama.cpp at ${(diskParallel / 1e9).toFixed(2)} GB/s needs ≤ ${(allowed / 1e9).toFixed(2)} GB/token from the disk even with compute free: ` +
           `a hit rate ≥ ${(100 * hitNeeded).toFixed(0)} %, i.e. (uniform routing) ≈ ${(cacheNeeded / GiB).toFixed(1)} GiB of cached experts on this ${(os.totalmem() / GiB).toFixed(0)} GiB machine` +
           ` (llama.cpp's page cache may use all of it)`);
+        if (bandwidths.length > 0) log(memoryBound(bandwidths, weightBytesPerToken, l.decodeTokS, out));
+        if (resident && weightBytesPerToken > 0) {
+          const tokS = resident.weightBytesS / weightBytesPerToken;
+          out['streaming.resident_q8_0.projected_tok_s'] = tokS;
+          log(`resident Q8_0 decode here (the 6-layer start file, every weight packed, 16 tokens): ${(resident.weightBytesS / 1e9).toFixed(1)} GB/s of weights ` +
+            `(${(100 * resident.weightBytesS / resident.bandwidth).toFixed(0)} % of the ${(resident.bandwidth / 1e9).toFixed(1)} GB/s measured beside it${resident.weightBytesS / resident.bandwidth < 0.7 ? ': the kernels, not memory, bound it' : ''}) → ` +
+            `this file, were it resident, at ≈ ${tokS.toFixed(2)} tok/s = ${(tokS / l.decodeTokS).toFixed(2)}× llama.cpp`);
+        }
       } catch (err) {
         log(`llama.cpp: ${(err as Error).message.split('\n')[0]}`);
       }
