@@ -21,6 +21,8 @@ interface Lm {
     forward(seqs: { tokens: number[]; cache: unknown }[]): Float32Array[];
   };
   readonly config: { readonly vocabSize: number };
+  /** absent in builds from before the lazy start */
+  whenResident?(): Promise<void>;
   close(): Promise<void>;
 }
 
@@ -33,7 +35,9 @@ async function load(root: string, modelPath: string, threads: number): Promise<L
   const mod = (await import(pathToFileURL(path.join(root, 'dist', 'src', 'language-model.js')).href)) as {
     loadModel(p: string, o: object): Promise<Lm>;
   };
-  return mod.loadModel(modelPath, { backend: 'wasm', threads });
+  const lm = await mod.loadModel(modelPath, { backend: 'wasm', threads });
+  await lm.whenResident?.(); // decode figures are the resident ones, not a background fill's
+  return lm;
 }
 
 export async function abModel(roots: readonly [string, string], modelPath: string, threads: number, steps: number, P: number, rounds: number): Promise<Record<string, number>> {

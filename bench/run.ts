@@ -100,6 +100,7 @@ export const SECTIONS: Record<string, Section> = {
   streaming: (log, cache) => benchStreaming(log, cache),
   server: async (log, cache) => {
     const lm = await loadModel(benchModelPath(cache, 'int8', BENCH_LAYERS), { backend: 'auto' });
+    await lm.whenResident();
     log(`server bench on the int8 bench model (${lm.backend} backend)`);
     try {
       return await benchServer(lm, log);

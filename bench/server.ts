@@ -117,6 +117,7 @@ if (process.argv[1] && path.resolve(process.argv[1]) === fileURLToPath(import.me
   const b = args.indexOf('--backend');
   const backend = (b >= 0 ? args.splice(b, 2)[1] : 'auto') as BackendName;
   const lm = await loadModel(args[0], { backend });
+  await lm.whenResident();
   log(`server bench on ${args[0] ?? 'the bundled demo'} (${lm.backend} backend)`);
   try {
     await benchServer(lm, log);

@@ -38,6 +38,7 @@ const median = (a: number[]) => [...a].sort((x, y) => x - y)[Math.floor(a.length
 /** One format in this process: cosine to js, step time split into output projection and layer. */
 async function measureOnce(modelPath: string, steps: number): Promise<Record<string, number>> {
   const lm = await loadModel(modelPath, { backend: 'wasm' });
+  await lm.whenResident(); // every expert packed before timing
   const k = lm.kernels as WasmKernels;
   try {
     const model = lm.model;

@@ -205,7 +205,12 @@ export class LanguageModel implements TextModel {
     };
   }
 
-  /** Resolves when the background fill has nothing left to read (experts read in the background after a lazy start; at once otherwise). An expert whose background read failed is read again when first used; close() resolves it too. */
+  /**
+   * Resolves when the background fill has nothing left to read (experts read in the background
+   * after a lazy start; at once otherwise). The fill otherwise waits for the first forward pass;
+   * this starts it now. An expert whose background read failed is read again when first used;
+   * close() resolves it too.
+   */
   whenResident(): Promise<void> {
     const c = this.expertCache;
     // Joins the fill loadModel started, when it did.

@@ -96,14 +96,25 @@ test('reuseFirst: the first layers reuse slots the batch does not use before tak
   assert.deepEqual(slots(0), { sizes: [2, 4, 6, 6, 6, 6], evictions: 6, hits: 0 });
   // for the first 3 layers, layer l's experts go into layer l − 1's slots; then the cache grows
   assert.deepEqual(slots(3), { sizes: [2, 2, 2, 4, 6, 6], evictions: 6, hits: 0 });
-  // a batch never evicts its own experts, and a cache where every expert has its own slot ignores it
-  const own = new ExpertCache(groups, layouts, 12, () => ({ shard: undefined as unknown as Shard, ptr: 0 }), loader, { reuseFirst: 10 });
-  for (const gs of [[0, 1], [2, 3]]) {
+  // where every expert has its own slot (a lazy start), the first pass reuses slots of the same
+  // size only, and the background fill reads the evicted experts back: the model ends up resident
+  const sized = groups.map((_, g) => ({ plans: [], offsets: [0], bytes: g === 2 ? 128 : 64 }));
+  const own = new ExpertCache(groups, sized, 12, () => ({ shard: undefined as unknown as Shard, ptr: 0 }), loader, { reuseFirst: 3 });
+  // the fill waits for the first forward pass (3 layers here)
+  assert.equal(own.fill(4), true);
+  assert.equal(own.slots.length, 0);
+  for (const gs of [[0, 1], [2, 3], [4, 5]]) {
     for (const g of own.begin(gs)) own.done(g);
     own.end();
   }
-  assert.equal(own.slots.length, 4);
-  assert.equal(own.stats.evictions, 0);
+  // group 2 (128 bytes) fits no 64-byte slot and took fresh memory; 3, 4 and 5 took layer 0's and 1's
+  assert.deepEqual(own.slots.map((s) => s.bytes), [64, 64, 128]);
+  assert.equal(own.stats.evictions, 3);
+  while (own.fill(4));
+  assert.equal(own.slots.length, 12);
+  assert.deepEqual(own.slots.map((s) => s.group).sort((a, b) => a - b), groups.map((_, g) => g));
+  assert.equal(own.residentBytes, sized.reduce((n, l) => n + l.bytes, 0));
+  assert.ok(own.slots.every((s) => s.bytes === sized[s.group]!.bytes), 'every expert in a slot of its own size');
 });
 
 fixtureTest('ckpt-0 (int8 with scales: loads on the main thread) streams bit-identically', async () => {
@@ -190,17 +201,20 @@ fixtureTest('lazy start: only non-expert weights are packed before the first tok
   const file = shared('fixtures', 'gguf', 'mini-q8_0.gguf');
   const { base, memory } = await withModel(file, { lazyExperts: false }, (lm) => ({ base: lm.logits(PROMPT, true), memory: lm.memory }));
   assert.equal(memory.cache, undefined);
-  // one reader: the background fill has one expert in flight at a time, so the fixture's experts
-  // cannot all have slots by the time loadModel returns (with 8 they may: slots count when a load starts)
-  await withModel(file, { expertReaders: 1 }, async (lm) => {
+  // the background fill waits for the first forward pass, so no expert has a slot before it
+  await withModel(file, {}, async (lm) => {
+    assert.equal(lm.memory.cache!.slotsUsed, 0);
     const m = lm.memory;
     assert.equal(m.mode, 'resident');
     assert.ok(m.residentBytes < memory.residentBytes, `lazy start packed ${m.residentBytes} of ${memory.residentBytes} bytes before the first token`);
     assert.ok(bitIdentical(lm.logits(PROMPT, true), base));
     await lm.whenResident();
     assert.equal(lm.memory.residentBytes, memory.residentBytes);
-    assert.equal(lm.memory.cache!.evictions, 0);
+    // the first pass may have reused slots (reuseFirst); the fill has read those experts back, so
+    // now every expert is resident and a forward pass misses none
+    const misses = lm.memory.cache!.misses;
     assert.ok(bitIdentical(lm.logits(PROMPT, true), base));
+    assert.equal(lm.memory.cache!.misses, misses);
   });
 });
 

@@ -153,7 +153,10 @@ export interface ExpertCacheOptions {
    * a slot the current batch does not use before it takes memory never used before (default 0).
    * A fresh slot's first fill writes pages no one has touched, which on a VM costs more than the
    * read (0.3–0.6 GB/s measured); the first token would pay that for every expert its prompt routes
-   * to, and afterwards tokens fill the cache anyway. Ignored when every expert has its own slot.
+   * to, and afterwards tokens fill the cache anyway. Where every expert has its own slot (a lazy
+   * start of a model that fits), the victim is one of the same size and the background fill reads
+   * it back afterwards: a few hundred MB read twice, in the background, for a first token that
+   * touches a layer's worth of fresh memory instead of nearly every expert's.
    */
   readonly reuseFirst?: number;
 }
@@ -173,6 +176,8 @@ export class ExpertCache {
   /** capacity ≥ groups: every group gets a slot of its own size and nothing is ever evicted. */
   private readonly exact: boolean;
   private fillNext = 0;
+  /** waitFilled() was called: fill without waiting for the first forward pass. */
+  private fillForced = false;
   private fillTimer: ReturnType<typeof setInterval> | undefined;
   private filled: Promise<void> | undefined;
   private fillDone: (() => void) | undefined;
@@ -207,10 +212,14 @@ export class ExpertCache {
 
   /**
    * Background fill: starts loads of groups not yet resident (in order: layer 0's experts first)
-   * into free capacity, never evicting, until `maxInFlight` are in flight. Returns whether there
-   * is more to fill. Failures are dropped (a batch needing that expert reads it again).
+   * into free capacity, never evicting, until `maxInFlight` are in flight; nothing until the first
+   * `reuseFirst` begin() calls have run. Returns whether there is more to fill. Failures are dropped (a batch needing that expert reads it again).
    */
   fill(maxInFlight: number): boolean {
+    // The first forward pass goes first: fill loads would share the readers and the fresh-memory
+    // faults with the first token's own loads (measured: 1.7 s more load, no earlier first token),
+    // unless someone waits for residency.
+    if (this.tick < this.reuseFirst && !this.fillForced) return true;
     let inFlight = 0;
     for (const s of this.slots) {
       if (s.state === LOADING && s.background && s.pins === 0 && this.loader.done(s.ticket)) this.settle(s, false);
@@ -266,6 +275,7 @@ export class ExpertCache {
    * open (an idle model's fill does not), else a process awaiting only this would exit unsettled.
    */
   waitFilled(maxInFlight: number): Promise<void> {
+    this.fillForced = true;
     const filled = this.startBackgroundFill(maxInFlight);
     this.fillTimer?.ref();
     return filled;
@@ -411,7 +421,9 @@ export class ExpertCache {
   private takeSlot(g: number, forPrefetch: boolean, background = false): Slot | undefined {
     const need = this.exact ? this.layouts[g]!.bytes : this.slotBytes;
     let s = this.slots.find((x) => x.state === EMPTY && x.pins === 0 && x.bytes >= need);
-    if (!s && !background && !this.exact && this.tick <= this.reuseFirst) s = this.victim(need, true);
+    // where every expert has its own slot, only a slot of exactly this size is reused, so the
+    // slots still add up to the resident size once the background fill has read the victims back
+    if (!s && !background && this.tick <= this.reuseFirst) s = this.victim(need, true, this.exact);
     if (!s && this.slots.length < this.capacity) {
       const bytes = this.exact ? this.layouts[g]!.bytes : this.slotBytes;
       s = { mem: this.allocSlot(bytes), bytes, background: false, group: -1, state: EMPTY, ticket: 0, pins: 0, prefetched: false, orphan: false };
@@ -435,7 +447,7 @@ export class ExpertCache {
    * The policy's victim among unpinned, settled slots of at least `need` bytes (not one used at
    * this tick when `notThisTick`), emptied for a new load; undefined when there is none.
    */
-  private victim(need: number, notThisTick: boolean): Slot | undefined {
+  private victim(need: number, notThisTick: boolean, sameSize = false): Slot | undefined {
     for (const x of this.slots) {
       if (x.state === LOADING && this.loader.done(x.ticket) && x.pins === 0) this.settle(x, false);
     }
@@ -444,7 +456,7 @@ export class ExpertCache {
     for (const x of this.slots) {
       if (x.pins > 0 || x.state === LOADING) continue;
       if (notThisTick && this.lastUse[x.group]! >= this.tick) continue;
-      if (x.bytes < need) continue;
+      if (x.bytes < need || (sameSize && x.bytes !== need)) continue;
       const sc = x.state === EMPTY ? -Infinity : this.score(x.group);
       if (sc < best) {
         best = sc;
@@ -455,6 +467,8 @@ export class ExpertCache {
       this.stats.evictions++;
       if (s.prefetched) this.stats.prefetchWasted++;
       this.slotOf[s.group] = -1;
+      // every expert is meant to end up resident: the background fill comes back for this one
+      if (this.exact) this.fillNext = Math.min(this.fillNext, s.group);
     }
     return s;
   }
