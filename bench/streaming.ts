@@ -13,6 +13,9 @@
  *   of a layer's experts consecutive tokens share;
  * - llama.cpp (node-llama-cpp, default mmap) on the same file, after as many warm-up steps as the
  *   longest grok-ts warm-up (its page cache fills meanwhile);
+ * - the other ceilings: the memory read bandwidth measured after each grok-ts run over the weight
+ *   bytes a token reads, and the resident Q8_0 decode (the 6-layer start file packed eagerly) in
+ *   GB/s of weights, projected onto this file;
  * - the eviction policies (LRU, LFU, decayed frequency) replayed through the real ExpertCache on
  *   the measured trace and on the trained demo model's routing (the random model cannot tell them
  *   apart: every policy gets ≈ slots / experts there).

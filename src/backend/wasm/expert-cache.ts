@@ -173,7 +173,7 @@ export class ExpertCache {
   private readonly halfLife: number;
   private readonly reuseFirst: number;
   private readonly storedBytes: Float64Array;
-  /** capacity ≥ groups: every group gets a slot of its own size and nothing is ever evicted. */
+  /** capacity ≥ groups: every group gets a slot of its own size; only the first pass evicts (reuseFirst), and the fill reads those back. */
   private readonly exact: boolean;
   private fillNext = 0;
   /** waitFilled() was called: fill without waiting for the first forward pass. */
@@ -213,7 +213,8 @@ export class ExpertCache {
   /**
    * Background fill: starts loads of groups not yet resident (in order: layer 0's experts first)
    * into free capacity, never evicting, until `maxInFlight` are in flight; nothing until the first
-   * `reuseFirst` begin() calls have run. Returns whether there is more to fill. Failures are dropped (a batch needing that expert reads it again).
+   * `reuseFirst` begin() calls have run. Returns whether there is more to fill. Failures are
+   * dropped (a batch needing that expert reads it again).
    */
   fill(maxInFlight: number): boolean {
     // The first forward pass goes first: fill loads would share the readers and the fresh-memory
