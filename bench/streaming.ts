@@ -330,15 +330,16 @@ export async function benchStreaming(log: (l: string) => void, cacheDir: string,
     } else {
       dropCaches();
       try {
-        const l = runChild('streaming-llama.js', [dir, file, String(threads), String(tokens), String(Math.max(8, warmupMost))], 3600_000) as { loadS: number; ttftS: number; warmupTokS: number; decodeTokS: number; medianStepTokS: number; diskBytesPerToken: number; peakRssBytes: number };
+        const llamaWarmup = Math.max(8, warmupMost);
+        const l = runChild('streaming-llama.js', [dir, file, String(threads), String(tokens), String(llamaWarmup)], 3600_000) as { loadS: number; ttftS: number; warmupTokS: number; decodeTokS: number; medianStepTokS: number; diskBytesPerToken: number; peakRssBytes: number };
         out['streaming.llama_cpp.decode_tok_s'] = l.decodeTokS;
-        out['streaming.llama_cpp.warmup_tokens'] = Math.max(8, warmupMost);
+        out['streaming.llama_cpp.warmup_tokens'] = llamaWarmup;
         out['streaming.llama_cpp.warmup_tok_s'] = l.warmupTokS;
         out['streaming.llama_cpp.median_step_tok_s'] = l.medianStepTokS;
         out['streaming.llama_cpp.ttft_s'] = l.ttftS;
         out['streaming.llama_cpp.disk_bytes_per_token'] = l.diskBytesPerToken;
         out['streaming.llama_cpp.peak_rss_bytes'] = l.peakRssBytes;
-        log(`llama.cpp (node-llama-cpp, mmap, cold): ${Math.max(8, warmupMost)} warm-up tokens at ${l.warmupTokS.toFixed(3)} tok/s, then decode ${l.decodeTokS.toFixed(3)} tok/s over ${tokens} tokens (median step ${l.medianStepTokS.toFixed(3)}), TTFT ${l.ttftS.toFixed(1)} s, ` +
+        log(`llama.cpp (node-llama-cpp, mmap, cold): ${llamaWarmup} warm-up tokens at ${l.warmupTokS.toFixed(3)} tok/s, then decode ${l.decodeTokS.toFixed(3)} tok/s over ${tokens} tokens (median step ${l.medianStepTokS.toFixed(3)}), TTFT ${l.ttftS.toFixed(1)} s, ` +
           `${(l.diskBytesPerToken / 1e9).toFixed(2)} GB/token from storage, peak RSS ${(l.peakRssBytes / GiB).toFixed(2)} GiB (mapped file pages included)`);
         for (const gib of budgetsGiB) {
           const ours = out[`streaming.budget_${gib}g.decode_tok_s`];

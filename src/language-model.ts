@@ -8,6 +8,7 @@ import type { Kernels } from './backend/kernels.js';
 import { jsKernels } from './backend/js/kernels.js';
 import { createWasmKernels, wasmAvailable, type WasmKernels } from './backend/wasm/index.js';
 import type { EvictionPolicy, ExpertCache, ExpertCacheStats } from './backend/wasm/expert-cache.js';
+import { DEFAULT_EXPERT_READERS } from './backend/wasm/expert-reader.js';
 import { weightFile } from './backend/wasm/file-identity.js';
 import { expertGroups, parseByteSize, planResidency, setExpertHooks, StreamingHooks, type ResidencyPlan, type StreamingOptions } from './model/residency.js';
 import type { GrokConfig } from './config.js';
@@ -134,16 +135,6 @@ async function makeKernels(name: BackendName, threads: number | undefined): Prom
 export function defaultEvictionPolicy(slots: number, c: GrokConfig): EvictionPolicy {
   return slots >= c.numLayers * c.numSelectedExperts ? 'lru' : 'lfu';
 }
-
-/**
- * Reader threads that load experts when `expertReaders` is not given: each keeps one read of up to
- * 8 MB in flight. They mostly wait on the disk (repacking runs at 3.5–33 GB/s), so they cost little
- * CPU, and virtio disks give more to more reads in flight: cold expert loads of the 6-layer bench
- * files ran 1.35× (Q8_0) and 2.8× (Q4_K_M) faster with 8 readers than with 4 (8 of 9 paired runs),
- * decode on the 30 GB streaming file at 8 and 16 GiB won 3 of 4 pairs; 16 readers gained nothing
- * more over 8 (bench/results/2026-12-03-streaming.md).
- */
-const DEFAULT_EXPERT_READERS = 8;
 
 export class LanguageModel implements TextModel {
   readonly model: GrokModel;

@@ -422,9 +422,7 @@ export class ExpertCache {
   private takeSlot(g: number, forPrefetch: boolean, background = false): Slot | undefined {
     const need = this.exact ? this.layouts[g]!.bytes : this.slotBytes;
     let s = this.slots.find((x) => x.state === EMPTY && x.pins === 0 && x.bytes >= need);
-    // where every expert has its own slot, only a slot of exactly this size is reused, so the
-    // slots still add up to the resident size once the background fill has read the victims back
-    if (!s && !background && this.tick <= this.reuseFirst) s = this.victim(need, true, this.exact);
+    if (!s && !background && this.tick <= this.reuseFirst) s = this.victim(need, true);
     if (!s && this.slots.length < this.capacity) {
       const bytes = this.exact ? this.layouts[g]!.bytes : this.slotBytes;
       s = { mem: this.allocSlot(bytes), bytes, background: false, group: -1, state: EMPTY, ticket: 0, pins: 0, prefetched: false, orphan: false };
@@ -446,9 +444,11 @@ export class ExpertCache {
 
   /**
    * The policy's victim among unpinned, settled slots of at least `need` bytes (not one used at
-   * this tick when `notThisTick`), emptied for a new load; undefined when there is none.
+   * this tick when `notThisTick`), emptied for a new load; undefined when there is none. Where every
+   * expert has its own slot, only one of exactly `need` bytes: the slots then still add up to the
+   * resident size once the background fill has read the victims back.
    */
-  private victim(need: number, notThisTick: boolean, sameSize = false): Slot | undefined {
+  private victim(need: number, notThisTick: boolean): Slot | undefined {
     for (const x of this.slots) {
       if (x.state === LOADING && this.loader.done(x.ticket) && x.pins === 0) this.settle(x, false);
     }
@@ -457,7 +457,7 @@ export class ExpertCache {
     for (const x of this.slots) {
       if (x.pins > 0 || x.state === LOADING) continue;
       if (notThisTick && this.lastUse[x.group]! >= this.tick) continue;
-      if (x.bytes < need || (sameSize && x.bytes !== need)) continue;
+      if (x.bytes < need || (this.exact && x.bytes !== need)) continue;
       const sc = x.state === EMPTY ? -Infinity : this.score(x.group);
       if (sc < best) {
         best = sc;

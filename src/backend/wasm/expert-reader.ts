@@ -19,7 +19,17 @@ import type { LinearFormat, LinearWeight } from '../../tensor/linear.js';
 import { loadGroupNow, type ExpertLoader, type LoadJob } from './expert-cache.js';
 import { weightFile, type FileIdentities, type FileIdentity } from './file-identity.js';
 import type { Shard } from './runtime.js';
-import { ggmlRowBytes } from '../../tensor/ggml.js';
+import { unitsThatFit } from './pack-kernels.js';
+
+/**
+ * Reader threads that load experts when `expertReaders` is not given: each keeps one read of up to
+ * 8 MB in flight. They mostly wait on the disk (repacking runs at 3.5–33 GB/s), so they cost little
+ * CPU, and virtio disks give more to more reads in flight: cold expert loads of the 6-layer bench
+ * files ran 1.35× (Q8_0) and 2.8× (Q4_K_M) faster with 8 readers than with 4 (8 of 9 paired runs),
+ * decode on the 30 GB streaming file at 8 and 16 GiB won 3 of 4 pairs; 16 readers gained nothing
+ * more over 8 (bench/results/2026-12-03-streaming.md).
+ */
+export const DEFAULT_EXPERT_READERS = 8;
 
 /** Bytes of stored rows one reader stages in a shard at a time: the size of its positioned reads. */
 export const STAGE_BYTES = 8 << 20;
@@ -193,7 +203,7 @@ export class ReaderLoader implements ExpertLoader {
       const units = plan.quads / plan.unitQuads;
       // at most a staging area per read, and at least as many reads as readers
       const alive = this.workers.filter((_, r) => this.broken[r] === undefined).length;
-      const fit = Math.floor(STAGE_BYTES / (4 * plan.unitQuads * ggmlRowBytes(part.format.type, part.inDim)));
+      const fit = unitsThatFit(plan, part.format.type, STAGE_BYTES);
       if (fit < 1) return [part];
       const per = Math.min(fit, Math.ceil(units / alive));
       const out: ReaderPart[] = [];

@@ -21,7 +21,7 @@ import { kernelName, prefillKernelName } from './block-format.js';
 import { decodedBlockBytes } from './decoded.js';
 import { BLOCK_FORMATS } from './formats/index.js';
 import { ExpertCache, expertLayout, SyncLoader, type EvictionPolicy } from './expert-cache.js';
-import { READER_STAGE_ALLOC, ReaderLoader, STAGE_BYTES } from './expert-reader.js';
+import { DEFAULT_EXPERT_READERS, READER_STAGE_ALLOC, ReaderLoader, STAGE_BYTES } from './expert-reader.js';
 import { FileIdentities } from './file-identity.js';
 
 export interface ExpertStreamOptions {
@@ -336,7 +336,7 @@ class WasmBackend implements WasmKernels {
       if (!plan) throw new UnsupportedError('expert-streaming', `${w.name}: format ${formatKey(w)} has no wasm kernel, so it cannot be streamed`);
       return plan;
     })));
-    const readers = opts.readers ?? 8;
+    const readers = opts.readers ?? DEFAULT_EXPERT_READERS;
     if (!(Number.isInteger(readers) && readers >= 0 && readers <= 16)) throw new UsageError(`readers must be an integer from 0 to 16, got ${readers}`, 'readers');
     const ids = new FileIdentities();
     ids.record(groups.flat());

@@ -6,23 +6,15 @@
  * re-packs bit fields (IQ1's 11-bit indices) it is done on whole vectors of entries.
  */
 import { Func, type Local, type Op, seq, get, set, i32, v128, i8x16, i16x8, i32x4 } from './asm.js';
-import { unitBlocks, shuffle, lo, hi, BYTES_4X4 } from './pack-kernels.js';
+import { unitBlocks, shuffle, lo, hi, transpose4, BYTES_4X4 } from './pack-kernels.js';
 
 /**
- * 4 row vectors transposed by w-byte units, via t (4 temporaries). w = 4: out[k] lane r = word k
- * of row r; w = 1: out[k] = bytes 4k..4k+3 of the rows, each byte as the 4 rows' side by side.
+ * 4 row vectors transposed by w-byte units (transpose4) into out, via t (4 temporaries). w = 4:
+ * out[k] lane r = word k of row r; w = 1: out[k] = bytes 4k..4k+3 of the rows, each byte as the 4
+ * rows' side by side.
  */
 function transpose(w: 1 | 4, v: readonly Local[], t: readonly Local[], out: readonly Local[]): Op {
-  return seq(
-    set(t[0]!, shuffle(v[0]!, v[1]!, lo(w))),
-    set(t[1]!, shuffle(v[0]!, v[1]!, hi(w))),
-    set(t[2]!, shuffle(v[2]!, v[3]!, lo(w))),
-    set(t[3]!, shuffle(v[2]!, v[3]!, hi(w))),
-    set(out[0]!, shuffle(t[0]!, t[2]!, lo(2 * w))),
-    set(out[1]!, shuffle(t[0]!, t[2]!, hi(2 * w))),
-    set(out[2]!, shuffle(t[1]!, t[3]!, lo(2 * w))),
-    set(out[3]!, shuffle(t[1]!, t[3]!, hi(2 * w))),
-  );
+  return transpose4(v, t, w, (k, x) => set(out[k]!, x));
 }
 
 /** 4 sets of 4 vector locals (a vector per row, or per word of a transpose). */
@@ -36,7 +28,7 @@ const f16Heads = (row: (k: number) => Op, out: Local): Op => seq(...[0, 1, 2, 3]
  * their sign bytes (signBytes).
  */
 export function packIq2Xxs(): Func {
-  return unitBlocks('pack_iq2_xxs', 4, 66, 280, (f, row, out) => {
+  return unitBlocks('iq2_xxs', 4, 280, (f, row, out) => {
     const v = f.vlocals(4);
     const t = f.vlocals(4);
     const w = f.vlocals(4);
@@ -109,7 +101,7 @@ function scaleBytes(f: Func, row: (k: number) => Op, out: Local, at: number, to:
 
 /** IQ2_XS (74 bytes: d, 32 u16 codes, 8 scale bytes) → 296: the 4 rows' u16 codes side by side per entry, scale bytes [pair][row]. */
 export function packIq2Xs(): Func {
-  return unitBlocks('pack_iq2_xs', 4, 74, 296, (f, row, out) => {
+  return unitBlocks('iq2_xs', 4, 296, (f, row, out) => {
     const v = f.vlocals(4);
     const [aLo, aHi, bLo, bHi] = f.vlocals(4) as [Local, Local, Local, Local];
     return seq(
@@ -183,7 +175,7 @@ const run16 = (from: number): number[] => Array.from({ length: 16 }, (_, k) => f
  * bits 8–10 by a multiply per lane (a shift per lane), group l's top nibble from row l's qh.
  */
 export function packIq1S(): Func {
-  return unitBlocks('pack_iq1_s', 4, 50, 200, (f, row, out) => {
+  return unitBlocks('iq1_s', 4, 200, (f, row, out) => {
     const i = f.vlocals(4);
     const q = f.vlocals(4);
     const [x, y] = f.vlocals(2);
@@ -215,7 +207,7 @@ export function packIq1S(): Func {
  * moved to bit 12 + r of the top).
  */
 export function packIq1M(): Func {
-  return unitBlocks('pack_iq1_m', 4, 56, 224, (f, row, out) => {
+  return unitBlocks('iq1_m', 4, 224, (f, row, out) => {
     const i = f.vlocals(4);
     const m = f.vlocals(4);
     const [x, zero, lo3, hi3] = f.vlocals(4) as [Local, Local, Local, Local];
@@ -277,7 +269,7 @@ export function packIq1M(): Func {
  * sign bytes (signBytes of the 4 rows' transposed words); the header's scale nibbles in scalar code.
  */
 export function packIq3Xxs(): Func {
-  return unitBlocks('pack_iq3_xxs', 4, 98, 408, (f, row, out) => {
+  return unitBlocks('iq3_xxs', 4, 408, (f, row, out) => {
     const [v, t, aux, pairs] = vectors4(f);
     const [s, lo01, lo23, codes] = f.vlocals(4);
     const top = (r: number, ib: number): Op => i32.load8U(row(r), 66 + 4 * ib + 3);
@@ -320,7 +312,7 @@ export function packIq3Xxs(): Func {
  * header's scale nibbles in scalar code.
  */
 export function packIq3S(): Func {
-  return unitBlocks('pack_iq3_s', 4, 110, 440, (f, row, out) => {
+  return unitBlocks('iq3_s', 4, 440, (f, row, out) => {
     const [v, tt, sg, pair] = vectors4(f);
     const [x, lo_, mid, last, t] = f.vlocals(5) as [Local, Local, Local, Local, Local];
     const [ev, od] = f.locals32(2) as [Local, Local];
@@ -368,7 +360,7 @@ export function packIq3S(): Func {
  * high-nibble words' bytes at once (packIndexPairs), then a 4-row byte transpose.
  */
 export function packIq4Xs(): Func {
-  return unitBlocks('pack_iq4_xs', 4, 136, 552, (f, row, out) => {
+  return unitBlocks('iq4_xs', 4, 552, (f, row, out) => {
     const [s, sw, half] = vectors4(f);
     const [x, zero] = f.vlocals(2) as [Local, Local];
     const scales = (r: number): Op => seq(
@@ -417,7 +409,7 @@ export function packIq4Xs(): Func {
  * the 9-byte entries gathered by shuffles.
  */
 export function packIq2S(): Func {
-  return unitBlocks('pack_iq2_s', 4, 82, 328, (f, row, out) => {
+  return unitBlocks('iq2_s', 4, 328, (f, row, out) => {
     const [v, t, qt, st] = vectors4(f);
     const e = f.vlocals(8);
     const [x, zero, h0, h1, h, g] = f.vlocals(6) as [Local, Local, Local, Local, Local, Local];

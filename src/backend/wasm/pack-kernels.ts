@@ -13,7 +13,7 @@
 import { Func, ValType, encodeModule, get, set, seq, select, forLoop, i32, v128, i8x16, i16x8, i32x4, type Local, type Op } from './asm.js';
 import { Q4K_QUAD_BYTES, Q8_0_QUAD_BYTES, type PackPlan } from './layout.js';
 import { Q6K_FORMAT } from './formats/q6k.js';
-import { ggmlType } from '../../tensor/ggml.js';
+import { ggmlRowBytes, ggmlType } from '../../tensor/ggml.js';
 import { packQ2K, packQ3K, packQ5K } from './pack-kquants.js';
 import { packIq2Xxs, packIq2Xs, packIq1S, packIq1M, packIq3Xxs, packIq3S, packIq4Xs, packIq2S } from './pack-iquants.js';
 
@@ -21,33 +21,25 @@ const I32 = ValType.i32;
 
 /** Q8_0 octet-block bytes (2 quads × 136): 8 f16 scales, then 16 pairs × 8 rows × 2 int8. */
 const OCTET = 2 * Q8_0_QUAD_BYTES;
-const BLOCK = 34;
-/** Q4_K stored block bytes: f16 d, f16 dmin, 12 bytes of scales and mins, 128 of nibbles. */
-const Q4K_BLOCK = 144;
-/** Q6_K stored block bytes: 128 of ql (low 4 bits), 64 of qh (high 2), 16 int8 scales, f16 d. */
-const Q6K_BLOCK = 210;
-/** Stored block bytes of Q5_K (d, dmin, 12 of scales, 32 of qh, 128 of qs), Q3_K, Q2_K. */
-export const Q5K_BLOCK = 176;
-export const Q3K_BLOCK = 110;
-export const Q2K_BLOCK = 84;
 
 // byte-lane patterns of the 8 × 8 transpose of 16-bit values (unpack lo/hi at 16, 32, 64 bits)
 export const lo = (w: number): number[] => Array.from({ length: 16 }, (_, i) => Math.floor(i / w) % 2 * 16 + Math.floor(i / (2 * w)) * w + (i % w));
 export const hi = (w: number): number[] => lo(w).map((x) => x + 8);
 
 /**
- * The loop every repack kernel shares, as a function name(src, rowBytes, nb, n, u0, units, bpp, dst):
- * the n units (`rows` stored rows each, row r of unit i at src + (rows·i + r)·rowBytes, nb blocks
- * of `stored` bytes per row) numbered u0.. of a weight of `units` units, into dst laid out in
+ * The loop every repack kernel shares, as a function pack_TYPE(src, rowBytes, nb, n, u0, units, bpp, dst)
+ * of a ggml type: the n units (`rows` stored rows each, row r of unit i at src + (rows·i + r)·rowBytes,
+ * nb blocks of the type's stored bytes per row) numbered u0.. of a weight of `units` units, into dst laid out in
  * column panels of bpp blocks (layout.ts: panel p of unit u at p·units·bpp·packed + u·(blocks in
  * panel p)·packed). `block(row, out)` packs one block of a unit: row(k) is the address of row k's
  * block, `out` where its `packed` bytes go.
  */
 export function unitBlocks(
-  name: string, rows: number, stored: number, packed: number,
+  type: string, rows: number, packed: number,
   block: (f: Func, row: (k: number) => Op, out: Local) => Op,
 ): Func {
-  const f = new Func(name, [I32, I32, I32, I32, I32, I32, I32, I32]);
+  const stored = ggmlType(type).typeSize;
+  const f = new Func(`pack_${type}`, [I32, I32, I32, I32, I32, I32, I32, I32]);
   const [src, rowBytes, nb, n, u0, units, bpp, dst] = f.params as [Local, Local, Local, Local, Local, Local, Local, Local];
   const [i, b, p, rowBase, s, out, panelStride] = f.locals32(7);
   const rowOff = f.locals32(rows);
@@ -79,7 +71,7 @@ export const shuffle = (x: Local, y: Local, l: readonly number[]): Op => i8x16.s
 
 /** Q8_0: 8 rows' scales, then an 8 × 8 transpose of 16-bit values (input pairs) per half block. */
 function packQ8_0(): Func {
-  return unitBlocks('pack_q8_0', 8, BLOCK, OCTET, (f, row, out) => {
+  return unitBlocks('q8_0', 8, OCTET, (f, row, out) => {
     const r = f.vlocals(8);
     const a = f.vlocals(8);
     const c = f.vlocals(8);
@@ -120,7 +112,7 @@ export const BYTES_4X4 = [0, 4, 8, 12, 1, 5, 9, 13, 2, 6, 10, 14, 3, 7, 11, 15];
  * 16-byte nibble-lane vectors (packNibbleLanes) with a byte interleave and a shift.
  */
 function packQ4K(): Func {
-  return unitBlocks('pack_q4_k', 4, Q4K_BLOCK, Q4K_QUAD_BYTES, (f, row, out) => {
+  return unitBlocks('q4_k', 4, Q4K_QUAD_BYTES, (f, row, out) => {
     const [a, b, x, y] = f.vlocals(4);
     const sm = f.vlocals(4);
     const hiNibbles = i8x16.const(0xf0);
@@ -145,6 +137,9 @@ function packQ4K(): Func {
     );
   });
 }
+
+/** The bitwise or of vectors. */
+export const or = (...v: Op[]): Op => v.reduce((x, y) => v128.or(x, y));
 
 /** `v`'s bytes masked with n in every byte. */
 export const maskBytes = (v: Op, n: number): Op => v128.and(v, i8x16.const(n));
@@ -196,15 +191,13 @@ export function k4Heads(f: Func, row: (k: number) => Op, out: Local, sm: readonl
  * are a 4 × 16 byte transpose.
  */
 function packQ6K(): Func {
-  return unitBlocks('pack_q6_k', 4, Q6K_BLOCK, Q6K_FORMAT.quadBlockBytes, (f, row, out) => {
+  return unitBlocks('q6_k', 4, Q6K_FORMAT.quadBlockBytes, (f, row, out) => {
     const s = f.vlocals(4);
     const t = f.vlocals(4);
     const [ql, qh] = f.vlocals(2);
     const k = f.vlocals(4);
-    const mask = maskBytes;
     const lo16 = (v: Local): Op => i16x8.extendLowI8x16U(get(v));
     const hi16 = (v: Local): Op => i16x8.extendHighI8x16U(get(v));
-    const or = (...v: Op[]): Op => v.reduce((x, y) => v128.or(x, y));
     /**
      * Sub-block j's codes of row r into k[r]: value 16j + l' is nibble q >> 1 of ql[64n + 32·(q & 1) + l]
      * with bits 2q of qh[32n + l] on top (n = j >> 3, q = (j >> 1) & 3, l = 16·(j & 1) + l').
@@ -216,7 +209,7 @@ function packQ6K(): Func {
       return seq(
         set(ql, v128.load(row(r), 64 * n + 32 * (q & 1) + 16 * h)),
         set(qh, v128.load(row(r), 128 + 32 * n + 16 * h)),
-        set(k[r]!, v128.or(mask(shift16(get(ql), -4 * (q >> 1)), 0x0f), mask(shift16(get(qh), 4 - 2 * q), 0x30))),
+        set(k[r]!, v128.or(maskBytes(shift16(get(ql), -4 * (q >> 1)), 0x0f), maskBytes(shift16(get(qh), 4 - 2 * q), 0x30))),
       );
     };
     // A lane i = r0 c_i | r0 c_8+i << 6 | (r2 c_i & 15) << 12, B the same of r1 with r2 c_8+i, C of r3 with r2's top bits
@@ -290,37 +283,24 @@ export function packKernels(memory: WebAssembly.Memory): PackKernels {
   return new WebAssembly.Instance(module, { env: { mem: memory } }).exports as unknown as PackKernels;
 }
 
-/** The ggml types a kernel here packs: its name and stored rows per unit. */
-const KERNELS: Partial<Record<string, { readonly name: keyof PackKernels; readonly rows: number }>> = {
-  q8_0: { name: 'pack_q8_0', rows: 8 },
-  q4_k: { name: 'pack_q4_k', rows: 4 },
-  q6_k: { name: 'pack_q6_k', rows: 4 },
-  q5_k: { name: 'pack_q5_k', rows: 4 },
-  q3_k: { name: 'pack_q3_k', rows: 4 },
-  q2_k: { name: 'pack_q2_k', rows: 4 },
-  iq2_xxs: { name: 'pack_iq2_xxs', rows: 4 },
-  iq2_xs: { name: 'pack_iq2_xs', rows: 4 },
-  iq1_s: { name: 'pack_iq1_s', rows: 4 },
-  iq1_m: { name: 'pack_iq1_m', rows: 4 },
-  iq3_xxs: { name: 'pack_iq3_xxs', rows: 4 },
-  iq3_s: { name: 'pack_iq3_s', rows: 4 },
-  iq4_xs: { name: 'pack_iq4_xs', rows: 4 },
-  iq2_s: { name: 'pack_iq2_s', rows: 4 },
-};
+/** The ggml types a kernel here packs (pack_TYPE; a unit is the plan's 4·unitQuads rows: 8 for Q8_0, else 4). */
+const KERNEL_TYPES: ReadonlySet<string> = new Set(['q8_0', 'q4_k', 'q6_k', 'q5_k', 'q3_k', 'q2_k', 'iq2_xxs', 'iq2_xs', 'iq1_s', 'iq1_m', 'iq3_xxs', 'iq3_s', 'iq4_xs', 'iq2_s']);
 
-/** The kernel that packs a plan's weight, if any (block formats by their ggml type), with ggml's inputs and stored bytes per block. */
-function kernelFor(plan: PackPlan): { name: keyof PackKernels; rows: number; inputs: number; stored: number } | undefined {
+/** The ggml type of a plan's weight when a kernel here packs it (block formats by their type). */
+function kernelType(plan: PackPlan): string | undefined {
   const type = plan.block?.type ?? plan.kind;
-  const kernel = KERNELS[type];
-  if (!kernel) return undefined;
-  const { blockSize, typeSize } = ggmlType(type);
-  return { ...kernel, inputs: blockSize, stored: typeSize };
+  return KERNEL_TYPES.has(type) ? type : undefined;
+}
+
+/** Units of the plan's weight (stored as ggml `type`) whose stored rows `stageBytes` hold. */
+export function unitsThatFit(plan: PackPlan, type: string, stageBytes: number): number {
+  return Math.floor(stageBytes / (4 * plan.unitQuads * ggmlRowBytes(type, plan.inDim)));
 }
 
 /** Units of a plan's weight that `stageBytes` of stored rows hold: 0 when no kernel here packs it (or not even one unit fits). */
 export function unitsPerStage(plan: PackPlan, stageBytes: number): number {
-  const kernel = kernelFor(plan);
-  return kernel ? Math.floor(stageBytes / (kernel.rows * (plan.inDim / kernel.inputs) * kernel.stored)) : 0;
+  const type = kernelType(plan);
+  return type ? unitsThatFit(plan, type, stageBytes) : 0;
 }
 
 /**
@@ -336,20 +316,21 @@ export function packStaged(
   /** Only units [from, to) of the part (of (q1 − q0) / unitQuads), written where the whole part's packing puts them. */
   from = 0, to = (q1 - q0) / plan.unitQuads,
 ): void {
-  const kernel = kernelFor(plan);
+  const type = kernelType(plan);
   const perCall = unitsPerStage(plan, stageBytes);
-  if (!kernel || perCall < 1) throw new RangeError(`${plan.block?.type ?? plan.kind}: no wasm repack, or a staging area of ${stageBytes} bytes cannot hold one unit`);
-  const nb = plan.inDim / kernel.inputs;
-  const rowBytes = nb * kernel.stored;
-  const unitRows = kernel.rows;
+  if (!type || perCall < 1) throw new RangeError(`${plan.block?.type ?? plan.kind}: no wasm repack, or a staging area of ${stageBytes} bytes cannot hold one unit`);
+  const inputs = ggmlType(type).blockSize;
+  const nb = plan.inDim / inputs;
+  const rowBytes = ggmlRowBytes(type, plan.inDim);
+  const unitRows = 4 * plan.unitQuads;
   const units = (q1 - q0) / plan.unitQuads;
-  const bpp = Math.min(plan.panel, plan.segStride) / kernel.inputs;
+  const bpp = Math.min(plan.panel, plan.segStride) / inputs;
   for (let u = from; u < to; u += perCall) {
     const n = Math.min(perCall, to - u);
     const first = 4 * q0 + unitRows * u;
     const rows = Math.max(0, Math.min(plan.outDim - first, unitRows * n));
     const src = stage(first, rows, rows * rowBytes);
     if (rows < unitRows * n) new Uint8Array(memory.buffer, src + rows * rowBytes, (unitRows * n - rows) * rowBytes).fill(0);
-    k[kernel.name](src, rowBytes, nb, n, u, units, bpp, dst);
+    k[`pack_${type}` as keyof PackKernels](src, rowBytes, nb, n, u, units, bpp, dst);
   }
 }

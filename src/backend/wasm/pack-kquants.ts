@@ -19,10 +19,8 @@
 import { type Func, get, set, seq, v128, i8x16, i16x8, i32, type Local, type Op } from './asm.js';
 import { Q2K_QUAD_BYTES, Q3K_QUAD_BYTES, Q5K_QUAD_BYTES } from './formats/kquants.js';
 import {
-  BYTES_4X4, Q2K_BLOCK, Q3K_BLOCK, Q5K_BLOCK, hi, k4Heads, lo, maskBytes, shift16, shuffle, transpose4, unitBlocks,
+  BYTES_4X4, hi, k4Heads, lo, maskBytes, or, shift16, shuffle, transpose4, unitBlocks,
 } from './pack-kernels.js';
-
-const or = (...v: Op[]): Op => v.reduce((x, y) => v128.or(x, y));
 
 /** A part of 16 code bytes: 16 bytes from `at` of a row's block, shifted by `shift` bits in 16-bit lanes (right when negative), masked with `mask` in every byte (unless absent). */
 type Part = readonly [at: number, shift: number, mask?: number];
@@ -52,7 +50,7 @@ function widen(c: readonly Local[], p: readonly Local[]): Op {
  * qh on top) widened to pair vectors and merged 3 to a 16-bit lane with pair 15's bit 4 − w at bit 5.
  */
 export function packQ5K(): Func {
-  return unitBlocks('pack_q5_k', 4, Q5K_BLOCK, Q5K_QUAD_BYTES, (f, row, out) => {
+  return unitBlocks('q5_k', 4, Q5K_QUAD_BYTES, (f, row, out) => {
     const sm = f.vlocals(4);
     const t = f.vlocals(4);
     const v = f.vlocals(4);
@@ -83,7 +81,7 @@ export function packQ5K(): Func {
  * for all rows at once, then a 4 × 4 byte transpose per 4 sub-blocks.
  */
 export function packQ3K(): Func {
-  return unitBlocks('pack_q3_k', 4, Q3K_BLOCK, Q3K_QUAD_BYTES, (f, row, out) => {
+  return unitBlocks('q3_k', 4, Q3K_QUAD_BYTES, (f, row, out) => {
     const v = f.vlocals(4);
     const t = f.vlocals(4);
     const [lo4, hi4, hb, s] = f.vlocals(4) as [Local, Local, Local, Local];
@@ -128,7 +126,7 @@ export function packQ3K(): Func {
  * shift and or. The scale bytes are a 4 × 16 byte transpose.
  */
 export function packQ2K(): Func {
-  return unitBlocks('pack_q2_k', 4, Q2K_BLOCK, Q2K_QUAD_BYTES, (f, row, out) => {
+  return unitBlocks('q2_k', 4, Q2K_QUAD_BYTES, (f, row, out) => {
     const [v, t, qs] = [f.vlocals(4), f.vlocals(4), f.vlocals(4)];
     const [v0, v1] = f.vlocals(2) as [Local, Local];
     /** Sub-block g (its half of qs run g >> 3 in qs): code m is crumb (g >> 1) & 3. */
