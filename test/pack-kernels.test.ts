@@ -7,7 +7,7 @@ import * as assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { packQuads, partBytes, planFor } from '../src/backend/wasm/layout.js';
 import { packKernels, packStaged, unitsPerStage } from '../src/backend/wasm/pack-kernels.js';
-import { ggmlRowBytes } from '../src/tensor/ggml.js';
+import { ggmlRowBytes, ggmlType } from '../src/tensor/ggml.js';
 import type { LinearWeight } from '../src/tensor/linear.js';
 
 function randomWeight(type: string, inDim: number, outDim: number, seed: number): { w: LinearWeight; raw: Uint8Array; rowSize: number } {
@@ -69,7 +69,7 @@ for (const [type, inDim, outDim, panel, split] of [
     u8.fill(0, stage, stage + units * unitRows * rowSize); // rows past the end are zeros, as the reader stages them
     u8.set(raw, stage);
     const pack = packKernels(memory)[`pack_${type}`];
-    const inputs = type === 'q8_0' ? 32 : 256;
+    const inputs = ggmlType(type).blockSize;
     const per = Math.ceil(units / split);
     for (let u = 0; u < units; u += per) {
       const n = Math.min(per, units - u);
