@@ -10,8 +10,8 @@
  * rounding; see scaledErr and src/backend/wasm/README.md).
  */
 import { after, before, describe, test } from 'node:test';
-import { Func, ValType, type Local, get, forLoop, i32, v128, encodeModule } from '../src/backend/wasm/asm.js';
-import { f16x4 } from '../src/backend/wasm/kernel-parts.js';
+import { Func, ValType, type Local, type Op, get, forLoop, i32, v128, encodeModule } from '../src/backend/wasm/asm.js';
+import { f16x4, f16x4At } from '../src/backend/wasm/kernel-parts.js';
 import { f16ToF32 } from '../src/tensor/dtype.js';
 import assert from 'node:assert/strict';
 import * as fs from 'node:fs';
@@ -157,21 +157,42 @@ describe('loadModel names every weight without a fast kernel', { skip: !wasmAvai
   });
 });
 
-test('f16x4 converts every f16 bit pattern exactly, subnormals included', () => {
+/** Runs `convert` (four f16 at an address → f32x4) over `patterns`, four at a time, in wasm. */
+function convertAll(convert: (f: Func, addr: Op) => Op, patterns: Uint16Array): Float32Array {
   const f = new Func('cvt', [ValType.i32, ValType.i32, ValType.i32]);
   const [src, dst, n] = f.params as [Local, Local, Local];
   const [i] = f.locals32(1);
   f.body = forLoop(i, i32.const(0), get(n), 4,
-    v128.store(i32.add(get(dst), i32.shl(get(i), i32.const(2))), f16x4(f, v128.load16x4U(i32.add(get(src), i32.shl(get(i), i32.const(1)))))));
+    v128.store(i32.add(get(dst), i32.shl(get(i), i32.const(2))), convert(f, i32.add(get(src), i32.shl(get(i), i32.const(1))))));
   const mem = new WebAssembly.Memory({ initial: 8, maximum: 8, shared: true });
   const inst = new WebAssembly.Instance(new WebAssembly.Module(encodeModule([f], { minPages: 8, maxPages: 8 }) as Uint8Array<ArrayBuffer>), { env: { mem } });
-  const u16 = new Uint16Array(mem.buffer, 0, 65536);
-  for (let h = 0; h < 65536; h++) u16[h] = h;
+  new Uint16Array(mem.buffer, 0, 65536).set(patterns);
   (inst.exports['cvt'] as (s: number, d: number, n: number) => void)(0, 131072, 65536);
-  const got = new Float32Array(mem.buffer, 131072, 65536);
-  for (let h = 0; h < 65536; h++) {
-    if ((h & 0x7c00) === 0x7c00) continue; // Inf/NaN: GGUF scales are finite
-    assert.equal(got[h], Math.fround(f16ToF32(h)), `f16 0x${h.toString(16)}`);
+  return new Float32Array(mem.buffer, 131072, 65536).slice();
+}
+
+test('f16x4 and f16x4At convert every f16 bit pattern exactly, subnormals included, alone or mixed with normals', () => {
+  const natural = Uint16Array.from({ length: 65536 }, (_, h) => h);
+  // shuffled: most groups of four then mix zeros, subnormals and normals (f16x4At's two paths)
+  const shuffled = natural.slice();
+  const r = rng(11);
+  for (let i = shuffled.length - 1; i > 0; i--) {
+    const j = Math.floor(r() * (i + 1));
+    [shuffled[i], shuffled[j]] = [shuffled[j]!, shuffled[i]!];
+  }
+  const converters: [string, (f: Func, addr: Op) => Op][] = [
+    ['f16x4', (f, addr) => f16x4(f, v128.load16x4U(addr))],
+    ['f16x4At', (f, addr) => f16x4At(f, addr)],
+  ];
+  for (const [name, convert] of converters) {
+    for (const patterns of [natural, shuffled]) {
+      const got = convertAll(convert, patterns);
+      for (let i = 0; i < 65536; i++) {
+        const h = patterns[i]!;
+        if ((h & 0x7c00) === 0x7c00) continue; // Inf/NaN: GGUF scales are finite
+        assert.ok(Object.is(got[i], Math.fround(f16ToF32(h))), `${name}: f16 0x${h.toString(16)} gave ${got[i]}`);
+      }
+    }
   }
 });
 

@@ -160,6 +160,8 @@ export const br = (depth: number): Op => [0x0c, ...uleb(depth)];
 export const brIf = (depth: number, cond: Op): Op => [...cond, 0x0d, ...uleb(depth)];
 export const if_ = (cond: Op, then: Op[], otherwise?: Op[]): Op =>
   otherwise ? [...cond, 0x04, 0x40, ...seq(then), 0x05, ...seq(otherwise), 0x0b] : [...cond, 0x04, 0x40, ...seq(then), 0x0b];
+/** An if whose two arms each leave one v128: an expression. */
+export const ifV128 = (cond: Op, then: Op, otherwise: Op): Op => [...cond, 0x04, 0x7b, ...then, 0x05, ...otherwise, 0x0b];
 
 /**
  * `for (i = from; i < to; i += step) body` with unsigned compare; `to` is re-evaluated each
@@ -242,6 +244,7 @@ export const v128 = {
   load: vmem(0x00, 4),
   load8x8S: vmem(0x01, 3),
   load8x8U: vmem(0x02, 3),
+  load16x4S: vmem(0x03, 3),
   load16x4U: vmem(0x04, 3),
   load32Splat: vmem(0x09, 2),
   load32Zero: vmem(0x5c, 2),
@@ -258,6 +261,8 @@ export const v128 = {
   andnot: vbin(0x4f),
   or: vbin(0x50),
   xor: vbin(0x51),
+  /** 1 when any bit of the vector is set. */
+  anyTrue: (a: Op): Op => [...a, ...sop(0x53)],
   bitselect: (a: Op, b: Op, mask: Op): Op => [...a, ...b, ...mask, ...sop(0x52)],
 };
 

@@ -16,7 +16,7 @@ import {
 } from './asm.js';
 import { Q4K_QUAD_BYTES } from './layout.js';
 import {
-  I32, V, F32, zero, shuf32, f32arg, inc, mulC, highNibbles, hsum4, hred, f16x4, initAcc, blockPointers, quadLoop, pairedQuadLoop,
+  I32, V, F32, zero, shuf32, f32arg, inc, mulC, highNibbles, hsum4, hred, f16x4, f16x4At, initAcc, blockPointers, quadLoop, pairedQuadLoop,
   dotNibbleLanes, type Panel, type BlockBytes,
 } from './kernel-parts.js';
 import { kernelName, prefillKernelName, type BlockFormat } from './block-format.js';
@@ -330,8 +330,8 @@ function mmQ8_0(): Func {
             ]),
           ]).flat(),
           ...ks.map((k) => inc(xp[k]!, 4 * pairs))),
-        set(dA, f16x4(f, v128.load16x4U(get(wp)))),
-        set(dB, f16x4(f, v128.load16x4U(get(wp), 8))),
+        set(dA, f16x4At(f, get(wp))),
+        set(dB, f16x4At(f, get(wp), 8)),
         ...ks.flatMap((k) => [
           set(xsv, v128.load32Splat(k ? i32.add(get(xsb), mulC(get(nb), 4 * k)) : get(xsb))),
           set(acc[k]![0]!, f32x4.add(get(acc[k]![0]!), f32x4.mul(f32x4.convertI32x4S(get(part[k]![0]!)), f32x4.mul(get(dA), get(xsv))))),
@@ -375,7 +375,7 @@ function mmQ4_0(): Func {
       ]),
       set(acc, f32x4.add(get(acc), f32x4.mul(
         f32x4.convertI32x4S(i32x4.sub(hsum4(f, i32x4.add, ir[0]!, ir[1]!, ir[2]!, ir[3]!), i32x4.splat(i32.shl(i32.load(get(bp)), i32.const(3))))),
-        f32x4.mul(f16x4(f, v128.load16x4U(get(wp))), f32x4.splat(f32.load(get(xsp))))))),
+        f32x4.mul(f16x4At(f, get(wp)), f32x4.splat(f32.load(get(xsp))))))),
       inc(xp, 64),
       inc(xsp, 4),
       inc(bp, 4)),
@@ -727,7 +727,7 @@ function mmQ4_0r(): Func {
       ]),
       set(acc, f32x4.add(get(acc), f32x4.mul(
         f32x4.convertI32x4S(i32x4.sub(hsum4(f, i32x4.add, ir[0]!, ir[1]!, ir[2]!, ir[3]!), i32x4.splat(i32.shl(i32.load(get(bp)), i32.const(3))))),
-        f32x4.mul(f16x4(f, v128.load16x4U(get(wp))), f32x4.splat(f32.load(get(xsp))))))),
+        f32x4.mul(f16x4At(f, get(wp)), f32x4.splat(f32.load(get(xsp))))))),
       inc(xp, 64),
       inc(xsp, 4),
       inc(bp, 4)),

@@ -41,7 +41,7 @@
  * token alone. One loop step per 16-byte raw vector: TurboFan issues a loop body's loads first
  * (README.md), so a step holds one raw vector and 3-4 (6-8 for a token pair) broadcasts; two raw
  * vectors per step spilled and ran 12 % slower, a whole 5-vector Q5 block 30 %. Constants
- * (masks, the table) are hoisted into locals. f16 scales: kernel-parts' f16x4 (no subnormal f32
+ * (masks, the table) are hoisted into locals. f16 scales: kernel-parts' f16x4At (no subnormal f32
  * anywhere: a subnormal operand costs x64 a microcode assist; folding a 2^112 into the accumulator
  * made products subnormal and ran 3× slower).
  *
@@ -84,7 +84,7 @@
 import {
   Func, ValType, type Local, type Op, seq, get, set, forPtr, i32, f32, v128, i8x16, i16x8, i32x4, f32x4, encodeModule,
 } from '../asm.js';
-import { I32, V, zero, mulC, inc, f16x4, initAcc, blockPointers, pairedQuadLoop, type Panel } from '../kernel-parts.js';
+import { I32, V, zero, mulC, inc, f16x4At, initAcc, blockPointers, pairedQuadLoop, type Panel } from '../kernel-parts.js';
 import type { BlockFormat } from '../block-format.js';
 import type { DecodedSpec } from '../decoded.js';
 import { KVALUES_IQ4NL } from '../../../tensor/iq-tables.js';
@@ -127,9 +127,6 @@ function kernelParams(f: Func) {
   const [w, x, xs, bsum, out, T, nb, outP, tile, pb, start, end] = f.params as Local[] as [Local, Local, Local, Local, Local, Local, Local, Local, Local, Local, Local, Local];
   return { w, x, xs, bsum, out, T, nb, outP, tile, pb, start, end };
 }
-
-/** f16 → f32 for 4 u16 at `addr` (kernel-parts' f16x4: no subnormal f32 on the way, see there). */
-const f16x4At = (f: Func, addr: Op, offset: number): Op => f16x4(f, v128.load16x4U(addr, offset));
 
 /** A 16-bit value vector of a raw vector: its op, and the accumulator (scale) it adds to. */
 interface Lane {
