@@ -51,13 +51,14 @@ export function hred(f: Func, v: Op, op: (a: Op, b: Op) => Op, scalarOp: (a: Op,
 }
 
 /**
- * Four f16 bit patterns (u16 in i32 lanes) → f32x4, exact for normal and subnormal values, and
- * without a subnormal f32 anywhere: normals by moving the bits and adding the exponent bias as
- * integers, subnormals (|h| < 0x400, value m·2^-24) as the integer m converted and scaled, the
- * two merged with a lane mask. The shorter form (bits shifted into place, then × 2^112) fed the
+ * Four f16 bit patterns (the low 16 bits of i32 lanes; the rest is ignored) → f32x4, exact for
+ * normal and subnormal values, and without a subnormal f32 anywhere: normals by moving the bits
+ * and adding the exponent bias as integers, subnormals (|h| < 0x400, value m·2^-24) as the
+ * integer m converted and scaled, the two merged with a lane mask. The shorter form (bits shifted into place, then × 2^112) fed the
  * multiply a subnormal f32 for every subnormal f16, and x64 takes a microcode assist per such
  * lane: K-quant scales of small weights (d below 6.1e-5) are often subnormal in real files, and
- * with them every kernel ran 1.4–2.6× slower (Q8_0 2.6×, Q4_K 1.4×, measured).
+ * with them every kernel ran 1.4–2.6× slower (Q8_0 2.6×, Q4_K 1.4×, measured). f16x4At takes the
+ * shorter form where no lane is subnormal.
  */
 export function f16x4(f: Func, u: Op): Op {
   const t = f.local(V);

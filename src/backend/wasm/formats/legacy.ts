@@ -42,8 +42,9 @@
  * (README.md), so a step holds one raw vector and 3-4 (6-8 for a token pair) broadcasts; two raw
  * vectors per step spilled and ran 12 % slower, a whole 5-vector Q5 block 30 %. Constants
  * (masks, the table) are hoisted into locals. f16 scales: kernel-parts' f16x4At (no subnormal f32
- * anywhere: a subnormal operand costs x64 a microcode assist; folding a 2^112 into the accumulator
- * made products subnormal and ran 3× slower).
+ * anywhere: its × 2^112 only where no scale of the four is subnormal, since a subnormal operand
+ * costs x64 a microcode assist; folding a 2^112 into the accumulator made products subnormal and
+ * ran 3× slower).
  *
  * i32 bounds per lane (one row), per 32-input (sub-)block, activations |x| ≤ 32767 (quant_x's
  * clamp), before the conversion to f32: Q4_1 C ≤ 4 dots · 2 products · 3840 · 32767 = 1.0e9
